@@ -1,0 +1,5 @@
+import sys
+
+from sovterm.cli import main
+
+sys.exit(main())

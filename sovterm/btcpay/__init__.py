@@ -1,0 +1,1 @@
+"""BTCPay Server Greenfield API v1 connector: client, models, webhooks, polling, invoice ledger."""

@@ -1,0 +1,263 @@
+"""`sovterm` command line: the daemon, the TUI, the demo, and every action as a scriptable command.
+
+Commands other than `daemon`, `demo`, `config check` and `version` talk to the running daemon over the
+control socket with the same methods the TUI uses. Exit status: 0 ok, 1 the action failed, 2 bad
+configuration or usage, 3 the daemon cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sovterm import __version__
+from sovterm.config import Settings, load_settings
+from sovterm.control.client import CallFailed, ControlClient, DaemonUnavailable
+from sovterm.errors import UserFacingError
+
+EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 1, 2, 3
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    try:
+        return load_settings(args.config, environ)
+    except UserFacingError as exc:
+        raise CommandError(str(exc), EXIT_CONFIG) from None
+
+
+async def _call(settings: Settings, method: str, params: dict[str, Any]) -> Any:
+    async with await ControlClient.connect(settings.socket_path) as client:
+        return await client.call(method, **params)
+
+
+def call(args: argparse.Namespace, environ: Mapping[str, str], method: str, **params: Any) -> Any:
+    """One control-socket call, turning failures into a clear message and exit status."""
+    settings = settings_from(args, environ)
+    try:
+        return asyncio.run(_call(settings, method, params))
+    except DaemonUnavailable as exc:
+        raise CommandError(str(exc), EXIT_UNREACHABLE) from None
+    except CallFailed as exc:
+        raise CommandError(exc.message) from None
+
+
+def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
+    print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else human(data))
+
+
+# ---- formatting -------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def format_status(st: dict[str, Any]) -> str:
+    checks = st["checks"]
+    lines = [
+        f"sovterm {st['version']}  pid {st['pid']}  up {st['uptime_s']:.0f} s  "
+        f"{'READY' if st['ready'] else 'NOT READY'}",
+        f"  data dir   {st['data_dir']}  (schema v{st['schema_version']})",
+        f"  config     {st['config']}",
+        f"  listener   {st['listener']}",
+        f"  database   {checks.get('database')}",
+        f"  disk free  {checks.get('disk_free_mb')} MB" + (f"  ({checks['disk']})" if "disk" in checks else ""),
+    ]
+    connectors = checks.get("connectors") or {}
+    for name, c in sorted(connectors.items()):
+        lines.append(f"  {name:<10} {c['state']}" + (f": {c['detail']}" if c.get("detail") else ""))
+    for name, loop in sorted((checks.get("loops") or {}).items()):
+        flag = "ok" if loop["fresh"] else "STALE"
+        if loop.get("paused"):
+            flag = "PAUSED"
+        last = st.get("last_runs", {}).get(name, {})
+        summary = last.get("summary") or ""
+        lines.append(
+            f"  loop {name:<8} {flag:<6} every {loop['interval_s']:.0f} s, last run "
+            f"{_age(loop['last_run_age_s'])}" + (f"  {summary}" if summary and summary != "{}" else "")
+        )
+    return "\n".join(lines)
+
+
+def format_log_line(line: dict[str, Any]) -> str:
+    extra = f" [{line['cid']}]" if line.get("cid") else ""
+    return f"{line.get('ts', '')} {line.get('level', ''):<7} {line.get('component', ''):<10}{extra} {line.get('msg', '')}"
+
+
+# ---- commands -----------------------------------------------------------------------------------
+
+
+def cmd_daemon(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from sovterm.daemon import run
+
+    return run(args.config, environ)
+
+
+def cmd_tui(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    settings = settings_from(args, environ)
+    from sovterm.tui.app import run_tui
+
+    return run_tui(settings.socket_path)
+
+
+def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from sovterm.demo import run_demo
+
+    return run_demo(environ, headless=args.no_tui, seconds=args.seconds)
+
+
+def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    st = call(args, environ, "status")
+    emit(args, st, format_status)
+    return 0 if st["ready"] else EXIT_FAILED
+
+
+def cmd_version(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    print(f"sovterm {__version__}")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    settings = settings_from(args, environ)
+    if args.json:
+        print(json.dumps({"ok": True, "source": settings.source, "settings": settings.model_dump(mode="json")}, indent=2))
+    else:
+        print(f"configuration OK ({settings.source})")
+        print(f"  data dir        {settings.data_dir}")
+        print(f"  listener        {settings.listener.host}:{settings.listener.port} (public {settings.public_url})")
+        print(f"  control socket  {settings.socket_path}")
+        print(f"  btcpay          {settings.btcpay.url or 'not set (configure with `sovterm setup btcpay`)'}")
+        print(f"  qbo             {settings.qbo.environment}, client id {'set' if settings.qbo.client_id else 'not set'}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    settings = settings_from(args, environ)
+    params = {"lines": args.lines, "follow": args.follow, "level": args.level,
+              "component": args.component, "search": args.grep}
+
+    def show(line: dict[str, Any]) -> None:
+        print(json.dumps(line) if args.json else format_log_line(line), flush=True)
+
+    async def tail() -> None:
+        async with await ControlClient.connect(settings.socket_path) as client:
+            result = await client.call("logs.tail", **params)
+            for line in result["lines"]:
+                show(line)
+            if args.follow:
+                async for note in client.notifications():
+                    if note["method"] == "logs.line":
+                        show(note["params"])
+                    elif note["method"] == "events.missed":
+                        print(f"... {note['params']['count']} lines skipped (terminal too slow)", file=sys.stderr)
+
+    try:
+        asyncio.run(tail())
+    except KeyboardInterrupt:
+        return 0
+    except DaemonUnavailable as exc:
+        raise CommandError(str(exc), EXIT_UNREACHABLE) from None
+    return 0
+
+
+def cmd_secrets_rotate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = call(args, environ, "secrets.rotate")
+    emit(args, result, lambda r: (
+        f"re-encrypted {r['reencrypted']} secret(s) under a new key.\n"
+        f"Back up the new key file now: {r['key_file']} (old backups of the key no longer open this database)."
+    ))
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = call(args, environ, "daemon.reload")
+    if result.get("error"):
+        raise CommandError(f"reload refused: {result['error']}", EXIT_CONFIG)
+    emit(args, result, lambda r: (
+        f"applied: {', '.join(r['applied']) or 'nothing'}\n"
+        f"needs a restart: {', '.join(r['restart_needed']) or 'nothing'}"
+    ))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    rows = call(args, environ, "audit.list", limit=args.limit)
+    emit(args, rows, lambda rs: "\n".join(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['at']))}  {r['actor']:<12} "
+        f"{r['action']:<18} {r['subject'] or '-':<24} {r['outcome']}  {r['detail']}"
+        for r in rs
+    ) or "no audit entries")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sovterm", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", "-c", help="config file (default: $SOVTERM_CONFIG or /etc/sovterm/sovterm.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[..., int], help: str, *, json_flag: bool = False, parent: Any = sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    add("daemon", cmd_daemon, "run the daemon in the foreground (systemd runs this)")
+    add("tui", cmd_tui, "open the terminal UI attached to the running daemon")
+    demo = add("demo", cmd_demo, "run everything on simulated BTCPay and QuickBooks in a temporary directory")
+    demo.add_argument("--no-tui", action="store_true", help="print status instead of opening the TUI")
+    demo.add_argument("--seconds", type=float, default=None, help="with --no-tui: stop after this long")
+    add("status", cmd_status, "show the daemon's state (exit 1 when not ready)", json_flag=True)
+    add("version", cmd_version, "print the version")
+    logs = add("logs", cmd_logs, "show the daemon's recent log lines", json_flag=True)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=100, help="how many recent lines (default 100)")
+    logs.add_argument("--level", default="DEBUG", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level shown")
+    logs.add_argument("--component", help="only this component (btcpay, qbo, sync, ...)")
+    logs.add_argument("--grep", help="only lines containing this text")
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_cmd", required=True)
+    add("check", cmd_config_check, "validate the configuration and show what it resolves to", json_flag=True, parent=config)
+    secrets = sub.add_parser("secrets", help="encrypted secrets").add_subparsers(dest="secrets_cmd", required=True)
+    add("rotate", cmd_secrets_rotate, "re-encrypt every stored secret under a new key", json_flag=True, parent=secrets)
+    add("reload", cmd_reload, "make the daemon re-read its configuration (same as SIGHUP)", json_flag=True)
+    audit = add("audit", cmd_audit, "show the audit trail (who did what)", json_flag=True)
+    audit.add_argument("--limit", type=int, default=100)
+    return parser
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = dict(os.environ if environ is None else environ)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, environ))
+    except CommandError as exc:
+        print(f"sovterm: {exc}", file=sys.stderr)
+        return exc.code
+    except UserFacingError as exc:
+        print(f"sovterm: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Configuration: a TOML file, overridden by `SOVTERM_<SECTION>__<KEY>` environment variables.
+
+Settings are built explicitly (`load_settings(path, environ)`) and passed down; nothing reads the
+process environment behind the caller's back, so tests build what they need without touching globals.
+A bad value is reported with its key, the value given and what would be valid.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sovterm.errors import ConfigError
+from sovterm.store.secrets import Secret
+
+DEFAULT_CONFIG_PATH = Path("/etc/sovterm/sovterm.toml")
+ENV_PREFIX = "SOVTERM_"
+ENV_CONFIG = "SOVTERM_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    public_url: str = ""  # defaults to http://<host>:<port>
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    request_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class ControlSettings(_Section):
+    socket: Path | None = None  # defaults to $RUNTIME_DIRECTORY/control.sock
+    socket_group: str | None = None  # group owning the socket and its directory; default: ours
+    admin_group: str | None = "sovterm-admin"
+    viewer_group: str | None = "sovterm-viewer"
+    max_clients: int = Field(64, ge=1)
+    client_queue: int = Field(1000, ge=10)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file_max_bytes: int = Field(10 * 1024 * 1024, ge=64 * 1024)
+    file_count: int = Field(5, ge=1, le=100)
+    ring_size: int = Field(5000, ge=100)
+
+
+class BTCPaySettings(_Section):
+    url: str | None = None
+    request_timeout_s: float = Field(30.0, gt=0)
+    poll_interval_s: int = Field(300, ge=10)
+    poll_window_days: int = Field(3, ge=1)
+    retry_attempts: int = Field(4, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+
+class QBOSettings(_Section):
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    client_secret_file: Path | None = None
+    environment: Literal["sandbox", "production"] = "sandbox"
+    redirect_uri: str | None = None  # defaults to <public_url>/oauth/qbo/callback
+    authorize_url: str = "https://appcenter.intuit.com/connect/oauth2"
+    token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+    revoke_url: str = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+    api_base: str | None = None  # defaults per environment
+    request_timeout_s: float = Field(60.0, gt=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> QBOSettings:
+        if self.client_secret and self.client_secret_file:
+            raise ValueError("set client_secret or client_secret_file, not both")
+        return self
+
+    def resolved_api_base(self) -> str:
+        if self.api_base:
+            return self.api_base.rstrip("/")
+        if self.environment == "production":
+            return "https://quickbooks.api.intuit.com"
+        return "https://sandbox-quickbooks.api.intuit.com"
+
+    def resolved_client_secret(self) -> Secret | None:
+        if self.client_secret:
+            return self.client_secret
+        if self.client_secret_file:
+            try:
+                return Secret(self.client_secret_file.read_text().strip())
+            except OSError as exc:
+                raise ConfigError(
+                    f"qbo.client_secret_file: cannot read {self.client_secret_file}: {exc.strerror}",
+                    fix="point it at a readable file holding only the client secret",
+                ) from exc
+        return None
+
+
+class SyncSettings(_Section):
+    workers: int = Field(4, ge=1, le=64)
+    max_attempts: int = Field(8, ge=1)
+    backoff_base_s: float = Field(5.0, gt=0)
+    backoff_max_s: float = Field(3600.0, gt=0)
+    lease_s: int = Field(60, ge=5)
+    interval_s: int = Field(5, ge=1)
+
+
+class ReaperSettings(_Section):
+    interval_s: int = Field(30, ge=1)
+    retention_days: int = Field(90, ge=1)
+
+
+class HealthSettings(_Section):
+    min_free_disk_mb: int = Field(500, ge=0)
+    heartbeat_grace_s: int = Field(120, ge=5)
+
+
+class Settings(_Section):
+    data_dir: Path
+    listener: ListenerSettings = ListenerSettings()
+    control: ControlSettings = ControlSettings()
+    logging: LoggingSettings = LoggingSettings()
+    btcpay: BTCPaySettings = BTCPaySettings()
+    qbo: QBOSettings = QBOSettings()
+    sync: SyncSettings = SyncSettings()
+    reaper: ReaperSettings = ReaperSettings()
+    health: HealthSettings = HealthSettings()
+    source: str = "defaults"  # where the settings came from, for `config check`
+
+    @property
+    def public_url(self) -> str:
+        return self.listener.public_url or f"http://{self.listener.host}:{self.listener.port}"
+
+    @property
+    def socket_path(self) -> Path:
+        assert self.control.socket is not None  # filled in by load_settings
+        return self.control.socket
+
+    @property
+    def qbo_redirect_uri(self) -> str:
+        return self.qbo.redirect_uri or f"{self.public_url}/oauth/qbo/callback"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "sovterm.db"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("STATE_DIRECTORY"):
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/sovterm")
+    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local/state")
+    return Path(base) / "sovterm"
+
+
+def default_socket(environ: Mapping[str, str], data_dir: Path) -> Path:
+    if environ.get("RUNTIME_DIRECTORY"):
+        return Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
+    if os.geteuid() == 0:
+        return Path("/run/sovterm/control.sock")
+    if environ.get("XDG_RUNTIME_DIR"):
+        return Path(environ["XDG_RUNTIME_DIR"]) / "sovterm" / "control.sock"
+    return data_dir / "run" / "control.sock"
+
+
+def config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The file to read and whether it must exist (it must if the operator named it)."""
+    if explicit:
+        return Path(explicit), True
+    if environ.get(ENV_CONFIG):
+        return Path(environ[ENV_CONFIG]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`SOVTERM_LISTENER__PORT=9000` → {"listener": {"port": "9000"}}; `SOVTERM_DATA_DIR` → data_dir."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    node: Any = raw
+    for part in error["loc"]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    shown = "(missing)" if node is None and error["type"] == "missing" else repr(node)
+    if "secret" in key:
+        shown = "(hidden)"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (misspelt? see docs/configuration.md for the valid keys)"
+    return f"{key} = {shown}: {error['msg']}"
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the file (if any) and the environment, validate, and fill derived defaults."""
+    environ = dict(os.environ if environ is None else environ)
+    file, required = config_path(path, environ)
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if file.exists():
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}", fix="correct the syntax at that line") from exc
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}", fix="check the path and permissions") from exc
+        source = str(file)
+    elif required:
+        raise ConfigError(f"config file {file} does not exist", fix="create it (see sovterm.example.toml) or fix the path")
+    raw = _merge(raw, _env_overrides(environ))
+    raw.setdefault("data_dir", str(default_data_dir(environ)))
+    raw["source"] = source
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, raw) for e in exc.errors()]
+        raise ConfigError(
+            f"invalid configuration ({source}):\n  " + "\n  ".join(lines),
+            fix="correct the values above in the file or the SOVTERM_* environment variables",
+        ) from None
+    if settings.control.socket is None:
+        control = settings.control.model_copy(
+            update={"socket": default_socket(environ, settings.data_dir)}
+        )
+        settings = settings.model_copy(update={"control": control})
+    if settings.qbo.client_secret_file:
+        settings.qbo.resolved_client_secret()  # fail now, naming the key, rather than at connect
+    return settings

@@ -1,0 +1,183 @@
+"""The daemon's own control methods: handshake, status, logs, events, key rotation, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sovterm import __version__
+from sovterm.control import protocol as rpc
+from sovterm.control.roles import Role
+from sovterm.control.server import CallContext, ControlServer
+from sovterm.services import Services
+from sovterm.store import audit, keyring
+from sovterm.web.app import readiness
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+class HelloParams(BaseModel):
+    client: str = "unknown"
+    protocol: int = rpc.PROTOCOL_VERSION
+
+
+class LogsParams(BaseModel):
+    lines: int = Field(200, ge=0, le=5000)
+    follow: bool = False
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "DEBUG"
+    component: str | None = None
+    search: str | None = None
+
+
+class AuditParams(BaseModel):
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class SubscribeParams(BaseModel):
+    topics: list[str] = []
+
+
+def log_filter(level: str, component: str | None, search: str | None) -> Callable[[dict[str, Any]], bool]:
+    floor = LEVELS[level]
+    needle = search.lower() if search else None
+
+    def keep(line: dict[str, Any]) -> bool:
+        if LEVELS.get(line.get("level", "INFO"), 20) < floor:
+            return False
+        if component and not str(line.get("component", "")).startswith(component):
+            return False
+        return not needle or needle in str(line.get("msg", "")).lower()
+
+    return keep
+
+
+async def daemon_status(services: Services) -> dict[str, Any]:
+    ready, checks = await readiness(services)
+    db = services.require_db()
+    runs = {
+        r[0]: {"last_start": r[1], "last_end": r[2], "ok": bool(r[3]), "summary": r[4]}
+        for r in await db.fetchall("SELECT loop, last_start, last_end, last_ok, summary FROM loop_runs")
+    }
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round(time.time() - services.started_at, 1),
+        "data_dir": str(services.settings.data_dir),
+        "config": services.settings.source,
+        "listener": services.settings.public_url,
+        "schema_version": await db.schema_version(),
+        "ready": ready,
+        "checks": checks,
+        "last_runs": runs,
+    }
+
+
+def register_core_methods(
+    server: ControlServer, services: Services, reload: Callable[[], Awaitable[dict[str, Any]]]
+) -> None:
+    @server.method("hello", role=Role.VIEWER, params=HelloParams)
+    async def hello(ctx: CallContext, client: str, protocol: int) -> dict[str, Any]:
+        """Handshake: the daemon's version and the caller's role."""
+        if protocol != rpc.PROTOCOL_VERSION:
+            raise rpc.RpcError(
+                rpc.INVALID_REQUEST,
+                f"protocol {protocol} not supported (daemon speaks {rpc.PROTOCOL_VERSION}); "
+                "upgrade the client and the daemon together",
+            )
+        return {
+            "version": __version__,
+            "protocol": rpc.PROTOCOL_VERSION,
+            "role": ctx.peer.role.name.lower(),
+            "user": ctx.peer.user,
+        }
+
+    @server.method("ping", role=Role.VIEWER)
+    async def ping(ctx: CallContext) -> str:
+        """Liveness of the control socket."""
+        return "pong"
+
+    @server.method("methods.list", role=Role.VIEWER)
+    async def methods_list(ctx: CallContext) -> list[dict[str, str]]:
+        """Every method with the role it needs (the TUI greys out what the caller cannot do)."""
+        return [
+            {"name": m.name, "role": m.role.name.lower(), "summary": m.summary}
+            for m in sorted(server.methods.values(), key=lambda m: m.name)
+        ]
+
+    @server.method("status", role=Role.VIEWER)
+    async def status(ctx: CallContext) -> dict[str, Any]:
+        """Version, uptime, readiness checks, loops and connectors."""
+        return await daemon_status(services)
+
+    @server.method("logs.tail", role=Role.VIEWER, params=LogsParams)
+    async def logs_tail(
+        ctx: CallContext, lines: int, follow: bool, level: str, component: str | None, search: str | None
+    ) -> dict[str, Any]:
+        """Recent log lines; with follow, new lines arrive as `logs.line` notifications."""
+        keep = log_filter(level, component, search)
+        ring = services.logs.ring
+        backlog = [{"seq": seq, **line} for seq, line in ring.recent(ring.size) if keep(line)]
+        if follow:
+            loop = asyncio.get_running_loop()
+            conn = ctx.connection
+
+            def forward(seq: int, line: dict[str, Any]) -> None:
+                if keep(line):
+                    loop.call_soon_threadsafe(conn.notify, "logs.line", {"seq": seq, **line})
+
+            stop = ring.listen(forward)
+
+            async def hold() -> None:
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    stop()
+
+            conn.spawn(hold())
+        return {"lines": backlog[-lines:] if lines else []}
+
+    @server.method("events.subscribe", role=Role.VIEWER, params=SubscribeParams)
+    async def subscribe(ctx: CallContext, topics: list[str]) -> dict[str, Any]:
+        """Server-pushed `event` notifications for the topics (all when empty)."""
+        sub = services.bus.subscribe(topics, limit=server.notify_limit)
+        conn = ctx.connection
+
+        async def forward() -> None:
+            try:
+                while True:
+                    missed, event = await sub.next()
+                    if missed:
+                        conn.notify("events.missed", {"count": missed})
+                    if event is None:
+                        return
+                    conn.notify("event", {"topic": event.topic, "ts": event.ts, **event.data})
+            finally:
+                services.bus.unsubscribe(sub)
+
+        conn.spawn(forward())
+        return {"subscribed": sorted(topics) or ["*"]}
+
+    @server.method("secrets.rotate", role=Role.ADMIN)
+    async def secrets_rotate(ctx: CallContext) -> dict[str, Any]:
+        """Re-encrypt every stored secret under a new key file."""
+        count = await keyring.rotate(services.require_secrets(), services.settings.data_dir)
+        await audit.record(
+            services.require_db(), ctx.peer.user, "secrets.rotate", None, {"secrets": count}, "ok"
+        )
+        return {"reencrypted": count, "key_file": str(services.settings.data_dir / "sovterm.key")}
+
+    @server.method("daemon.reload", role=Role.ADMIN)
+    async def daemon_reload(ctx: CallContext) -> dict[str, Any]:
+        """Re-read the configuration (as SIGHUP does) and say what changed."""
+        return await reload()
+
+    @server.method("audit.list", role=Role.VIEWER, params=AuditParams)
+    async def audit_list(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
+        """The most recent audit entries, newest first."""
+        return await audit.recent(services.require_db(), limit)
+

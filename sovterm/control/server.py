@@ -1,0 +1,286 @@
+"""The control server: JSON-RPC 2.0 over a Unix socket with roles from SO_PEERCRED.
+
+The socket is created under a umask so it is born 0660 inside a 0750 directory (never chmod-ed after
+binding). Each connection has an unbounded lane for replies and a bounded lane for notifications: a
+client that reads slowly loses notifications (and is told how many) but never slows the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import socket
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from sovterm.control import protocol as rpc
+from sovterm.control.roles import Peer, Role, RolePolicy
+from sovterm.errors import UserFacingError
+from sovterm.logs import get_logger
+
+log = get_logger("control")
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class Method:
+    name: str
+    handler: Handler
+    role: Role
+    summary: str
+    params: type[BaseModel] | None
+
+
+@dataclass(eq=False)
+class Connection:
+    """One attached client: who it is, and its two outgoing lanes."""
+
+    peer: Peer
+    writer: asyncio.StreamWriter
+    notify_limit: int
+    replies: deque[bytes] = field(default_factory=deque)
+    notes: deque[bytes] = field(default_factory=deque)
+    missed: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def reply(self, data: bytes) -> None:
+        self.replies.append(data)
+        self.wake.set()
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        if len(self.notes) >= self.notify_limit:
+            self.missed += 1
+        else:
+            self.notes.append(rpc.notification(method, params))
+        self.wake.set()
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+
+@dataclass
+class CallContext:
+    """What a method handler knows about its call."""
+
+    peer: Peer
+    connection: Connection
+    server: ControlServer
+
+
+class ControlServer:
+    def __init__(
+        self,
+        path: Path,
+        policy: RolePolicy,
+        *,
+        version: str,
+        socket_gid: int | None = None,
+        max_clients: int = 64,
+        notify_limit: int = 1000,
+    ) -> None:
+        self.path = path
+        self.policy = policy
+        self.version = version
+        self.socket_gid = socket_gid
+        self.max_clients = max_clients
+        self.notify_limit = notify_limit
+        self.methods: dict[str, Method] = {}
+        self.connections: set[Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self.requests_served = 0
+
+    def method(
+        self, name: str, *, role: Role, params: type[BaseModel] | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Register `handler(ctx, **params)` as `name`, callable by `role` and above."""
+
+        def register(handler: Handler) -> Handler:
+            if name in self.methods:
+                raise ValueError(f"method {name} registered twice")
+            summary = (inspect.getdoc(handler) or "").split("\n")[0]
+            self.methods[name] = Method(name, handler, role, summary, params)
+            return handler
+
+        return register
+
+    async def start(self) -> None:
+        directory = self.path.parent
+        old = os.umask(0o027)
+        try:
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        finally:
+            os.umask(old)
+        if self.socket_gid is not None:
+            with suppress(PermissionError):
+                os.chown(directory, -1, self.socket_gid)
+        if self.path.exists() or self.path.is_symlink():
+            # The single-instance lock is held, so no live daemon owns this: it is stale.
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o117)  # born 0660
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        if self.socket_gid is not None:
+            with suppress(PermissionError):
+                os.chown(self.path, -1, self.socket_gid)  # group only; mode stays 0660
+        sock.listen(64)
+        self._server = await asyncio.start_unix_server(
+            self._serve, sock=sock, limit=rpc.MAX_LINE_BYTES
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.closed = True
+            conn.wake.set()
+            for task in list(conn.tasks):
+                task.cancel()
+            conn.writer.close()
+        if self._server is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        with suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        peer = self.policy.identify(sock)
+        conn = Connection(peer, writer, self.notify_limit)
+        if peer.role is Role.NONE or len(self.connections) >= self.max_clients:
+            why = (
+                f"user {peer.user} is in neither the admin nor the viewer group"
+                if peer.role is Role.NONE
+                else "too many clients attached"
+            )
+            log.warning("control connection refused: %s (pid %s)", why, peer.pid)
+            err = rpc.RpcError(rpc.FORBIDDEN, f"access refused: {why}")
+            writer.write(rpc.encode({"jsonrpc": "2.0", "id": None, "error": err.to_json()}))
+            with suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        self.connections.add(conn)
+        log.debug("client attached: %s uid=%s pid=%s role=%s", peer.user, peer.uid, peer.pid, peer.role.name)
+        pump = asyncio.create_task(self._pump(conn))
+        try:
+            while not conn.closed:
+                try:
+                    line = await reader.readline()
+                except (asyncio.LimitOverrunError, ValueError):
+                    conn.reply(_error(None, rpc.RpcError(rpc.INVALID_REQUEST, "message too long")))
+                    break
+                except ConnectionError:
+                    break
+                if not line:
+                    break
+                if line.strip():
+                    conn.spawn(self._handle_line(conn, line))
+        finally:
+            conn.closed = True
+            conn.wake.set()
+            for task in list(conn.tasks):
+                task.cancel()
+            self.connections.discard(conn)
+            with suppress(Exception):
+                await asyncio.wait_for(pump, 1)
+            writer.close()
+
+    async def _pump(self, conn: Connection) -> None:
+        """Write replies first, then notifications, telling the client what it missed."""
+        try:
+            while True:
+                await conn.wake.wait()
+                conn.wake.clear()
+                while conn.replies or conn.notes or conn.missed:
+                    if conn.replies:
+                        conn.writer.write(conn.replies.popleft())
+                    else:
+                        if conn.missed:
+                            missed, conn.missed = conn.missed, 0
+                            conn.writer.write(rpc.notification("events.missed", {"count": missed}))
+                        if conn.notes:
+                            conn.writer.write(conn.notes.popleft())
+                    await conn.writer.drain()
+                if conn.closed:
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            return
+
+    async def _handle_line(self, conn: Connection, line: bytes) -> None:
+        req_id: Any = None
+        try:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                raise rpc.RpcError(rpc.PARSE_ERROR, "not valid JSON") from None
+            if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or "method" not in msg:
+                raise rpc.RpcError(rpc.INVALID_REQUEST, "not a JSON-RPC 2.0 request")
+            req_id = msg.get("id")
+            result = await self.dispatch(conn, str(msg["method"]), msg.get("params") or {})
+            if req_id is not None:
+                conn.reply(rpc.encode({"jsonrpc": "2.0", "id": req_id, "result": result}))
+        except rpc.RpcError as exc:
+            conn.reply(_error(req_id, exc))
+        except asyncio.CancelledError:
+            raise
+        finally:
+            self.requests_served += 1
+
+    async def dispatch(self, conn: Connection, name: str, params: Any) -> Any:
+        method = self.methods.get(name)
+        if method is None:
+            raise rpc.RpcError(rpc.METHOD_NOT_FOUND, f"no such method: {name}")
+        if conn.peer.role < method.role:
+            raise rpc.RpcError(
+                rpc.FORBIDDEN,
+                f"{name} needs the {method.role.name.lower()} role; user {conn.peer.user} is "
+                f"{conn.peer.role.name.lower()}",
+            )
+        if not isinstance(params, dict):
+            raise rpc.RpcError(rpc.INVALID_PARAMS, "params must be an object")
+        kwargs: dict[str, Any] = params
+        if method.params is not None:
+            try:
+                kwargs = dict(method.params.model_validate(params))
+            except ValidationError as exc:
+                detail = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors()
+                )
+                raise rpc.RpcError(rpc.INVALID_PARAMS, f"invalid parameters for {name}: {detail}") from None
+        ctx = CallContext(conn.peer, conn, self)
+        try:
+            return await method.handler(ctx, **kwargs)
+        except rpc.RpcError:
+            raise
+        except UserFacingError as exc:
+            raise rpc.RpcError(rpc.USER_ERROR, str(exc), {"code": exc.code}) from None
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            cid = uuid.uuid4().hex[:12]
+            log.exception("control method %s failed", name, extra={"cid": cid})
+            raise rpc.RpcError(
+                rpc.INTERNAL_ERROR, f"internal error (see the daemon log, id {cid})", {"cid": cid}
+            ) from None
+
+
+def _error(req_id: Any, exc: rpc.RpcError) -> bytes:
+    return rpc.encode({"jsonrpc": "2.0", "id": req_id, "error": exc.to_json()})

@@ -1,0 +1,1 @@
+"""QuickBooks Online connector: OAuth, tokens, accounting client, limiter, account mapping."""

@@ -1,0 +1,60 @@
+"""The daemon's running parts in one typed object, handed to routes, loops and control methods.
+
+Fields are filled by the daemon's `cleanup_ctx` stages in order; a part reads what it needs from here
+instead of reaching for globals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sovterm.events import EventBus
+from sovterm.health import Connectors, Heartbeats, Metrics
+from sovterm.logs import LogSetup
+
+if TYPE_CHECKING:
+    import aiohttp
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from sovterm.config import Settings
+    from sovterm.control.server import ControlServer
+    from sovterm.store.db import Database
+    from sovterm.store.secrets import SecretStore
+    from sovterm.systemd import Notifier
+
+
+@dataclass
+class Services:
+    settings: Settings
+    environ: dict[str, str]
+    notifier: Notifier
+    logs: LogSetup
+    bus: EventBus = field(default_factory=EventBus)
+    heartbeats: Heartbeats = field(init=False)
+    connectors: Connectors = field(init=False)
+    metrics: Metrics = field(default_factory=Metrics)
+    started_at: float = field(default_factory=time.time)
+    db: Database | None = None
+    secrets: SecretStore | None = None
+    http: aiohttp.ClientSession | None = None
+    scheduler: AsyncIOScheduler | None = None
+    control: ControlServer | None = None
+    config_path: str | None = None
+
+    def __post_init__(self) -> None:
+        self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)
+        self.connectors = Connectors(
+            on_change=lambda name, s: self.bus.publish(
+                "connector.state", connector=name, state=s.state, detail=s.detail
+            )
+        )
+
+    def require_db(self) -> Database:
+        assert self.db is not None, "database stage has not started"
+        return self.db
+
+    def require_secrets(self) -> SecretStore:
+        assert self.secrets is not None, "database stage has not started"
+        return self.secrets

@@ -1,0 +1,1 @@
+"""Storage: the SQLite connection, numbered migrations and encrypted secrets."""

@@ -1,0 +1,173 @@
+"""The SQLite database: one writer connection, one reader connection, numbered migrations.
+
+Writes go through `transaction()`, which serialises writers on an asyncio lock and runs
+`BEGIN IMMEDIATE ... COMMIT` so that a job row and the event that caused it land together or not at
+all. Reads use a second connection; in WAL mode they see committed data only and never wait for the
+writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from sovterm.errors import StartupRefused
+
+MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def bundled_migrations() -> list[Migration]:
+    """The numbered SQL files shipped in `sovterm/store/migrations/`, in order."""
+    found: list[Migration] = []
+    for entry in resources.files("sovterm.store.migrations").iterdir():
+        match = MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migration numbers must run 1..n without gaps, found {versions}")
+    return found
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")  # a 200 to BTCPay means it is on disk
+    await conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class Database:
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        backup_dir: Path | None = None,
+    ) -> Database:
+        """Open (creating if needed) and migrate; refuse a database newer than this code."""
+        migrations = list(bundled_migrations() if migrations is None else migrations)
+        writer = await _connect(path)
+        try:
+            await migrate(writer, path, migrations, backup_dir=backup_dir)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; commits on success, rolls back on any exception."""
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            else:
+                await self._writer.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def write(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """A single-statement write in its own transaction; returns the affected row count."""
+        async with self.transaction() as tx:
+            cur = await tx.execute(sql, tuple(params))
+            return cur.rowcount
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return int(row[0]) if row else 0
+
+    async def backup_to(self, target: Path) -> None:
+        """A consistent online copy (VACUUM INTO is safe under WAL, unlike copying the file)."""
+        async with self._write_lock:
+            await self._writer.execute("VACUUM INTO ?", (str(target),))
+
+
+async def current_version(conn: aiosqlite.Connection) -> int:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(
+    conn: aiosqlite.Connection,
+    path: Path,
+    migrations: Sequence[Migration],
+    *,
+    backup_dir: Path | None,
+) -> list[int]:
+    """Apply pending migrations, each with its version bump in one transaction."""
+    have = await current_version(conn)
+    newest = migrations[-1].version if migrations else 0
+    if have > newest:
+        raise StartupRefused(
+            f"database {path} is at schema version {have}, newer than this sovterm knows ({newest})",
+            fix="upgrade sovterm, or restore a backup made by this version",
+        )
+    pending = [m for m in migrations if m.version > have]
+    if pending and have > 0 and backup_dir is not None:
+        backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = backup_dir / f"{path.stem}-v{have}-{time.strftime('%Y%m%dT%H%M%S')}.db"
+        await conn.execute("VACUUM INTO ?", (str(target),))
+    applied: list[int] = []
+    for m in pending:
+        script = (
+            "BEGIN IMMEDIATE;\n"
+            f"{m.sql}\n;\n"
+            f"INSERT INTO schema_version(version, name, applied_at) "
+            f"VALUES ({m.version}, '{m.name}', strftime('%s','now'));\n"
+            "COMMIT;"
+        )
+        try:
+            await conn.executescript(script)
+        except Exception:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+        applied.append(m.version)
+    return applied
