@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, write_config
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[object]:
+    """Start real daemons under tmp_path; each is stopped (or killed) after the test."""
+    started: list[DaemonProcess] = []
+
+    def make(extra: dict | None = None, start: bool = True, name: str = "d", **top: object) -> DaemonProcess:
+        root = tmp_path / name
+        root.mkdir(exist_ok=True)
+        d = DaemonProcess(root, write_config(root, extra, **top))
+        started.append(d)
+        return d.start() if start else d
+
+    yield make
+    for d in started:
+        d.kill()
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> DaemonProcess:
+    return daemon_factory()

@@ -1,0 +1,123 @@
+"""Run a real `sovterm daemon` subprocess in a temporary directory, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(root: Path, extra: dict[str, dict[str, Any]] | None = None, **top: Any) -> Path:
+    """A config file for a daemon living entirely under `root`."""
+    sections: dict[str, dict[str, Any]] = {
+        "listener": {"host": "127.0.0.1", "port": free_port()},
+        "control": {"socket": str(root / "run" / "control.sock")},
+        "reaper": {"interval_s": 30},
+    }
+    for name, values in (extra or {}).items():
+        sections.setdefault(name, {}).update(values)
+    lines = [f'data_dir = "{root / "data"}"']
+    lines += [f"{k} = {_toml(v)}" for k, v in top.items()]
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+    path = root / "sovterm.toml"
+    path.write_text("\n".join(lines) + "\n")
+    tomllib.loads(path.read_text())  # fail here, not in the daemon, on a bad test config
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment minus anything that would steer the daemon."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOVTERM_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class DaemonProcess:
+    root: Path
+    config: Path
+    env: dict[str, str] = field(default_factory=clean_env)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.root / "run" / "control.sock"
+
+    @property
+    def port(self) -> int:
+        return int(tomllib.loads(self.config.read_text())["listener"]["port"])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True, timeout: float = 15.0) -> DaemonProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sovterm", "--config", str(self.config), "daemon"],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                out, err = self.proc.communicate()
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {err.decode()}")
+            if self.socket_path.exists():
+                try:
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.connect(str(self.socket_path))
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise TimeoutError("daemon did not become ready")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sovterm", "--config", str(self.config), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
