@@ -1,0 +1,239 @@
+"""BTCPay webhook intake: signature check on the raw bytes, typed events, and durable ingestion.
+
+BTCPay signs the exact bytes it sends (`BTCPay-Sig: sha256=<hex HMAC-SHA256(secret, body)>`), so we
+verify before parsing and never re-serialise. Retries carry a new `deliveryId` but keep
+`originalDeliveryId`, which is therefore the idempotency key. BTCPay retries on 5xx/408/429 only, so
+permanently bad deliveries get a 4xx, and anything we could not store gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiosqlite
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from sovterm.btcpay.models import Payment
+from sovterm.store.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "BTCPay-Sig"
+_SIG_PREFIX = "sha256="
+
+INVOICE_EVENTS = (
+    "InvoiceCreated",
+    "InvoiceReceivedPayment",
+    "InvoicePaymentSettled",
+    "InvoiceProcessing",
+    "InvoiceExpired",
+    "InvoiceSettled",
+    "InvoiceInvalid",
+    # emitted since v2.1.2 / v2.4.1 but missing from the spec's list; older servers simply never send them
+    "InvoiceExpiredPaidPartial",
+    "InvoicePaidAfterExpiration",
+    "InvoiceRefund",
+)
+PAYOUT_EVENTS = ("PayoutCreated", "PayoutApproved", "PayoutUpdated")
+#: What we register our webhook for (`authorizedEvents.specificEvents`).
+SUBSCRIBED_EVENTS: tuple[str, ...] = INVOICE_EVENTS + PAYOUT_EVENTS
+
+
+def sign(secret: Secret, raw: bytes) -> str:
+    """The `BTCPay-Sig` header value BTCPay would send for this body."""
+    digest = hmac.new(secret.reveal().encode("utf-8"), raw, hashlib.sha256).hexdigest()
+    return _SIG_PREFIX + digest
+
+
+def verify_signature(secret: Secret, raw: bytes, header: str | None) -> bool:
+    """Constant-time check of `BTCPay-Sig` against the raw body bytes."""
+    if not header or not secret:
+        return False
+    header = header.strip()
+    if not header.lower().startswith(_SIG_PREFIX):
+        return False
+    given = header[len(_SIG_PREFIX):].strip().lower().encode("ascii", "replace")
+    expected = sign(secret, raw)[len(_SIG_PREFIX):].encode("ascii")
+    return hmac.compare_digest(given, expected)
+
+
+class WebhookEvent(BaseModel):
+    """Any BTCPay event; unknown types stay this generic shape (all fields kept in `model_extra`)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+
+    delivery_id: str
+    webhook_id: str | None = None
+    original_delivery_id: str | None = None
+    is_redelivery: bool = False
+    type: str
+    timestamp: int | None = None
+    store_id: str | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        return self.original_delivery_id or self.delivery_id
+
+
+class InvoiceEvent(WebhookEvent):
+    invoice_id: str
+    metadata: dict[str, Any] | None = None
+    manually_marked: bool | None = None
+    over_paid: bool | None = None
+    partially_paid: bool | None = None
+    after_expiration: bool | None = None
+    payment_method_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("paymentMethodId", "paymentMethod")
+    )
+    payment: Payment | None = None
+    pull_payment_id: str | None = None
+
+
+class PayoutEvent(WebhookEvent):
+    payout_id: str
+    pull_payment_id: str | None = None
+    payout_state: str | None = None
+
+
+class WebhookParseError(ValueError):
+    pass
+
+
+def parse_event(raw: bytes) -> WebhookEvent:
+    """A verified body → typed event. Unknown types give a `WebhookEvent`; malformed JSON raises."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WebhookParseError("body is not JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise WebhookParseError("body is not a BTCPay event object")
+    etype = data["type"]
+    try:
+        if etype in INVOICE_EVENTS or (etype.startswith("Invoice") and "invoiceId" in data):
+            return InvoiceEvent.model_validate(data)
+        if etype in PAYOUT_EVENTS or (etype.startswith("Payout") and "payoutId" in data):
+            return PayoutEvent.model_validate(data)
+        return WebhookEvent.model_validate(data)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        raise WebhookParseError(f"{etype} event lacks or mistypes: {fields}") from exc
+
+
+class _Readable(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+async def read_limited(content: _Readable, max_bytes: int) -> bytes:
+    """Read at most `max_bytes + 1` bytes (e.g. from aiohttp's `request.content`), so an oversized
+    body is detected by `ingest` without buffering all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = await content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: int
+    reason: str
+    duplicate: bool = False
+    event_type: str | None = None
+    event: WebhookEvent | None = None
+
+
+EventHandler = Callable[[aiosqlite.Connection, WebhookEvent], Awaitable[None]]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lname = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lname:
+            return val
+    return None
+
+
+async def _refuse(
+    db: Any, *, status: int, reason: str, store_id: str | None, delivery_id: str | None, size: int
+) -> IngestResult:
+    log.warning("refused BTCPay webhook for store %s: %s (%d bytes)", store_id, reason, size)
+    await db.write(
+        "INSERT INTO webhook_refusals(at, reason, http_status, store_id, delivery_id, body_bytes) "
+        "VALUES(?, ?, ?, ?, ?, ?)",
+        (int(time.time()), reason, status, store_id, delivery_id, size),
+    )
+    return IngestResult(status=status, reason=reason)
+
+
+async def ingest(
+    db: Any,
+    *,
+    store_id: str,
+    secret: Secret | None,
+    raw: bytes,
+    headers: Mapping[str, str],
+    max_bytes: int,
+    on_event: EventHandler,
+) -> IngestResult:
+    """Verify, deduplicate and durably accept one delivery; 200 only after the commit.
+
+    `secret` is the route store's webhook secret (None if we follow no such store). Refusals are
+    recorded in `webhook_refusals` without the body. The delivery row and whatever `on_event` does
+    with `conn` commit together; if `on_event` raises, nothing is kept and BTCPay gets a 500 so it
+    retries.
+    """
+    size = len(raw)
+    if size > max_bytes:
+        return await _refuse(db, status=413, reason="too_large", store_id=store_id, delivery_id=None, size=size)
+    if secret is None:
+        return await _refuse(db, status=404, reason="unknown_store", store_id=store_id, delivery_id=None, size=size)
+    signature = _header(headers, SIGNATURE_HEADER)
+    if not signature:
+        return await _refuse(db, status=401, reason="missing_signature", store_id=store_id, delivery_id=None, size=size)
+    if not verify_signature(secret, raw, signature):
+        return await _refuse(db, status=401, reason="bad_signature", store_id=store_id, delivery_id=None, size=size)
+    try:
+        event = parse_event(raw)
+    except WebhookParseError as exc:
+        return await _refuse(
+            db, status=400, reason=f"unreadable: {exc}"[:200], store_id=store_id, delivery_id=None, size=size
+        )
+    if event.store_id != store_id:
+        return await _refuse(
+            db, status=403, reason="wrong_store", store_id=store_id, delivery_id=event.delivery_id, size=size
+        )
+    try:
+        async with db.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO webhook_deliveries(dedupe_key, delivery_id, store_id, webhook_id, event_type, "
+                "invoice_id, payout_id, is_redelivery, event_timestamp, received_at) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING",
+                (
+                    event.dedupe_key, event.delivery_id, store_id, event.webhook_id, event.type,
+                    getattr(event, "invoice_id", None), getattr(event, "payout_id", None),
+                    int(event.is_redelivery), event.timestamp, int(time.time()),
+                ),
+            )
+            if cur.rowcount == 0:
+                log.info("BTCPay delivery %s repeats event %s; ignored", event.delivery_id, event.dedupe_key)
+                return IngestResult(200, "duplicate", duplicate=True, event_type=event.type, event=event)
+            await on_event(conn, event)
+    except Exception:
+        log.exception("could not store BTCPay %s delivery %s", event.type, event.delivery_id)
+        return IngestResult(500, "store_failed", event_type=event.type, event=event)
+    return IngestResult(200, "accepted", event_type=event.type, event=event)
