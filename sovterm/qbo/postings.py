@@ -1,0 +1,296 @@
+"""QuickBooks documents sovterm writes, and how each is found again after a crash.
+
+Every document carries a marker `SV` + 19 base32 characters derived from the logical operation. It
+goes into `DocNumber` because Intuit lets a query filter on `DocNumber` but not on `PrivateNote`
+(`4001 property is not queryable`), and `DocNumber` holds at most 21 characters. The private note
+repeats it as `sovterm:<marker>` next to the BTC amount and rate, for people reading the books.
+A retried create therefore cannot silently duplicate: Intuit replays the same `requestid`; when it
+does not, a company that enforces unique numbers answers `6140` and we look the marker up; and
+after an unknown outcome (timeout, dropped connection) we look it up before reporting failure.
+
+Amounts are `Decimal` fiat at the value BTCPay recorded. BTC is no QuickBooks currency, so documents
+are in the fiat currency; a non-home currency gets `CurrencyRef` and `ExchangeRate` (home units per
+one foreign unit), which needs multicurrency switched on in the company.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sovterm.errors import UserFacingError
+from sovterm.qbo.client import QBOClient, quote_literal
+from sovterm.qbo.errors import QBODuplicateDocNumber, QBOUnavailable
+
+log = logging.getLogger(__name__)
+
+MARKER_PREFIX = "SV"
+MARKER_LENGTH = 21  # Intuit's DocNumber limit
+SATS_PER_BTC = Decimal(100_000_000)
+
+
+def marker_for(*parts: object) -> str:
+    """A stable 21-character marker for one logical posting, e.g. ("salesreceipt", store, invoice, 0)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return MARKER_PREFIX + base64.b32encode(digest).decode()[: MARKER_LENGTH - len(MARKER_PREFIX)]
+
+
+@dataclass(frozen=True)
+class CurrencyContext:
+    """The company's home currency and whether multicurrency is on (`QBOClient.currency_settings()`)."""
+
+    home: str
+    multicurrency: bool
+
+
+@dataclass(frozen=True)
+class BtcDetail:
+    """What BTCPay recorded, written into the private note (not into amounts)."""
+
+    sats: int
+    rate: Decimal  # fiat per BTC
+    fiat_currency: str
+    source: str  # e.g. "BTCPay invoice 7Hf3... (store Ab12...)"
+
+    def describe(self) -> str:
+        btc = (Decimal(self.sats) / SATS_PER_BTC).quantize(Decimal("0.00000001"))
+        return f"{self.source}: {btc} BTC at {self.rate} {self.fiat_currency}/BTC"
+
+
+def private_note(marker: str, detail: BtcDetail | str | None) -> str:
+    text = detail.describe() if isinstance(detail, BtcDetail) else (detail or "")
+    return f"sovterm:{marker} {text}".strip()[:4000]
+
+
+def _amount(value: Decimal, what: str = "amount") -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise TypeError(f"{what} must be a finite Decimal")
+    if value <= 0:
+        raise ValueError(f"{what} must be positive, got {value}")
+    if value != value.quantize(Decimal("0.01")):
+        raise ValueError(f"{what} {value} has more than 2 decimal places")
+    return value
+
+
+def currency_fields(ctx: CurrencyContext, currency: str, exchange_rate: Decimal | None) -> dict[str, Any]:
+    """`CurrencyRef`/`ExchangeRate` for a document in `currency`."""
+    currency = currency.upper()
+    if currency == ctx.home.upper():
+        return {"CurrencyRef": {"value": currency}} if ctx.multicurrency else {}
+    if not ctx.multicurrency:
+        raise UserFacingError(
+            f"this QuickBooks company keeps its books in {ctx.home} without multicurrency; "
+            f"a {currency} amount cannot be posted as is",
+            fix="turn on multicurrency in QuickBooks (it cannot be turned off again), or price the store in "
+            f"{ctx.home}",
+        )
+    if exchange_rate is None or exchange_rate <= 0:
+        raise ValueError(f"a {currency} document needs the {ctx.home} per {currency} exchange rate")
+    return {"CurrencyRef": {"value": currency}, "ExchangeRate": exchange_rate}
+
+
+def _ref(value: str) -> dict[str, str]:
+    return {"value": value}
+
+
+def _header(marker: str, txn_date: date, note: BtcDetail | str | None) -> dict[str, Any]:
+    if len(marker) > MARKER_LENGTH:
+        raise ValueError("marker longer than DocNumber allows")
+    return {"DocNumber": marker, "TxnDate": txn_date.isoformat(), "PrivateNote": private_note(marker, note)}
+
+
+def _sales_line(item_id: str, amount: Decimal, description: str | None,
+                class_id: str | None, tax_code_id: str | None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"ItemRef": _ref(item_id), "Qty": 1, "UnitPrice": amount}
+    if class_id:
+        detail["ClassRef"] = _ref(class_id)
+    if tax_code_id:
+        detail["TaxCodeRef"] = _ref(tax_code_id)
+    line: dict[str, Any] = {"Amount": amount, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": detail}
+    if description:
+        line["Description"] = description[:4000]
+    return line
+
+
+def build_sales_receipt(
+    *, marker: str, txn_date: date, item_id: str, amount: Decimal, deposit_account_id: str,
+    currency: str, ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
+    customer_id: str | None = None, payment_method_id: str | None = None, class_id: str | None = None,
+    tax_code_id: str | None = None, description: str | None = None,
+) -> dict[str, Any]:
+    """A sale paid in full at once (deposit mode): money lands in the BTC asset account."""
+    body = _header(marker, txn_date, note)
+    body.update(currency_fields(ctx, currency, exchange_rate))
+    if customer_id:
+        body["CustomerRef"] = _ref(customer_id)
+    body["Line"] = [_sales_line(item_id, _amount(amount), description, class_id, tax_code_id)]
+    body["DepositToAccountRef"] = _ref(deposit_account_id)
+    if payment_method_id:
+        body["PaymentMethodRef"] = _ref(payment_method_id)
+    return body
+
+
+def build_payment(
+    *, marker: str, txn_date: date, customer_id: str, invoice_id: str, amount: Decimal, deposit_account_id: str,
+    currency: str, ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
+    payment_method_id: str | None = None, reference: str | None = None, total: Decimal | None = None,
+) -> dict[str, Any]:
+    """A payment applied to an open invoice (invoicing mode); `total` above `amount` leaves a credit."""
+    total = _amount(total if total is not None else amount, "total")
+    if total < _amount(amount):
+        raise ValueError("the payment total cannot be less than the amount applied")
+    body = _header(marker, txn_date, note)
+    body.update(currency_fields(ctx, currency, exchange_rate))
+    body["Line"] = [{"Amount": amount, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}]
+    body["CustomerRef"] = _ref(customer_id)
+    body["DepositToAccountRef"] = _ref(deposit_account_id)
+    if payment_method_id:
+        body["PaymentMethodRef"] = _ref(payment_method_id)
+    if reference:
+        body["PaymentRefNum"] = reference[:21]
+    body["TotalAmt"] = total
+    return body
+
+
+@dataclass(frozen=True)
+class DepositLine:
+    account_id: str  # where the money comes from (e.g. the income account)
+    amount: Decimal
+    description: str | None = None
+    customer_id: str | None = None
+
+
+def build_deposit(
+    *, marker: str, txn_date: date, deposit_account_id: str, lines: list[DepositLine], currency: str,
+    ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
+) -> dict[str, Any]:
+    """Money into the BTC asset account straight from income (no customer, deposit mode)."""
+    if not lines:
+        raise ValueError("a deposit needs at least one line")
+    body = _header(marker, txn_date, note)
+    body.update(currency_fields(ctx, currency, exchange_rate))
+    body["Line"] = []
+    for line in lines:
+        detail: dict[str, Any] = {"AccountRef": _ref(line.account_id)}
+        if line.customer_id:
+            detail["Entity"] = {"value": line.customer_id, "type": "Customer"}
+        entry: dict[str, Any] = {"Amount": _amount(line.amount), "DetailType": "DepositLineDetail",
+                                 "DepositLineDetail": detail}
+        if line.description:
+            entry["Description"] = line.description[:4000]
+        body["Line"].append(entry)
+    body["DepositToAccountRef"] = _ref(deposit_account_id)
+    return body
+
+
+def build_refund_receipt(
+    *, marker: str, txn_date: date, item_id: str, amount: Decimal, refund_from_account_id: str, currency: str,
+    ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
+    customer_id: str | None = None, payment_method_id: str | None = None, description: str | None = None,
+) -> dict[str, Any]:
+    """Money paid back to a customer out of the BTC asset account."""
+    body = _header(marker, txn_date, note)
+    body.update(currency_fields(ctx, currency, exchange_rate))
+    if customer_id:
+        body["CustomerRef"] = _ref(customer_id)
+    body["Line"] = [_sales_line(item_id, _amount(amount), description, None, None)]
+    body["DepositToAccountRef"] = _ref(refund_from_account_id)
+    if payment_method_id:
+        body["PaymentMethodRef"] = _ref(payment_method_id)
+    return body
+
+
+def build_purchase(
+    *, marker: str, txn_date: date, paying_account_id: str, expense_account_id: str, amount: Decimal,
+    currency: str, ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
+) -> dict[str, Any]:
+    """A network fee: an expense paid out of the BTC asset account."""
+    body = _header(marker, txn_date, note)
+    body.update(currency_fields(ctx, currency, exchange_rate))
+    body["Line"] = [{"Amount": _amount(amount), "DetailType": "AccountBasedExpenseLineDetail",
+                     "AccountBasedExpenseLineDetail": {"AccountRef": _ref(expense_account_id)}}]
+    body["AccountRef"] = _ref(paying_account_id)
+    body["PaymentType"] = "Cash"
+    return body
+
+
+def build_transfer(
+    *, marker: str, txn_date: date, from_account_id: str, to_account_id: str, amount: Decimal,
+    note: BtcDetail | str | None = None,
+) -> dict[str, Any]:
+    """A payout: BTC leaves the asset account for another balance-sheet account."""
+    if from_account_id == to_account_id:
+        raise ValueError("a transfer needs two different accounts")
+    body = _header(marker, txn_date, note)
+    body.update({"FromAccountRef": _ref(from_account_id), "ToAccountRef": _ref(to_account_id),
+                 "Amount": _amount(amount)})
+    return body
+
+
+@dataclass(frozen=True)
+class PostResult:
+    entity: str
+    id: str
+    sync_token: str
+    marker: str
+    created: bool  # False: it already existed (found by marker)
+    document: dict[str, Any]
+
+
+class Poster:
+    def __init__(self, client: QBOClient) -> None:
+        self._client = client
+
+    async def find_by_marker(self, entity: str, marker: str) -> dict[str, Any] | None:
+        """The document of `entity` carrying `marker`, if QuickBooks has one."""
+        rows = await self._client.query(
+            f"SELECT * FROM {entity} WHERE DocNumber = {quote_literal(marker)}", limit=10
+        )
+        ours = [r for r in rows if f"sovterm:{marker}" in str(r.get("PrivateNote", ""))]
+        return (ours or rows or [None])[0]
+
+    def _result(self, entity: str, doc: dict[str, Any], marker: str, created: bool) -> PostResult:
+        return PostResult(entity, str(doc["Id"]), str(doc["SyncToken"]), marker, created, doc)
+
+    async def post(
+        self, entity: str, body: dict[str, Any], *, request_id: str, check_first: bool = False,
+        attempts: int = 3,
+    ) -> PostResult:
+        """Create once. `check_first` after a crash whose outcome the ledger does not know.
+
+        When a create goes out and no answer comes back, the marker is looked up before the same
+        request (same requestid) is sent again: this holds even where Intuit ignores the requestid.
+        """
+        marker = str(body["DocNumber"])
+        if check_first and (found := await self.find_by_marker(entity, marker)) is not None:
+            return self._result(entity, found, marker, False)
+        for attempt in range(1, attempts + 1):
+            try:
+                doc = await self._client.create(entity, body, request_id=request_id, retry_unknown=False)
+            except QBODuplicateDocNumber:
+                found = await self.find_by_marker(entity, marker)
+                if found is None:
+                    raise
+                log.info("qbo %s %s already existed (DocNumber taken)", entity, marker)
+                return self._result(entity, found, marker, False)
+            except QBOUnavailable:
+                found = await self.find_by_marker(entity, marker)
+                if found is not None:
+                    log.info("qbo %s %s was created although the answer was lost", entity, marker)
+                    return self._result(entity, found, marker, False)
+                if attempt == attempts:
+                    raise
+                continue
+            return self._result(entity, doc, marker, True)
+        raise AssertionError("unreachable")
+
+    async def void_sales_receipt(self, doc_id: str, sync_token: str, *, request_id: str) -> dict[str, Any]:
+        return await self._client.void("SalesReceipt", doc_id, sync_token, request_id=request_id)
+
+    async def void_payment(self, doc_id: str, sync_token: str, *, request_id: str) -> dict[str, Any]:
+        return await self._client.void("Payment", doc_id, sync_token, request_id=request_id)
