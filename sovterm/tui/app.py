@@ -1,0 +1,257 @@
+"""`sovterm tui`: a thin client attached to the running daemon over the control socket.
+
+The app holds no state of its own beyond what the link reports (`LinkState`, `LogBuffer`); one worker
+runs the link, its messages update that state, and the screen on top re-renders from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import termios
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.worker import Worker, WorkerState
+
+from sovterm.tui.actions import ACTIONS, ACTIONS_BY_NAME, FEEDS, ActionSpec
+from sovterm.tui.catalog import SCREENS
+from sovterm.tui.commands import SovtermCommands
+from sovterm.tui.link import ActionFailed, Daemon, Link
+from sovterm.tui.messages import (
+    ActionDone,
+    DaemonEvent,
+    EventsMissed,
+    FeedUpdated,
+    LinkDown,
+    LinkUp,
+    LogLines,
+    StatusUpdated,
+)
+from sovterm.tui.screens.attach import AttachScreen
+from sovterm.tui.screens.base import DaemonScreen
+from sovterm.tui.screens.confirm import ConfirmScreen
+from sovterm.tui.screens.help import HelpScreen
+from sovterm.tui.state import LinkState, LogBuffer
+
+SCREENS_BY_MODE = {spec.mode: spec for spec in SCREENS}
+TERMINAL_CHECK_S = 5.0
+LIGHT, DARK = "textual-light", "textual-dark"
+
+
+def terminal_alive(fds: tuple[int, ...] = (0, 1)) -> bool:
+    """False once the controlling terminal is gone (SSH dropped): a hung-up tty fails tcgetattr."""
+    for fd in fds:
+        try:
+            if not os.isatty(fd):
+                return False
+            termios.tcgetattr(fd)
+        except (OSError, termios.error):
+            return False
+    return True
+
+
+class SovtermApp(App[int]):
+    TITLE = "sovterm"
+    CSS_PATH = ["app.tcss", "dashboard.tcss", "logs.tcss"]
+    MODES: ClassVar[dict[str, Any]] = {"attach": AttachScreen, **{s.mode: s.screen for s in SCREENS}}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(s.key, f"goto('{s.mode}')", s.title) for s in SCREENS),
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False),
+        Binding("t", "toggle_theme", "Theme"),
+        Binding("q", "quit", "Quit"),
+    ]
+    COMMANDS = App.COMMANDS | {SovtermCommands}
+
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        link_factory: Callable[[Callable[[Message], Any]], Link] | None = None,
+        watch_terminal: bool = False,
+        log_buffer_size: int = 10_000,
+    ) -> None:
+        super().__init__()
+        self.state = LinkState(socket_path=str(socket_path))
+        self.log_buffer = LogBuffer(log_buffer_size)
+        make_link = link_factory or (lambda post: Link(socket_path, post, feeds=FEEDS))
+        self.link = make_link(self.post_message)
+        self.watch_terminal = watch_terminal
+        self._resume_mode = "dashboard"
+        self.sub_title = "not attached"
+
+    @property
+    def daemon(self) -> Daemon:
+        return self.link.daemon
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.theme = DARK
+        self.switch_mode("attach")
+        self._start_link()
+        if self.watch_terminal:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.exit)
+            self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
+
+    def _start_link(self) -> None:
+        self.run_worker(self.link.run(), name="daemon-link", group="link", exclusive=True, exit_on_error=False)
+
+    def _check_terminal(self) -> None:
+        if not terminal_alive():
+            self.exit(1)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A bug in the link must not leave a frozen screen: show it and start the link again."""
+        if event.worker.name == "daemon-link" and event.state is WorkerState.ERROR:
+            self.post_message(LinkDown(
+                f"the TUI's daemon link failed: {event.worker.error!r}",
+                "this is a bug in sovterm; the link restarts by itself", self.state.attempt + 1, 1.0,
+            ))
+            self.set_timer(1.0, self._start_link)
+
+    # ---- link messages ----------------------------------------------------------------------------
+
+    def on_link_up(self, msg: LinkUp) -> None:
+        st = self.state
+        st.connected, st.hello, st.caps, st.status = True, msg.hello, msg.caps, msg.status
+        st.error = st.fix = None
+        st.attempt, st.feeds, st.missed_events = 0, {}, 0
+        role = msg.caps.role
+        self.sub_title = f"{msg.hello.get('version', '?')} · {msg.caps.user} ({role})" + (
+            " · read-only" if role == "viewer" else ""
+        )
+        if self.current_mode == "attach":
+            self.switch_mode(self._resume_mode)
+        self._fanout()
+
+    def on_link_down(self, msg: LinkDown) -> None:
+        st = self.state
+        was_connected = st.connected
+        st.connected = False
+        st.error, st.fix, st.attempt, st.retry_in = msg.message, msg.fix, msg.attempt, msg.retry_in
+        self.sub_title = "not attached"
+        if was_connected and self.current_mode != "attach":
+            self._resume_mode = self.current_mode
+            self.switch_mode("attach")
+        self._fanout()
+
+    def on_status_updated(self, msg: StatusUpdated) -> None:
+        self.state.status = msg.status
+        self._fanout()
+
+    def on_feed_updated(self, msg: FeedUpdated) -> None:
+        if msg.error is None:
+            self.state.feeds[msg.method] = msg.result
+        else:
+            self.state.feeds.pop(msg.method, None)
+        self._fanout()
+
+    def on_log_lines(self, msg: LogLines) -> None:
+        if msg.replace:
+            self.log_buffer.reset(msg.lines)
+        else:
+            self.log_buffer.extend(msg.lines)
+
+    def on_daemon_event(self, msg: DaemonEvent) -> None:
+        if isinstance(self.screen, DaemonScreen) and self.screen.is_mounted:
+            self.screen.daemon_event(msg)
+
+    def on_events_missed(self, msg: EventsMissed) -> None:
+        self.state.missed_events += msg.count
+        self._fanout()
+
+    def on_action_done(self, msg: ActionDone) -> None:
+        self.notify(msg.text, title=ACTIONS_BY_NAME[msg.name].title, severity=msg.severity)  # type: ignore[arg-type]
+
+    def _fanout(self) -> None:
+        """Re-render the screen on top; screens below catch up on resume (a new one on its mount)."""
+        if isinstance(self.screen, DaemonScreen) and self.screen.is_mounted:
+            self.screen.show_state(self.state)
+
+    # ---- actions ----------------------------------------------------------------------------------
+
+    def action_goto(self, mode: str) -> None:
+        spec = SCREENS_BY_MODE[mode]
+        missing = [m for m in spec.requires if self.state.connected and not self.state.caps.offers(m)]
+        if missing:
+            self.notify(f"{spec.title}: this daemon does not offer {', '.join(missing)}", severity="warning")
+            return
+        if self.current_mode == "attach" and not self.state.connected:
+            self._resume_mode = mode
+        self.switch_mode(mode)
+
+    def run_daemon_action(self, name: str) -> None:
+        spec = ACTIONS_BY_NAME[name]
+        reason = self.daemon.why_not(spec.method)
+        if reason is not None:
+            self.notify(f"{spec.title} is disabled: {reason}", severity="warning")
+            return
+        if spec.confirm is None:
+            self._start_action(spec)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_action(spec)
+
+        self.push_screen(ConfirmScreen(spec.confirm), answered)
+
+    def _start_action(self, spec: ActionSpec) -> None:
+        self.run_worker(self._call_action(spec), name=f"action:{spec.name}", group="actions")
+
+    async def _call_action(self, spec: ActionSpec) -> None:
+        try:
+            result = await self.daemon.call(spec.method)
+        except ActionFailed as exc:
+            self.post_message(ActionDone(spec.name, str(exc), "error"))
+            return
+        text, severity = spec.describe(result)
+        self.post_message(ActionDone(spec.name, text, severity))
+        self.link.refresh_now()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_text()))
+
+    def help_text(self) -> str:
+        lines = ["[b]Screens[/]"]
+        lines += [f"  [b]{s.key}[/]  {s.title}: {s.help}" for s in SCREENS]
+        screen_keys = [b for b in getattr(self.screen, "BINDINGS", []) if isinstance(b, Binding) and b.show]
+        if screen_keys:
+            lines += ["", "[b]This screen[/]"]
+            lines += [f"  [b]{b.key_display or b.key}[/]  {b.description}" for b in screen_keys]
+        lines += ["", "[b]Daemon actions[/] (keys on the dashboard; all in ctrl+p)"]
+        for action in ACTIONS:
+            reason = self.daemon.why_not(action.method)
+            suffix = "" if reason is None else f" [dim](disabled: {reason})[/]"
+            lines.append(f"  [b]{action.key}[/]  {action.title}: {action.help}{suffix}")
+        lines += [
+            "", "[b]Everywhere[/]",
+            "  [b]ctrl+p[/]  command palette", "  [b]?[/] / [b]f1[/]  this help",
+            "  [b]t[/]  light/dark theme", "  [b]tab[/]  next field", "  [b]q[/] / [b]ctrl+q[/]  quit",
+        ]
+        return "\n".join(lines)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT if self.theme == DARK else DARK
+
+
+def run_tui(socket_path: Path) -> int:
+    """Run the TUI until the operator quits or the terminal goes away; the exit status for the CLI."""
+    if not sys.stdout.isatty():
+        print("sovterm tui needs a terminal; use `sovterm status` or `sovterm logs` in scripts", file=sys.stderr)
+        return 2
+    app = SovtermApp(socket_path, watch_terminal=True)
+    app.run()
+    return int(app.return_code or 0)

@@ -1,0 +1,38 @@
+"""The lists later parts extend: screens, daemon actions and optional data feeds.
+
+- A screen: add a `ScreenSpec` (mode name, key, title, screen class, the daemon methods it needs). The app
+  binds the key, lists it in the command palette and the help screen, and refuses it with the reason
+  when the daemon does not offer a method it needs.
+- An action: add an `ActionSpec` to `actions.ACTIONS` and bind `run(<name>)` on the screen that offers it; it is disabled (dimmed in the footer, reason shown) unless the caller
+  may call its method; `confirm` turns on a yes/no dialog whose default is *no*.
+- A feed: add the method name to `actions.FEEDS`; the link polls it with `status` whenever the daemon offers it
+  and the result lands in `LinkState.feeds[method]` (a screen renders it; absent means "no data yet").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual.screen import Screen
+
+from sovterm.tui.screens.dashboard import DashboardScreen
+from sovterm.tui.screens.logs import LogsScreen
+
+
+@dataclass(frozen=True)
+class ScreenSpec:
+    mode: str
+    key: str
+    title: str
+    screen: Callable[[], Screen[Any]]
+    help: str
+    requires: tuple[str, ...] = ()  # daemon methods without which the screen has nothing to show
+
+
+SCREENS: tuple[ScreenSpec, ...] = (
+    ScreenSpec("dashboard", "d", "Dashboard", DashboardScreen, "connectors, loops, alerts, volume"),
+    ScreenSpec("logs", "l", "Logs", LogsScreen, "live daemon log with level, component and search filters"),
+)
+

@@ -1,0 +1,1 @@
+"""The TUI's screens; each renders `LinkState` and calls the daemon only through `app.daemon`."""

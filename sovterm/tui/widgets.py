@@ -1,0 +1,130 @@
+"""Dashboard panels: each renders one part of `LinkState` and nothing else (no socket, no timers).
+
+The `render_*` functions are pure (state in, markup out) so they are tested without a terminal.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from textual.markup import escape
+from textual.widgets import Static
+
+from sovterm.tui.state import LinkState, age, alerts_from_status, duration, sparkline
+
+NO_DATA = "[dim]no data yet[/]"
+MARK = {"error": "[$error]✗[/]", "warning": "[$warning]![/]", "info": "[$primary]i[/]"}
+
+
+def render_daemon(state: LinkState) -> str:
+    st = state.status
+    if not st:
+        return NO_DATA
+    ready = "[$success]READY[/]" if st.get("ready") else "[$error b]NOT READY[/]"
+    checks = st.get("checks") or {}
+    return "\n".join([
+        f"sovterm [b]{escape(str(st.get('version')))}[/]  {ready}",
+        f"pid {st.get('pid')} · up {duration(float(st.get('uptime_s') or 0))} · schema v{st.get('schema_version')}",
+        f"db {escape(str(checks.get('database', '?')))} · disk {checks.get('disk_free_mb', '?')} MB free",
+        f"listener {escape(str(st.get('listener')))}",
+        f"data {escape(str(st.get('data_dir')))}",
+    ])
+
+
+def render_alerts(state: LinkState) -> str:
+    alerts = alerts_from_status(state.status)
+    lines = [f"{MARK.get(a.severity, '-')} {escape(a.text)}" for a in alerts]
+    if state.missed_events:
+        lines.append(f"{MARK['warning']} {state.missed_events} daemon notifications dropped (TUI too slow)")
+    if not state.status:
+        return NO_DATA
+    return "\n".join(lines) or "[$success]✓[/] nothing needs attention"
+
+
+def render_connectors(state: LinkState) -> str:
+    if not state.status:
+        return NO_DATA
+    connectors = (state.status.get("checks") or {}).get("connectors") or {}
+    if not connectors:
+        return "[dim]none configured yet (setup wizard)[/]"
+    lines = []
+    for name, c in sorted(connectors.items()):
+        mark = "[$success]●[/]" if c.get("ready") else "[$error]○[/]"
+        detail = f" [dim]{escape(str(c['detail']))}[/]" if c.get("detail") else ""
+        lines.append(f"{mark} {escape(name):<8} {escape(str(c.get('state', '?')))}{detail}")
+    return "\n".join(lines)
+
+
+def render_loops(state: LinkState) -> str:
+    if not state.status:
+        return NO_DATA
+    loops = (state.status.get("checks") or {}).get("loops") or {}
+    # one line per loop: state, last run, interval ("42 s ago / 300 s")
+    if not loops:
+        return "[dim]no loops scheduled[/]"
+    lines = []
+    for name, loop in sorted(loops.items()):
+        if loop.get("paused"):
+            flag = "[$warning]paused[/]"
+        elif not loop.get("fresh", True):
+            flag = "[$error]STALE[/] "
+        elif loop.get("last_ok") is False:
+            flag = "[$error]failed[/]"
+        else:
+            flag = "[$success]ok[/]    "
+        lines.append(
+            f"{escape(name):<8} {flag} {age(loop.get('last_run_age_s'))} / {loop.get('interval_s', 0):.0f} s"
+        )
+    return "\n".join(lines)
+
+
+def _feed(state: LinkState, method: str) -> tuple[Any, str | None]:
+    """(result, reason there is none)."""
+    if method in state.feeds:
+        return state.feeds[method], None
+    why = state.caps.why_not(method)
+    return None, why or "waiting for the daemon"
+
+
+def render_sync(state: LinkState) -> str:
+    data, why = _feed(state, "sync.status")
+    if not isinstance(data, dict):
+        return f"{NO_DATA}\n[dim]{escape(why or 'sync status unavailable')}[/]"
+    return "\n".join([
+        f"queue {data.get('queued', '—')} · dead {data.get('dead', '—')}",
+        f"last poll {age(data.get('last_poll_age_s'))}",
+        f"last posting {age(data.get('last_posting_age_s'))}",
+    ])
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def render_volume(state: LinkState, width: int = 30) -> str:
+    data, why = _feed(state, "sync.totals")
+    if not isinstance(data, dict):
+        return f"{NO_DATA}\n[dim]{escape(why or 'totals unavailable')}[/]"
+    cur = escape(str(data.get("currency", "")))
+    daily = [d for d in (_decimal(v) for v in data.get("daily") or []) if d is not None][-width:]
+    return "\n".join([
+        f"today {escape(str(data.get('today', '—')))} {cur}",
+        f"7 d {escape(str(data.get('d7', '—')))} · 30 d {escape(str(data.get('d30', '—')))} {cur}",
+        f"[$accent]{sparkline(daily)}[/]" if daily else "[dim]no daily totals yet[/]",
+    ])
+
+
+class Panel(Static):
+    """A bordered box whose content is a pure function of the link state."""
+
+    def __init__(self, title: str, render_fn: Any, *, id: str) -> None:
+        super().__init__(NO_DATA, id=id, classes="panel")
+        self.border_title = title
+        self._render_fn = render_fn
+
+    def show(self, state: LinkState) -> None:
+        self.update(self._render_fn(state))

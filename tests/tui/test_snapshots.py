@@ -1,0 +1,39 @@
+"""SVG snapshots of the key screens at 80x24, on the fixed daemon (no pids, clocks or paths that vary).
+
+Update baselines deliberately with `pytest tests/tui/test_snapshots.py --snapshot-update` and review them.
+"""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+
+from sovterm.tui.screens.attach import AttachScreen
+from sovterm.tui.screens.dashboard import DashboardScreen
+from tests.tui.fakes import fixed_app
+from tests.tui.helpers import until
+
+
+async def _dashboard_shown(pilot: Pilot) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen) and pilot.app.screen.is_mounted
+                and pilot.app.state.status is not None, what="dashboard")
+
+
+async def _attach_failed(pilot: Pilot) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.screen, AttachScreen) and pilot.app.screen.is_mounted
+                and pilot.app.state.error is not None, what="attach screen")
+
+
+def test_attach_screen(snap_compare) -> None:
+    assert snap_compare(fixed_app(up=False), terminal_size=(80, 24), run_before=_attach_failed)
+
+
+def test_dashboard_admin_without_sync_data(snap_compare) -> None:
+    assert snap_compare(fixed_app(role="admin"), terminal_size=(80, 24), run_before=_dashboard_shown)
+
+
+def test_dashboard_viewer_with_sync_data(snap_compare) -> None:
+    async def shown_with_feeds(pilot: Pilot) -> None:
+        await _dashboard_shown(pilot)
+        await until(pilot, lambda: len(pilot.app.state.feeds) == 2, what="feeds")
+
+    assert snap_compare(fixed_app(role="viewer", feeds=True), terminal_size=(80, 24), run_before=shown_with_feeds)
