@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from sovterm.control.server import ControlServer
 from sovterm.errors import StartupRefused, UserFacingError
 from sovterm.logs import get_logger, setup_logging
 from sovterm.loops import Loops, LoopSpec
+from sovterm.parts import Part
 from sovterm.services import Services
 from sovterm.store import keyring
 from sovterm.store.db import Database
@@ -40,6 +41,7 @@ from sovterm.web.app import SERVICES, create_listener_app
 log = get_logger("daemon")
 
 LOOPS = web.AppKey("loops", Loops)
+PARTS_KEY = web.AppKey("parts", list)
 DRAIN_TIMEOUT_S = 20.0
 LOCK_FILE = "sovterm.lock"
 
@@ -122,7 +124,10 @@ async def control_stage(app: web.Application) -> AsyncIterator[None]:
         max_clients=settings.control.max_clients,
         notify_limit=settings.control.client_queue,
     )
-    register_core_methods(server, services, reload=lambda: reload(app))
+    register_core_methods(server, services, reload=lambda: reload(app), loops=app[LOOPS])
+    for part in app[PARTS_KEY]:
+        if part.methods is not None:
+            part.methods(server, services)
     services.control = server
     await server.start()
     try:
@@ -161,14 +166,41 @@ async def reaper_run(services: Services) -> dict[str, Any]:
     return {"audit_pruned": pruned}
 
 
-def build_app(services: Services) -> web.Application:
+# The parts, in start order; each may use the services of those before it (see sovterm/parts.py).
+PARTS: list[Part] = [
+    # btcpay part
+    # qbo part
+    # sync part
+    # links part
+    # payouts part
+]
+
+
+def part_stage(part: Part) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def stage(app: web.Application) -> AsyncIterator[None]:
+        assert part.stage is not None
+        async with part.stage(app[SERVICES]):
+            yield
+
+    stage.__name__ = f"{part.name}_stage"
+    return stage
+
+
+def build_app(services: Services, parts: list[Part] | None = None) -> web.Application:
+    parts = PARTS if parts is None else parts
     app = create_listener_app(services)
     loops = Loops(services)
     loops.add(LoopSpec("reaper", services.settings.reaper.interval_s, lambda: reaper_run(services)))
+    for part in parts:
+        for spec in part.loops(services):
+            loops.add(spec)
+        if part.routes is not None:
+            part.routes(app)
     app[LOOPS] = loops
-    app.cleanup_ctx.extend(
-        [lock_stage, database_stage, http_stage, loops_stage, control_stage, watchdog_stage]
-    )
+    app[PARTS_KEY] = parts
+    app.cleanup_ctx.extend([lock_stage, database_stage, http_stage])
+    app.cleanup_ctx.extend(part_stage(p) for p in parts if p.stage is not None)
+    app.cleanup_ctx.extend([loops_stage, control_stage, watchdog_stage])
     return app
 
 

@@ -42,6 +42,12 @@ class Services:
     scheduler: AsyncIOScheduler | None = None
     control: ControlServer | None = None
     config_path: str | None = None
+    # part services, set by each part's stage (see sovterm/parts.py)
+    # btcpay service
+    # qbo service
+    # sync service
+    # links service
+    # payouts service
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

@@ -14,6 +14,8 @@ from sovterm import __version__
 from sovterm.control import protocol as rpc
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
+from sovterm.errors import UserFacingError
+from sovterm.loops import Loops
 from sovterm.services import Services
 from sovterm.store import audit, keyring
 from sovterm.web.app import readiness
@@ -77,8 +79,15 @@ async def daemon_status(services: Services) -> dict[str, Any]:
     }
 
 
+class LoopParams(BaseModel):
+    name: str
+
+
 def register_core_methods(
-    server: ControlServer, services: Services, reload: Callable[[], Awaitable[dict[str, Any]]]
+    server: ControlServer,
+    services: Services,
+    reload: Callable[[], Awaitable[dict[str, Any]]],
+    loops: Loops,
 ) -> None:
     @server.method("hello", role=Role.VIEWER, params=HelloParams)
     async def hello(ctx: CallContext, client: str, protocol: int) -> dict[str, Any]:
@@ -175,6 +184,32 @@ def register_core_methods(
     async def daemon_reload(ctx: CallContext) -> dict[str, Any]:
         """Re-read the configuration (as SIGHUP does) and say what changed."""
         return await reload()
+
+    @server.method("loops.run", role=Role.ADMIN, params=LoopParams)
+    async def loops_run(ctx: CallContext, name: str) -> dict[str, Any]:
+        """Run a scheduled loop now (skipped if it is already running)."""
+        if name not in loops.specs:
+            raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
+        loops.trigger(name)
+        return {"triggered": name}
+
+    @server.method("loops.pause", role=Role.ADMIN, params=LoopParams)
+    async def loops_pause(ctx: CallContext, name: str) -> dict[str, Any]:
+        """Pause a loop (maintenance); /readyz reports it until it is resumed."""
+        if name not in loops.specs:
+            raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
+        loops.pause(name, True)
+        await audit.record(services.require_db(), ctx.peer.user, "loops.pause", name, {}, "ok")
+        return {"paused": name}
+
+    @server.method("loops.resume", role=Role.ADMIN, params=LoopParams)
+    async def loops_resume(ctx: CallContext, name: str) -> dict[str, Any]:
+        """Resume a paused loop."""
+        if name not in loops.specs:
+            raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
+        loops.pause(name, False)
+        await audit.record(services.require_db(), ctx.peer.user, "loops.resume", name, {}, "ok")
+        return {"resumed": name}
 
     @server.method("audit.list", role=Role.VIEWER, params=AuditParams)
     async def audit_list(ctx: CallContext, limit: int) -> list[dict[str, Any]]:

@@ -1,8 +1,5 @@
-"""`sovterm` command line: the daemon, the TUI, the demo, and every action as a scriptable command.
-
-Commands other than `daemon`, `demo`, `config check` and `version` talk to the running daemon over the
-control socket with the same methods the TUI uses. Exit status: 0 ok, 1 the action failed, 2 bad
-configuration or usage, 3 the daemon cannot be reached.
+"""The spine's commands (daemon, tui, demo, status, logs, config, secrets, reload, audit, loops) and the
+helpers every command module shares: `call` (one control-socket call with clear failures) and `emit`.
 """
 
 from __future__ import annotations
@@ -10,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +16,8 @@ from sovterm import __version__
 from sovterm.config import Settings, load_settings
 from sovterm.control.client import CallFailed, ControlClient, DaemonUnavailable
 from sovterm.errors import UserFacingError
+
+Adder = Callable[..., argparse.ArgumentParser]
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -51,6 +49,11 @@ def call(args: argparse.Namespace, environ: Mapping[str, str], method: str, **pa
         raise CommandError(str(exc), EXIT_UNREACHABLE) from None
     except CallFailed as exc:
         raise CommandError(exc.message) from None
+
+
+def group(sub: Any, name: str, help: str) -> Any:
+    """A command with sub-commands, e.g. `sovterm setup btcpay`."""
+    return sub.add_parser(name, help=help, description=help).add_subparsers(dest=f"{name}_cmd", required=True, metavar="COMMAND")
 
 
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
@@ -208,21 +211,10 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-# ---- parser -------------------------------------------------------------------------------------
+# ---- registration -------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sovterm", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", "-c", help="config file (default: $SOVTERM_CONFIG or /etc/sovterm/sovterm.toml)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, func: Callable[..., int], help: str, *, json_flag: bool = False, parent: Any = sub) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        if json_flag:
-            p.add_argument("--json", action="store_true", help="print JSON")
-        return p
-
+def add_commands(sub: Any, add: Adder) -> None:
     add("daemon", cmd_daemon, "run the daemon in the foreground (systemd runs this)")
     add("tui", cmd_tui, "open the terminal UI attached to the running daemon")
     demo = add("demo", cmd_demo, "run everything on simulated BTCPay and QuickBooks in a temporary directory")
@@ -236,28 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--level", default="DEBUG", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level shown")
     logs.add_argument("--component", help="only this component (btcpay, qbo, sync, ...)")
     logs.add_argument("--grep", help="only lines containing this text")
-    config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_cmd", required=True)
+    config = group(sub, "config", "configuration tools")
     add("check", cmd_config_check, "validate the configuration and show what it resolves to", json_flag=True, parent=config)
-    secrets = sub.add_parser("secrets", help="encrypted secrets").add_subparsers(dest="secrets_cmd", required=True)
+    secrets = group(sub, "secrets", "encrypted secrets")
     add("rotate", cmd_secrets_rotate, "re-encrypt every stored secret under a new key", json_flag=True, parent=secrets)
     add("reload", cmd_reload, "make the daemon re-read its configuration (same as SIGHUP)", json_flag=True)
     audit = add("audit", cmd_audit, "show the audit trail (who did what)", json_flag=True)
     audit.add_argument("--limit", type=int, default=100)
-    return parser
+    loops = group(sub, "loops", "the daemon's scheduled loops")
+    for verb, method, text in (("run", "loops.run", "run a loop now"), ("pause", "loops.pause", "pause a loop"),
+                               ("resume", "loops.resume", "resume a paused loop")):
+        p = add(verb, cmd_loops, text, json_flag=True, parent=loops)
+        p.add_argument("name", help="loop name (see `sovterm status`)")
+        p.set_defaults(method=method)
 
 
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    environ = dict(os.environ if environ is None else environ)
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args, environ))
-    except CommandError as exc:
-        print(f"sovterm: {exc}", file=sys.stderr)
-        return exc.code
-    except UserFacingError as exc:
-        print(f"sovterm: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def cmd_loops(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = call(args, environ, args.method, name=args.name)
+    emit(args, result, lambda r: ", ".join(f"{k}: {v}" for k, v in r.items()))
+    return 0
