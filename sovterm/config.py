@@ -59,7 +59,8 @@ class LoggingSettings(_Section):
 
 
 class BTCPaySettings(_Section):
-    url: str | None = None
+    url: str | None = None  # proposed in setup; the connected URL is stored by the daemon
+    webhook_url: str | None = None  # where BTCPay posts webhooks, if not <public_url> (e.g. an internal address)
     request_timeout_s: float = Field(30.0, gt=0)
     poll_interval_s: int = Field(300, ge=10)
     poll_window_days: int = Field(3, ge=1)
@@ -84,6 +85,9 @@ class QBOSettings(_Section):
     revoke_url: str = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
     api_base: str | None = None  # defaults per environment
     request_timeout_s: float = Field(60.0, gt=0)
+    requests_per_min: int = Field(450, ge=1, le=500)  # Intuit allows 500 per realm; keep headroom
+    batches_per_min: int = Field(36, ge=1, le=40)
+    concurrency: int = Field(4, ge=1, le=10)
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -123,6 +127,18 @@ class SyncSettings(_Section):
     interval_s: int = Field(5, ge=1)
 
 
+class LinksSettings(_Section):
+    checkout_minutes: int = Field(30, ge=5, le=1440)  # life of the BTCPay invoice a click creates
+    default_expiry_days: int = Field(30, ge=1)
+    write_to_qbo_memo: bool = False  # put the link in the QBO invoice's customer memo
+    rate_limit_per_min: int = Field(30, ge=1)  # pay-page requests per client address
+
+
+class PayoutsSettings(_Section):
+    four_eyes_above_sats: int | None = Field(None, ge=1)  # approvals above this need a second admin
+    poll_interval_s: int = Field(120, ge=10)
+
+
 class ReaperSettings(_Section):
     interval_s: int = Field(30, ge=1)
     retention_days: int = Field(90, ge=1)
@@ -141,6 +157,8 @@ class Settings(_Section):
     btcpay: BTCPaySettings = BTCPaySettings()
     qbo: QBOSettings = QBOSettings()
     sync: SyncSettings = SyncSettings()
+    links: LinksSettings = LinksSettings()
+    payouts: PayoutsSettings = PayoutsSettings()
     reaper: ReaperSettings = ReaperSettings()
     health: HealthSettings = HealthSettings()
     source: str = "defaults"  # where the settings came from, for `config check`
@@ -157,6 +175,10 @@ class Settings(_Section):
     @property
     def qbo_redirect_uri(self) -> str:
         return self.qbo.redirect_uri or f"{self.public_url}/oauth/qbo/callback"
+
+    @property
+    def btcpay_webhook_base(self) -> str:
+        return (self.btcpay.webhook_url or self.public_url).rstrip("/")
 
     @property
     def database_path(self) -> Path:

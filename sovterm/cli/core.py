@@ -56,6 +56,15 @@ def group(sub: Any, name: str, help: str) -> Any:
     return sub.add_parser(name, help=help, description=help).add_subparsers(dest=f"{name}_cmd", required=True, metavar="COMMAND")
 
 
+def setup_group(sub: Any) -> Any:
+    """The shared `sovterm setup <step>` group; each part adds its steps to it."""
+    existing = getattr(sub, "_sovterm_setup", None)
+    if existing is None:
+        existing = group(sub, "setup", "connect and configure (each step is also a wizard page in the TUI)")
+        sub._sovterm_setup = existing
+    return existing
+
+
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
     print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else human(data))
 
