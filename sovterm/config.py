@@ -184,9 +184,11 @@ class Settings(_Section):
     def database_path(self) -> Path:
         return self.data_dir / "sovterm.db"
 
+    log_directory: Path | None = None  # systemd's $LOGS_DIRECTORY when set; else <data_dir>/logs
+
     @property
     def log_dir(self) -> Path:
-        return self.data_dir / "logs"
+        return self.log_directory or self.data_dir / "logs"
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -198,11 +200,16 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "sovterm"
 
 
+SYSTEM_SOCKET = Path("/run/sovterm/control.sock")
+
+
 def default_socket(environ: Mapping[str, str], data_dir: Path) -> Path:
+    """systemd's RuntimeDirectory; else the system daemon's socket if it exists (an operator's
+    `sovterm tui` finds the systemd-run daemon); else a per-user runtime directory."""
     if environ.get("RUNTIME_DIRECTORY"):
         return Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
-    if os.geteuid() == 0:
-        return Path("/run/sovterm/control.sock")
+    if os.geteuid() == 0 or SYSTEM_SOCKET.parent.is_dir():
+        return SYSTEM_SOCKET
     if environ.get("XDG_RUNTIME_DIR"):
         return Path(environ["XDG_RUNTIME_DIR"]) / "sovterm" / "control.sock"
     return data_dir / "run" / "control.sock"
@@ -242,27 +249,38 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    """One line per problem: key, value given (never a secret, never a whole section), what is valid."""
     key = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (misspelt? see docs/configuration.md for the valid keys)"
     node: Any = raw
     for part in error["loc"]:
         node = node.get(part) if isinstance(node, Mapping) else None
-    shown = "(missing)" if node is None and error["type"] == "missing" else repr(node)
-    if "secret" in key:
-        shown = "(hidden)"
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key (misspelt? see docs/configuration.md for the valid keys)"
-    return f"{key} = {shown}: {error['msg']}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if isinstance(node, (Mapping, list)) or error["type"] == "missing":
+        return f"{key}: {msg}"
+    shown = "(hidden)" if "secret" in key else repr(node)
+    return f"{key} = {shown}: {msg}"
 
 
 def load_settings(
-    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    client: bool = False,
 ) -> Settings:
-    """Read the file (if any) and the environment, validate, and fill derived defaults."""
+    """Read the file (if any) and the environment, validate, and fill derived defaults.
+
+    `client=True` (CLI and TUI) tolerates a default config file the operator may not read: a client
+    only needs the socket path, which has its own default.
+    """
     environ = dict(os.environ if environ is None else environ)
     file, required = config_path(path, environ)
     raw: dict[str, Any] = {}
     source = "defaults"
-    if file.exists():
+    if file.exists() and client and not required and not os.access(file, os.R_OK):
+        source = f"defaults ({file} is not readable by this user)"
+    elif file.exists():
         try:
             raw = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
@@ -274,6 +292,8 @@ def load_settings(
         raise ConfigError(f"config file {file} does not exist", fix="create it (see sovterm.example.toml) or fix the path")
     raw = _merge(raw, _env_overrides(environ))
     raw.setdefault("data_dir", str(default_data_dir(environ)))
+    if environ.get("LOGS_DIRECTORY"):
+        raw.setdefault("log_directory", environ["LOGS_DIRECTORY"].split(":")[0])
     raw["source"] = source
     try:
         settings = Settings.model_validate(raw)

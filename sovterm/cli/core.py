@@ -28,9 +28,9 @@ class CommandError(Exception):
         self.code = code
 
 
-def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str], *, client: bool = True) -> Settings:
     try:
-        return load_settings(args.config, environ)
+        return load_settings(args.config, environ, client=client)
     except UserFacingError as exc:
         raise CommandError(str(exc), EXIT_CONFIG) from None
 
@@ -148,7 +148,7 @@ def cmd_version(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    settings = settings_from(args, environ)
+    settings = settings_from(args, environ, client=False)
     if args.json:
         print(json.dumps({"ok": True, "source": settings.source, "settings": settings.model_dump(mode="json")}, indent=2))
     else:
