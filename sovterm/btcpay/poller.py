@@ -22,6 +22,7 @@ import aiosqlite
 from sovterm.btcpay import ledger
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayNotFound
+from sovterm.btcpay.group_commit import GroupCommit
 from sovterm.btcpay.models import Invoice
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,31 @@ class InvoicePoller:
             result.changed,
         )
         return result
+
+    async def refresh_invoice(self, store_id: str, invoice_id: str, *, commit: GroupCommit | None = None) -> bool:
+        """Re-read one invoice now (after its webhook: events carry no status); True if it changed.
+
+        The read is sent after the event was committed, so it sees at least the state the event
+        announced; the ledger's ordering rule makes a racing poll harmless. With `commit`, the write
+        shares the webhook intake's group commit instead of costing a transaction of its own."""
+        client = await self._client(store_id)
+        try:
+            invoice = await client.get_invoice(store_id, invoice_id)
+        except BTCPayNotFound:
+            log.warning("invoice %s of store %s is gone from BTCPay", invoice_id, store_id)
+            return False
+        methods = await client.get_invoice_payment_methods(store_id, invoice_id)
+        result = PollResult(store_id)
+
+        async def apply(conn: aiosqlite.Connection) -> None:
+            await self._apply(conn, store_id, invoice, methods, result)
+
+        if commit is not None:
+            await commit.run(apply)
+        else:
+            async with self._db.transaction() as conn:
+                await apply(conn)
+        return result.changed > 0
 
     async def _page_window(
         self, client: BTCPayClient, store_id: str, start: int, end: int, seen: set[str], result: PollResult

@@ -8,12 +8,13 @@ permanently bad deliveries get a 4xx, and anything we could not store gets a 5xx
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ import aiosqlite
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from sovterm.btcpay.group_commit import GroupCommit
 from sovterm.btcpay.models import Payment
 from sovterm.store.secrets import Secret
 
@@ -168,15 +170,28 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+async def _write(db: Any, commit: GroupCommit | None, unit: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+    """Run a write unit in its own transaction, or in the next group commit if one is given."""
+    if commit is not None:
+        return await commit.run(unit)
+    async with db.transaction() as conn:
+        return await unit(conn)
+
+
 async def _refuse(
-    db: Any, *, status: int, reason: str, store_id: str | None, delivery_id: str | None, size: int
+    db: Any, commit: GroupCommit | None, *, status: int, reason: str, store_id: str | None,
+    delivery_id: str | None, size: int,
 ) -> IngestResult:
     log.warning("refused BTCPay webhook for store %s: %s (%d bytes)", store_id, reason, size)
-    await db.write(
-        "INSERT INTO webhook_refusals(at, reason, http_status, store_id, delivery_id, body_bytes) "
-        "VALUES(?, ?, ?, ?, ?, ?)",
-        (int(time.time()), reason, status, store_id, delivery_id, size),
-    )
+
+    async def record(conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO webhook_refusals(at, reason, http_status, store_id, delivery_id, body_bytes) "
+            "VALUES(?, ?, ?, ?, ?, ?)",
+            (int(time.time()), reason, status, store_id, delivery_id, size),
+        )
+
+    await _write(db, commit, record)
     return IngestResult(status=status, reason=reason)
 
 
@@ -184,56 +199,62 @@ async def ingest(
     db: Any,
     *,
     store_id: str,
-    secret: Secret | None,
+    secret: Secret | Sequence[Secret] | None,
     raw: bytes,
     headers: Mapping[str, str],
     max_bytes: int,
     on_event: EventHandler,
+    commit: GroupCommit | None = None,
 ) -> IngestResult:
     """Verify, deduplicate and durably accept one delivery; 200 only after the commit.
 
-    `secret` is the route store's webhook secret (None if we follow no such store). Refusals are
+    `secret` is the route store's webhook secret (None if we follow no such store); during a secret
+    rotation it is the old and the new one, as BTCPay may sign with either until it confirms. Refusals are
     recorded in `webhook_refusals` without the body. The delivery row and whatever `on_event` does
     with `conn` commit together; if `on_event` raises, nothing is kept and BTCPay gets a 500 so it
-    retries.
+    retries. With `commit` (a `GroupCommit`), concurrent deliveries share transactions (one fsync).
     """
     size = len(raw)
+    refuse = functools.partial(_refuse, db, commit, store_id=store_id, size=size)
     if size > max_bytes:
-        return await _refuse(db, status=413, reason="too_large", store_id=store_id, delivery_id=None, size=size)
-    if secret is None:
-        return await _refuse(db, status=404, reason="unknown_store", store_id=store_id, delivery_id=None, size=size)
+        return await refuse(status=413, reason="too_large", delivery_id=None)
+    secrets = [secret] if isinstance(secret, Secret) else list(secret or ())
+    if not secrets:
+        return await refuse(status=404, reason="unknown_store", delivery_id=None)
     signature = _header(headers, SIGNATURE_HEADER)
     if not signature:
-        return await _refuse(db, status=401, reason="missing_signature", store_id=store_id, delivery_id=None, size=size)
-    if not verify_signature(secret, raw, signature):
-        return await _refuse(db, status=401, reason="bad_signature", store_id=store_id, delivery_id=None, size=size)
+        return await refuse(status=401, reason="missing_signature", delivery_id=None)
+    if not any(verify_signature(s, raw, signature) for s in secrets):
+        return await refuse(status=401, reason="bad_signature", delivery_id=None)
     try:
         event = parse_event(raw)
     except WebhookParseError as exc:
-        return await _refuse(
-            db, status=400, reason=f"unreadable: {exc}"[:200], store_id=store_id, delivery_id=None, size=size
-        )
+        return await refuse(status=400, reason=f"unreadable: {exc}"[:200], delivery_id=None)
     if event.store_id != store_id:
-        return await _refuse(
-            db, status=403, reason="wrong_store", store_id=store_id, delivery_id=event.delivery_id, size=size
+        return await refuse(status=403, reason="wrong_store", delivery_id=event.delivery_id)
+
+    async def record(conn: aiosqlite.Connection) -> bool:
+        cur = await conn.execute(
+            "INSERT INTO webhook_deliveries(dedupe_key, delivery_id, store_id, webhook_id, event_type, "
+            "invoice_id, payout_id, is_redelivery, event_timestamp, received_at) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING",
+            (
+                event.dedupe_key, event.delivery_id, store_id, event.webhook_id, event.type,
+                getattr(event, "invoice_id", None), getattr(event, "payout_id", None),
+                int(event.is_redelivery), event.timestamp, int(time.time()),
+            ),
         )
+        if cur.rowcount == 0:
+            return False
+        await on_event(conn, event)
+        return True
+
     try:
-        async with db.transaction() as conn:
-            cur = await conn.execute(
-                "INSERT INTO webhook_deliveries(dedupe_key, delivery_id, store_id, webhook_id, event_type, "
-                "invoice_id, payout_id, is_redelivery, event_timestamp, received_at) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING",
-                (
-                    event.dedupe_key, event.delivery_id, store_id, event.webhook_id, event.type,
-                    getattr(event, "invoice_id", None), getattr(event, "payout_id", None),
-                    int(event.is_redelivery), event.timestamp, int(time.time()),
-                ),
-            )
-            if cur.rowcount == 0:
-                log.info("BTCPay delivery %s repeats event %s; ignored", event.delivery_id, event.dedupe_key)
-                return IngestResult(200, "duplicate", duplicate=True, event_type=event.type, event=event)
-            await on_event(conn, event)
+        inserted = await _write(db, commit, record)
     except Exception:
         log.exception("could not store BTCPay %s delivery %s", event.type, event.delivery_id)
         return IngestResult(500, "store_failed", event_type=event.type, event=event)
+    if not inserted:
+        log.info("BTCPay delivery %s repeats event %s; ignored", event.delivery_id, event.dedupe_key)
+        return IngestResult(200, "duplicate", duplicate=True, event_type=event.type, event=event)
     return IngestResult(200, "accepted", event_type=event.type, event=event)

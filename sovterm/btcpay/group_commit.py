@@ -1,0 +1,82 @@
+"""Group commit for webhook intake: concurrent deliveries share one transaction, hence one fsync.
+
+With `synchronous = FULL` (a 200 to BTCPay means the delivery is on disk) the commit's fsync is what
+a delivery costs; writing each in its own transaction caps intake at one fsync per delivery and
+queues everyone else behind the write lock. Here a delivery's write joins the next transaction and
+its caller still hears back only after that COMMIT, so durability is exactly as before.
+
+A unit that raises must not cost its neighbours their write: the batch is rolled back and each of
+its units is run again alone, in its own transaction, so every unit ends as it would have alone (the
+failing one with its exception). Units therefore must only write through `conn` (no side effects
+outside the database), which is what a transaction's contents must be anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Unit = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+class GroupCommit:
+    def __init__(self, db: Any, *, max_batch: int = 256) -> None:
+        self._db = db
+        self.max_batch = max_batch
+        self._queue: deque[tuple[Unit, asyncio.Future[Any]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # for tests and the benchmark: how many transactions carried the units
+
+    async def run(self, unit: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `unit(conn)` in a write transaction; return its result once that transaction committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((unit, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Wait for the writes already queued (callers are waiting on them)."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        # A transaction takes in every unit that arrives while it is open (waiting for the write lock,
+        # running earlier units), so batches grow with the load without any added wait.
+        while self._queue:
+            taken: list[tuple[Unit, asyncio.Future[Any]]] = []
+            results: list[Any] = []
+            try:
+                async with self._db.transaction() as conn:
+                    while self._queue and len(taken) < self.max_batch:
+                        taken.append(self._queue.popleft())
+                        results.append(await taken[-1][0](conn))
+            except Exception:
+                log.warning("a batch of %d webhook writes failed; writing them one by one", len(taken))
+                for unit, future in taken:
+                    await self._alone(unit, future)
+                continue
+            self.batches += 1
+            for (_, future), result in zip(taken, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _alone(self, unit: Unit, future: asyncio.Future[Any]) -> None:
+        try:
+            async with self._db.transaction() as conn:
+                result = await unit(conn)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        self.batches += 1
+        if not future.done():
+            future.set_result(result)

@@ -1,0 +1,640 @@
+"""The BTCPay connection as the daemon runs it: setup, status, webhook intake and polling.
+
+One connection serves the stores the operator selected: the URL (and what we learnt at connect) in
+`kv` as `btcpay:connection`, the API key in the SecretStore as `btcpay:api_key`, one webhook secret per
+store as `btcpay:webhook:<store>`. BTCPay being down or refusing the key is a connector state
+(`not_configured`, `checking`, `connected`, `unreachable`, `unauthorized`) that /readyz, `sovterm
+status` and the TUI show, never a crash: the daemon keeps accepting webhooks and retries on its own.
+
+Webhooks carry no invoice status, so an accepted invoice event schedules a quick re-read of that
+invoice (after the commit, outside the transaction); the poll loop remains the completeness guarantee.
+
+Where the setup wizard's proposed URL comes from, in this order, and only while nothing is connected:
+1. the `btcpay.url` setting (config file, or `SOVTERM_BTCPAY__URL`, which the Umbrel and StartOS
+   packages set to BTCPay's address on the box);
+2. the legacy Umbrel variables `APP_BTCPAY_SERVER_IP` + `APP_BTCPAY_SERVER_PORT` (Umbrel's
+   btcpay-server app exported them until late 2022; some boxes still carry them);
+3. nothing: the operator types the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets as token
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import aiosqlite
+
+from sovterm.btcpay import ledger
+from sovterm.btcpay.client import BTCPayClient
+from sovterm.btcpay.errors import (
+    BTCPayAuthError,
+    BTCPayError,
+    BTCPayNotFound,
+    BTCPayUnavailable,
+)
+from sovterm.btcpay.group_commit import GroupCommit
+from sovterm.btcpay.models import Invoice, Store
+from sovterm.btcpay.permissions import FEATURE_PERMISSIONS, missing_permissions
+from sovterm.btcpay.poller import InvoicePoller, cursor_key
+from sovterm.btcpay.setup import ensure_webhook, webhook_path, webhook_secret_name
+from sovterm.btcpay.webhooks import (
+    SUBSCRIBED_EVENTS,
+    IngestResult,
+    InvoiceEvent,
+    WebhookEvent,
+    ingest,
+)
+from sovterm.config import Settings
+from sovterm.errors import UserFacingError
+from sovterm.events import EventBus
+from sovterm.health import Connectors
+from sovterm.store.db import Database
+from sovterm.store.secrets import Secret, SecretStore
+
+log = logging.getLogger(__name__)
+
+#: Called inside the ingest transaction for each accepted delivery (the sync part enqueues its job here).
+EventHandler = Callable[[aiosqlite.Connection, WebhookEvent], Awaitable[None]]
+#: Called inside the poller's transaction when an invoice snapshot changed.
+InvoiceHandler = Callable[[aiosqlite.Connection, str, Invoice], Awaitable[None]]
+
+CONNECTOR = "btcpay"
+CONNECTION_KEY = "btcpay:connection"
+SETUP_KEY = "setup:btcpay"
+API_KEY_SECRET = "btcpay:api_key"
+DEFAULT_FEATURES = ("sync", "webhooks", "payouts")
+QUICK_TIMEOUT_S = 10.0  # status and setup answer an operator who is waiting: no retries, short timeout
+REFRESH_CONCURRENCY = 4
+#: BTCPay sends an invoice's events back to back (a Lightning payment: four); waiting this long before
+#: the re-read lets one read cover the burst.
+REFRESH_DELAY_S = 1.0
+def propose_url(settings: Settings, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(url, where it came from) for the setup wizard; see the module docstring for the order."""
+    if settings.btcpay.url:
+        return settings.btcpay.url, "setting btcpay.url (config file or SOVTERM_BTCPAY__URL)"
+    ip, port = environ.get("APP_BTCPAY_SERVER_IP"), environ.get("APP_BTCPAY_SERVER_PORT")
+    if ip and port and port.isdigit():
+        return f"http://{ip}:{port}", "Umbrel environment (APP_BTCPAY_SERVER_IP, APP_BTCPAY_SERVER_PORT)"
+    return None, None
+
+
+def check_features(features: Sequence[str] | None) -> list[str]:
+    chosen = list(dict.fromkeys(features or DEFAULT_FEATURES))
+    unknown = [f for f in chosen if f not in FEATURE_PERMISSIONS]
+    if unknown:
+        raise UserFacingError(
+            f"unknown feature(s): {', '.join(unknown)}", fix=f"choose from {', '.join(FEATURE_PERMISSIONS)}"
+        )
+    return chosen
+
+
+def permission_report(granted: Sequence[str], features: Sequence[str], store_id: str) -> list[dict[str, Any]]:
+    """What the key lacks for this store: each permission, the features needing it, the string to grant."""
+    return [
+        {"permission": m.permission, "features": list(m.features), "grant": m.scoped(store_id)}
+        for m in missing_permissions(granted, features, store_id)
+    ]
+
+
+def _check_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url) < 10:
+        raise UserFacingError(
+            f"{url!r} is not a BTCPay Server address", fix="give the full URL, e.g. https://btcpay.example.com"
+        )
+    return url
+
+
+class BTCPayService:
+    """`services.btcpay`: everything the daemon does with BTCPay, behind one object.
+
+    Extension points for the parts that build on BTCPay data (sync, payouts), registered at their own
+    stage: `event_handlers` run inside the transaction that records an accepted delivery;
+    `invoice_handlers` run inside the transaction that stores a changed invoice snapshot (poll or
+    post-webhook re-read). A handler that raises rolls its transaction back (BTCPay then retries the
+    delivery; the poller re-reads the invoice next run).
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        secrets: SecretStore,
+        http: aiohttp.ClientSession,
+        connectors: Connectors,
+        settings: Settings,
+        environ: Mapping[str, str],
+        bus: EventBus | None = None,
+    ) -> None:
+        self.db = db
+        self.secrets = secrets
+        self.http = http
+        self.connectors = connectors
+        self.settings = settings
+        self.environ = environ
+        self.bus = bus
+        self.event_handlers: list[EventHandler] = []
+        self.invoice_handlers: list[InvoiceHandler] = []
+        self.poller = InvoicePoller(
+            db, self.client_for_store, window_days=settings.btcpay.poll_window_days,
+            on_invoice_changed=self._on_invoice_changed,
+        )
+        self._connection: dict[str, Any] | None = None
+        self._api_key: Secret | None = None
+        self._client: BTCPayClient | None = None
+        # store -> the secrets a delivery may be signed with (two only while a rotation is in flight)
+        self._webhook_secrets: dict[str, list[Secret]] = {}
+        self._selected: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresh_pending: set[tuple[str, str]] = set()
+        self._refresh_slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
+        self.refresh_delay_s = REFRESH_DELAY_S
+        self._poll_lock = asyncio.Lock()
+        self.commit = GroupCommit(db)  # concurrent deliveries share one transaction (one fsync)
+        self._admin_lock = asyncio.Lock()
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the stored connection; check BTCPay in the background (start-up never waits on it)."""
+        row = await self.db.fetchone("SELECT value FROM kv WHERE key = ?", (CONNECTION_KEY,))
+        api_key = await self.secrets.get(API_KEY_SECRET)
+        if row is None or api_key is None:
+            self.connectors.set(CONNECTOR, "not_configured", "run `sovterm setup btcpay`", ready=True)
+            return
+        self._use_connection(json.loads(row[0]), api_key)
+        self._selected = set(await ledger.selected_stores(self.db))
+        for store_id in self._selected:
+            secret = await self.secrets.get(webhook_secret_name(store_id))
+            if secret is not None:
+                self._webhook_secrets[store_id] = [secret]
+        self.connectors.set(CONNECTOR, "checking", f"first contact with {self.url} pending", ready=True)
+        self._spawn(self._probe())
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.commit.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Background work the service owns: tracked, so `stop()` cancels and awaits it."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("BTCPay background task failed", exc_info=task.exception())
+
+    # -- connection ------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def url(self) -> str | None:
+        return None if self._connection is None else self._connection["url"]
+
+    @property
+    def features(self) -> list[str]:
+        return list((self._connection or {}).get("features") or DEFAULT_FEATURES)
+
+    def _use_connection(self, connection: dict[str, Any], api_key: Secret) -> None:
+        self._connection = connection
+        self._api_key = api_key
+        cfg = self.settings.btcpay
+        self._client = BTCPayClient(
+            connection["url"], api_key, self.http, timeout_s=cfg.request_timeout_s, retry_attempts=cfg.retry_attempts
+        )
+
+    def _quick_client(self, url: str | None = None, api_key: Secret | None = None) -> BTCPayClient:
+        key = api_key or self._api_key
+        target = url or self.url
+        assert key is not None and target is not None
+        return BTCPayClient(
+            target, key, self.http, timeout_s=min(QUICK_TIMEOUT_S, self.settings.btcpay.request_timeout_s),
+            retry_attempts=0,
+        )
+
+    def client_for_store(self, store_id: str) -> BTCPayClient:
+        """The client for a store's calls (one key serves every selected store today)."""
+        if self._client is None:
+            raise UserFacingError("BTCPay is not connected", fix="run `sovterm setup btcpay`")
+        return self._client
+
+    def _require_connection(self) -> BTCPayClient:
+        if self._client is None:
+            raise UserFacingError(
+                "BTCPay is not connected yet", fix="connect first: `sovterm setup btcpay --url URL --api-key-file FILE`"
+            )
+        return self._client
+
+    def webhook_url(self, store_id: str) -> str:
+        return self.settings.btcpay_webhook_base + webhook_path(store_id)
+
+    # -- connector state -------------------------------------------------------------------------
+
+    def _set_connected(self) -> None:
+        n = len(self._selected)
+        following = f"following {n} store(s)" if n else "no store selected yet"
+        self.connectors.set(CONNECTOR, "connected", f"{self.url}: {following}", ready=True)
+
+    def _set_failure(self, exc: BTCPayError) -> str:
+        """Record a BTCPay failure as the connector state; returns the state's name."""
+        if isinstance(exc, BTCPayAuthError) and exc.status == 401:
+            self.connectors.set(
+                CONNECTOR, "unauthorized",
+                f"BTCPay at {self.url} refuses the API key (HTTP 401); connect again with a valid key "
+                "(`sovterm setup btcpay`)",
+                ready=False,
+            )
+            return "unauthorized"
+        self.connectors.set(CONNECTOR, "unreachable", f"BTCPay at {self.url}: {exc.message}", ready=False)
+        return "unreachable"
+
+    async def _probe(self) -> dict[str, Any]:
+        """One quick look at BTCPay (health + server info) that also sets the connector state."""
+        client = self._quick_client()
+        try:
+            health = await client.health()
+            info = await client.server_info()
+        except BTCPayAuthError as exc:
+            return {"reachable": True, "state": self._set_failure(exc)}
+        except BTCPayError as exc:
+            return {"reachable": False, "state": self._set_failure(exc), "error": exc.message}
+        self._set_connected()
+        return {"reachable": True, "state": "connected", "server_version": info.version,
+                "synchronized": health.synchronized}
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    async def connect(self, url: str, api_key: Secret, features: Sequence[str] | None = None) -> dict[str, Any]:
+        """Check the server and the key, report missing permissions per visible store, and keep the
+        connection. Nothing is selected yet: `select_stores` follows."""
+        url = _check_url(url)
+        chosen = check_features(features)
+        client = self._quick_client(url, api_key)
+        async with self._admin_lock:
+            try:
+                info = await client.server_info()
+                key_info = await client.current_api_key()
+                stores = await client.list_stores()
+            except BTCPayAuthError as exc:
+                if exc.status == 401:
+                    raise UserFacingError(
+                        f"BTCPay at {url} refused the API key", fix="copy the key again from BTCPay (Account > API keys)"
+                    ) from None
+                raise
+            except BTCPayUnavailable as exc:
+                raise UserFacingError(
+                    f"cannot reach BTCPay at {url}: {exc.message}",
+                    fix="check the URL and that BTCPay Server is running and reachable from this machine",
+                ) from None
+            connection = {
+                "url": url, "features": chosen, "server_version": info.version, "key_label": key_info.label,
+                "connected_at": int(time.time()),
+            }
+            visible = [s.id for s in stores]
+            async with self.db.transaction() as conn:
+                await _kv_put(conn, CONNECTION_KEY, connection)
+                await _kv_put(conn, SETUP_KEY, {"done": False, "step": "select_stores", "at": int(time.time())})
+                await self.secrets.put(API_KEY_SECRET, api_key, conn=conn)
+                placeholders = ",".join("?" for _ in visible)
+                await conn.execute(
+                    f"UPDATE btcpay_stores SET selected = 0 WHERE selected = 1 AND store_id NOT IN ({placeholders})",
+                    visible,
+                )
+            for store_id in [s for s in self._webhook_secrets if s not in visible]:
+                del self._webhook_secrets[store_id]
+            self._selected &= set(visible)
+            self._use_connection(connection, api_key)
+            self._set_connected()
+        log.info("connected to BTCPay %s at %s; %d store(s) visible", info.version, url, len(stores))
+        return {
+            "url": url,
+            "server_version": info.version,
+            "key_label": key_info.label,
+            "granted": list(key_info.permissions),
+            "features": chosen,
+            "stores": [self._store_report(s, key_info.permissions, chosen) for s in stores],
+            "selected": await ledger.selected_stores(self.db),
+        }
+
+    @staticmethod
+    def _store_report(store: Store, granted: Sequence[str], features: Sequence[str]) -> dict[str, Any]:
+        missing = permission_report(granted, features, store.id)
+        return {"id": store.id, "name": store.name, "missing": missing, "ready": not missing}
+
+    async def select_stores(self, store_ids: Sequence[str]) -> dict[str, Any]:
+        """Follow exactly these stores: register (or adopt) our webhook at each, forget the others."""
+        client = self._require_connection()
+        wanted = list(dict.fromkeys(store_ids))
+        if not wanted:
+            raise UserFacingError("no store given", fix="name at least one store id (see `sovterm setup btcpay`)")
+        features = self.features
+        async with self._admin_lock:
+            key_info = await client.current_api_key()
+            visible = {s.id: s for s in await client.list_stores()}
+            for store_id in wanted:
+                if store_id not in visible:
+                    raise UserFacingError(
+                        f"the API key cannot see store {store_id}",
+                        fix=f"check the id, or grant btcpay.store.canviewstoresettings:{store_id} to the key",
+                    )
+                missing = permission_report(key_info.permissions, features, store_id)
+                if missing:
+                    lines = "; ".join(f"{m['grant']} (for {', '.join(m['features'])})" for m in missing)
+                    raise UserFacingError(
+                        f"the API key lacks permissions for store {store_id}: {lines}",
+                        fix="create a key with these permissions in BTCPay and connect again",
+                    )
+            previous = await ledger.selected_stores(self.db)
+            done = []
+            for store_id in wanted:
+                store = visible[store_id]
+                settings = {"features": features, "default_currency": store.default_currency}
+                async with self.db.transaction() as conn:
+                    await ledger.upsert_store(conn, store_id, name=store.name, selected=True, settings=settings)
+                self._selected.add(store_id)
+                entry: dict[str, Any] = {"id": store_id, "name": store.name, "webhook": None}
+                if "webhooks" in features:
+                    hook = await ensure_webhook(self.db, self.secrets, client, store_id, self.settings.btcpay_webhook_base)
+                    secret = await self.secrets.get(webhook_secret_name(store_id))
+                    assert secret is not None
+                    self._webhook_secrets[store_id] = [secret]
+                    entry["webhook"] = {"id": hook.id, "url": hook.url, "events": list(SUBSCRIBED_EVENTS)}
+                done.append(entry)
+            removed = [s for s in previous if s not in wanted]
+            for store_id in removed:
+                await self._forget_store(client, store_id)
+            async with self.db.transaction() as conn:
+                await _kv_put(conn, SETUP_KEY, {"done": True, "step": "done", "at": int(time.time()), "stores": wanted})
+            self._set_connected()
+        log.info("following BTCPay store(s) %s", ", ".join(wanted))
+        self._spawn(self._poll_logged())  # fill the ledger now rather than at the next interval
+        return {"stores": done, "removed": removed}
+
+    async def _forget_store(self, client: BTCPayClient, store_id: str) -> bool:
+        """Stop following a store; remove our webhook at BTCPay if we can. True if it is gone there."""
+        row = await ledger.store_row(self.db, store_id)
+        gone = True
+        if row is not None and row["webhook_id"]:
+            try:
+                await client.delete_webhook(store_id, row["webhook_id"])
+            except BTCPayNotFound:
+                pass
+            except BTCPayError as exc:
+                log.warning("could not delete our webhook at store %s: %s", store_id, exc.message)
+                gone = False
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE btcpay_stores SET selected = 0, webhook_id = NULL, updated_at = ? WHERE store_id = ?",
+                (int(time.time()), store_id),
+            )
+            await self.secrets.delete(webhook_secret_name(store_id), conn=conn)
+        self._webhook_secrets.pop(store_id, None)
+        self._selected.discard(store_id)
+        return gone
+
+    async def rotate_webhook_secret(self, store_id: str) -> dict[str, Any]:
+        """Give the store's webhook a new secret. Until BTCPay confirms, deliveries signed with either
+        secret are accepted (BTCPay may already sign with the new one); after, only the new one."""
+        client = self._require_connection()
+        async with self._admin_lock:
+            row = await ledger.store_row(self.db, store_id)
+            if row is None or not row["selected"] or not row["webhook_id"]:
+                raise UserFacingError(
+                    f"sovterm has no webhook at store {store_id}", fix="select the store first (`sovterm setup btcpay`)"
+                )
+            old = list(self._webhook_secrets.get(store_id, []))
+            new = Secret(token.token_urlsafe(32))
+            self._webhook_secrets[store_id] = old + [new]
+            try:
+                hook = await client.update_webhook(
+                    store_id, row["webhook_id"], self.webhook_url(store_id), secret=new, events=SUBSCRIBED_EVENTS
+                )
+            except BTCPayNotFound:
+                self._webhook_secrets[store_id] = old
+                hook = await ensure_webhook(self.db, self.secrets, client, store_id, self.settings.btcpay_webhook_base)
+                new = await self.secrets.get(webhook_secret_name(store_id)) or new
+            except BaseException:
+                self._webhook_secrets[store_id] = old
+                raise
+            else:
+                await self.secrets.put(webhook_secret_name(store_id), new)
+            self._webhook_secrets[store_id] = [new]
+        log.info("rotated the webhook secret of store %s", store_id)
+        return {"store_id": store_id, "webhook_id": hook.id, "rotated_at": int(time.time())}
+
+    async def disconnect(self) -> dict[str, Any]:
+        """Delete our webhooks at BTCPay (when reachable) and forget the key; the ledger is kept."""
+        async with self._admin_lock:
+            if self._client is None:
+                return {"disconnected": False, "detail": "BTCPay was not connected", "webhooks_left": []}
+            client = self._quick_client()
+            rows = await self.db.fetchall("SELECT store_id FROM btcpay_stores WHERE webhook_id IS NOT NULL")
+            left = [r[0] for r in rows if not await self._forget_store(client, r[0])]
+            async with self.db.transaction() as conn:
+                await conn.execute("UPDATE btcpay_stores SET selected = 0")
+                await conn.execute("DELETE FROM kv WHERE key IN (?, ?)", (CONNECTION_KEY, SETUP_KEY))
+                await self.secrets.delete(API_KEY_SECRET, conn=conn)
+            url = self.url
+            self._connection = self._api_key = self._client = None
+            self._webhook_secrets.clear()
+            self._selected.clear()
+            self.connectors.set(CONNECTOR, "not_configured", "disconnected; run `sovterm setup btcpay`", ready=True)
+        log.info("disconnected from BTCPay at %s", url)
+        return {"disconnected": True, "url": url, "webhooks_left": left}
+
+    # -- status ----------------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """Reachability, stores with their webhook's health at BTCPay, and the connector state."""
+        setup = await _kv_get(self.db, SETUP_KEY)
+        if self._client is None:
+            proposed, source = propose_url(self.settings, self.environ)
+            state = self.connectors.get(CONNECTOR)
+            return {
+                "state": "not_configured", "detail": state.detail if state else "", "proposed_url": proposed,
+                "proposed_source": source, "setup": setup, "stores": [],
+            }
+        probe = await self._probe()
+        out: dict[str, Any] = {
+            "url": self.url,
+            "features": self.features,
+            "key_label": (self._connection or {}).get("key_label"),
+            "server_version": probe.get("server_version"),
+            "synchronized": probe.get("synchronized"),
+            "setup": setup,
+            "stores": [],
+        }
+        client = self._quick_client()
+        for store_id in await ledger.selected_stores(self.db):
+            out["stores"].append(await self._store_status(client, store_id, probe["state"] == "connected"))
+        state = self.connectors.get(CONNECTOR)
+        out["state"] = state.state if state else probe["state"]
+        out["detail"] = state.detail if state else ""
+        return out
+
+    async def _store_status(self, client: BTCPayClient, store_id: str, reachable: bool) -> dict[str, Any]:
+        row = await ledger.store_row(self.db, store_id)
+        assert row is not None
+        hook_id = row["webhook_id"]
+        webhook: dict[str, Any] | None = None
+        if hook_id:
+            webhook = {"id": hook_id, "url": self.webhook_url(store_id), "health": "unknown (BTCPay unreachable)"}
+            if reachable:
+                webhook.update(await self._webhook_health(client, store_id, hook_id))
+        local = await self.db.fetchone(
+            "SELECT COUNT(*), MAX(received_at) FROM webhook_deliveries WHERE store_id = ?", (store_id,)
+        )
+        refused = await self.db.fetchone(
+            "SELECT COUNT(*) FROM webhook_refusals WHERE store_id = ? AND at > ?", (store_id, int(time.time()) - 86_400)
+        )
+        cursor = await _kv_get(self.db, cursor_key(store_id))
+        return {
+            "id": store_id,
+            "name": row["name"],
+            "webhook": webhook,
+            "deliveries_received": local[0],
+            "last_delivery_received_at": local[1],
+            "refused_last_24h": refused[0],
+            "invoices": await ledger.count_invoices(self.db, store_id),
+            "polled_until": None if cursor is None else cursor.get("covered_until"),
+        }
+
+    @staticmethod
+    async def _webhook_health(client: BTCPayClient, store_id: str, hook_id: str) -> dict[str, Any]:
+        """BTCPay's own view: did its last delivery to us succeed?"""
+        try:
+            hook = await client.get_webhook(store_id, hook_id)
+            deliveries = await client.list_webhook_deliveries(store_id, hook_id, count=1)
+        except BTCPayNotFound:
+            return {"health": "missing at BTCPay (run `sovterm setup btcpay` again to repair)"}
+        except BTCPayError as exc:
+            return {"health": f"unknown ({exc.message})"}
+        if not hook.enabled:
+            return {"health": "disabled at BTCPay (run `sovterm setup btcpay` again to repair)", "last_delivery": None}
+        if not deliveries:
+            return {"health": "no deliveries yet", "last_delivery": None}
+        last = deliveries[0]
+        ok = last.status == "HttpSuccess"
+        return {
+            "health": "ok" if ok else "failing",
+            "last_delivery": {
+                "at": last.delivery_time or last.timestamp, "status": last.status, "http_code": last.http_code,
+                "ok": ok, "error": last.error_message,
+            },
+        }
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    async def handle_webhook(self, store_id: str, raw: bytes, headers: Mapping[str, str]) -> IngestResult:
+        """Verify and durably record one delivery (see `webhooks.ingest`); then, outside the
+        transaction, schedule a re-read of the invoice it announces."""
+        result = await ingest(
+            self.db, store_id=store_id, secret=self._webhook_secrets.get(store_id), raw=raw, headers=headers,
+            max_bytes=self.settings.listener.max_body_bytes, on_event=self._on_event, commit=self.commit,
+        )
+        event = result.event
+        if result.reason == "accepted" and event is not None:
+            if isinstance(event, InvoiceEvent) and self._client is not None:
+                self.schedule_refresh(store_id, event.invoice_id)
+            if self.bus is not None:
+                self.bus.publish(
+                    "btcpay.webhook", store_id=store_id, type=event.type,
+                    invoice_id=getattr(event, "invoice_id", None), payout_id=getattr(event, "payout_id", None),
+                )
+        return result
+
+    async def _on_event(self, conn: aiosqlite.Connection, event: WebhookEvent) -> None:
+        for handler in self.event_handlers:
+            await handler(conn, event)
+
+    async def _on_invoice_changed(self, conn: aiosqlite.Connection, store_id: str, invoice: Invoice) -> None:
+        for handler in self.invoice_handlers:
+            await handler(conn, store_id, invoice)
+
+    def schedule_refresh(self, store_id: str, invoice_id: str) -> None:
+        """Re-read an invoice soon. Events for an invoice whose re-read has not started yet (it waits
+        `refresh_delay_s` first) coalesce into that one read, sent after all of them were recorded."""
+        key = (store_id, invoice_id)
+        if key in self._refresh_pending:
+            return
+        self._refresh_pending.add(key)
+        self._spawn(self._refresh(key))
+
+    async def _refresh(self, key: tuple[str, str]) -> None:
+        await asyncio.sleep(self.refresh_delay_s)
+        async with self._refresh_slots:
+            self._refresh_pending.discard(key)
+            try:
+                changed = await self.poller.refresh_invoice(*key, commit=self.commit)
+            except BTCPayError as exc:
+                log.warning("could not re-read invoice %s of store %s (the poll will): %s", key[1], key[0], exc.message)
+                if isinstance(exc, BTCPayUnavailable) or (isinstance(exc, BTCPayAuthError) and exc.status == 401):
+                    self._set_failure(exc)
+                return
+        if changed and self.bus is not None:
+            self.bus.publish("btcpay.invoice", store_id=key[0], invoice_id=key[1])
+
+    # -- polling ---------------------------------------------------------------------------------
+
+    async def poll_all(self) -> dict[str, Any]:
+        """The `btcpay.poll` loop: converge every selected store's ledger with BTCPay.
+
+        BTCPay down or refusing the key ends the run with the connector state set and a summary; a
+        store-level refusal (a permission removed) is reported and the other stores still polled."""
+        if self._client is None:
+            return {"state": "not_configured"}
+        async with self._poll_lock:
+            stores = await ledger.selected_stores(self.db)
+            if not stores:
+                probe = await self._probe()
+                return {"state": probe["state"], "stores": 0}
+            summary: dict[str, Any] = {"stores": {}}
+            for store_id in stores:
+                try:
+                    result = await self.poller.poll_store(store_id, time.time())
+                except BTCPayError as exc:
+                    if isinstance(exc, BTCPayUnavailable) or (isinstance(exc, BTCPayAuthError) and exc.status == 401):
+                        summary["state"] = self._set_failure(exc)
+                        summary["error"] = exc.message
+                        return summary
+                    log.warning("polling store %s failed: %s", store_id, exc.message)
+                    summary["stores"][store_id] = {"error": exc.message}
+                    continue
+                summary["stores"][store_id] = {
+                    "listed": result.listed, "reread": result.reread, "changed": result.changed,
+                }
+            self._set_connected()
+            summary["state"] = "connected"
+            return summary
+
+    async def _poll_logged(self) -> None:
+        summary = await self.poll_all()
+        log.info("first poll after selecting stores: %s", summary)
+
+
+async def _kv_put(conn: aiosqlite.Connection, key: str, value: Any) -> None:
+    await conn.execute(
+        "INSERT INTO kv(key, value, updated_at) VALUES(?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+        "value = excluded.value, updated_at = excluded.updated_at",
+        (key, json.dumps(value), int(time.time())),
+    )
+
+
+async def _kv_get(db: Database, key: str) -> Any:
+    row = await db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+    return None if row is None else json.loads(row[0])

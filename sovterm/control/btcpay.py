@@ -1,0 +1,130 @@
+"""The BTCPay part: its service stage, the poll loop, the webhook route and the control methods.
+
+Methods never return the API key or a webhook secret. Changes made by an operator are audited with
+their Unix user; the TUI wizard resumes from `kv` `setup:btcpay` (shown in `btcpay.status`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sovterm.btcpay.service import BTCPayService
+from sovterm.control.roles import Role
+from sovterm.control.server import CallContext, ControlServer
+from sovterm.loops import LoopSpec
+from sovterm.parts import Part
+from sovterm.services import Services
+from sovterm.store import audit
+from sovterm.store.secrets import Secret
+from sovterm.web.btcpay import add_routes
+
+POLL_LOOP = "btcpay.poll"
+FIRST_POLL_DELAY_S = 1.0  # soon after start: re-reads what changed while the daemon was down
+
+
+@asynccontextmanager
+async def btcpay_stage(services: Services) -> AsyncIterator[None]:
+    assert services.http is not None, "http stage has not started"
+    service = BTCPayService(
+        db=services.require_db(), secrets=services.require_secrets(), http=services.http,
+        connectors=services.connectors, settings=services.settings, environ=services.environ, bus=services.bus,
+    )
+    await service.start()
+    services.btcpay = service
+    try:
+        yield
+    finally:
+        services.btcpay = None
+        await service.stop()
+
+
+def loops(services: Services) -> list[LoopSpec]:
+    async def poll() -> dict[str, Any]:
+        service = services.btcpay
+        return {"state": "stopped"} if service is None else await service.poll_all()
+
+    return [LoopSpec(POLL_LOOP, services.settings.btcpay.poll_interval_s, poll, first_delay_s=FIRST_POLL_DELAY_S)]
+
+
+class ConnectParams(BaseModel):
+    url: str = Field(min_length=1)
+    api_key: Secret
+    features: list[str] | None = None
+
+
+class SelectParams(BaseModel):
+    store_ids: list[str] = Field(min_length=1)
+
+
+class StoreParams(BaseModel):
+    store_id: str = Field(min_length=1)
+
+
+def register_methods(server: ControlServer, services: Services) -> None:
+    def service() -> BTCPayService:
+        assert services.btcpay is not None, "btcpay stage has not started"
+        return services.btcpay
+
+    @server.method("setup.btcpay.connect", role=Role.ADMIN, params=ConnectParams)
+    async def connect(ctx: CallContext, url: str, api_key: Secret, features: list[str] | None) -> dict[str, Any]:
+        """Check BTCPay and the API key; report missing permissions and the stores the key sees."""
+        report = await service().connect(url, api_key, features)
+        await audit.record(
+            services.require_db(), ctx.peer.user, "setup.btcpay.connect", url,
+            {"features": report["features"], "stores_visible": len(report["stores"])}, "ok",
+        )
+        return report
+
+    @server.method("setup.btcpay.select_stores", role=Role.ADMIN, params=SelectParams)
+    async def select_stores(ctx: CallContext, store_ids: list[str]) -> dict[str, Any]:
+        """Follow these stores: register our webhook at each (or adopt the existing one)."""
+        result = await service().select_stores(store_ids)
+        await audit.record(
+            services.require_db(), ctx.peer.user, "setup.btcpay.select_stores", ",".join(store_ids),
+            {"removed": result["removed"]}, "ok",
+        )
+        return result
+
+    @server.method("btcpay.status", role=Role.VIEWER)
+    async def status(ctx: CallContext) -> dict[str, Any]:
+        """Reachability, followed stores, webhook health, or the proposed URL when not set up."""
+        return await service().status()
+
+    @server.method("btcpay.rotate_webhook_secret", role=Role.ADMIN, params=StoreParams)
+    async def rotate(ctx: CallContext, store_id: str) -> dict[str, Any]:
+        """Give a store's webhook a new secret (old signatures refused afterwards)."""
+        try:
+            result = await service().rotate_webhook_secret(store_id)
+        except Exception as exc:
+            await audit.record(
+                services.require_db(), ctx.peer.user, "btcpay.rotate_webhook_secret", store_id,
+                {"error": type(exc).__name__}, "failed",
+            )
+            raise
+        await audit.record(
+            services.require_db(), ctx.peer.user, "btcpay.rotate_webhook_secret", store_id,
+            {"webhook_id": result["webhook_id"]}, "ok",
+        )
+        return result
+
+    @server.method("btcpay.disconnect", role=Role.ADMIN)
+    async def disconnect(ctx: CallContext) -> dict[str, Any]:
+        """Delete our webhooks at BTCPay (if reachable) and forget the API key; the ledger stays."""
+        result = await service().disconnect()
+        await audit.record(
+            services.require_db(), ctx.peer.user, "btcpay.disconnect", result.get("url"),
+            {"webhooks_left": result["webhooks_left"]}, "ok" if result["disconnected"] else "noop",
+        )
+        return result
+
+    @server.method("btcpay.poll_now", role=Role.ADMIN)
+    async def poll_now(ctx: CallContext) -> dict[str, Any]:
+        """Poll every followed store now and return what changed."""
+        return await service().poll_all()
+
+
+PART = Part("btcpay", stage=btcpay_stage, loops=loops, routes=add_routes, methods=register_methods)
