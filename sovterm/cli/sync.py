@@ -1,0 +1,136 @@
+"""`sovterm sync ...`, `sovterm setup mode` and `sovterm reconcile`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from sovterm.cli import core
+from sovterm.sync.reconcile import format_report
+
+
+def _status(st: dict[str, Any]) -> str:
+    bf = st.get("backfill") or {}
+    lines = [
+        f"sync {'PAUSED' if st.get('paused') else 'running'}: {st['queued']} queued, {st['running']} running, "
+        f"{st['dead']} dead, {st['held']} held, {st['unmatched']} unmatched, {st.get('review', 0)} to review",
+        f"  last BTCPay poll   {core._age(st['last_poll_age_s'])}",
+        f"  last posting       {core._age(st['last_posting_age_s'])}",
+        f"  backfill           {bf.get('state', 'none')}"
+        + (f" since {bf['since']}: {bf.get('done', 0)}/{bf.get('total', 0)}" if bf.get("since") else ""),
+    ]
+    if st.get("held") and st.get("held_reason"):
+        lines.append(f"  held because       {st['held_reason']}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    st = core.call(args, environ, "sync.status")
+    core.emit(args, st, _status)
+    return 0 if not st["dead"] else core.EXIT_FAILED
+
+
+def cmd_now(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "sync.now")
+    core.emit(args, result, lambda r: f"polled BTCPay; {r['jobs']} job(s) worked\n" + _status(r["status"]))
+    return 0
+
+
+def cmd_dead(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    rows = core.call(args, environ, "sync.dead")
+    core.emit(args, rows, lambda rs: "\n".join(
+        f"job {r['job_id']:<6} invoice {r['invoice_id']}  ({r['attempts']} attempt(s))\n    {r['error']}" for r in rs
+    ) or "no dead jobs")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if (args.job is None) == (not args.all):
+        raise core.CommandError("give a job id or --all", core.EXIT_CONFIG)
+    result = core.call(args, environ, "sync.retry", job_id=args.job, all=args.all)
+    core.emit(args, result, lambda r: f"{r['retried']} job(s) back in the queue")
+    return 0
+
+
+def cmd_unmatched(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    rows = core.call(args, environ, "sync.unmatched")
+    core.emit(args, rows, lambda rs: "\n".join(
+        f"{r['invoice_id']}  {r['amount'] or '?'} {r['currency'] or ''}  {r['reason']}" for r in rs
+    ) or "nothing unmatched")
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "sync.resolve", invoice_id=args.invoice, qbo_invoice=args.qbo_invoice,
+                       as_deposit=args.as_deposit, ignore=args.ignore)
+    core.emit(args, result, lambda r: f"{r['invoice_id']}: {r['resolution']} (queued for posting)")
+    return 0
+
+
+def cmd_recent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    rows = core.call(args, environ, "sync.recent", limit=args.limit)
+    core.emit(args, rows, lambda rs: "\n".join(
+        f"{r['txn_date']}  {r['invoice_id']:<24} {r['entity']:<13} {r['qbo_id'] or '-':>6} {r['amount']:>12} "
+        f"{r['currency']} {r['status']}" + (f"  REVIEW: {r['review']}" if r.get("review") else "")
+        + (f"  ({r['void_reason']})" if r.get("void_reason") else "") for r in rs
+    ) or "nothing posted yet")
+    return 0
+
+
+def cmd_simple(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, args.method)
+    core.emit(args, result, lambda r: ", ".join(f"{k}: {v}" for k, v in r.items()))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "sync.backfill", since=args.since)
+    core.emit(args, result, lambda r: f"backfill since {r['since']}: {r['total']} invoice(s) to post")
+    return 0
+
+
+def cmd_mode(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "setup.mode", mode=args.mode, store_id=args.store, deposit_as=args.deposit_as)
+    core.emit(args, result, lambda r: f"store {r['store_id']}: {r['mode']} mode"
+              + (f" (as {r['deposit_as']})" if r["mode"] == "deposit" else ""))
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "reconcile", date_from=args.date_from, date_to=args.date_to)
+    core.emit(args, result, format_report)
+    return 0 if result["ok"] else core.EXIT_FAILED
+
+
+def add_commands(sub: Any, add: core.Adder) -> None:
+    grp = core.group(sub, "sync", "the BTCPay → QuickBooks sync")
+    add("status", cmd_status, "queue, dead letters, unmatched, backfill (exit 1 with dead jobs)", json_flag=True,
+        parent=grp)
+    add("now", cmd_now, "poll BTCPay now and work the queue", json_flag=True, parent=grp)
+    add("dead", cmd_dead, "dead-lettered jobs and why each failed", json_flag=True, parent=grp)
+    p = add("retry", cmd_retry, "retry a dead job, or all of them", json_flag=True, parent=grp)
+    p.add_argument("job", nargs="?", type=int)
+    p.add_argument("--all", action="store_true")
+    add("unmatched", cmd_unmatched, "invoicing-mode invoices without a QuickBooks invoice", json_flag=True, parent=grp)
+    p = add("resolve", cmd_resolve, "decide what an unmatched invoice is", json_flag=True, parent=grp)
+    p.add_argument("invoice")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--qbo-invoice", metavar="DOC", help="the QuickBooks invoice (DocNumber or Id) it pays")
+    how.add_argument("--as-deposit", action="store_true", help="book it as a sale in deposit mode")
+    how.add_argument("--ignore", metavar="REASON", help="book nothing, and say why")
+    p = add("recent", cmd_recent, "recent postings with QuickBooks ids", json_flag=True, parent=grp)
+    p.add_argument("--limit", type=int, default=50)
+    for verb, method, text in (("pause", "sync.pause", "stop posting until resumed (survives restarts)"),
+                               ("resume", "sync.resume", "resume posting")):
+        add(verb, cmd_simple, text, json_flag=True, parent=grp).set_defaults(method=method)
+    p = add("backfill", cmd_backfill, "post historical settled invoices since a date", json_flag=True, parent=grp)
+    p.add_argument("--since", required=True, metavar="YYYY-MM-DD")
+    p = add("mode", cmd_mode, "deposit or invoicing mode", json_flag=True, parent=core.setup_group(sub))
+    p.add_argument("mode", choices=["deposit", "invoicing"])
+    p.add_argument("--store", help="only this store (default: every store without its own mode)")
+    p.add_argument("--deposit-as", choices=["salesreceipt", "deposit"], dest="deposit_as")
+    p = add("reconcile", cmd_reconcile, "compare BTCPay with QuickBooks for a period (exit 1 when they differ)",
+            json_flag=True)
+    p.add_argument("--from", required=True, dest="date_from", metavar="YYYY-MM-DD")
+    p.add_argument("--to", required=True, dest="date_to", metavar="YYYY-MM-DD")

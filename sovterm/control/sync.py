@@ -1,0 +1,223 @@
+"""The sync part in the daemon: its stage (engine + hooks into the BTCPay service), its loop, and the
+`sync.*`, `setup.mode` and `reconcile` control methods."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sovterm.control.roles import Role
+from sovterm.control.server import CallContext, ControlServer
+from sovterm.errors import UserFacingError
+from sovterm.loops import LoopSpec
+from sovterm.parts import Part
+from sovterm.qbo.client import QBOClient
+from sovterm.qbo.mapping import StoreMapping
+from sovterm.qbo.postings import CurrencyContext
+from sovterm.services import Services
+from sovterm.store import audit
+from sovterm.sync import reconcile, store
+from sovterm.sync.engine import EngineSettings, SyncEngine
+from sovterm.sync.service import SyncService
+
+
+class QBOBooks:
+    """The engine's `Books` over the QuickBooks service."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def _qbo(self) -> Any:
+        if self._services.qbo is None:
+            raise UserFacingError("the QuickBooks part is not running")
+        return self._services.qbo
+
+    async def can_sync(self) -> tuple[bool, str]:
+        if self._services.qbo is None:
+            return False, "the QuickBooks part is not running"
+        return await self._services.qbo.can_sync()
+
+    async def mapping(self, store_id: str) -> StoreMapping | None:
+        return await self._qbo().mapping_for(store_id)
+
+    async def currency(self) -> CurrencyContext:
+        return await self._qbo().currency_context()
+
+    async def client(self) -> QBOClient:
+        return await self._qbo().client()
+
+
+class BTCPayRefunds:
+    """Refund amounts from the pull payment BTCPay created for the refund."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def pull_payment(self, store_id: str, pull_payment_id: str) -> tuple[str, Decimal]:
+        assert self._services.btcpay is not None
+        pp = await self._services.btcpay.client_for_store(store_id).get_pull_payment(pull_payment_id)
+        if pp.amount is None or not pp.currency:
+            raise UserFacingError(f"BTCPay pull payment {pull_payment_id} has no amount")
+        return pp.currency.upper(), pp.amount
+
+
+@asynccontextmanager
+async def sync_stage(services: Services) -> AsyncIterator[None]:
+    settings = services.settings.sync
+    engine = SyncEngine(services.require_db(), QBOBooks(services), EngineSettings.from_settings(settings),
+                        bus=services.bus, refunds=BTCPayRefunds(services) if services.btcpay else None)
+    sync = SyncService(engine)
+    if services.btcpay is not None:
+        services.btcpay.event_handlers.append(sync.on_event)
+        services.btcpay.invoice_handlers.append(sync.on_invoice)
+    services.sync = sync
+    await sync.start(settings.interval_s)
+    try:
+        yield
+    finally:
+        await sync.stop()
+        if services.btcpay is not None:
+            services.btcpay.event_handlers.remove(sync.on_event)
+            services.btcpay.invoice_handlers.remove(sync.on_invoice)
+        services.sync = None
+
+
+def sync_loops(services: Services) -> list[LoopSpec]:
+    async def run() -> dict[str, Any]:
+        assert services.sync is not None
+        return await services.sync.loop_run()
+
+    return [LoopSpec("sync", services.settings.sync.interval_s, run)]
+
+
+class JobParams(BaseModel):
+    job_id: int | None = None
+    all: bool = False
+
+
+class ResolveParams(BaseModel):
+    invoice_id: str
+    qbo_invoice: str | None = None
+    as_deposit: bool = False
+    ignore: str | None = None
+
+
+class BackfillParams(BaseModel):
+    since: str
+
+
+class LimitParams(BaseModel):
+    limit: int = Field(50, ge=1, le=1000)
+
+
+class ModeParams(BaseModel):
+    mode: Literal["deposit", "invoicing"]
+    store_id: str | None = None
+    deposit_as: Literal["salesreceipt", "deposit"] | None = None
+
+
+class RangeParams(BaseModel):
+    date_from: str
+    date_to: str
+
+
+def register(server: ControlServer, services: Services) -> None:
+    def svc() -> SyncService:
+        if services.sync is None:
+            raise UserFacingError("the sync part is not running")
+        return services.sync
+
+    @server.method("sync.status", role=Role.VIEWER)
+    async def status(ctx: CallContext) -> dict[str, Any]:
+        """Queue counts, dead/held/unmatched, ages of the last poll and posting, backfill progress."""
+        return await svc().status()
+
+    @server.method("sync.totals", role=Role.VIEWER)
+    async def totals(ctx: CallContext) -> dict[str, Any]:
+        """Settled fiat today, over 7 and 30 days, and per day for 30 days (oldest first)."""
+        return await svc().totals()
+
+    @server.method("sync.recent", role=Role.VIEWER, params=LimitParams)
+    async def recent(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
+        """The latest postings with their QuickBooks ids."""
+        return await svc().recent(limit)
+
+    @server.method("sync.dead", role=Role.VIEWER)
+    async def dead(ctx: CallContext) -> list[dict[str, Any]]:
+        """Dead-lettered jobs and why each failed."""
+        return await svc().dead()
+
+    @server.method("sync.unmatched", role=Role.VIEWER)
+    async def unmatched(ctx: CallContext) -> list[dict[str, Any]]:
+        """Invoicing-mode invoices that match no QuickBooks invoice."""
+        return await svc().unmatched()
+
+    @server.method("sync.retry", role=Role.ADMIN, params=JobParams)
+    async def retry(ctx: CallContext, job_id: int | None, all: bool) -> dict[str, Any]:
+        """Retry one dead job, or all of them."""
+        if (job_id is None) == (not all):
+            raise UserFacingError("give a job id or --all")
+        result = await svc().retry(None if all else job_id)
+        await audit.record(services.require_db(), ctx.peer.user, "sync.retry", str(job_id or "all"), result, "ok")
+        return result
+
+    @server.method("sync.resolve", role=Role.ADMIN, params=ResolveParams)
+    async def resolve(ctx: CallContext, invoice_id: str, qbo_invoice: str | None, as_deposit: bool,
+                      ignore: str | None) -> dict[str, Any]:
+        """Decide what an unmatched invoice is: a QuickBooks invoice, a deposit, or nothing."""
+        result = await svc().resolve(invoice_id, qbo_invoice=qbo_invoice, as_deposit=as_deposit, ignore=ignore,
+                                     actor=ctx.peer.user)
+        await audit.record(services.require_db(), ctx.peer.user, "sync.resolve", invoice_id, result["resolution"], "ok")
+        return result
+
+    @server.method("sync.now", role=Role.ADMIN)
+    async def now(ctx: CallContext) -> dict[str, Any]:
+        """Poll BTCPay now, then work the queue."""
+        polled = await services.btcpay.poll_all() if services.btcpay is not None else {"skipped": "no BTCPay"}
+        drained = await svc().engine.drain()
+        return {"poll": polled, **drained, "status": await svc().status()}
+
+    @server.method("sync.pause", role=Role.ADMIN)
+    async def pause(ctx: CallContext) -> dict[str, Any]:
+        """Stop posting (kept across restarts) until resumed."""
+        await audit.record(services.require_db(), ctx.peer.user, "sync.pause", None, {}, "ok")
+        return await svc().pause()
+
+    @server.method("sync.resume", role=Role.ADMIN)
+    async def resume(ctx: CallContext) -> dict[str, Any]:
+        """Resume posting."""
+        await audit.record(services.require_db(), ctx.peer.user, "sync.resume", None, {}, "ok")
+        return await svc().resume()
+
+    @server.method("sync.backfill", role=Role.ADMIN, params=BackfillParams)
+    async def backfill(ctx: CallContext, since: str) -> dict[str, Any]:
+        """Post historical settled invoices since a date (batched, resumable)."""
+        result = await svc().start_backfill(since)
+        await audit.record(services.require_db(), ctx.peer.user, "sync.backfill", since, {}, "ok")
+        return result
+
+    @server.method("setup.mode", role=Role.ADMIN, params=ModeParams)
+    async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None) -> dict[str, Any]:
+        """Deposit or invoicing mode, for one store or as the default."""
+        value = await store.set_mode(services.require_db(), mode, deposit_as, store_id)
+        await audit.record(services.require_db(), ctx.peer.user, "setup.mode", store_id or "default", value, "ok")
+        return {"store_id": store_id or "default", **value}
+
+    @server.method("reconcile", role=Role.VIEWER, params=RangeParams)
+    async def reconcile_(ctx: CallContext, date_from: str, date_to: str) -> dict[str, Any]:
+        """Compare what BTCPay settled with what QuickBooks holds, per day and per invoice."""
+        if services.qbo is None:
+            raise UserFacingError("QuickBooks is not connected")
+        if services.btcpay is not None:
+            await services.btcpay.poll_all()  # refresh the ledger first
+        client = await services.qbo.client()
+        ctx_currency = await services.qbo.currency_context()
+        report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home)
+        return report.as_dict()
+
+
+PART = Part("sync", stage=sync_stage, loops=sync_loops, methods=register)

@@ -1,0 +1,490 @@
+"""The sync engine: claims jobs, asks the rules what is owed, writes it to QuickBooks exactly once.
+
+One job, step by step (each step survives a crash before or after it):
+1. finish what a crashed run left: `pending` postings are looked up by marker and sent again only if
+   absent (same body, same requestid); `voiding` ones are re-read and voided if still live;
+2. read refund amounts BTCPay has not told us yet (the pull payment);
+3. compute the plan (pure rules) from the ledger snapshot and the postings;
+4. commit the intent: `pending` rows with their exact bodies, `voiding` marks;
+5. call QuickBooks;
+6. one transaction records the QuickBooks ids and completes the job.
+
+Failures: throttling, 5xx, timeouts and network errors retry with exponential backoff and jitter up
+to `max_attempts`; QuickBooks validation faults and refusals (currency, mapping) go straight to the
+dead-letter list with QuickBooks' message; "reconnect required" (or `can_sync` false) holds the job
+without burning an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import aiohttp
+
+from sovterm.errors import UserFacingError
+from sovterm.qbo.client import QBOClient, quote_literal, request_id
+from sovterm.qbo.errors import (
+    QBOAuthError,
+    QBOError,
+    QBOReconnectRequired,
+    QBOServerError,
+    QBOThrottled,
+    QBOValidationError,
+)
+from sovterm.qbo.mapping import StoreMapping
+from sovterm.qbo.models import dumps, loads
+from sovterm.qbo.postings import (
+    CurrencyContext,
+    DepositLine,
+    Poster,
+    build_deposit,
+    build_payment,
+    build_refund_receipt,
+    build_sales_receipt,
+    marker_for,
+)
+from sovterm.sync import queue, rules, store
+from sovterm.sync.queue import Job
+
+log = logging.getLogger("sovterm.sync")
+
+VOID_BY_DELETE = {"Deposit", "RefundReceipt"}  # QuickBooks has no void for these: delete
+
+
+class Books(Protocol):
+    """What the engine needs from the QuickBooks side (the qbo service provides it in the daemon)."""
+
+    async def can_sync(self) -> tuple[bool, str]: ...
+    async def mapping(self, store_id: str) -> StoreMapping | None: ...
+    async def currency(self) -> CurrencyContext: ...
+    async def client(self) -> QBOClient: ...
+
+
+class RefundSource(Protocol):
+    async def pull_payment(self, store_id: str, pull_payment_id: str) -> tuple[str, Decimal]: ...
+
+
+class ExchangeRates(Protocol):
+    async def rate(self, currency: str, home: str, day: str) -> Decimal | None: ...
+
+
+class Bus(Protocol):
+    def publish(self, topic: str, **data: Any) -> None: ...
+
+
+class Refused(UserFacingError):
+    """Nothing can be posted until the operator changes something (dead-letter, with the reason)."""
+
+
+class Hold(Exception):
+    """QuickBooks cannot be written to right now (reconnect required, sync switched off)."""
+
+
+class _NullBus:
+    def publish(self, topic: str, **data: Any) -> None:
+        pass
+
+
+TRANSIENT = (QBOThrottled, QBOServerError, aiohttp.ClientError, TimeoutError, ConnectionError)
+
+
+@dataclass
+class EngineSettings:
+    workers: int = 4
+    max_attempts: int = 8
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 3600.0
+    lease_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, sync: Any) -> EngineSettings:
+        return cls(sync.workers, sync.max_attempts, sync.backoff_base_s, sync.backoff_max_s, float(sync.lease_s))
+
+
+@dataclass
+class JobOutcome:
+    state: str  # posted | failed | dead | held | done
+    docs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        db: Any,
+        books: Books,
+        settings: EngineSettings | None = None,
+        *,
+        bus: Bus | None = None,
+        refunds: RefundSource | None = None,
+        fx: ExchangeRates | None = None,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+        fault: Callable[[str], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.books = books
+        self.settings = settings or EngineSettings()
+        self.bus: Bus = bus or _NullBus()
+        self.refunds = refunds
+        self.fx = fx
+        self.owner = owner or f"w-{uuid.uuid4().hex[:12]}"
+        self.rng = rng or random.Random()
+        self._fault = fault  # tests: raise at a named step to simulate a crash there
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+        self.paused = False
+        self.drained_done = 0
+        self._drain_started: float | None = None
+
+    def _step(self, name: str) -> None:
+        if self._fault is not None:
+            self._fault(name)
+
+    # -- dispatcher ---------------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def start(self, interval_s: float = 5.0) -> None:
+        self._task = asyncio.create_task(self._dispatch_forever(interval_s), name="sync-dispatcher")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
+            for t in self._running:
+                t.cancel()
+
+    async def _dispatch_forever(self, interval_s: float) -> None:
+        while True:
+            try:
+                self._wake.clear()
+                if not self.paused:
+                    await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sync dispatcher failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def drain(self, max_jobs: int | None = None) -> dict[str, Any]:
+        """Run runnable jobs, up to `workers` invoices at once, until none is runnable."""
+        done = 0
+        started = time.time()
+        self._drain_started = started
+        while not self.paused and (max_jobs is None or done < max_jobs):
+            room = self.settings.workers - len(self._running)
+            if room > 0:
+                jobs = await queue.claim(self.db, self.owner, limit=room, lease_s=self.settings.lease_s)
+                for job in jobs:
+                    task = asyncio.create_task(self.run_job(job))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+            if not self._running:
+                break
+            finished, _ = await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+            done += len(finished)
+            self.drained_done += len(finished)
+            await self._progress(done, started)
+        return {"jobs": done}
+
+    async def _progress(self, done: int, started: float) -> None:
+        counts = await queue.counts(self.db)
+        left = counts["queued"] + counts["running"]
+        elapsed = max(time.time() - started, 1e-6)
+        rate = done / elapsed * 60
+        eta = left / (rate / 60) if rate > 0 else None
+        self.bus.publish("sync.progress", done=done, total=done + left, rate=round(rate, 1),
+                         eta_s=None if eta is None else round(eta, 1))
+
+    async def tick(self) -> dict[str, Any]:
+        """The periodic part (the daemon's `sync` loop): reap leases, release held jobs, wake workers."""
+        requeued = await queue.requeue_expired(self.db)
+        released = 0
+        counts = await queue.counts(self.db)
+        if counts["held"]:
+            ok, _ = await self.books.can_sync()
+            if ok:
+                released = await queue.release_held(self.db)
+        self.kick()
+        return {"requeued": requeued, "released": released, **{k: counts[k] for k in ("queued", "dead", "held")}}
+
+    # -- one job ------------------------------------------------------------------------------------
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        renew = asyncio.create_task(self._renew(job))
+        try:
+            outcome = await self._run(job)
+        finally:
+            renew.cancel()
+        return outcome
+
+    async def _renew(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            if not await queue.renew(self.db, job.id, self.owner, self.settings.lease_s):
+                log.warning("lost the lease on job %s", job.id)
+                return
+
+    def _publish(self, job: Job, state: str, docs: list[str] | None = None, error: str | None = None) -> None:
+        data: dict[str, Any] = {"job_id": job.id, "state": state, "invoice_id": job.invoice_id,
+                                "store_id": job.store_id, "qbo_doc_ids": docs or []}
+        if error:
+            data["error"] = error
+        self.bus.publish("sync.job", **data)
+
+    async def _run(self, job: Job) -> JobOutcome:
+        try:
+            ok, reason = await self.books.can_sync()
+            if not ok:
+                raise Hold(reason)
+            docs = await self._reconcile(job)
+        except (Hold, QBOReconnectRequired) as exc:
+            reason = str(exc)
+            await queue.hold(self.db, job, self.owner, reason)
+            self._publish(job, "held", error=reason)
+            return JobOutcome("held", error=reason)
+        except QBOAuthError as exc:
+            await queue.hold(self.db, job, self.owner, str(exc))
+            self._publish(job, "held", error=str(exc))
+            return JobOutcome("held", error=str(exc))
+        except (QBOValidationError, Refused) as exc:
+            return await self._dead(job, str(exc))
+        except UserFacingError as exc:
+            if isinstance(exc, QBOError) and not isinstance(exc, QBOValidationError):
+                return await self._transient(job, exc)
+            return await self._dead(job, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # transient or unexpected: retry, dead after max attempts
+            if not isinstance(exc, TRANSIENT):
+                log.exception("job %s (%s) failed unexpectedly", job.id, job.invoice_id)
+            return await self._transient(job, exc)
+        self._publish(job, "posted" if docs else "done", docs)
+        return JobOutcome("posted" if docs else "done", docs)
+
+    async def _dead(self, job: Job, error: str) -> JobOutcome:
+        await queue.kill(self.db, job, self.owner, error)
+        log.error("job %s for invoice %s is dead: %s", job.id, job.invoice_id, error)
+        self._publish(job, "dead", error=error)
+        self.bus.publish("invoice.updated", store_id=job.store_id, invoice_id=job.invoice_id, sync="dead")
+        return JobOutcome("dead", error=error)
+
+    async def _transient(self, job: Job, exc: BaseException) -> JobOutcome:
+        error = f"{type(exc).__name__}: {exc}"
+        if job.attempts + 1 >= self.settings.max_attempts:
+            return await self._dead(job, f"gave up after {job.attempts + 1} attempts: {error}")
+        delay = queue.backoff_s(job.attempts + 1, self.settings.backoff_base_s, self.settings.backoff_max_s, self.rng)
+        await queue.retry_later(self.db, job, self.owner, error, delay)
+        log.warning("job %s for invoice %s failed (%s); retry in %.1f s", job.id, job.invoice_id, error, delay)
+        self._publish(job, "failed", error=error)
+        return JobOutcome("failed", error=error)
+
+    # -- the accounting --------------------------------------------------------------------------
+
+    async def _reconcile(self, job: Job) -> list[str]:
+        snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id)
+        if snap is None:
+            async with self.db.transaction() as conn:
+                await queue.complete(conn, job, self.owner)
+            return []
+        client = await self.books.client()
+        poster = Poster(client)
+        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+        docs: list[str] = []
+        # 1. finish what a crashed run left behind
+        for row in rows:
+            if row["status"] == "pending":
+                docs.append(await self._send(poster, row, check_first=True))
+            elif row["status"] == "voiding":
+                await self._void(client, row)
+        # 2. refund amounts
+        if self.refunds is not None:
+            for refund in snap.refunds:
+                if refund.amount is None:
+                    currency, amount = await self.refunds.pull_payment(job.store_id, refund.pull_payment_id)
+                    await store.set_refund_amount(self.db, job.store_id, job.invoice_id, refund.pull_payment_id,
+                                                  currency, amount)
+        snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id) or snap
+        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+        # 3. the plan
+        mode = await store.get_mode(self.db, job.store_id)
+        ctx = await self.books.currency()
+        policy = rules.StorePolicy(mode["mode"], mode["deposit_as"], ctx.home, ctx.multicurrency)  # type: ignore[arg-type]
+        resolution = await store.get_resolution(self.db, job.store_id, job.invoice_id)
+        link = None
+        wants_link = policy.mode == "invoicing" and (resolution is None or resolution.kind == "qbo_invoice")
+        if wants_link:
+            link = await find_qbo_invoice(client, snap, resolution)
+        plan = rules.plan(snap, store.as_posted(rows), policy, qbo_invoice=link, resolution=resolution)
+        if plan.refuse:
+            raise Refused(plan.refuse)
+        mapping = None
+        if plan.posts:
+            mapping = await self.books.mapping(job.store_id)
+            if mapping is None:
+                raise Refused(f"store {job.store_id} has no QuickBooks account mapping",
+                              fix="run `sovterm setup accounts --auto` (or map accounts in the TUI)")
+        new_rows = [await self._row(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
+        # 4. the intent
+        self._step("before_intent")
+        if new_rows or plan.voids:
+            async with self.db.transaction() as conn:
+                for v in plan.voids:
+                    await store.mark_voiding(conn, job.store_id, job.invoice_id, v.kind, v.seq, v.reason)
+                for r in new_rows:
+                    if not await store.insert_pending(conn, r):
+                        raise RuntimeError(f"posting {r['kind']}#{r['seq']} of {job.invoice_id} appeared meanwhile")
+        self._step("after_intent")
+        # 5. QuickBooks
+        voided_tokens: dict[tuple[str, int], str | None] = {}
+        if plan.voids:
+            by_key = {(r["kind"], r["seq"]): r for r in await store.load_postings(self.db, job.store_id, job.invoice_id)}
+            for v in plan.voids:
+                voided_tokens[(v.kind, v.seq)] = await self._void(client, by_key[(v.kind, v.seq)], record=False)
+        results = []
+        for r in new_rows:
+            results.append((r, await self._post(poster, r, check_first=False)))
+            self._step("after_qbo")
+        # 6. record and complete together
+        self._step("before_complete")
+        async with self.db.transaction() as conn:
+            for (kind, seq), token in voided_tokens.items():
+                await store.mark_voided(conn, job.store_id, job.invoice_id, kind, seq, token)
+            for r, res in results:
+                await store.mark_posted(conn, job.store_id, job.invoice_id, r["kind"], r["seq"], res.id, res.sync_token)
+            await store.set_unmatched(conn, job.store_id, job.invoice_id, plan.unmatched, plan.recognised, snap.currency)
+            await queue.complete(conn, job, self.owner)
+        docs += [f"{r['entity']}:{res.id}" for r, res in results]
+        if results or voided_tokens or plan.unmatched:
+            self.bus.publish("invoice.updated", store_id=job.store_id, invoice_id=job.invoice_id,
+                             sync=plan.label, unmatched=plan.unmatched, qbo_doc_ids=docs)
+        return docs
+
+    async def _post(self, poster: Poster, row: dict[str, Any], *, check_first: bool) -> Any:
+        try:
+            return await poster.post(row["entity"], loads(row["body"]), request_id=row["request_id"],
+                                     check_first=check_first)
+        except QBOValidationError:
+            # refused outright: no document exists; drop the intent so a retry builds it afresh
+            async with self.db.transaction() as conn:
+                await store.drop_pending(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"])
+            raise
+
+    async def _send(self, poster: Poster, row: dict[str, Any], *, check_first: bool) -> str:
+        """Finish a pending posting from a crashed run and record it at once."""
+        res = await self._post(poster, row, check_first=check_first)
+        async with self.db.transaction() as conn:
+            await store.mark_posted(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"], res.id,
+                                    res.sync_token)
+        return f"{row['entity']}:{res.id}"
+
+    async def _void(self, client: QBOClient, row: dict[str, Any], *, record: bool = True) -> str | None:
+        """Void (or delete, where QuickBooks cannot void) a document; harmless if already done."""
+        entity, doc_id = row["entity"], row["qbo_id"]
+        token: str | None = None
+        try:
+            doc = await client.read(entity, doc_id)
+        except QBOValidationError:
+            doc = None  # gone already (deleted)
+        if doc is not None and not _is_void(doc):
+            rid = request_id("void", row["marker"], doc.get("SyncToken"))
+            if entity in VOID_BY_DELETE:
+                await client.delete(entity, doc_id, str(doc["SyncToken"]), request_id=rid)
+            else:
+                token = str((await client.void(entity, doc_id, str(doc["SyncToken"]), request_id=rid)).get("SyncToken"))
+        if record:
+            async with self.db.transaction() as conn:
+                await store.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"], token)
+        return token
+
+    async def _row(self, snap: rules.InvoiceSnap, p: rules.NewPosting, mapping: StoreMapping,
+                   ctx: CurrencyContext) -> dict[str, Any]:
+        marker = marker_for(p.kind, snap.store_id, snap.invoice_id, p.seq)
+        rate = None
+        if snap.currency.upper() != ctx.home.upper() and ctx.multicurrency:
+            rate = await self.fx.rate(snap.currency, ctx.home, p.txn_date.isoformat()) if self.fx else None
+            if rate is None:
+                raise Refused(f"no {snap.currency}→{ctx.home} exchange rate for {p.txn_date}")
+        body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate))
+        # the body is part of the requestid: Intuit replays an answer (even a refusal) for a reused id, so a
+        # corrected posting after a validation fault must go out under a new one; a crash-retry resends the
+        # stored body and therefore the same id
+        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+        return {
+            "store_id": snap.store_id, "invoice_id": snap.invoice_id, "kind": p.kind, "seq": p.seq,
+            "entity": p.entity, "amount": str(p.amount), "currency": snap.currency, "ref": p.ref, "marker": marker,
+            "request_id": request_id("sovterm", marker, digest),
+            "body": body, "txn_date": p.txn_date.isoformat(), "review": p.review,
+        }
+
+
+def _is_void(doc: dict[str, Any]) -> bool:
+    return doc.get("TxnStatus") == "Voided" or Decimal(str(doc.get("TotalAmt", "1"))) == 0
+
+
+def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping, ctx: CurrencyContext,
+               rate: Decimal | None) -> dict[str, Any]:
+    """The QuickBooks request body for one planned posting."""
+    common = {"marker": marker, "txn_date": p.txn_date, "currency": currency, "ctx": ctx, "exchange_rate": rate,
+              "note": p.memo}
+    if p.entity == "SalesReceipt":
+        return build_sales_receipt(item_id=m.item_id, amount=p.amount, deposit_account_id=m.deposit_account_id,
+                                   customer_id=m.customer_id, payment_method_id=m.payment_method_id,
+                                   class_id=m.class_id, tax_code_id=m.tax_code_id, description=p.memo, **common)
+    if p.entity == "Deposit":
+        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id)
+        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
+    if p.entity == "Payment":
+        assert p.qbo_invoice is not None and p.applied is not None
+        return build_payment(customer_id=p.qbo_invoice.customer_id, invoice_id=p.qbo_invoice.id, amount=p.applied,
+                             total=p.amount, deposit_account_id=m.deposit_account_id,
+                             payment_method_id=m.payment_method_id, reference=None, **common)
+    if p.entity == "RefundReceipt":
+        customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
+        return build_refund_receipt(item_id=m.item_id, amount=p.amount, refund_from_account_id=m.deposit_account_id,
+                                    customer_id=customer, payment_method_id=m.payment_method_id,
+                                    description=p.memo, **common)
+    raise ValueError(f"no builder for {p.entity}")
+
+
+async def find_qbo_invoice(client: QBOClient, snap: rules.InvoiceSnap,
+                           resolution: rules.Resolution | None) -> rules.QBOInvoiceRef | None:
+    """The QuickBooks invoice this payment settles: the operator's pick, metadata `qboInvoiceId`, or the
+    orderId as DocNumber. None when nothing matches (the invoice goes to the unmatched list)."""
+    rows: list[dict[str, Any]] = []
+    if resolution is not None and resolution.kind == "qbo_invoice":
+        rows = await client.query(f"SELECT * FROM Invoice WHERE DocNumber = {quote_literal(resolution.value)}", limit=2)
+        if not rows:
+            rows = await client.query(f"SELECT * FROM Invoice WHERE Id = {quote_literal(resolution.value)}", limit=1)
+    elif snap.qbo_ref:
+        rows = await client.query(f"SELECT * FROM Invoice WHERE Id = {quote_literal(snap.qbo_ref)}", limit=1)
+    elif snap.order_id:
+        rows = await client.query(f"SELECT * FROM Invoice WHERE DocNumber = {quote_literal(snap.order_id)}", limit=2)
+    if len(rows) != 1:
+        return None
+    doc = rows[0]
+    return rules.QBOInvoiceRef(
+        id=str(doc["Id"]), doc_number=doc.get("DocNumber"), customer_id=str(doc["CustomerRef"]["value"]),
+        balance=Decimal(str(doc.get("Balance", "0"))), currency=str((doc.get("CurrencyRef") or {}).get("value", snap.currency)),
+    )

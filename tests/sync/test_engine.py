@@ -1,0 +1,289 @@
+"""The engine against the QuickBooks simulator: exactly once through crashes and faults, failure
+handling, the invoice life cycle, invoicing mode, backfill and reconciliation."""
+
+import random
+import time
+from decimal import Decimal
+
+import pytest
+
+from sovterm.sim.qbo import FaultRule
+from sovterm.sync import backfill, queue, reconcile, store
+from sovterm.sync.backfill import Backfill
+from sovterm.sync.engine import EngineSettings, SyncEngine
+from sovterm.sync.service import SyncService
+from tests.sync.helpers import STORE, docs, invoice, put
+
+
+class Crash(BaseException):
+    """Stands for the process dying at that point: nothing after it runs, no handler sees it."""
+
+
+async def run_all(engine, db, rounds=50):
+    for _ in range(rounds):
+        await queue.requeue_expired(db, time.time() + 10_000)
+        await db.write("UPDATE sync_jobs SET next_run_at = 0 WHERE state = 'queued'")
+        if not (await queue.counts(db))["queued"]:
+            return
+        await engine.drain()
+
+
+@pytest.mark.parametrize("step", ["before_intent", "after_intent", "after_qbo", "before_complete"])
+async def test_crash_at_every_step_never_duplicates_or_loses(db, books, qbo_state, step):
+    fired = []
+
+    def fault(name):
+        if name == step and not fired:
+            fired.append(name)
+            raise Crash(name)
+
+    crashing = SyncEngine(db, books, EngineSettings(lease_s=30), fault=fault)
+    await put(db, invoice("inv1"))
+    [job] = await queue.claim(db, crashing.owner, limit=1, lease_s=30)
+    with pytest.raises(Crash):
+        await crashing.run_job(job)
+    healthy = SyncEngine(db, books, EngineSettings(lease_s=30))
+    await run_all(healthy, db)
+    assert len(docs(qbo_state, "SalesReceipt")) == 1
+    rows = await store.load_postings(db, STORE, "inv1")
+    assert [(r["status"], r["seq"]) for r in rows] == [("posted", 0)]
+    assert (await queue.counts(db))["done"] >= 1
+
+
+async def test_dropped_answer_after_commit_is_found_by_marker(db, engine, qbo_state):
+    qbo_state.faults.append(FaultRule("drop_after_commit", "salesreceipt", times=1))
+    await put(db, invoice("inv1"))
+    await run_all(engine, db)
+    assert len(docs(qbo_state, "SalesReceipt")) == 1
+
+
+async def test_faults_at_20_percent_still_post_everything_exactly_once(db, books, qbo_state):
+    qbo_state.honor_requestid = False  # the reported Intuit behaviour: the marker must carry it
+    for kind in ("429", "500", "timeout", "drop_after_commit"):
+        qbo_state.faults.append(FaultRule(kind, probability=0.05))
+    engine = SyncEngine(db, books, EngineSettings(workers=4, max_attempts=50, backoff_base_s=0.0,
+                                                  backoff_max_s=0.0, lease_s=30), rng=random.Random(3))
+    for n in range(40):
+        await put(db, invoice(f"inv{n}", amount=f"{10 + n}.00", paid_amount=f"{10 + n}.00"))
+    await run_all(engine, db, rounds=200)
+    receipts = docs(qbo_state, "SalesReceipt")
+    assert len(receipts) == 40 and len({r["DocNumber"] for r in receipts}) == 40
+    assert sum(r["TotalAmt"] for r in receipts) == sum(Decimal(10 + n) for n in range(40))
+    assert (await queue.counts(db))["dead"] == 0
+
+
+async def test_validation_error_goes_dead_with_quickbooks_message_and_retry_works(db, engine, books, qbo_state):
+    books.mappings[STORE].item_id = "99999"
+    await put(db, invoice("inv1"))
+    await engine.drain()
+    [dead] = await queue.jobs_in_state(db, "dead")
+    assert "Invalid Reference Id" in dead.last_error and dead.attempts == 1
+    assert await store.load_postings(db, STORE, "inv1") == []  # refused create: no intent left
+    books.mappings[STORE].item_id = next(d["Id"] for d in qbo_state.books[books.qbo.realm_id].table("Item").values())
+    svc = SyncService(engine)
+    assert (await svc.retry(dead.id))["retried"] == 1
+    await engine.drain()
+    assert len(docs(qbo_state, "SalesReceipt")) == 1
+
+
+async def test_transient_errors_back_off_then_die_after_max_attempts(db, books, qbo_state):
+    qbo_state.faults.append(FaultRule("500", "salesreceipt"))
+    engine = SyncEngine(db, books, EngineSettings(max_attempts=3, backoff_base_s=0.0, backoff_max_s=0.0))
+    await put(db, invoice("inv1"))
+    await run_all(engine, db)
+    [dead] = await queue.jobs_in_state(db, "dead")
+    assert dead.attempts == 3 and "gave up after 3 attempts" in dead.last_error
+
+
+async def test_backoff_grows_and_is_capped():
+    rng = random.Random(0)
+    delays = [queue.backoff_s(a, 5, 60, rng) for a in range(1, 8)]
+    assert delays[0] <= 7.5 and all(d <= 90 for d in delays) and delays[3] >= 20
+
+
+async def test_reconnect_required_holds_without_burning_attempts(db, engine, books, qbo_state, bus):
+    books.ok, books.reason = False, "QuickBooks company must be reconnected"
+    await put(db, invoice("inv1"))
+    await engine.drain()
+    [held] = await queue.jobs_in_state(db, "held")
+    assert held.attempts == 0 and "reconnected" in held.last_error
+    assert bus.topics("sync.job")[-1]["state"] == "held"
+    await engine.tick()  # still not allowed: stays held
+    assert (await queue.counts(db))["held"] == 1
+    books.ok = True
+    assert (await engine.tick())["released"] == 1
+    await engine.drain()
+    assert len(docs(qbo_state, "SalesReceipt")) == 1
+
+
+async def test_queue_dedupes_orders_and_serialises_per_invoice(db):
+    async with db.transaction() as conn:
+        assert await queue.enqueue(conn, STORE, "a")
+        assert not await queue.enqueue(conn, STORE, "a")  # same invoice waiting: nothing added
+        assert await queue.enqueue(conn, STORE, "b")
+    first = await queue.claim(db, "w1", limit=10, lease_s=30)
+    assert sorted(j.invoice_id for j in first) == ["a", "b"]
+    async with db.transaction() as conn:  # a new event for "a" while it runs: queued, but not claimable
+        assert await queue.enqueue(conn, STORE, "a")
+    assert await queue.claim(db, "w2", limit=10, lease_s=30) == []
+    # the worker of "a" dies: its lease expires, and the waiting twin absorbs it
+    assert await queue.requeue_expired(db, time.time() + 60) == 2
+    again = await queue.claim(db, "w2", limit=10, lease_s=30, now=time.time() + 60)
+    assert sorted(j.invoice_id for j in again) == ["a", "b"]
+
+
+async def test_renew_fails_once_lease_was_taken(db):
+    async with db.transaction() as conn:
+        await queue.enqueue(conn, STORE, "a")
+    [job] = await queue.claim(db, "w1", limit=1, lease_s=30)
+    assert await queue.renew(db, job.id, "w1", 30)
+    await queue.requeue_expired(db, time.time() + 60)
+    assert not await queue.renew(db, job.id, "w1", 30)
+
+
+async def test_invoice_life_cycle_partial_late_invalid_resettled(db, engine, qbo_state):
+    await put(db, invoice("inv1", status="Expired", extra="PaidPartial", paid_amount="40.00",
+                          payments=[("BTC-CHAIN", "0.0008", "Settled")]))
+    await engine.drain()
+    await put(db, invoice("inv1", status="Expired", extra="PaidLate", paid_amount="100.00",
+                          payments=[("BTC-CHAIN", "0.0008", "Settled"), ("BTC-LN", "0.0012", "Settled")]))
+    await engine.drain()
+    totals = sorted(d["TotalAmt"] for d in docs(qbo_state, "SalesReceipt"))
+    assert totals == [Decimal("40.00"), Decimal("60.00")]
+    await put(db, invoice("inv1", status="Invalid", extra="Marked"))
+    await engine.drain()
+    live = [d for d in docs(qbo_state, "SalesReceipt") if d.get("TxnStatus") != "Voided"]
+    assert live == []
+    rows = await store.load_postings(db, STORE, "inv1")
+    assert {r["status"] for r in rows} == {"voided"} and "marked invalid by hand" in rows[0]["void_reason"]
+    await put(db, invoice("inv1", status="Settled", extra="Marked"))
+    await engine.drain()
+    live = [d for d in docs(qbo_state, "SalesReceipt") if d.get("TxnStatus") != "Voided"]
+    assert [d["TotalAmt"] for d in live] == [Decimal("100.00")]
+
+
+async def test_refund_posts_a_refund_receipt(db, engine, qbo_state):
+    class Refunds:
+        async def pull_payment(self, store_id, pp):
+            return "BTC", Decimal("0.0004")
+
+    engine.refunds = Refunds()
+    await put(db, invoice("inv1"))
+    await engine.drain()
+    async with db.transaction() as conn:
+        await store.record_refund(conn, STORE, "inv1", "pp1")
+        await queue.enqueue(conn, STORE, "inv1")
+    await engine.drain()
+    [refund] = docs(qbo_state, "RefundReceipt")
+    assert refund["TotalAmt"] == Decimal("20.00")
+
+
+async def test_invoicing_mode_payment_unmatched_and_resolve(db, engine, qbo_state, bus):
+    await store.set_mode(db, "invoicing", store_id=STORE)
+    await put(db, invoice("inv1", metadata={"orderId": "1001"}))
+    await put(db, invoice("inv2", metadata={"orderId": "nope"}))
+    await engine.drain()
+    [payment] = docs(qbo_state, "Payment")
+    qbo_inv = next(d for d in qbo_state.documents(payment and "9341450000000001", "Invoice") if d["DocNumber"] == "1001")
+    assert payment["TotalAmt"] == Decimal("100.00") and qbo_inv["Balance"] == Decimal("0.00")
+    svc = SyncService(engine)
+    [unmatched] = await svc.unmatched()
+    assert unmatched["invoice_id"] == "inv2" and "nope" in unmatched["reason"]
+    await svc.resolve("inv2", qbo_invoice="1002", as_deposit=False, ignore=None, actor="alice")
+    await engine.drain()
+    assert len(docs(qbo_state, "Payment")) == 2 and await svc.unmatched() == []
+    inv1002 = next(d for d in qbo_state.documents("9341450000000001", "Invoice") if d["DocNumber"] == "1002")
+    assert inv1002["Balance"] == Decimal("25.00")  # 125.00 invoice, 100.00 paid: left open
+
+
+async def test_foreign_currency_without_multicurrency_dead_letters_with_reason(db, engine):
+    await put(db, invoice("inv1", currency="EUR"))
+    await engine.drain()
+    [dead] = await queue.jobs_in_state(db, "dead")
+    assert "multicurrency" in dead.last_error
+
+
+async def test_backfill_batches_resumes_and_skips_what_quickbooks_has(db, engine, qbo_state):
+    for n in range(70):
+        model, methods = invoice(f"old{n}", amount=f"{n + 1}.00", paid_amount=f"{n + 1}.00")
+        async with db.transaction() as conn:  # history: in the ledger without jobs
+            from sovterm.btcpay import ledger
+            await ledger.upsert_invoice(conn, STORE, model, methods)
+    st = await backfill.start(db, "2025-12-01")
+    assert st["total"] == 70
+    bf = Backfill(engine)
+    await bf.run(max_chunks=1)  # "restart" after one chunk
+    assert (await backfill.state(db))["done"] == 30
+    await bf.run()
+    st = await backfill.state(db)
+    assert st["state"] == "done" and st["done"] == 70
+    receipts = docs(qbo_state, "SalesReceipt")
+    assert len(receipts) == 70
+    batches = [r for r in qbo_state.request_log if r[3] == "batch"]
+    assert len(batches) == 3
+
+
+async def test_backfill_crash_after_batch_is_finished_by_workers(db, books, qbo_state):
+    def fault(name):
+        if name == "backfill_after_batch":
+            raise Crash(name)
+
+    from sovterm.btcpay import ledger
+    for n in range(5):
+        model, methods = invoice(f"old{n}")
+        async with db.transaction() as conn:
+            await ledger.upsert_invoice(conn, STORE, model, methods)
+    await backfill.start(db, "2025-12-01")
+    crashing = SyncEngine(db, books, EngineSettings(lease_s=30), fault=fault)
+    with pytest.raises(Crash):
+        await Backfill(crashing).run()
+    healthy = SyncEngine(db, books, EngineSettings(lease_s=30))
+    await run_all(healthy, db)
+    await Backfill(healthy).run()
+    assert len(docs(qbo_state, "SalesReceipt")) == 5
+
+
+async def test_reconcile_report_matches_then_detects_a_missing_document(db, engine, books, qbo_state):
+    for n in range(3):
+        await put(db, invoice(f"inv{n}"))
+    await engine.drain()
+    rep = await reconcile.check(db, books.qbo, "2026-01-01", "2026-01-01")
+    assert rep.ok, rep.as_dict()
+    assert rep.days[0]["btcpay_total"] == "300.00" and rep.days[0]["qbo_total"] == "300.00"
+    victim = docs(qbo_state, "SalesReceipt")[0]
+    del qbo_state.books["9341450000000001"].table("SalesReceipt")[victim["Id"]]
+    rep = await reconcile.check(db, books.qbo, "2026-01-01", "2026-01-01")
+    assert not rep.ok and rep.differences[0]["problem"] == "no document in QuickBooks"
+    assert "BOOKS DIFFER" in reconcile.format_report(rep.as_dict())
+
+
+async def test_status_totals_and_events(db, engine, bus):
+    await put(db, invoice("inv1", created=int(time.time()) - 100))
+    await engine.drain()
+    svc = SyncService(engine)
+    st = await svc.status()
+    assert {"queued", "running", "dead", "held", "unmatched", "last_poll_age_s", "last_posting_age_s",
+            "backfill"} <= set(st)
+    assert st["last_posting_age_s"] is not None and st["queued"] == 0
+    totals = await svc.totals()
+    assert totals["currency"] == "USD" and len(totals["daily"]) == 30 and totals["today"] == "100.00"
+    assert totals["d30"] == "100.00"
+    job = bus.topics("sync.job")[-1]
+    assert job["state"] == "posted" and job["qbo_doc_ids"][0].startswith("SalesReceipt:")
+    assert bus.topics("sync.progress") and bus.topics("invoice.updated")
+
+
+async def test_hooks_enqueue_in_the_callers_transaction(db, engine):
+    from sovterm.btcpay.webhooks import parse_event
+    svc = SyncService(engine)
+    raw = (b'{"deliveryId":"d1","type":"InvoiceRefund","storeId":"StoreA","invoiceId":"inv1",'
+           b'"pullPaymentId":"pp9","timestamp":1}')
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await svc.on_event(conn, parse_event(raw))
+            raise RuntimeError("the delivery could not be stored")
+    assert (await queue.counts(db))["queued"] == 0  # rolled back together
+    async with db.transaction() as conn:
+        await svc.on_event(conn, parse_event(raw))
+    assert (await queue.counts(db))["queued"] == 1
+    assert await db.fetchone("SELECT pull_payment_id FROM sync_refunds") == ("pp9",)
