@@ -1,0 +1,157 @@
+"""Control methods `links.*` and the links part (service stage, reaper loop, pay-page routes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from sovterm.control.roles import Role
+from sovterm.control.server import CallContext, ControlServer
+from sovterm.errors import UserFacingError
+from sovterm.links.reaper import reaper_run
+from sovterm.links.service import LinkService
+from sovterm.links.tokens import SigningKeys
+from sovterm.loops import LoopSpec
+from sovterm.parts import Part
+from sovterm.services import Services
+from sovterm.store import audit
+from sovterm.web.app import SERVICES
+from sovterm.web.links import add_routes
+
+
+class CreateParams(BaseModel):
+    qbo_invoice: str | None = Field(None, min_length=1, max_length=21)  # a QuickBooks DocNumber
+    amount: str | None = None
+    currency: str | None = None
+    memo: str | None = None
+    expires_days: int | None = Field(None, ge=1, le=3650)
+    store_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CreateParams:
+        if (self.qbo_invoice is None) == (self.amount is None):
+            raise ValueError("give either qbo_invoice or amount (with currency)")
+        if self.amount is not None and not self.currency:
+            raise ValueError("a fixed-amount link needs a currency")
+        return self
+
+
+class LinkIdParams(BaseModel):
+    link_id: str = Field(min_length=1, max_length=64)
+
+
+class BulkParams(BaseModel):
+    dry_run: bool = False
+    expires_days: int | None = Field(None, ge=1, le=3650)
+    store_id: str | None = None
+
+
+class KidParams(BaseModel):
+    kid: str = Field(min_length=8, max_length=8)
+
+
+def register_methods(server: ControlServer, services: Services) -> None:
+    def links() -> LinkService:
+        service = services.links
+        if service is None:
+            raise UserFacingError("pay links are not running", fix="check the daemon log")
+        return service
+
+    @server.method("links.list", role=Role.VIEWER)
+    async def links_list(ctx: CallContext) -> list[dict[str, Any]]:
+        """Every pay link with its state, URL and open reservation."""
+        return await links().list()
+
+    @server.method("links.create", role=Role.ADMIN, params=CreateParams)
+    async def links_create(ctx: CallContext, qbo_invoice: str | None, amount: str | None, currency: str | None,
+                           memo: str | None, expires_days: int | None, store_id: str | None) -> dict[str, Any]:
+        """Create a pay link for a QuickBooks invoice (by number) or for a fixed amount."""
+        if qbo_invoice is not None:
+            return await links().create_qbo(qbo_invoice, actor=ctx.peer.user, expires_days=expires_days,
+                                            store_id=store_id)
+        assert amount is not None and currency is not None
+        return await links().create_fixed(amount, currency, memo, actor=ctx.peer.user, expires_days=expires_days,
+                                          store_id=store_id)
+
+    @server.method("links.bulk_create", role=Role.ADMIN, params=BulkParams)
+    async def links_bulk(ctx: CallContext, dry_run: bool, expires_days: int | None, store_id: str | None) -> dict[str, Any]:
+        """Create links for every open QuickBooks invoice that has none (dry_run: only list them)."""
+        return await links().bulk_create(actor=ctx.peer.user, dry_run=dry_run, expires_days=expires_days,
+                                         store_id=store_id)
+
+    @server.method("links.expire", role=Role.ADMIN, params=LinkIdParams)
+    async def links_expire(ctx: CallContext, link_id: str) -> dict[str, Any]:
+        """End a pay link now; its token stops working."""
+        return await links().expire(link_id, actor=ctx.peer.user)
+
+    @server.method("links.get", role=Role.VIEWER, params=LinkIdParams)
+    async def links_get(ctx: CallContext, link_id: str) -> dict[str, Any]:
+        """One pay link with its URL (for `sovterm link qr`)."""
+        link = await links().link(link_id)
+        if link is None:
+            raise UserFacingError(f"no pay link {link_id}", fix="see `sovterm link list`")
+        return {**link, "url": await links().url_of(link)}
+
+    @server.method("links.keys.list", role=Role.VIEWER)
+    async def keys_list(ctx: CallContext) -> list[dict[str, Any]]:
+        """The link-signing keys: which is active, which are retired."""
+        return [k.__dict__ for k in await links().keys.list()]
+
+    @server.method("links.keys.rotate", role=Role.ADMIN)
+    async def keys_rotate(ctx: CallContext) -> dict[str, Any]:
+        """New links get a new signing key; links signed before keep working until their key is retired."""
+        kid = await links().keys.rotate()
+        await audit.record(services.require_db(), ctx.peer.user, "link.keys.rotate", kid, {}, "rotated")
+        return {"active": kid}
+
+    @server.method("links.keys.retire", role=Role.ADMIN, params=KidParams)
+    async def keys_retire(ctx: CallContext, kid: str) -> dict[str, Any]:
+        """Destroy a signing key: every link it signed stops working."""
+        await links().keys.retire(kid)
+        await audit.record(services.require_db(), ctx.peer.user, "link.keys.retire", kid, {}, "retired")
+        return {"retired": kid}
+
+
+@asynccontextmanager
+async def links_stage(services: Services) -> AsyncIterator[None]:
+    """Build the link service on the BTCPay and QuickBooks services started before it."""
+    db = services.require_db()
+
+    async def btcpay_for(store_id: str) -> Any:
+        btcpay = getattr(services, "btcpay", None)
+        if btcpay is None:
+            raise UserFacingError("BTCPay is not connected")
+        return btcpay.client_for_store(store_id)
+
+    async def qbo() -> Any:
+        service = getattr(services, "qbo", None)
+        if service is None:
+            raise UserFacingError("QuickBooks is not connected")
+        return await service.client()
+
+    services.links = LinkService(db, SigningKeys(db, services.require_secrets()), lambda: services.settings,
+                                 btcpay_for, qbo)
+    try:
+        yield
+    finally:
+        services.links = None
+
+
+def _loops(services: Services) -> list[LoopSpec]:
+    async def run() -> dict[str, Any]:
+        assert services.links is not None
+        return await reaper_run(services.links, lambda: services.settings.reaper.retention_days)()
+
+    return [LoopSpec("links.reaper", services.settings.reaper.interval_s, run)]
+
+
+PART = Part(
+    "links",
+    stage=links_stage,
+    loops=_loops,
+    routes=lambda app: add_routes(app, lambda request: request.app[SERVICES].links),
+    methods=register_methods,
+)

@@ -1,0 +1,542 @@
+"""Pay links: creation, the pay-page decision, reservations and the reaper's link work.
+
+A click is served under a per-link lock (and the database allows at most one open reservation per
+link), so two simultaneous clicks create one BTCPay invoice. A reservation is reused while its BTCPay
+invoice can still be paid; once that invoice expires unpaid, the next click creates a fresh one at the
+rate of that moment. A reservation whose invoice is Processing stays open until BTCPay settles or
+invalidates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from sovterm.btcpay.errors import BTCPayError
+from sovterm.btcpay.models import QBO_REF_METADATA_KEY, Invoice
+from sovterm.config import Settings
+from sovterm.errors import UserFacingError
+from sovterm.links.tokens import LinkClaims, SigningKeys, TokenGone, TokenInvalid, encode
+from sovterm.qbo.client import quote_literal, request_id
+from sovterm.qbo.errors import QBOError, QBOStaleObject
+from sovterm.store import audit
+from sovterm.store.db import Database
+
+log = logging.getLogger("sovterm.links")
+
+#: Invoice metadata keys a pay link sets (besides `qboInvoiceId`, which the sync matches on).
+DOC_NUMBER_METADATA_KEY = "qboDocNumber"
+LINK_METADATA_KEY = "payLinkId"
+MEMO_PREFIX = "Pay in bitcoin: "
+CUSTOMER_MEMO_MAX = 1000  # QuickBooks' limit on Invoice.CustomerMemo
+MEMO_MAX = 200  # standalone link memo (it travels inside the token)
+OPEN_STATES = ("open", "processing")
+#: A customer is waiting on the pay page: give up on a slow connector rather than retry for a minute.
+QBO_READ_TIMEOUT_S = 10.0
+BTCPAY_CREATE_TIMEOUT_S = 15.0
+PAID_ADDITIONAL = {"PaidPartial", "PaidLate", "PaidOver"}
+
+
+class LinkBTCPay(Protocol):
+    async def create_invoice(
+        self, store_id: str, *, amount: Decimal | None, currency: str, metadata: dict[str, Any] | None = None,
+        expiration_minutes: int | None = None,
+    ) -> Invoice: ...
+
+    async def get_invoice(self, store_id: str, invoice_id: str) -> Invoice: ...
+
+
+class LinkQBO(Protocol):
+    async def query(self, sql: str, *, page_size: int = ..., limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    async def read(self, entity: str, entity_id: str) -> dict[str, Any]: ...
+
+    async def update(self, entity: str, body: dict[str, Any], *, request_id: str, sparse: bool = True) -> dict[str, Any]: ...
+
+
+BTCPayFor = Callable[[str], Awaitable[LinkBTCPay]]
+QBOFor = Callable[[], Awaitable[LinkQBO]]
+
+
+@dataclass(frozen=True)
+class PayOutcome:
+    """What the pay page does: redirect to a checkout, or show a plain page with a status."""
+
+    status: int
+    title: str = ""
+    message: str = ""
+    location: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    retry_after_s: int | None = None
+    reason: str = ""  # for logs and tests only, never shown
+
+    @classmethod
+    def redirect(cls, url: str, amount: Decimal, currency: str, reason: str) -> PayOutcome:
+        return cls(303, "Redirecting to checkout", "", url, amount, currency, reason=reason)
+
+
+NOT_FOUND = PayOutcome(404, "Link not recognised",
+                       "This payment link is not valid. Please check that you copied the whole link, "
+                       "or ask the merchant for a new one.", reason="invalid")
+EXPIRED = PayOutcome(410, "Link expired",
+                     "This payment link has expired. Please ask the merchant for a new one.", reason="expired")
+
+
+def _outage(what: str, reason: str) -> PayOutcome:
+    return PayOutcome(503, "Temporarily unavailable",
+                      f"We cannot reach the merchant's {what} right now. Nothing was charged. "
+                      "Please try again in a few minutes.", retry_after_s=120, reason=reason)
+
+
+def classify(invoice: Invoice) -> str:
+    """open | processing | paid | expired: what a reservation's BTCPay invoice means for the link."""
+    if invoice.status == "New":
+        return "open"
+    if invoice.status == "Processing":
+        return "processing"
+    if invoice.status == "Settled":
+        return "paid"
+    if invoice.status == "Expired" and (
+        invoice.additional_status in PAID_ADDITIONAL or (invoice.paid_amount or 0) > 0
+    ):
+        return "paid"
+    return "expired"
+
+
+def _dec(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise QBOError(f"QuickBooks sent an amount that is not a number: {value!r}") from None
+
+
+LINK_COLUMNS = ("link_id", "kind", "store_id", "qbo_invoice_id", "qbo_doc_number", "amount", "currency", "memo",
+                "kid", "state", "created_at", "created_by", "expires_at", "ended_at")
+RES_COLUMNS = ("id", "link_id", "store_id", "btcpay_invoice_id", "checkout_link", "amount", "currency", "state",
+               "created_at", "expires_at", "closed_at")
+
+
+class LinkService:
+    def __init__(
+        self,
+        db: Database,
+        keys: SigningKeys,
+        settings: Callable[[], Settings],
+        btcpay_for: BTCPayFor,
+        qbo: QBOFor,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.settings = settings
+        self.btcpay_for = btcpay_for
+        self.qbo = qbo
+        self.clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def link(self, link_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone(f"SELECT {', '.join(LINK_COLUMNS)} FROM pay_links WHERE link_id = ?", (link_id,))
+        return dict(zip(LINK_COLUMNS, row, strict=True)) if row else None
+
+    async def open_reservation(self, link_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone(
+            f"SELECT {', '.join(RES_COLUMNS)} FROM link_reservations WHERE link_id = ? AND state IN ('open','processing')",
+            (link_id,),
+        )
+        return dict(zip(RES_COLUMNS, row, strict=True)) if row else None
+
+    async def last_paid_reservation(self, link_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone(
+            f"SELECT {', '.join(RES_COLUMNS)} FROM link_reservations WHERE link_id = ? AND state = 'paid' "
+            "ORDER BY id DESC LIMIT 1",
+            (link_id,),
+        )
+        return dict(zip(RES_COLUMNS, row, strict=True)) if row else None
+
+    def claims_of(self, link: dict[str, Any]) -> LinkClaims:
+        if link["kind"] == "qbo":
+            return LinkClaims(link["link_id"], link["expires_at"], qbo_invoice_id=link["qbo_invoice_id"],
+                              qbo_doc_number=link["qbo_doc_number"])
+        return LinkClaims(link["link_id"], link["expires_at"], amount=Decimal(link["amount"]),
+                          currency=link["currency"], memo=link["memo"])
+
+    async def url_of(self, link: dict[str, Any]) -> str | None:
+        """The link's URL, rebuilt from its row and key (tokens are not stored); None once the key is retired."""
+        key = await self.keys.key(link["kid"])
+        if key is None:
+            return None
+        return f"{self.settings().public_url}/pay/{encode(self.claims_of(link), link['kid'], key)}"
+
+    async def list(self) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(f"SELECT {', '.join(LINK_COLUMNS)} FROM pay_links ORDER BY created_at DESC, link_id")
+        out = []
+        now = self.now()
+        for row in rows:
+            link = dict(zip(LINK_COLUMNS, row, strict=True))
+            if link["state"] == "active" and link["expires_at"] <= now:
+                link["state"] = "expired"
+            res = await self.open_reservation(link["link_id"])
+            link["reservation"] = None if res is None else {
+                "btcpay_invoice_id": res["btcpay_invoice_id"], "state": res["state"], "expires_at": res["expires_at"],
+                "amount": res["amount"], "currency": res["currency"],
+            }
+            link["url"] = await self.url_of(link) if link["state"] == "active" else None
+            out.append(link)
+        return out
+
+    # -- creating ----------------------------------------------------------------------------------
+
+    async def _store_id(self, store_id: str | None) -> str:
+        selected = [r[0] for r in await self.db.fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")]
+        if store_id is not None:
+            if store_id not in selected:
+                raise UserFacingError(f"BTCPay store {store_id} is not selected", fix="see `sovterm btcpay stores`")
+            return store_id
+        if len(selected) != 1:
+            raise UserFacingError(
+                "no BTCPay store is selected" if not selected else "several BTCPay stores are selected",
+                fix="pass --store STORE_ID" if selected else "connect BTCPay and select a store first",
+            )
+        return selected[0]
+
+    def _expiry(self, expires_days: int | None) -> int:
+        days = self.settings().links.default_expiry_days if expires_days is None else expires_days
+        if days < 1:
+            raise UserFacingError("a link must live at least one day", fix="use --expires-days 1 or more")
+        return self.now() + days * 86_400
+
+    async def _insert(self, conn: Any, link: dict[str, Any]) -> None:
+        cols = [c for c in LINK_COLUMNS if c in link]
+        await conn.execute(
+            f"INSERT INTO pay_links({', '.join(cols)}) VALUES({', '.join('?' for _ in cols)})",
+            [link[c] for c in cols],
+        )
+
+    async def find_qbo_invoice(self, doc_number: str) -> dict[str, Any]:
+        qbo = await self.qbo()
+        rows = await qbo.query(f"SELECT * FROM Invoice WHERE DocNumber = {quote_literal(doc_number)}")
+        if not rows:
+            raise UserFacingError(f"QuickBooks has no invoice number {doc_number}")
+        if len(rows) > 1:
+            raise UserFacingError(f"QuickBooks has {len(rows)} invoices numbered {doc_number}",
+                                  fix="give each invoice its own number in QuickBooks")
+        return rows[0]
+
+    async def create_for_invoice(
+        self, invoice: dict[str, Any], *, actor: str, expires_days: int | None = None, store_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A link for one open QuickBooks invoice (read by the caller); optionally written into its memo."""
+        balance = _dec(invoice.get("Balance", 0))
+        doc = str(invoice.get("DocNumber") or invoice["Id"])
+        if balance <= 0:
+            raise UserFacingError(f"QuickBooks invoice {doc} has nothing left to pay")
+        link = {
+            "link_id": os.urandom(8).hex(), "kind": "qbo", "store_id": await self._store_id(store_id),
+            "qbo_invoice_id": str(invoice["Id"]), "qbo_doc_number": doc, "state": "active",
+            "created_at": self.now(), "created_by": actor, "expires_at": self._expiry(expires_days),
+        }
+        kid, _ = await self.keys.sign(self.claims_of(link))
+        link["kid"] = kid
+        async with self.db.transaction() as conn:
+            await self._insert(conn, link)
+            await audit.record(self.db, actor, "link.create", link["link_id"],
+                               {"qbo_invoice": doc, "balance": str(balance), "expires_at": link["expires_at"]},
+                               "created", conn=conn)
+        url = await self.url_of(link)
+        assert url is not None
+        result = {**link, "url": url, "balance": str(balance), "memo_written": None}
+        if self.settings().links.write_to_qbo_memo:
+            result["memo_written"] = await self.write_memo(invoice, url, link["link_id"])
+        return result
+
+    async def create_qbo(self, doc_number: str, *, actor: str, expires_days: int | None = None,
+                         store_id: str | None = None) -> dict[str, Any]:
+        return await self.create_for_invoice(
+            await self.find_qbo_invoice(doc_number), actor=actor, expires_days=expires_days, store_id=store_id
+        )
+
+    async def create_fixed(
+        self, amount: str, currency: str, memo: str | None, *, actor: str, expires_days: int | None = None,
+        store_id: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:
+            raise UserFacingError(f"{amount!r} is not an amount", fix="write it like 25.00") from None
+        if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -8:  # type: ignore[operator]
+            raise UserFacingError(f"{amount!r} is not a positive amount with at most 8 decimals")
+        code = currency.strip().upper()
+        if not code.isalpha() or not 3 <= len(code) <= 5:
+            raise UserFacingError(f"{currency!r} is not a currency code", fix="e.g. USD, EUR, BTC")
+        if memo is not None and len(memo) > MEMO_MAX:
+            raise UserFacingError(f"the memo is longer than {MEMO_MAX} characters")
+        link = {
+            "link_id": os.urandom(8).hex(), "kind": "fixed", "store_id": await self._store_id(store_id),
+            "amount": str(value), "currency": code, "memo": memo or None, "state": "active",
+            "created_at": self.now(), "created_by": actor, "expires_at": self._expiry(expires_days),
+        }
+        kid, _ = await self.keys.sign(self.claims_of(link))
+        link["kid"] = kid
+        async with self.db.transaction() as conn:
+            await self._insert(conn, link)
+            await audit.record(self.db, actor, "link.create", link["link_id"],
+                               {"amount": str(value), "currency": code, "memo": memo, "expires_at": link["expires_at"]},
+                               "created", conn=conn)
+        return {**link, "url": await self.url_of(link)}
+
+    async def bulk_create(self, *, actor: str, dry_run: bool, expires_days: int | None = None,
+                          store_id: str | None = None) -> dict[str, Any]:
+        """Links for every open QuickBooks invoice that has no active link yet."""
+        qbo = await self.qbo()
+        invoices = await qbo.query("SELECT * FROM Invoice WHERE Balance > '0'")
+        now = self.now()
+        have = {r[0] for r in await self.db.fetchall(
+            "SELECT qbo_invoice_id FROM pay_links WHERE kind = 'qbo' AND state = 'active' AND expires_at > ?", (now,)
+        )}
+        todo = [i for i in invoices if str(i["Id"]) not in have]
+        result: dict[str, Any] = {"dry_run": dry_run, "open_invoices": len(invoices),
+                                  "already_linked": len(invoices) - len(todo), "created": [], "failed": []}
+        if dry_run:
+            result["would_create"] = [{"qbo_doc_number": i.get("DocNumber"), "balance": str(i.get("Balance"))}
+                                      for i in todo]
+            return result
+        for invoice in todo:
+            try:
+                link = await self.create_for_invoice(invoice, actor=actor, expires_days=expires_days, store_id=store_id)
+            except UserFacingError as exc:
+                result["failed"].append({"qbo_doc_number": invoice.get("DocNumber"), "error": exc.message})
+                continue
+            result["created"].append({k: link[k] for k in ("link_id", "qbo_doc_number", "balance", "url", "memo_written")})
+        return result
+
+    async def write_memo(self, invoice: dict[str, Any], url: str, link_id: str) -> str:
+        """Put the link into the invoice's CustomerMemo (replacing an older link line); what happened, in words."""
+        qbo = await self.qbo()
+        line = MEMO_PREFIX + url
+        for attempt in range(2):
+            existing = str((invoice.get("CustomerMemo") or {}).get("value") or "")
+            kept = "\n".join(x for x in existing.splitlines() if not x.startswith(MEMO_PREFIX)).strip()
+            memo = f"{kept}\n{line}" if kept else line
+            if len(memo) > CUSTOMER_MEMO_MAX:
+                return f"skipped: the customer memo would exceed {CUSTOMER_MEMO_MAX} characters"
+            body = {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"], "CustomerMemo": {"value": memo}}
+            try:
+                await qbo.update("Invoice", body, request_id=request_id("link-memo", link_id, invoice["SyncToken"]))
+                return "written"
+            except QBOStaleObject:
+                if attempt:
+                    raise
+                invoice = await qbo.read("Invoice", str(invoice["Id"]))
+        raise AssertionError("unreachable")
+
+    async def expire(self, link_id: str, *, actor: str) -> dict[str, Any]:
+        link = await self.link(link_id)
+        if link is None:
+            raise UserFacingError(f"no pay link {link_id}", fix="see `sovterm link list`")
+        now = self.now()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE pay_links SET state = 'expired', ended_at = ? WHERE link_id = ? AND state = 'active'",
+                (now, link_id),
+            )
+            await audit.record(self.db, actor, "link.expire", link_id, {"previous_state": link["state"]},
+                               "expired" if link["state"] == "active" else f"already {link['state']}", conn=conn)
+        return {**link, "state": "expired" if link["state"] == "active" else link["state"]}
+
+    # -- the pay page ------------------------------------------------------------------------------
+
+    async def pay(self, token: str) -> PayOutcome:
+        """Everything `GET /pay/{token}` decides; never raises for anything a customer or an outage causes."""
+        try:
+            _, claims = await self.keys.verify(token)
+        except TokenGone as exc:
+            return PayOutcome(EXPIRED.status, EXPIRED.title, EXPIRED.message, reason=exc.reason)
+        except TokenInvalid as exc:
+            return PayOutcome(NOT_FOUND.status, NOT_FOUND.title, NOT_FOUND.message, reason=exc.reason)
+        lock = self._locks.get(claims.link_id)
+        if lock is None:
+            lock = self._locks[claims.link_id] = asyncio.Lock()
+        async with lock:
+            return await self._pay_locked(claims)
+
+    async def _pay_locked(self, claims: LinkClaims) -> PayOutcome:
+        link = await self.link(claims.link_id)
+        if link is None or link["kind"] != claims.kind or (
+            link["kind"] == "qbo" and link["qbo_invoice_id"] != claims.qbo_invoice_id
+        ):
+            return NOT_FOUND
+        now = self.now()
+        if link["state"] == "expired" or link["expires_at"] <= now:
+            return EXPIRED
+        if link["state"] == "paid":
+            return _paid_page(link)
+        res = await self.open_reservation(link["link_id"])
+        if res is not None and res["state"] == "open" and res["expires_at"] <= now:
+            try:
+                res = await self._refresh(res)
+            except BTCPayError as exc:
+                log.warning("pay link %s: cannot check invoice %s: %s", link["link_id"], res["btcpay_invoice_id"], exc)
+                return _outage("payment server", "btcpay_unavailable")
+        if res is not None and res["state"] in OPEN_STATES:
+            return PayOutcome.redirect(res["checkout_link"], Decimal(res["amount"]), res["currency"], "reused")
+        if link["kind"] == "fixed":
+            if await self.last_paid_reservation(link["link_id"]) is not None:
+                return _paid_page(link)
+            return await self._create(link, Decimal(link["amount"]), link["currency"], None)
+        return await self._pay_qbo(link)
+
+    async def _pay_qbo(self, link: dict[str, Any]) -> PayOutcome:
+        try:
+            async with asyncio.timeout(QBO_READ_TIMEOUT_S):
+                qbo = await self.qbo()
+                invoice = await qbo.read("Invoice", link["qbo_invoice_id"])
+        except TimeoutError:
+            log.warning("pay link %s: QuickBooks did not answer in %.0f s", link["link_id"], QBO_READ_TIMEOUT_S)
+            return _outage("accounting system", "qbo_timeout")
+        except QBOError as exc:
+            if exc.fault_code in ("610", "2500"):
+                return PayOutcome(410, "Invoice not found",
+                                  "The merchant's books no longer have this invoice. Please contact the merchant.",
+                                  reason="qbo_gone")
+            log.warning("pay link %s: QuickBooks unavailable: %s", link["link_id"], exc)
+            return _outage("accounting system", "qbo_unavailable")
+        except UserFacingError as exc:  # not connected, reconnect required, ...
+            log.warning("pay link %s: QuickBooks unavailable: %s", link["link_id"], exc)
+            return _outage("accounting system", "qbo_unavailable")
+        balance = _dec(invoice.get("Balance", 0))
+        total = _dec(invoice.get("TotalAmt", 0))
+        if str(invoice.get("TxnStatus", "")).lower() == "voided" or (balance <= 0 and total <= 0):
+            return PayOutcome(410, "Invoice cancelled",
+                              f"Invoice {link['qbo_doc_number']} was cancelled by the merchant; there is nothing to pay.",
+                              reason="voided")
+        if balance <= 0:
+            await self._end_link(link["link_id"], "paid")
+            return _paid_page(link)
+        paid = await self.last_paid_reservation(link["link_id"])
+        if paid is not None and balance >= Decimal(paid["amount"]):
+            # BTCPay has the money but the balance in QuickBooks has not gone down yet (the sync posts the
+            # Payment): never invoice the same balance twice.
+            return PayOutcome(409, "Payment received",
+                              "We have received your payment; the merchant's books will show it shortly. "
+                              "There is nothing more to do.", reason="payment_pending_in_books")
+        currency = str((invoice.get("CurrencyRef") or {}).get("value") or "USD")
+        return await self._create(link, balance, currency, invoice)
+
+    async def _create(self, link: dict[str, Any], amount: Decimal, currency: str,
+                      invoice: dict[str, Any] | None) -> PayOutcome:
+        metadata: dict[str, Any] = {LINK_METADATA_KEY: link["link_id"]}
+        if invoice is not None:
+            metadata.update({QBO_REF_METADATA_KEY: link["qbo_invoice_id"], DOC_NUMBER_METADATA_KEY: link["qbo_doc_number"],
+                             "orderId": link["qbo_doc_number"], "itemDesc": f"Invoice {link['qbo_doc_number']}"})
+            customer = (invoice.get("CustomerRef") or {}).get("name")
+            if customer:
+                metadata["buyerName"] = customer
+        else:
+            metadata.update({"orderId": f"link-{link['link_id']}", "itemDesc": link["memo"] or "Payment"})
+        try:
+            async with asyncio.timeout(BTCPAY_CREATE_TIMEOUT_S):
+                btcpay = await self.btcpay_for(link["store_id"])
+                created = await btcpay.create_invoice(
+                    link["store_id"], amount=amount, currency=currency, metadata=metadata,
+                    expiration_minutes=self.settings().links.checkout_minutes,
+                )
+        except TimeoutError:
+            # BTCPay may have created it anyway; that invoice simply expires unpaid
+            log.warning("pay link %s: BTCPay did not answer in %.0f s", link["link_id"], BTCPAY_CREATE_TIMEOUT_S)
+            return _outage("payment server", "btcpay_timeout")
+        except UserFacingError as exc:
+            log.warning("pay link %s: cannot create a BTCPay invoice: %s", link["link_id"], exc)
+            return _outage("payment server", "btcpay_unavailable")
+        if not created.checkout_link:
+            log.error("pay link %s: BTCPay invoice %s has no checkout link", link["link_id"], created.id)
+            return _outage("payment server", "btcpay_no_checkout")
+        now = self.now()
+        expires = created.expiration_time or now + 60 * self.settings().links.checkout_minutes
+        try:
+            await self._reserve(link, created.id, created.checkout_link, amount, currency, now, expires)
+        except sqlite3.IntegrityError:
+            # another process reserved this link first (the lock only serialises clicks within this one)
+            log.error("pay link %s: a reservation appeared concurrently; BTCPay invoice %s left unused",
+                      link["link_id"], created.id)
+            res = await self.open_reservation(link["link_id"])
+            if res is None:
+                raise
+            return PayOutcome.redirect(res["checkout_link"], Decimal(res["amount"]), res["currency"], "reused")
+        log.info("pay link %s: BTCPay invoice %s for %s %s", link["link_id"], created.id, amount, currency)
+        return PayOutcome.redirect(created.checkout_link, amount, currency, "created")
+
+    async def _reserve(self, link: dict[str, Any], invoice_id: str, checkout: str, amount: Decimal, currency: str,
+                       now: int, expires: int) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO link_reservations(link_id, store_id, btcpay_invoice_id, checkout_link, amount, currency,"
+                " state, created_at, expires_at) VALUES(?,?,?,?,?,?,'open',?,?)",
+                (link["link_id"], link["store_id"], invoice_id, checkout, str(amount), currency, now, expires),
+            )
+
+    async def _end_link(self, link_id: str, state: str) -> None:
+        await self.db.write("UPDATE pay_links SET state = ?, ended_at = ? WHERE link_id = ? AND state = 'active'",
+                            (state, self.now(), link_id))
+
+    async def _refresh(self, res: dict[str, Any]) -> dict[str, Any]:
+        """Ask BTCPay what became of a reservation's invoice and record it; the updated row."""
+        btcpay = await self.btcpay_for(res["store_id"])
+        state = classify(await btcpay.get_invoice(res["store_id"], res["btcpay_invoice_id"]))
+        if state == res["state"]:
+            return res
+        now = self.now()
+        closed = None if state in OPEN_STATES else now
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE link_reservations SET state = ?, closed_at = ? WHERE id = ?",
+                               (state, closed, res["id"]))
+            if state == "paid":
+                await conn.execute(
+                    "UPDATE pay_links SET state = 'paid', ended_at = ? WHERE link_id = ? AND kind = 'fixed' "
+                    "AND state = 'active'", (now, res["link_id"]))
+        return {**res, "state": state, "closed_at": closed}
+
+    # -- the reaper --------------------------------------------------------------------------------
+
+    async def reap(self) -> dict[str, Any]:
+        """Follow every open reservation's invoice (few: each lives minutes): close those that can no longer be
+        paid or were paid, keep Processing ones open, and expire links past their date."""
+        now = self.now()
+        rows = await self.db.fetchall(
+            f"SELECT {', '.join(RES_COLUMNS)} FROM link_reservations "
+            "WHERE state IN ('open', 'processing')")
+        counts = {"reservations_expired": 0, "reservations_paid": 0, "reservations_processing": 0, "check_failed": 0}
+        for row in rows:
+            res = dict(zip(RES_COLUMNS, row, strict=True))
+            try:
+                new = await self._refresh(res)
+            except BTCPayError as exc:
+                counts["check_failed"] += 1
+                log.warning("reaper: cannot check BTCPay invoice %s: %s", res["btcpay_invoice_id"], exc)
+                continue
+            key = {"expired": "reservations_expired", "paid": "reservations_paid",
+                   "processing": "reservations_processing"}.get(new["state"])
+            if key:
+                counts[key] += 1
+        counts["links_expired"] = await self.db.write(
+            "UPDATE pay_links SET state = 'expired', ended_at = ? WHERE state = 'active' AND expires_at <= ?", (now, now))
+        return counts
+
+
+def _paid_page(link: dict[str, Any]) -> PayOutcome:
+    what = f"Invoice {link['qbo_doc_number']}" if link["kind"] == "qbo" else "This payment"
+    return PayOutcome(410, "Already paid", f"{what} has been paid. Thank you!", reason="paid")

@@ -1,0 +1,136 @@
+"""Public pay pages: `GET /pay/{token}` (303 to BTCPay's checkout, or a plain page saying why not) and
+`GET /pay/{token}/qr.png` (the link as a printable QR code).
+
+Pages are plain HTML and CSS (no JavaScript), every value escaped, and never carry internal detail: the
+reason a link was refused goes to the log only. Requests are rate-limited per client address.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+
+from aiohttp import web
+
+from sovterm.links import qr
+from sovterm.links.service import NOT_FOUND, LinkService, PayOutcome
+from sovterm.links.tokens import TokenGone, TokenInvalid
+
+log = logging.getLogger("sovterm.web.links")
+
+LinksFor = Callable[[web.Request], LinkService | None]
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+{refresh}<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; background: #f6f6f4; color: #222; margin: 0; }}
+main {{ max-width: 32rem; margin: 4rem auto; background: #fff; padding: 2rem; border-radius: 8px;
+        box-shadow: 0 1px 4px rgba(0,0,0,.12); }}
+h1 {{ font-size: 1.4rem; margin-top: 0; }}
+.amount {{ font-size: 2rem; font-weight: 600; margin: 1rem 0; }}
+a.button {{ display: inline-block; background: #f7931a; color: #fff; padding: .7rem 1.2rem; border-radius: 6px;
+           text-decoration: none; font-weight: 600; }}
+.small {{ color: #666; font-size: .85rem; }}
+</style></head>
+<body><main>
+<h1>{title}</h1>
+{body}
+</main></body></html>
+"""
+
+
+def render(title: str, body_html: str, *, refresh_to: str | None = None) -> str:
+    refresh = f'<meta http-equiv="refresh" content="0; url={html.escape(refresh_to, quote=True)}">\n' if refresh_to else ""
+    return PAGE.format(title=html.escape(title), body=body_html, refresh=refresh)
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    return f"{amount:,.2f} {currency}" if amount == amount.quantize(Decimal("0.01")) else f"{amount} {currency}"
+
+
+def outcome_response(outcome: PayOutcome) -> web.Response:
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+    if outcome.location is not None:
+        assert outcome.amount is not None and outcome.currency is not None
+        amount = format_amount(outcome.amount, outcome.currency)
+        body = (f'<p>Amount due</p><p class="amount">{html.escape(amount)}</p>'
+                f'<p><a class="button" href="{html.escape(outcome.location, quote=True)}">Pay in bitcoin</a></p>'
+                '<p class="small">You are being taken to the checkout page.</p>')
+        headers["Location"] = outcome.location
+        return web.Response(status=outcome.status, text=render("Pay in bitcoin", body, refresh_to=outcome.location),
+                            content_type="text/html", headers=headers)
+    if outcome.retry_after_s is not None:
+        headers["Retry-After"] = str(outcome.retry_after_s)
+    return web.Response(status=outcome.status, text=render(outcome.title, f"<p>{html.escape(outcome.message)}</p>"),
+                        content_type="text/html", headers=headers)
+
+
+class RateLimiter:
+    """At most `per_min` requests per client address in any 60 s window (memory bounded by pruning)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.hits: dict[str, deque[float]] = {}
+
+    def allow(self, address: str, per_min: int) -> bool:
+        now = self.clock()
+        if len(self.hits) > 10_000:
+            self.hits = {a: q for a, q in self.hits.items() if q and q[-1] > now - 60}
+        window = self.hits.setdefault(address, deque())
+        while window and window[0] <= now - 60:
+            window.popleft()
+        if len(window) >= per_min:
+            return False
+        window.append(now)
+        return True
+
+
+UNAVAILABLE = PayOutcome(503, "Temporarily unavailable",
+                         "Payments are not available right now. Please try again in a few minutes.", retry_after_s=120)
+TOO_MANY = PayOutcome(429, "Too many requests", "Please wait a minute and try again.", retry_after_s=60)
+
+
+def add_routes(app: web.Application, links_for: LinksFor, limiter: RateLimiter | None = None) -> None:
+    def service(request: web.Request) -> LinkService | None:
+        return links_for(request)
+
+    lim = limiter or RateLimiter()
+
+    def limited(request: web.Request, links: LinkService) -> bool:
+        return not lim.allow(request.remote or "unknown", links.settings().links.rate_limit_per_min)
+
+    async def pay(request: web.Request) -> web.Response:
+        links = service(request)
+        if links is None:
+            return outcome_response(UNAVAILABLE)
+        if limited(request, links):
+            return outcome_response(TOO_MANY)
+        outcome = await links.pay(request.match_info["token"])
+        log.info("pay page: %s (%d)", outcome.reason, outcome.status)
+        return outcome_response(outcome)
+
+    async def qr_png(request: web.Request) -> web.Response:
+        links = service(request)
+        if links is None:
+            return outcome_response(UNAVAILABLE)
+        if limited(request, links):
+            return outcome_response(TOO_MANY)
+        token = request.match_info["token"]
+        try:
+            await links.keys.verify(token)
+        except (TokenGone, TokenInvalid) as exc:
+            log.info("pay QR refused: %s", exc.reason)
+            return outcome_response(NOT_FOUND)
+        url = f"{links.settings().public_url}/pay/{token}"
+        return web.Response(body=qr.png(url), content_type="image/png", headers={"Cache-Control": "no-store"})
+
+    app.router.add_get("/pay/{token}", pay)
+    app.router.add_get("/pay/{token}/qr.png", qr_png)
+
