@@ -24,7 +24,7 @@ export SOVTERM_LISTENER__PORT=8080
 export SOVTERM_CONTROL__SOCKET="$DATA/run/control.sock"
 export SOVTERM_BTCPAY__URL="$BTCPAY_URL"
 # Where BTCPay (another container on the StartOS network) POSTs its webhooks.
-export SOVTERM_BTCPAY__WEBHOOK_URL="http://sovterm.embassy:8080/webhooks/btcpay"
+export SOVTERM_BTCPAY__WEBHOOK_URL="http://sovterm.embassy:8080"
 if [ -n "$PUBLIC_URL" ]; then
     export SOVTERM_LISTENER__PUBLIC_URL="$PUBLIC_URL"
 fi

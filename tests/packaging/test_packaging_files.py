@@ -498,9 +498,8 @@ def test_umbrel_btcpay_and_webhook_addresses():
     env = compose["services"][manifest["defaultShell"]]["environment"]
     assert env["SOVTERM_BTCPAY__URL"] == "http://btcpay-server_web_1:3003"
     app_host = compose["services"]["app_proxy"]["environment"]["APP_HOST"]
-    assert env["SOVTERM_BTCPAY__WEBHOOK_URL"] == (
-        f"http://{app_host}:{CONTAINER_PORT}/webhooks/btcpay"
-    )
+    # the base address on the internal network; the daemon appends /webhooks/btcpay/<store>
+    assert env["SOVTERM_BTCPAY__WEBHOOK_URL"] == f"http://{app_host}:{CONTAINER_PORT}"
 
 
 def test_umbrel_readme_opens_the_tui_in_the_daemon_container():
@@ -585,9 +584,7 @@ def test_start9_entrypoint_environment_matches_the_image_and_config_defaults():
     assert re.search(rf"(?m)^DATA={CONTAINER_DATA_DIR}$", entrypoint)
     assert exports["SOVTERM_LISTENER__PORT"] == str(CONTAINER_PORT)
     assert exports["SOVTERM_CONTROL__SOCKET"] == "$DATA/run/control.sock"
-    assert exports["SOVTERM_BTCPAY__WEBHOOK_URL"] == (
-        f"http://sovterm.embassy:{CONTAINER_PORT}/webhooks/btcpay"
-    )
+    assert exports["SOVTERM_BTCPAY__WEBHOOK_URL"] == f"http://sovterm.embassy:{CONTAINER_PORT}"
     default = "http://btcpayserver.embassy:23000"
     assert f"BTCPAY_URL:={default}" in entrypoint
     assert f'default: "{default}"' in (START9 / "scripts/procedures/getConfig.ts").read_text()

@@ -1,0 +1,309 @@
+"""The read-only status page (`GET /`, `GET /status.json`) for people who never open a terminal.
+
+Umbrel lists only apps that open to a web page, and a bookkeeper may never touch a terminal, so the
+listener shows connector states, readiness, loops and the sync queue, plus how to open the TUI. It can
+change nothing and holds no secret. On StartOS nothing authenticates this page, so it also shows no
+amounts, customer names, store or invoice ids: counts, states and ages only. Every value is escaped;
+the page needs no JavaScript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from html import escape
+from typing import Any
+
+from aiohttp import web
+
+from sovterm import __version__
+from sovterm.services import Services
+from sovterm.web.app import SERVICES, readiness
+
+SYNC_TIMEOUT_S = 3.0
+RECENT_LIMIT = 10
+REFRESH_S = 30
+POSTING_OK = {"posted": True, "pending": None, "voiding": None}  # True green, None amber, else red
+QUEUE_FIELDS = ("queued", "running", "dead", "held", "unmatched")
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'none'",
+}
+
+
+def _scalar_numbers(data: Any) -> dict[str, float | int | None]:
+    """Only counts and ages from a part's status: never its strings (they may name customers)."""
+    if not isinstance(data, dict):
+        data = vars(data) if hasattr(data, "__dict__") else {}
+    return {
+        str(k): v for k, v in data.items()
+        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    }
+
+
+def _posting(item: Any, now: float) -> dict[str, Any]:
+    get = item.get if isinstance(item, dict) else (lambda k, d=None: getattr(item, k, d))
+    age = get("age_s")
+    if age is None:
+        at = get("posted_at") or get("updated_at") or get("created_at") or get("at")
+        age = round(now - float(at), 1) if isinstance(at, (int, float)) else None
+    return {
+        "entity": str(get("entity") or ""),
+        "kind": str(get("kind") or ""),
+        "status": str(get("status") or ""),
+        "age_s": age,
+    }
+
+
+async def sync_view(services: Services, now: float) -> dict[str, Any]:
+    sync = getattr(services, "sync", None)
+    status = getattr(sync, "status", None)
+    if not callable(status):
+        return {"available": False}
+    out: dict[str, Any] = {"available": True, "summary": {}, "recent": [], "alerts": []}
+    try:
+        raw = await asyncio.wait_for(status(), SYNC_TIMEOUT_S)
+        out["summary"] = _scalar_numbers(raw)
+        alerts = raw.get("alerts") if isinstance(raw, dict) else None
+        if isinstance(alerts, list):
+            out["alerts"] = [str(a.get("message", a) if isinstance(a, dict) else a) for a in alerts]
+    except Exception as exc:  # the page reports a part's failure, it never fails with it
+        out["error"] = f"sync status unavailable ({type(exc).__name__})"
+    recent = getattr(sync, "recent", None)
+    if callable(recent):
+        try:
+            items = await asyncio.wait_for(recent(RECENT_LIMIT), SYNC_TIMEOUT_S)
+            out["recent"] = [_posting(i, now) for i in list(items)[:RECENT_LIMIT]]
+        except Exception as exc:
+            out.setdefault("error", f"recent postings unavailable ({type(exc).__name__})")
+    return out
+
+
+def _alerts(checks: dict[str, Any], connectors: list[dict[str, Any]], sync: dict[str, Any]) -> list[str]:
+    alerts: list[str] = []
+    if not str(checks.get("database", "")).startswith("writable"):
+        alerts.append(f"Database {checks.get('database')}")
+    if checks.get("disk"):
+        alerts.append(f"Disk space {checks['disk']}")
+    for name in checks.get("stale_loops") or []:
+        alerts.append(f"Loop {name} has not completed a run recently (or is paused)")
+    for c in connectors:
+        if not c["ready"]:
+            alerts.append(f"{c['name']}: {c['state'].replace('_', ' ')}" + (f" ({c['detail']})" if c["detail"] else ""))
+    summary = sync.get("summary", {})
+    if summary.get("dead"):
+        alerts.append(f"{summary['dead']} sync job(s) failed for good: see the Queue in the terminal UI")
+    if summary.get("held"):
+        alerts.append(f"{summary['held']} sync job(s) are held for a decision in the terminal UI")
+    if summary.get("unmatched"):
+        alerts.append(f"{summary['unmatched']} payment(s) match no QuickBooks invoice: decide in the terminal UI")
+    if sync.get("error"):
+        alerts.append(sync["error"])
+    return alerts + sync.get("alerts", [])
+
+
+async def status_view(services: Services) -> dict[str, Any]:
+    """What the page shows, as data (also served as /status.json)."""
+    now = time.time()
+    ready, checks = await readiness(services)
+    connectors = [
+        {"name": name, "state": c["state"], "detail": c["detail"], "ready": c["ready"],
+         "since_s": round(now - c["since"], 1)}
+        for name, c in sorted(services.connectors.snapshot().items())
+    ]
+    loops = [
+        {"name": name, "fresh": b["fresh"], "paused": b["paused"], "interval_s": b["interval_s"],
+         "last_run_age_s": b["last_run_age_s"], "last_ok": b["last_ok"]}
+        for name, b in sorted((checks.get("loops") or {}).items())
+    ]
+    sync = await sync_view(services, now)
+    return {
+        "sovterm": __version__,
+        "ready": ready,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "database": checks.get("database"),
+        "disk_free_mb": checks.get("disk_free_mb"),
+        "connectors": connectors,
+        "loops": loops,
+        "sync": {k: v for k, v in sync.items() if k != "alerts"},
+        "alerts": _alerts(checks, connectors, sync),
+    }
+
+
+# ---- HTML -----------------------------------------------------------------------------------------
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def _badge(ok: bool | None, text: str) -> str:
+    cls = "ok" if ok else ("warn" if ok is None else "bad")
+    return f'<span class="badge {cls}">{escape(text)}</span>'
+
+
+def _connectors(view: dict[str, Any]) -> str:
+    if not view["connectors"]:
+        return '<p class="muted">No connector has reported yet.</p>'
+    rows = "".join(
+        f"<tr><th scope=row>{escape(c['name'])}</th><td>{_badge(c['ready'], c['state'].replace('_', ' '))}</td>"
+        f"<td class=detail>{escape(c['detail'])}</td><td class=nowrap>since {escape(age(c['since_s']).removesuffix(' ago'))}</td></tr>"
+        for c in view["connectors"]
+    )
+    return f'<div class="scroll"><table class="stack"><tbody>{rows}</tbody></table></div>'
+
+
+def _sync(view: dict[str, Any]) -> str:
+    sync = view["sync"]
+    if not sync.get("available"):
+        return '<p class="muted">Sync not set up yet.</p>'
+    s = sync.get("summary", {})
+    tiles = "".join(
+        f'<div class="tile{" alert" if k in ("dead", "held", "unmatched") and s.get(k) else ""}">'
+        f'<span class="num">{escape("–" if s.get(k) is None else str(s[k]))}</span>'
+        f'<span class="label">{escape(k)}</span></div>'
+        for k in QUEUE_FIELDS
+    )
+    last = (
+        f"<p>Last poll of BTCPay: <strong>{escape(age(s.get('last_poll_age_s')))}</strong> · "
+        f"last QuickBooks posting: <strong>{escape(age(s.get('last_posting_age_s')))}</strong></p>"
+    )
+    recent = sync.get("recent") or []
+    if recent:
+        items = "".join(
+            f"<tr><td>{escape(p['entity'] or p['kind'])}</td><td>{escape(p['kind'])}</td>"
+            f"<td>{_badge(POSTING_OK.get(p['status'], False), p['status'] or '?')}</td>"
+            f"<td class=nowrap>{escape(age(p['age_s']))}</td></tr>"
+            for p in recent
+        )
+        table = (
+            "<h3>Recent postings</h3><div class=scroll><table><thead><tr><th>Document</th><th>For</th>"
+            f"<th>State</th><th>When</th></tr></thead><tbody>{items}</tbody></table></div>"
+        )
+    else:
+        table = '<p class="muted">No postings yet.</p>'
+    return f'<div class="tiles">{tiles}</div>{last}{table}'
+
+
+def _loops(view: dict[str, Any]) -> str:
+    if not view["loops"]:
+        return '<p class="muted">No scheduled loops.</p>'
+    rows = "".join(
+        f"<tr><th scope=row>{escape(lp['name'])}</th>"
+        f"<td>{_badge(lp['fresh'] and not lp['paused'], 'paused' if lp['paused'] else ('ok' if lp['fresh'] else 'stale'))}</td>"
+        f"<td class=nowrap>every {float(lp['interval_s']):.0f} s</td>"
+        f"<td class=nowrap>last run {escape(age(lp['last_run_age_s']))}</td></tr>"
+        for lp in view["loops"]
+    )
+    return f'<div class="scroll"><table class="stack"><tbody>{rows}</tbody></table></div>'
+
+
+TERMINAL_HELP = """
+<h2 id="tui">Open the terminal UI</h2>
+<p>Everything administrative (connecting BTCPay Server and QuickBooks, mappings, payouts) happens in
+the terminal UI, which talks to the daemon over a private socket. Pick your platform:</p>
+<div class="cards">
+<section class="card"><h3>Umbrel</h3>
+<ol><li>In umbrelOS open the <strong>Terminal</strong> (in Settings) and choose to run commands
+within the <strong>Sovterm</strong> app (it opens a shell in the daemon's container), then run
+<code>sovterm tui</code>.</li>
+<li>Or over SSH: <code>ssh umbrel@umbrel.local</code>, then
+<code>docker exec -it sovterm_daemon_1 sovterm tui</code>.</li></ol></section>
+<section class="card"><h3>StartOS</h3>
+<ol><li><code>ssh start9@&lt;your-server&gt;.local</code></li>
+<li>StartOS 0.4: <code>start-cli package attach sovterm</code>, then <code>sovterm tui</code>.<br>
+StartOS 0.3.5: <code>sudo podman exec -it sovterm.embassy sovterm tui</code>.</li></ol></section>
+<section class="card"><h3>Debian (systemd)</h3>
+<ol><li>Log in over SSH as a member of <code>sovterm-admin</code> (and <code>sovterm-viewer</code>).</li>
+<li>Run <code>sovterm tui</code>.</li></ol></section>
+</div>
+<p class="muted">Quit the TUI with <kbd>ctrl+q</kbd>; the daemon keeps running. <code>sovterm status</code>
+prints this overview in a terminal.</p>
+"""
+
+CSS = """
+:root{color-scheme:light dark;--bg:#f7f7f5;--fg:#1d1d1f;--muted:#5f6368;--card:#fff;--line:#dcdcd8;
+--ok:#1a7f37;--okbg:#dafbe1;--bad:#b42318;--badbg:#fee4e2;--warn:#8a5a00;--warnbg:#fff4cc;--accent:#f7931a}
+@media (prefers-color-scheme:dark){:root{--bg:#121212;--fg:#ececec;--muted:#a0a0a0;--card:#1d1d1d;
+--line:#333;--ok:#6bdc8a;--okbg:#10301b;--bad:#ff8a80;--badbg:#3d1512;--warn:#ffd36b;--warnbg:#3a2e0c}}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:62rem;margin:0 auto;padding:1rem}
+header{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1rem;border-bottom:3px solid var(--accent);padding-bottom:.5rem}
+header h1{margin:0;font-size:1.5rem} header .meta{color:var(--muted);font-size:.9rem;margin-left:auto}
+h2{font-size:1.15rem;margin:1.5rem 0 .5rem} h3{font-size:1rem;margin:.75rem 0 .25rem}
+.card{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.75rem 1rem}
+.cards{display:grid;gap:.75rem;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr))}
+.cards ol{padding-left:1.2rem;margin:.25rem 0}
+.scroll{overflow-x:auto} table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
+th[scope=row]{font-weight:600} .nowrap{white-space:nowrap}
+.badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85rem;font-weight:600;white-space:nowrap}
+.badge.ok{color:var(--ok);background:var(--okbg)} .badge.bad{color:var(--bad);background:var(--badbg)}
+.badge.warn{color:var(--warn);background:var(--warnbg)}
+.alerts{border-left:4px solid var(--bad)} .alerts ul{margin:.25rem 0;padding-left:1.2rem}
+.tiles{display:grid;gap:.5rem;grid-template-columns:repeat(auto-fit,minmax(7rem,1fr))}
+.tile{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.5rem;text-align:center}
+.tile .num{display:block;font-size:1.6rem;font-weight:700} .tile .label{color:var(--muted);font-size:.85rem}
+.tile.alert{border-color:var(--bad)} .tile.alert .num{color:var(--bad)}
+code,kbd{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em;background:var(--bg);
+border:1px solid var(--line);border-radius:.25rem;padding:0 .25rem;overflow-wrap:anywhere}
+.muted{color:var(--muted)} footer{color:var(--muted);font-size:.85rem;margin:2rem 0 1rem}
+td{overflow-wrap:anywhere}
+@media (max-width:36rem){main{padding:.6rem} header .meta{margin-left:0;width:100%} th,td{padding:.35rem .3rem}
+table.stack,.stack tbody,.stack tr{display:block} .stack tr{border-bottom:1px solid var(--line);padding:.3rem 0}
+.stack th,.stack td{display:inline-block;border:none;padding:.1rem .4rem .1rem 0}
+.stack td.detail{display:block}}
+"""
+
+
+def render(view: dict[str, Any]) -> str:
+    alerts = view["alerts"]
+    alert_box = (
+        '<section class="card alerts" aria-label="Alerts"><strong>Needs attention</strong><ul>'
+        + "".join(f"<li>{escape(a)}</li>" for a in alerts) + "</ul></section>"
+        if alerts else ""
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{REFRESH_S}">
+<title>Sovterm status</title><style>{CSS}</style></head>
+<body><main>
+<header><h1>Sovterm</h1>{_badge(view["ready"], "Ready" if view["ready"] else "Not ready")}
+<span class="meta">version {escape(view["sovterm"])} · updated {escape(view["generated_at"])}</span></header>
+{alert_box}
+<h2>Connections</h2>{_connectors(view)}
+<h2>Sync</h2>{_sync(view)}
+<h2>Scheduled loops</h2>{_loops(view)}
+<h2>System</h2><p>Database: {escape(str(view["database"]))} · free disk: {escape(str(view["disk_free_mb"]))} MB</p>
+{TERMINAL_HELP}
+<footer>This page is read-only and holds no secrets; it refreshes every {REFRESH_S} s.
+The same data as JSON: <a href="status.json">status.json</a>.</footer>
+</main></body></html>
+"""
+
+
+async def status_page(request: web.Request) -> web.Response:
+    view = await status_view(request.app[SERVICES])
+    return web.Response(text=render(view), content_type="text/html", charset="utf-8", headers=HEADERS)
+
+
+async def status_json(request: web.Request) -> web.Response:
+    return web.json_response(await status_view(request.app[SERVICES]), headers=HEADERS)
+
+
+def add_routes(app: web.Application) -> None:
+    """GET (and HEAD) only: any other method gets 405 from aiohttp's router."""
+    app.router.add_get("/", status_page)
+    app.router.add_get("/status.json", status_json)
