@@ -9,7 +9,6 @@ drains running loops (bounded), closes the database, and exits 0. SIGHUP re-read
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import signal
@@ -25,6 +24,12 @@ from aiohttp import web
 
 from sovterm import __version__
 from sovterm.config import Settings, load_settings
+from sovterm.control import btcpay as btcpay_part
+from sovterm.control import links as links_part
+from sovterm.control import ops as ops_part
+from sovterm.control import payouts as payouts_part
+from sovterm.control import qbo as qbo_part
+from sovterm.control import sync as sync_part
 from sovterm.control.methods import register_core_methods
 from sovterm.control.roles import RolePolicy, resolve_group
 from sovterm.control.server import ControlServer
@@ -33,7 +38,7 @@ from sovterm.logs import get_logger, setup_logging
 from sovterm.loops import Loops, LoopSpec
 from sovterm.parts import Part
 from sovterm.services import Services
-from sovterm.store import keyring
+from sovterm.store import keyring, lock
 from sovterm.store.db import Database
 from sovterm.systemd import Notifier
 from sovterm.web.app import SERVICES, create_listener_app
@@ -43,25 +48,16 @@ log = get_logger("daemon")
 LOOPS = web.AppKey("loops", Loops)
 PARTS_KEY = web.AppKey("parts", list)
 DRAIN_TIMEOUT_S = 20.0
-LOCK_FILE = "sovterm.lock"
 
 
 def acquire_lock(data_dir: Path) -> int:
-    """An exclusive flock on the data directory: released by the kernel if we die, so never stale."""
-    path = data_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
+        return lock.acquire(data_dir)
+    except lock.DataDirBusy as busy:
         raise StartupRefused(
-            f"another sovterm daemon (pid {other}) is already running on {data_dir}",
+            f"another sovterm daemon (pid {busy.pid}) is already running on {data_dir}",
             fix="stop it first (`systemctl stop sovterm`), or give this one another data_dir",
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
 
 
 def prepare_data_dir(data_dir: Path) -> None:
@@ -166,13 +162,18 @@ async def reaper_run(services: Services) -> dict[str, Any]:
     return {"audit_pruned": pruned}
 
 
+
+
+
+
 # The parts, in start order; each may use the services of those before it (see sovterm/parts.py).
 PARTS: list[Part] = [
-    # btcpay part
-    # qbo part
-    # sync part
-    # links part
-    # payouts part
+    btcpay_part.PART,
+    qbo_part.PART,
+    sync_part.PART,
+    links_part.PART,
+    payouts_part.PART,
+    ops_part.PART,
 ]
 
 

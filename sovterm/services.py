@@ -15,6 +15,11 @@ from sovterm.health import Connectors, Heartbeats, Metrics
 from sovterm.logs import LogSetup
 
 if TYPE_CHECKING:
+    from sovterm.links.service import LinkService
+    from sovterm.payouts.service import PayoutService
+    from sovterm.btcpay.service import BTCPayService
+    from sovterm.qbo.service import QBOService
+    from sovterm.sync.service import SyncService
     import aiohttp
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -43,11 +48,11 @@ class Services:
     control: ControlServer | None = None
     config_path: str | None = None
     # part services, set by each part's stage (see sovterm/parts.py)
-    # btcpay service
-    # qbo service
-    # sync service
-    # links service
-    # payouts service
+    btcpay: BTCPayService | None = None
+    qbo: QBOService | None = None
+    sync: SyncService | None = None
+    links: LinkService | None = None
+    payouts: PayoutService | None = None
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

@@ -15,17 +15,24 @@ from typing import Any
 
 from sovterm import __version__
 from sovterm.cli import core
+from sovterm.cli import sync
+from sovterm.cli import links
+from sovterm.cli import payouts
+from sovterm.cli import ops
+from sovterm.cli import btcpay
+from sovterm.cli import qbo
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 
 # One module per part; each has `add_commands(sub, add)`.
 COMMAND_MODULES = [
     core,
-    # btcpay cli
-    # qbo cli
-    # sync cli
-    # links cli
-    # payouts cli
+    btcpay,
+    qbo,
+    sync,
+    links,
+    payouts,
+    ops,
 ]
 
 
@@ -40,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
+        # also accepted after the command (`sovterm config check --config X`)
+        p.add_argument("--config", "-c", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON")
         return p

@@ -52,17 +52,19 @@ def call(args: argparse.Namespace, environ: Mapping[str, str], method: str, **pa
 
 
 def group(sub: Any, name: str, help: str) -> Any:
-    """A command with sub-commands, e.g. `sovterm setup btcpay`."""
-    return sub.add_parser(name, help=help, description=help).add_subparsers(dest=f"{name}_cmd", required=True, metavar="COMMAND")
+    """A command with sub-commands (`sovterm setup btcpay`); a second call with the same name returns
+    the same group, so several parts can add verbs to `setup` or `config`."""
+    groups = sub.__dict__.setdefault("_sovterm_groups", {})
+    if name not in groups:
+        groups[name] = sub.add_parser(name, help=help, description=help).add_subparsers(
+            dest=f"{name}_cmd", required=True, metavar="COMMAND"
+        )
+    return groups[name]
 
 
 def setup_group(sub: Any) -> Any:
     """The shared `sovterm setup <step>` group; each part adds its steps to it."""
-    existing = getattr(sub, "_sovterm_setup", None)
-    if existing is None:
-        existing = group(sub, "setup", "connect and configure (each step is also a wizard page in the TUI)")
-        sub._sovterm_setup = existing
-    return existing
+    return group(sub, "setup", "connect and configure (each step is also a wizard page in the TUI)")
 
 
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:

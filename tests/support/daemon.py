@@ -91,10 +91,11 @@ class DaemonProcess:
                 out, err = self.proc.communicate()
                 raise RuntimeError(f"daemon exited {self.proc.returncode}: {err.decode()}")
             if self.socket_path.exists():
-                try:
+                try:  # the control socket, then the TCP site (which starts just after it)
                     with socket.socket(socket.AF_UNIX) as s:
                         s.connect(str(self.socket_path))
-                    return
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return
                 except OSError:
                     pass
             time.sleep(0.05)
