@@ -96,12 +96,7 @@ class InvoicePoller:
         seen: set[str] = set()
 
         # 1. windows of creation time, newest first (the order BTCPay lists in)
-        window_end = now_s
-        while window_end >= start:
-            window_start = max(start, window_end - self.window_step_s + 1)
-            await self._page_window(client, store_id, window_start, window_end, seen, result)
-            result.windows += 1
-            window_end = window_start - 1
+        await self._page_windows(client, store_id, start, now_s, seen, result)
 
         # 2. known non-final invoices not seen above (created before the windows)
         for invoice_id in await ledger.non_final_invoices(self._db, store_id, now_s):
@@ -153,6 +148,27 @@ class InvoicePoller:
             async with self._db.transaction() as conn:
                 await apply(conn)
         return result.changed > 0
+
+    async def import_history(self, store_id: str, since: int, now: int | float) -> PollResult:
+        """Bring every invoice created since `since` into the ledger (backfill on first connection);
+        unlike `poll_store` there is no `max_gap_days` cap and the poll cursor is left alone."""
+        now_s = int(now)
+        client = await self._client(store_id)
+        result = PollResult(store_id, covered_from=since, covered_until=now_s)
+        await self._page_windows(client, store_id, since, now_s, set(), result)
+        log.info("imported history of store %s since %s: %d listed, %d changed", store_id, since,
+                 result.listed, result.changed)
+        return result
+
+    async def _page_windows(
+        self, client: BTCPayClient, store_id: str, start: int, end: int, seen: set[str], result: PollResult
+    ) -> None:
+        window_end = end
+        while window_end >= start:
+            window_start = max(start, window_end - self.window_step_s + 1)
+            await self._page_window(client, store_id, window_start, window_end, seen, result)
+            result.windows += 1
+            window_end = window_start - 1
 
     async def _page_window(
         self, client: BTCPayClient, store_id: str, start: int, end: int, seen: set[str], result: PollResult

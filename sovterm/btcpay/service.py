@@ -622,6 +622,18 @@ class BTCPayService:
             summary["state"] = "connected"
             return summary
 
+    async def import_history(self, since: int) -> dict[str, Any]:
+        """Every selected store's invoices created since `since` (unix seconds) into the ledger; the
+        invoice handlers see each one, so the sync part queues what is owed."""
+        if self._client is None:
+            raise UserFacingError("BTCPay is not connected", fix="run `sovterm setup btcpay` first")
+        async with self._poll_lock:
+            out: dict[str, Any] = {}
+            for store_id in await ledger.selected_stores(self.db):
+                result = await self.poller.import_history(store_id, since, time.time())
+                out[store_id] = {"listed": result.listed, "changed": result.changed}
+            return out
+
     async def _poll_logged(self) -> None:
         summary = await self.poll_all()
         log.info("first poll after selecting stores: %s", summary)

@@ -201,6 +201,14 @@ def cmd_disconnect(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_import_history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "btcpay.import_history", since=args.since)
+    core.emit(args, result, lambda r: f"invoices created since {r['since']}:\n" + "\n".join(
+        f"  store {sid}: {s['listed']} read, {s['changed']} new or changed" for sid, s in r["stores"].items()
+    ))
+    return 0
+
+
 def cmd_poll(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     result = core.call(args, environ, "btcpay.poll_now")
 
@@ -237,3 +245,7 @@ def add_commands(sub: Any, add: core.Adder) -> None:
     rotate.add_argument("store", metavar="STORE", help="store id")
     add("disconnect", cmd_disconnect, "delete our webhooks at BTCPay and forget the API key", json_flag=True, parent=group)
     add("poll", cmd_poll, "poll every followed store now", json_flag=True, parent=group)
+    history = add("import-history", cmd_import_history,
+                  "read every invoice created since a date into the ledger (sync then posts what is owed)",
+                  json_flag=True, parent=group)
+    history.add_argument("--since", required=True, help="first day, YYYY-MM-DD")

@@ -7,6 +7,7 @@ their Unix user; the TUI wizard resumes from `kv` `setup:btcpay` (shown in `btcp
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date, datetime, timezone
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,6 +63,10 @@ class SelectParams(BaseModel):
 
 class StoreParams(BaseModel):
     store_id: str = Field(min_length=1)
+
+
+class HistoryParams(BaseModel):
+    since: date
 
 
 def register_methods(server: ControlServer, services: Services) -> None:
@@ -125,6 +130,15 @@ def register_methods(server: ControlServer, services: Services) -> None:
     async def poll_now(ctx: CallContext) -> dict[str, Any]:
         """Poll every followed store now and return what changed."""
         return await service().poll_all()
+
+    @server.method("btcpay.import_history", role=Role.ADMIN, params=HistoryParams)
+    async def import_history(ctx: CallContext, since: date) -> dict[str, Any]:
+        """Read every invoice created since a date into the ledger (the sync part queues what is owed)."""
+        start = int(datetime.combine(since, datetime.min.time(), tzinfo=timezone.utc).timestamp())
+        result = await service().import_history(start)
+        await audit.record(services.require_db(), ctx.peer.user, "btcpay.import_history", None,
+                           {"since": since.isoformat()}, "ok")
+        return {"since": since.isoformat(), "stores": result}
 
 
 PART = Part("btcpay", stage=btcpay_stage, loops=loops, routes=add_routes, methods=register_methods)

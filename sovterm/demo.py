@@ -1,0 +1,224 @@
+"""`sovterm demo`: both simulators, a daemon wired to them in a temporary directory, and the TUI.
+
+The BTCPay simulator is seeded with a realistic store (a few hundred invoices over 60 days in every
+state, refunds, payouts awaiting approval, a crowdfund app) and keeps taking payments while the demo
+runs; the QuickBooks simulator holds a sandbox company. The daemon is set up exactly as an operator
+would, through the control API: BTCPay connection and store, QuickBooks OAuth, accounts, deposit
+mode, backfill. Quitting the TUI stops everything the demo started and removes the directory.
+
+This is the only production module that imports `sovterm.sim`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sovterm.control.client import ControlClient
+from sovterm.sim.runner import ThreadedApp
+
+REALM = "9341450000000001"
+HISTORY_DAYS = 60
+HISTORY_INVOICES = 300
+TRAFFIC_EVERY_S = 6.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class DemoWorld:
+    """Everything the demo runs; `start()` brings it up, `stop()` tears it all down."""
+
+    root: Path
+    say: Any = print
+    btcpay: ThreadedApp | None = None
+    qbo: ThreadedApp | None = None
+    daemon: subprocess.Popen[bytes] | None = None
+    store_id: str = ""
+    config: Path = field(init=False)
+    socket_path: Path = field(init=False)
+    _traffic: Any = None
+
+    def __post_init__(self) -> None:
+        self.config = self.root / "sovterm.toml"
+        self.socket_path = self.root / "run" / "control.sock"
+
+    def start(self) -> None:
+        from sovterm.sim.btcpay import BTCPaySimState, create_app as btcpay_app, seed_store
+        from sovterm.sim.qbo import QBOSimState, create_app as qbo_app, endpoints, seed_company
+
+        self.say("starting the BTCPay simulator (seeding 60 days of a coffee shop)...")
+        btcpay_state = BTCPaySimState(seed=7)
+        self.btcpay = ThreadedApp(btcpay_app(btcpay_state), name="btcpay-sim")
+        btcpay_state.public_url = self.btcpay.url
+        seeded = self.btcpay.call(seed_store, btcpay_state, HISTORY_INVOICES, HISTORY_DAYS, 7)
+        self.store_id = seeded.store_id
+
+        port = _free_port()
+        public_url = f"http://127.0.0.1:{port}"
+        client_id, client_secret = "demo-client", secrets.token_urlsafe(24)
+        self.say("starting the QuickBooks simulator (a sandbox company)...")
+        qbo_state = QBOSimState()
+        qbo_state.register_client(client_id, client_secret, [f"{public_url}/oauth/qbo/callback"])
+        seed_company(qbo_state, REALM, invoices=6)
+        self.qbo = ThreadedApp(qbo_app(qbo_state), name="qbo-sim")
+
+        secret_file = self.root / "qbo-client-secret"
+        secret_file.write_text(client_secret)
+        secret_file.chmod(0o600)
+        sections: dict[str, dict[str, Any]] = {
+            "listener": {"host": "127.0.0.1", "port": port, "public_url": public_url},
+            "control": {"socket": str(self.socket_path)},
+            "btcpay": {"url": self.btcpay.url, "poll_interval_s": 30},
+            "qbo": {"client_id": client_id, "client_secret_file": str(secret_file),
+                    "environment": "sandbox", **endpoints(self.qbo.url)},
+            "sync": {"interval_s": 2},
+            "reaper": {"interval_s": 15},
+        }
+        lines = [f"data_dir = {_toml(self.root / 'data')}"]
+        for name, values in sections.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        self.config.write_text("\n".join(lines) + "\n")
+
+        self.say("starting the sovterm daemon...")
+        log = open(self.root / "daemon.out", "wb")  # noqa: SIM115 - lives as long as the daemon
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "sovterm", "--config", str(self.config), "daemon"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait_for_daemon(port)
+        asyncio.run(self._set_up(seeded.api_key))
+        self._traffic = self.btcpay.submit(_traffic(btcpay_state, self.store_id))
+
+    def _wait_for_daemon(self, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.daemon is not None
+            if self.daemon.poll() is not None:
+                raise RuntimeError(
+                    f"the daemon exited ({self.daemon.returncode}); see {self.root / 'daemon.out'}"
+                )
+            with contextlib.suppress(OSError):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(self.socket_path))
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            time.sleep(0.1)
+        raise TimeoutError("the daemon did not start in time")
+
+    async def _set_up(self, api_key: str) -> None:
+        """The same steps as the setup wizard, through the same control methods."""
+        async with await ControlClient.connect(self.socket_path, client="demo") as c:
+            assert self.btcpay is not None
+            self.say("connecting BTCPay (API key with the demo's permissions)...")
+            await c.call("setup.btcpay.connect", url=self.btcpay.url, api_key=api_key,
+                         features=["sync", "webhooks", "payouts", "paylinks", "refunds"])
+            await c.call("setup.btcpay.select_stores", store_ids=[self.store_id])
+            self.say("connecting QuickBooks (OAuth against the simulator)...")
+            started = await c.call("setup.qbo.start")
+            async with aiohttp.ClientSession() as http, http.get(started["authorization_url"]) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"the OAuth callback answered {resp.status}")
+            await c.call("setup.qbo.wait", timeout_s=15)
+            await c.call("qbo.auto_sync", enabled=True)
+            await c.call("setup.accounts.apply", store_id=self.store_id, auto=True)
+            await c.call("setup.mode", store_id=self.store_id, mode="deposit")
+            since = (date.today() - timedelta(days=HISTORY_DAYS + 1)).isoformat()
+            await c.call("btcpay.import_history", since=since)
+            await c.call("sync.backfill", since=since)
+            self.say("ready: backfilling 60 days of payments into QuickBooks")
+
+    def stop(self) -> None:
+        if self._traffic is not None:
+            self._traffic.cancel()
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        for sim in (self.btcpay, self.qbo):
+            if sim is not None:
+                sim.stop()
+
+
+async def _traffic(state: Any, store_id: str) -> None:
+    """Customers keep paying while the demo runs: on-chain and Lightning, now and then a payout."""
+    rng = random.Random(11)
+    items = ["Flat white", "Espresso beans 1kg", "Hoodie", "Workshop ticket", "Gift card"]
+    n = 0
+    while True:
+        await asyncio.sleep(TRAFFIC_EVERY_S)
+        n += 1
+        amount = Decimal(rng.randint(350, 9000)) / 100
+        inv = state.create_invoice(store_id, amount, "USD",
+                                   metadata={"orderId": f"demo-{n}", "itemDesc": rng.choice(items)})
+        method = rng.choice(["BTC-CHAIN", "BTC-LN", "BTC-LN"])
+        state.pay(inv.id, method=method)
+        if method == "BTC-CHAIN":
+            await asyncio.sleep(TRAFFIC_EVERY_S / 2)
+            state.confirm(inv.id)
+        if n % 10 == 0:
+            state.create_payout(store_id, Decimal(rng.randint(10, 80)), "USD")
+
+
+@contextlib.contextmanager
+def demo_world(root: Path, say: Any = print) -> Iterator[DemoWorld]:
+    world = DemoWorld(root, say=say)
+    try:
+        world.start()
+        yield world
+    finally:
+        world.stop()
+
+
+def run_demo(environ: Mapping[str, str], *, headless: bool = False, seconds: float | None = None) -> int:
+    root = Path(tempfile.mkdtemp(prefix="sovterm-demo-"))
+    try:
+        with demo_world(root) as world:
+            if headless:
+                print(f"demo running; try: sovterm --config {world.config} status   (Ctrl-C stops it)")
+                deadline = None if seconds is None else time.monotonic() + seconds
+                with contextlib.suppress(KeyboardInterrupt):
+                    while deadline is None or time.monotonic() < deadline:
+                        time.sleep(0.5)
+                return 0
+            from sovterm.tui.app import run_tui
+
+            return run_tui(world.socket_path)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"sovterm demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

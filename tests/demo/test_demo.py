@@ -1,0 +1,51 @@
+"""`sovterm demo --no-tui`: simulators, a daemon set up like an operator would, live postings, and
+everything gone afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import clean_env
+
+
+@pytest.mark.slow
+def test_demo_sets_everything_up_syncs_and_cleans_up() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sovterm", "demo", "--no-tui", "--seconds", "25"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    assert proc.stdout is not None
+    config = None
+    for line in proc.stdout:
+        match = re.search(r"--config (\S+) status", line)
+        if match:
+            config = Path(match[1])
+            break
+    assert config is not None, "demo never became ready"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sovterm", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=30, env=clean_env())
+
+    status = json.loads(cli("status", "--json").stdout)
+    connectors = status["checks"]["connectors"]
+    assert connectors["btcpay"]["state"] == "connected" and connectors["qbo"]["state"] == "connected"
+    deadline = time.monotonic() + 15
+    recent: list = []
+    while time.monotonic() < deadline and len(recent) < 20:
+        recent = json.loads(cli("sync", "recent", "--json").stdout)
+        time.sleep(1)
+    assert len(recent) >= 20  # 60 days of history is being posted into QuickBooks
+    daemon_pid = status["pid"]
+    assert proc.wait(90) == 0
+    assert not config.parent.exists()  # the temporary directory is gone
+    with pytest.raises(ProcessLookupError):
+        os.kill(daemon_pid, 0)
