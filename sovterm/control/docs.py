@@ -1,0 +1,114 @@
+"""Render `docs/control-api.md` from the method registry, so the reference never drifts from the code.
+
+`python -m sovterm.control.docs > docs/control-api.md`; a test fails when the file is out of date.
+Every method's summary is the first line of its handler's docstring; its parameters come from its
+pydantic model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from sovterm import __version__
+from sovterm.config import load_settings
+from sovterm.control.methods import register_core_methods
+from sovterm.control.roles import RolePolicy
+from sovterm.control.server import ControlServer, Method
+from sovterm.logs import LogSetup, LogRing
+from sovterm.loops import Loops
+from sovterm.services import Services
+from sovterm.systemd import Notifier
+
+INTRO = """\
+# The control API
+
+The daemon's administrative interface: JSON-RPC 2.0 over a Unix socket (`[control] socket`), one JSON
+object per line in each direction. Nothing administrative is served on TCP. The CLI and the TUI both use
+`sovterm.control.client.ControlClient`; a script may use any language.
+
+## Connecting
+- The socket is mode 0660 in a 0750 directory: only root, the daemon's user and members of the socket's
+  group can reach it at all.
+- The daemon reads the caller's credentials from the socket (`SO_PEERCRED`, `SO_PEERGROUPS`):
+  root and the daemon's own user are **admin**; members of `[control] admin_group` are admin; members of
+  `[control] viewer_group` are **viewer**; anyone else is refused with an error and disconnected.
+- Send `hello` first: `{"jsonrpc":"2.0","id":1,"method":"hello","params":{"client":"my-script","protocol":1}}`
+  answers the daemon's version and your role. A client speaking another protocol version is refused.
+
+## Calls and errors
+A request carries `id`, `method` and `params` (an object); the reply carries the same `id` and either
+`result` or `error` `{code, message, data?}`:
+
+| code | meaning |
+|---|---|
+| -32700 | the line was not JSON |
+| -32600 | not a JSON-RPC 2.0 request, or a line over 1 MiB |
+| -32601 | no such method |
+| -32602 | invalid parameters (the message names each) |
+| -32000 | a user-facing error: the message (with its fix) is written for the operator; show it as is |
+| -32001 | forbidden: the method needs a role the caller does not have |
+| -32603 | internal error: the message carries a correlation id to find in the daemon log |
+
+## Notifications
+Messages without an `id` are pushed by the daemon after `events.subscribe` or `logs.tail` with
+`follow`: `event` `{topic, ts, ...}`, `logs.line` `{seq, ts, level, component, msg, cid?}`, and
+`events.missed` `{count}` when the client read too slowly and that many notifications were dropped for
+it (replies are never dropped). Topics include `sync.progress` `{done, total, rate, eta_s}`, `sync.job`,
+`invoice.updated`, `connector.state` `{connector, state, detail}`, `loop.run`, `loop.skipped`,
+`qbo.connected`, `alert`, `btcpay.webhook`, `btcpay.invoice`.
+
+## Methods
+Generated from the daemon's registry (`python -m sovterm.control.docs`). Role is the least role that
+may call the method.
+"""
+
+
+def registry() -> dict[str, Method]:
+    """Every method the daemon registers, built without starting anything."""
+    from sovterm.daemon import PARTS
+
+    settings = load_settings(None, {"SOVTERM_DATA_DIR": "/nonexistent", "HOME": "/nonexistent"})
+    services = Services(settings, {}, Notifier({}), LogSetup(LogRing(size=100), []))
+    server = ControlServer(Path("/nonexistent"), RolePolicy(0, None, None), version=__version__)
+
+    async def no_reload() -> dict[str, Any]:
+        return {}
+
+    register_core_methods(server, services, reload=no_reload, loops=Loops(services))
+    for part in PARTS:
+        if part.methods is not None:
+            part.methods(server, services)
+    return server.methods
+
+
+def _params(method: Method) -> str:
+    if method.params is None:
+        return "none"
+    out = []
+    for name, field in method.params.model_fields.items():
+        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        default = "" if field.is_required() else f" = {field.default!r}"
+        out.append(f"`{name}`: {kind}{default}")
+    return "<br>".join(out) or "none"
+
+
+def render() -> str:
+    methods = registry()
+    lines = [INTRO]
+    groups: dict[str, list[Method]] = {}
+    for m in methods.values():
+        groups.setdefault(m.name.split(".")[0], []).append(m)
+    for group in sorted(groups):
+        lines.append(f"\n### `{group}`\n")
+        lines.append("| method | role | params | what it does |")
+        lines.append("|---|---|---|---|")
+        for m in sorted(groups[group], key=lambda m: m.name):
+            summary = m.summary.replace("|", "\\|")
+            lines.append(f"| `{m.name}` | {m.role.name.lower()} | {_params(m)} | {summary} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
