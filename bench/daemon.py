@@ -53,6 +53,15 @@ async def round_trips(path: Path) -> list[float]:
         return samples
 
 
+def _library_floor() -> int:
+    """RSS of a bare interpreter that imports only the daemon's third-party libraries."""
+    import subprocess
+
+    code = ("import aiohttp, aiohttp.web, pydantic, aiosqlite, apscheduler.schedulers.asyncio, "
+            "cryptography.hazmat.primitives.ciphers.aead, psutil; print(psutil.Process().memory_info().rss)")
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         readies = []
@@ -70,8 +79,10 @@ def main() -> None:
         print(f"start to READY: median {statistics.median(readies) * 1000:.0f} ms, worst {max(readies) * 1000:.0f} ms "
               f"over {RUNS} starts (includes Python start-up; target < 1000 ms)")
         time.sleep(3)  # let the first loop runs settle
-        rss = psutil.Process(daemon.proc.pid).memory_info().rss
-        print(f"idle resident memory: {rss / 1e6:.1f} MB (target < 60 MB)")
+        mem = psutil.Process(daemon.proc.pid).memory_full_info()
+        print(f"idle resident memory: {mem.rss / 1e6:.1f} MB RSS (target < 60 MB)")
+        print(f"idle unique memory: {mem.uss / 1e6:.1f} MB USS (RSS minus library pages shared with other processes)")
+        print(f"floor: {_library_floor() / 1e6:.1f} MB RSS for Python + aiohttp + pydantic + aiosqlite + cryptography alone")
         samples = asyncio.run(round_trips(daemon.socket_path))
         total = sum(samples)
         samples.sort()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -205,3 +206,18 @@ def test_logs_command_and_reload(daemon: DaemonProcess) -> None:
     assert "configuration reloaded" in logs.stdout
     filtered = daemon.cli("logs", "--level", "ERROR", "-n", "50")
     assert "configuration reloaded" not in filtered.stdout
+
+
+def test_sighup_reloads_the_log_level(daemon: DaemonProcess) -> None:
+    text = daemon.config.read_text() + '[logging]\nlevel = "DEBUG"\n'
+    daemon.config.write_text(text)
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logs = daemon.cli("logs", "-n", "200", "--component", "daemon").stdout
+        if "configuration reloaded" in logs:
+            break
+        time.sleep(0.2)
+    assert "applied ['logging.level']" in logs
+    assert daemon.cli("status").returncode == 0  # still running
