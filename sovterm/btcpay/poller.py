@@ -10,9 +10,7 @@ invoices come from re-reading the invoices the ledger still holds as non-final. 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +22,7 @@ from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayNotFound
 from sovterm.btcpay.group_commit import GroupCommit
 from sovterm.btcpay.models import Invoice
+from sovterm.store import kv
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,8 @@ class InvoicePoller:
         return await got if inspect.isawaitable(got) else got
 
     async def read_cursor(self, store_id: str) -> int | None:
-        row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (cursor_key(store_id),))
-        return None if row is None else int(json.loads(row[0])["covered_until"])
+        cursor = await kv.get(self._db, cursor_key(store_id))
+        return None if cursor is None else int(cursor["covered_until"])
 
     async def poll_store(self, store_id: str, now: int | float) -> PollResult:
         """Re-read non-final invoices, then list invoices created since the cursor (at least the last
@@ -112,12 +111,7 @@ class InvoicePoller:
             async with self._db.transaction() as conn:
                 await self._apply(conn, store_id, invoice, methods, result)
 
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO kv(key, value, updated_at) VALUES(?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "value = excluded.value, updated_at = excluded.updated_at",
-                (cursor_key(store_id), json.dumps({"covered_until": now_s}), int(time.time())),
-            )
+        await kv.put(self._db, cursor_key(store_id), {"covered_until": now_s})
         log.info(
             "polled store %s: %d listed, %d re-read, %d changed", store_id, result.listed, result.reread,
             result.changed,

@@ -20,7 +20,6 @@ Where the setup wizard's proposed URL comes from, in this order, and only while 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets as token
 import time
@@ -54,6 +53,7 @@ from sovterm.config import Settings
 from sovterm.errors import UserFacingError
 from sovterm.events import EventBus
 from sovterm.health import Connectors
+from sovterm.store import kv
 from sovterm.store.db import Database
 from sovterm.store.secrets import Secret, SecretStore
 
@@ -163,12 +163,12 @@ class BTCPayService:
 
     async def start(self) -> None:
         """Load the stored connection; check BTCPay in the background (start-up never waits on it)."""
-        row = await self.db.fetchone("SELECT value FROM kv WHERE key = ?", (CONNECTION_KEY,))
+        connection = await kv.get(self.db, CONNECTION_KEY)
         api_key = await self.secrets.get(API_KEY_SECRET)
-        if row is None or api_key is None:
+        if connection is None or api_key is None:
             self.connectors.set(CONNECTOR, "not_configured", "run `sovterm setup btcpay`", ready=True)
             return
-        self._use_connection(json.loads(row[0]), api_key)
+        self._use_connection(connection, api_key)
         self._selected = set(await ledger.selected_stores(self.db))
         for store_id in self._selected:
             secret = await self.secrets.get(webhook_secret_name(store_id))
@@ -307,8 +307,8 @@ class BTCPayService:
             }
             visible = [s.id for s in stores]
             async with self.db.transaction() as conn:
-                await _kv_put(conn, CONNECTION_KEY, connection)
-                await _kv_put(conn, SETUP_KEY, {"done": False, "step": "select_stores", "at": int(time.time())})
+                await kv.put(None, CONNECTION_KEY, conn=conn, value=connection)
+                await kv.put(None, SETUP_KEY, conn=conn, value={"done": False, "step": "select_stores", "at": int(time.time())})
                 await self.secrets.put(API_KEY_SECRET, api_key, conn=conn)
                 placeholders = ",".join("?" for _ in visible)
                 await conn.execute(
@@ -379,7 +379,7 @@ class BTCPayService:
             for store_id in removed:
                 await self._forget_store(client, store_id)
             async with self.db.transaction() as conn:
-                await _kv_put(conn, SETUP_KEY, {"done": True, "step": "done", "at": int(time.time()), "stores": wanted})
+                await kv.put(None, SETUP_KEY, conn=conn, value={"done": True, "step": "done", "at": int(time.time()), "stores": wanted})
             self._set_connected()
         log.info("following BTCPay store(s) %s", ", ".join(wanted))
         self._spawn(self._poll_logged())  # fill the ledger now rather than at the next interval
@@ -461,7 +461,7 @@ class BTCPayService:
 
     async def status(self) -> dict[str, Any]:
         """Reachability, stores with their webhook's health at BTCPay, and the connector state."""
-        setup = await _kv_get(self.db, SETUP_KEY)
+        setup = await kv.get(self.db, SETUP_KEY)
         if self._client is None:
             proposed, source = propose_url(self.settings, self.environ)
             state = self.connectors.get(CONNECTOR)
@@ -502,7 +502,7 @@ class BTCPayService:
         refused = await self.db.fetchone(
             "SELECT COUNT(*) FROM webhook_refusals WHERE store_id = ? AND at > ?", (store_id, int(time.time()) - 86_400)
         )
-        cursor = await _kv_get(self.db, cursor_key(store_id))
+        cursor = await kv.get(self.db, cursor_key(store_id))
         return {
             "id": store_id,
             "name": row["name"],
@@ -637,16 +637,3 @@ class BTCPayService:
     async def _poll_logged(self) -> None:
         summary = await self.poll_all()
         log.info("first poll after selecting stores: %s", summary)
-
-
-async def _kv_put(conn: aiosqlite.Connection, key: str, value: Any) -> None:
-    await conn.execute(
-        "INSERT INTO kv(key, value, updated_at) VALUES(?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-        "value = excluded.value, updated_at = excluded.updated_at",
-        (key, json.dumps(value), int(time.time())),
-    )
-
-
-async def _kv_get(db: Database, key: str) -> Any:
-    row = await db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
-    return None if row is None else json.loads(row[0])

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sovterm.errors import UserFacingError
+from sovterm.store import kv
 from sovterm.store.db import Database
 from sovterm.store.secrets import Secret, SecretStore
 
@@ -148,21 +149,9 @@ class SigningKeys:
         self.clock = clock
         self._cache: dict[str, bytes] = {}
 
-    async def _kv(self, key: str, default: Any) -> Any:
-        row = await self.db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
-        return json.loads(row[0]) if row else default
-
-    @staticmethod
-    async def _put_kv(conn: Any, key: str, value: Any, now: int) -> None:
-        await conn.execute(
-            "INSERT INTO kv(key, value, updated_at) VALUES(?,?,?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (key, json.dumps(value), now),
-        )
-
     async def list(self) -> list[KeyInfo]:
-        keys = await self._kv(KEYS_KV, {})
-        active = await self._kv(ACTIVE_KV, None)
+        keys = await kv.get(self.db, KEYS_KV, {})
+        active = await kv.get(self.db, ACTIVE_KV, None)
         return [
             KeyInfo(kid, meta["created_at"], meta.get("retired_at"), kid == active)
             for kid, meta in sorted(keys.items(), key=lambda kv: kv[1]["created_at"])
@@ -174,20 +163,20 @@ class SigningKeys:
         now = int(self.clock())
         raw = os.urandom(32)
         async with self.db.transaction() as conn:
-            keys = await self._kv(KEYS_KV, {})
+            keys = await kv.get(self.db, KEYS_KV, {})
             keys[kid] = {"created_at": now, "retired_at": None}
             await self.secrets.put(SECRET_PREFIX + kid, _b64(raw), conn=conn)
-            await self._put_kv(conn, KEYS_KV, keys, now)
-            await self._put_kv(conn, ACTIVE_KV, kid, now)
+            await kv.put(None, KEYS_KV, keys, conn=conn)
+            await kv.put(None, ACTIVE_KV, kid, conn=conn)
         self._cache[kid] = raw
         return kid
 
     async def retire(self, kid: str) -> None:
         """Destroy a key: every link it signed stops working. The active key cannot be retired."""
-        keys = await self._kv(KEYS_KV, {})
+        keys = await kv.get(self.db, KEYS_KV, {})
         if kid not in keys:
             raise UserFacingError(f"no link-signing key {kid!r}", fix="see `sovterm link keys list`")
-        if kid == await self._kv(ACTIVE_KV, None):
+        if kid == await kv.get(self.db, ACTIVE_KV, None):
             raise UserFacingError(
                 f"key {kid} is the active key", fix="run `sovterm link keys rotate` first, then retire it"
             )
@@ -197,12 +186,12 @@ class SigningKeys:
         keys[kid]["retired_at"] = now
         async with self.db.transaction() as conn:
             await self.secrets.delete(SECRET_PREFIX + kid, conn=conn)
-            await self._put_kv(conn, KEYS_KV, keys, now)
+            await kv.put(None, KEYS_KV, keys, conn=conn)
         self._cache.pop(kid, None)
 
     async def active(self) -> tuple[str, bytes]:
         """The signing key for new links, created on first use."""
-        kid = await self._kv(ACTIVE_KV, None)
+        kid = await kv.get(self.db, ACTIVE_KV, None)
         key = await self.key(kid) if kid else None
         if kid is None or key is None:
             kid = await self.rotate()
@@ -220,7 +209,7 @@ class SigningKeys:
         return raw
 
     async def is_retired(self, kid: str) -> bool:
-        keys = await self._kv(KEYS_KV, {})
+        keys = await kv.get(self.db, KEYS_KV, {})
         return bool(keys.get(kid, {}).get("retired_at"))
 
     async def sign(self, claims: LinkClaims) -> tuple[str, str]:

@@ -10,7 +10,6 @@ company revokes and forgets the previous one, so sync can never post into two se
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,13 +24,19 @@ from sovterm.events import EventBus
 from sovterm.health import Connectors
 from sovterm.qbo.client import QBOClient, quote_literal
 from sovterm.qbo.endpoint import TokenEndpoint
-from sovterm.qbo.errors import QBOError, QBOReconnectRequired, QBOServerError, QBOTokenStoreError
+from sovterm.qbo.errors import (
+    QBOError,
+    QBOReconnectRequired,
+    QBOServerError,
+    QBOTokenStoreError,
+)
 from sovterm.qbo.limiter import LimiterRegistry, RealmLimiter
 from sovterm.qbo.mapping import AccountMapper, MappingError, StoreMapping, load_mapping
 from sovterm.qbo.models import Connection, ConnectionState
 from sovterm.qbo.oauth import STATE_TTL_S, QBOOAuth
 from sovterm.qbo.postings import CurrencyContext, Poster
 from sovterm.qbo.tokens import TokenManager, list_connections, set_auto_sync
+from sovterm.store import kv
 from sovterm.store.db import Database
 from sovterm.store.secrets import SecretStore
 
@@ -93,19 +98,6 @@ def configuration_problem(settings: QBOSettings) -> str | None:
         where = f"the file {settings.client_secret_file} is empty" if settings.client_secret_file else "it is not set"
         return f"qbo.client_secret: {where}"
     return None
-
-
-async def kv_get(db: Database, key: str) -> Any:
-    row = await db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
-    return None if row is None else json.loads(row[0])
-
-
-async def kv_put(db: Database, key: str, value: Any) -> None:
-    await db.write(
-        "INSERT INTO kv(key, value, updated_at) VALUES(?, ?, strftime('%s','now')) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        (key, json.dumps(value)),
-    )
 
 
 class QBOService:
@@ -185,7 +177,7 @@ class QBOService:
         oauth, _ = self._require()
         url, _state = await oauth.start()
         started_at = self._clock()
-        await kv_put(self._db, SETUP_QBO_KEY, {"step": "authorising", "environment": self.settings.environment,
+        await kv.put(self._db, SETUP_QBO_KEY, {"step": "authorising", "environment": self.settings.environment,
                                                "at": int(started_at)})
         return {"authorization_url": url, "expires_in": STATE_TTL_S, "redirect_uri": self.redirect_uri,
                 "environment": self.settings.environment, "sandbox": self.sandbox, "started_at": started_at}
@@ -200,7 +192,7 @@ class QBOService:
                             connection.realm_id)
                 await self._forget(other.realm_id, revoke=True)
         self._drop_caches(connection.realm_id)
-        await kv_put(self._db, SETUP_QBO_KEY, {
+        await kv.put(self._db, SETUP_QBO_KEY, {
             "step": "connected", "realm_id": connection.realm_id, "environment": connection.environment,
             "at": connection.connected_at,
         })
@@ -217,7 +209,7 @@ class QBOService:
             raise QBONotConnected("no QuickBooks company is connected", fix="nothing to disconnect")
         realm = connection.realm_id
         revoked = await self._forget(realm, revoke=True)
-        await kv_put(self._db, SETUP_QBO_KEY, {"step": "disconnected", "realm_id": realm, "at": int(self._clock())})
+        await kv.put(self._db, SETUP_QBO_KEY, {"step": "disconnected", "realm_id": realm, "at": int(self._clock())})
         await self.refresh_state()
         self._bus.publish("qbo.disconnected", realm_id=realm, revoked=revoked)
         return {"realm_id": realm, "revoked": revoked, "sandbox": connection.sandbox}
@@ -469,7 +461,7 @@ class QBOService:
                     + ", or --auto to create sovterm's default accounts",
             )
         mapping = await mapper.save(StoreMapping(store_id=store_id, realm_id=mapper.realm_id, **ids))
-        progress = await kv_get(self._db, SETUP_ACCOUNTS_KEY) or {}
+        progress = await kv.get(self._db, SETUP_ACCOUNTS_KEY) or {}
         progress[store_id] = {"realm_id": mapping.realm_id, "auto": auto, "at": int(self._clock())}
-        await kv_put(self._db, SETUP_ACCOUNTS_KEY, progress)
+        await kv.put(self._db, SETUP_ACCOUNTS_KEY, progress)
         return mapping
