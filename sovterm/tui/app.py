@@ -11,12 +11,14 @@ import os
 import signal
 import sys
 import termios
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
@@ -59,7 +61,7 @@ def terminal_alive(fds: tuple[int, ...] = (0, 1)) -> bool:
 
 class SovtermApp(App[int]):
     TITLE = "sovterm"
-    CSS_PATH = ["app.tcss", "dashboard.tcss", "logs.tcss"]
+    CSS_PATH = ["app.tcss", "dashboard.tcss", "logs.tcss", "screens.tcss"]
     MODES: ClassVar[dict[str, Any]] = {"attach": AttachScreen, **{s.mode: s.screen for s in SCREENS}}
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(s.key, f"goto('{s.mode}')", s.title) for s in SCREENS),
@@ -84,6 +86,7 @@ class SovtermApp(App[int]):
         make_link = link_factory or (lambda post: Link(socket_path, post, feeds=FEEDS))
         self.link = make_link(self.post_message)
         self.watch_terminal = watch_terminal
+        self.clock: Callable[[], float] = time.time  # for ages shown on screens; tests pin it
         self._resume_mode = "dashboard"
         self.sub_title = "not attached"
 
@@ -164,7 +167,10 @@ class SovtermApp(App[int]):
 
     def on_daemon_event(self, msg: DaemonEvent) -> None:
         if isinstance(self.screen, DaemonScreen) and self.screen.is_mounted:
-            self.screen.daemon_event(msg)
+            try:
+                self.screen.daemon_event(msg)
+            except NoMatches:
+                pass  # still composing: it loads what it shows on its mount
 
     def on_events_missed(self, msg: EventsMissed) -> None:
         self.state.missed_events += msg.count
@@ -176,7 +182,7 @@ class SovtermApp(App[int]):
     def _fanout(self) -> None:
         """Re-render the screen on top; screens below catch up on resume (a new one on its mount)."""
         if isinstance(self.screen, DaemonScreen) and self.screen.is_mounted:
-            self.screen.show_state(self.state)
+            self.screen.render_state(self.state)
 
     # ---- actions ----------------------------------------------------------------------------------
 
@@ -219,6 +225,14 @@ class SovtermApp(App[int]):
         self.post_message(ActionDone(spec.name, text, severity))
         self.link.refresh_now()
 
+    def open_setup(self, step: str) -> None:
+        """The setup wizard at one step (reconnecting BTCPay or QuickBooks after setup)."""
+        from sovterm.tui.screens.wizard import WizardScreen
+
+        self.action_goto("setup")
+        if self.current_mode == "setup" and isinstance(self.screen, WizardScreen):
+            self.screen.open_at(step)
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -231,11 +245,12 @@ class SovtermApp(App[int]):
         if screen_keys:
             lines += ["", "[b]This screen[/]"]
             lines += [f"  [b]{b.key_display or b.key}[/]  {b.description}" for b in screen_keys]
-        lines += ["", "[b]Daemon actions[/] (keys on the dashboard; all in ctrl+p)"]
+        lines += ["", "[b]Daemon actions[/] (key on the screen named; all in ctrl+p)"]
         for action in ACTIONS:
             reason = self.daemon.why_not(action.method)
             suffix = "" if reason is None else f" [dim](disabled: {reason})[/]"
-            lines.append(f"  [b]{action.key}[/]  {action.title}: {action.help}{suffix}")
+            key = f"{action.key} ({action.screen})" if action.key else "ctrl+p"
+            lines.append(f"  [b]{key}[/]  {action.title}: {action.help}{suffix}")
         lines += [
             "", "[b]Everywhere[/]",
             "  [b]ctrl+p[/]  command palette", "  [b]?[/] / [b]f1[/]  this help",

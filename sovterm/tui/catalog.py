@@ -3,8 +3,9 @@
 - A screen: add a `ScreenSpec` (mode name, key, title, screen class, the daemon methods it needs). The app
   binds the key, lists it in the command palette and the help screen, and refuses it with the reason
   when the daemon does not offer a method it needs.
-- An action: add an `ActionSpec` to `actions.ACTIONS` and bind `run(<name>)` on the screen that offers it; it is disabled (dimmed in the footer, reason shown) unless the caller
-  may call its method; `confirm` turns on a yes/no dialog whose default is *no*.
+- An action: add an `ActionSpec` to `actions.ACTIONS` with the `screen` that binds its key (`run('<name>')`,
+  see `actions_for`; "palette" for palette-only ones); it is disabled (dimmed in the footer, reason shown)
+  unless the caller may call its method; `confirm` turns on a yes/no dialog whose default is *no*.
 - A feed: add the method name to `actions.FEEDS`; the link polls it with `status` whenever the daemon offers it
   and the result lands in `LinkState.feeds[method]` (a screen renders it; absent means "no data yet").
 """
@@ -18,7 +19,11 @@ from typing import Any
 from textual.screen import Screen
 
 from sovterm.tui.screens.dashboard import DashboardScreen
+from sovterm.tui.screens.links import LinksScreen
 from sovterm.tui.screens.logs import LogsScreen
+from sovterm.tui.screens.payouts import PayoutsScreen
+from sovterm.tui.screens.sync import SyncScreen
+from sovterm.tui.screens.wizard import WizardScreen
 
 
 @dataclass(frozen=True)
@@ -34,5 +39,13 @@ class ScreenSpec:
 SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("dashboard", "d", "Dashboard", DashboardScreen, "connectors, loops, alerts, volume"),
     ScreenSpec("logs", "l", "Logs", LogsScreen, "live daemon log with level, component and search filters"),
+    ScreenSpec("sync", "s", "Sync", SyncScreen, "progress, recent postings, dead letters, unmatched payments",
+               requires=("sync.status", "sync.recent")),
+    ScreenSpec("payouts", "p", "Payouts", PayoutsScreen, "approve or cancel BTCPay payouts",
+               requires=("payouts.list",)),
+    ScreenSpec("links", "k", "Pay links", LinksScreen, "create, show (with QR) and expire pay links",
+               requires=("links.list",)),
+    ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
+               requires=("btcpay.status", "qbo.status")),
 )
 

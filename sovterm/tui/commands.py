@@ -24,8 +24,11 @@ class SovtermCommands(Provider):
         ]
         for action in ACTIONS:
             reason = app.daemon.why_not(action.method)
-            help_text = f"key {action.key} · {action.help}" if reason is None else f"disabled: {reason}"
+            where = f"key {action.key} on {action.screen} · " if action.key else ""
+            help_text = f"{where}{action.help}" if reason is None else f"disabled: {reason}"
             entries.append((action.title, help_text, partial(app.run_daemon_action, action.name)))
+        for step, side in (("btcpay", "BTCPay"), ("qbo", "QuickBooks")):
+            entries.append((f"Reconnect {side}", f"setup wizard, {side} step", partial(app.open_setup, step)))
         entries.append(("Help", "keys of this screen (? or F1)", app.action_help))
         entries.append(("Toggle light/dark theme", "key t", app.action_toggle_theme))
         return entries

@@ -11,7 +11,8 @@ from typing import Any
 from textual.markup import escape
 from textual.widgets import Static
 
-from sovterm.tui.state import LinkState, age, alerts_from_status, duration, sparkline
+from sovterm.tui.state import Alert, LinkState, age, alerts_from_status, duration, sparkline
+from sovterm.tui.views import SyncProgress
 
 NO_DATA = "[dim]no data yet[/]"
 MARK = {"error": "[$error]✗[/]", "warning": "[$warning]![/]", "info": "[$primary]i[/]"}
@@ -35,11 +36,28 @@ def render_daemon(state: LinkState) -> str:
 def render_alerts(state: LinkState) -> str:
     alerts = alerts_from_status(state.status)
     lines = [f"{MARK.get(a.severity, '-')} {escape(a.text)}" for a in alerts]
+    lines += [f"{MARK.get(a.severity, '-')} {escape(a.text)}" for a in sync_alerts(state.feeds.get("sync.status"))]
     if state.missed_events:
         lines.append(f"{MARK['warning']} {state.missed_events} daemon notifications dropped (TUI too slow)")
     if not state.status:
         return NO_DATA
     return "\n".join(lines) or "[$success]✓[/] nothing needs attention"
+
+
+def sync_alerts(sync: Any) -> list[Alert]:
+    """What the sync feed asks the operator to act on (dead jobs, unmatched payments, paused, held)."""
+    if not isinstance(sync, dict):
+        return []
+    out = []
+    if sync.get("dead"):
+        out.append(Alert("error", f"{sync['dead']} sync job(s) dead-lettered: see Sync (s)"))
+    if sync.get("unmatched"):
+        out.append(Alert("warning", f"{sync['unmatched']} payment(s) match no QuickBooks invoice: see Sync (s)"))
+    if sync.get("held"):
+        out.append(Alert("warning", f"{sync['held']} posting(s) held: {sync.get('held_reason') or 'QuickBooks unavailable'}"))
+    if sync.get("paused"):
+        out.append(Alert("info", "sync is paused: nothing is posted to QuickBooks"))
+    return out
 
 
 def render_connectors(state: LinkState) -> str:
@@ -91,11 +109,16 @@ def render_sync(state: LinkState) -> str:
     data, why = _feed(state, "sync.status")
     if not isinstance(data, dict):
         return f"{NO_DATA}\n[dim]{escape(why or 'sync status unavailable')}[/]"
-    return "\n".join([
-        f"queue {data.get('queued', '—')} · dead {data.get('dead', '—')}",
+    lines = [
+        f"queue {data.get('queued', '—')} · dead {data.get('dead', '—')} · unmatched {data.get('unmatched', '—')}"
+        + (" · [$warning]paused[/]" if data.get("paused") else ""),
         f"last poll {age(data.get('last_poll_age_s'))}",
         f"last posting {age(data.get('last_posting_age_s'))}",
-    ])
+    ]
+    progress = SyncProgress.from_backfill(data.get("backfill"))
+    if progress is not None:
+        lines.append(progress.text())
+    return "\n".join(lines)
 
 
 def _decimal(value: Any) -> Decimal | None:

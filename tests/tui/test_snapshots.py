@@ -37,3 +37,32 @@ def test_dashboard_viewer_with_sync_data(snap_compare) -> None:
         await until(pilot, lambda: len(pilot.app.state.feeds) == 2, what="feeds")
 
     assert snap_compare(fixed_app(role="viewer", feeds=True), terminal_size=(80, 24), run_before=shown_with_feeds)
+
+
+def _screen_with_rows(key: str, table: str, *, then: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await _dashboard_shown(pilot)
+        await pilot.press(key)
+        await until(pilot, lambda: app.screen.is_mounted and app.screen.query(table)
+                    and app.screen.query_one(table).row_count > 0, what=f"{table} filled")
+        if then:
+            await pilot.press(*then)
+            await pilot.pause(0.2)
+
+    return run_before
+
+
+def test_sync_screen(snap_compare) -> None:
+    assert snap_compare(fixed_app(parts=True), terminal_size=(80, 24),
+                        run_before=_screen_with_rows("s", "#recent-table"))
+
+
+def test_payouts_screen_with_the_approval_dialog(snap_compare) -> None:
+    assert snap_compare(fixed_app(parts=True), terminal_size=(80, 24),
+                        run_before=_screen_with_rows("p", "#payouts-table", then=("a",)))
+
+
+def test_pay_links_screen(snap_compare) -> None:
+    assert snap_compare(fixed_app(parts=True), terminal_size=(80, 24),
+                        run_before=_screen_with_rows("k", "#links-table"))

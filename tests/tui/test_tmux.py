@@ -57,6 +57,10 @@ def test_sovterm_tui_in_a_terminal(daemon, tmux: Tmux) -> None:
     assert "(admin)" in shown
     tmux.run("send-keys", "-t", "tui", "l")
     tmux.wait_for("level ≥ DEBUG", "following")
+    tmux.run("send-keys", "-t", "tui", "s")
+    tmux.wait_for("Recent postings", "Dead letters (0)", "queue 0")
+    tmux.run("send-keys", "-t", "tui", "w")
+    tmux.wait_for("1. BTCPay Server", "step 1 of 7")
     # an SSH drop / `kill` ends the TUI cleanly instead of leaving it spinning
     pid = int(tmux.run("display-message", "-p", "-t", "tui", "#{pane_pid}").strip())
     os.kill(pid, signal.SIGTERM)

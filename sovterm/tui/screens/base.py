@@ -1,16 +1,70 @@
-"""What every daemon-backed screen shares: it re-renders from the app's state when shown or updated."""
+"""What every daemon-backed screen shares: it re-renders from the app's state when shown or updated, runs
+the daemon actions bound on it (disabled with the reason when the role or the daemon does not allow
+them), and calls the daemon in workers whose results come back on the UI loop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from textual.css.query import NoMatches
+from textual.dom import DOMNode
+from textual.markup import escape
 from textual.screen import Screen
+from textual.worker import Worker
 
+from sovterm.tui.actions import ACTIONS_BY_NAME, ActionSpec
+from sovterm.tui.link import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.state import LinkState
 
 if TYPE_CHECKING:
     from sovterm.tui.app import SovtermApp
+
+
+def render_actions(specs: tuple[ActionSpec, ...], why_not: dict[str, str | None]) -> str:
+    """Action keys; disabled ones dimmed, followed by the reason(s) once."""
+    parts, reasons = [], []
+    for spec in specs:
+        reason = why_not.get(spec.method)
+        if reason is None:
+            parts.append(f"[b]{spec.key}[/] {spec.title}")
+        else:
+            parts.append(f"[dim]{spec.key} {spec.title}[/]")
+            if reason not in reasons:
+                reasons.append(reason)
+    line = " · ".join(parts)
+    if reasons:
+        line += f" — disabled: {escape('; '.join(reasons))}"
+    return line
+
+
+def call_in_worker(
+    node: DOMNode,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    done: Callable[[Any], None],
+    failed: Callable[[str], None],
+    group: str | None = None,
+    exclusive: bool = False,
+) -> Worker[None]:
+    """Call `method` in a worker of `node` (a screen or a dialog); `done(result)` or `failed(message)` run on
+    the UI loop, and not at all once `node` is gone (its workers are cancelled with it)."""
+    daemon = cast("SovtermApp", node.app).daemon
+
+    async def run() -> None:
+        try:
+            result = await daemon.call(method, **(params or {}))
+        except ActionFailed as exc:
+            if node.is_attached:
+                failed(str(exc))
+            return
+        if node.is_attached:
+            done(result)
+
+    return node.run_worker(run, name=f"call:{method}", group=group or method, exclusive=exclusive,
+                           exit_on_error=False)
 
 
 class DaemonScreen(Screen[Any]):
@@ -24,5 +78,47 @@ class DaemonScreen(Screen[Any]):
     def daemon_event(self, event: DaemonEvent) -> None:
         """An `event` notification arrived while this screen is on top (sync progress, job done...)."""
 
+    def render_state(self, state: LinkState) -> None:
+        """`show_state`, unless the screen is mounted but still composing (it renders in its on_mount)."""
+        try:
+            self.show_state(state)
+        except NoMatches:
+            pass
+
     def on_screen_resume(self) -> None:
-        self.show_state(self.sovterm.state)
+        self.render_state(self.sovterm.state)
+
+    # ---- daemon actions bound as `run('<name>')` --------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run" and parameters:
+            spec = ACTIONS_BY_NAME.get(str(parameters[0]))
+            if spec is None:
+                return False
+            return True if self.sovterm.daemon.why_not(spec.method) is None else None
+        return True
+
+    def action_run(self, name: str) -> None:
+        self.sovterm.run_daemon_action(name)
+
+    # ---- calls whose results the screen shows -----------------------------------------------------
+
+    def may(self, method: str) -> str | None:
+        """None when this caller may call `method` now, else why not (for disabled controls)."""
+        return self.sovterm.daemon.why_not(method)
+
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        done: Callable[[Any], None],
+        failed: Callable[[str], None] | None = None,
+        group: str | None = None,
+        exclusive: bool = False,
+    ) -> Worker[None]:
+        return call_in_worker(self, method, params, done=done, failed=failed or self._notify_failure,
+                              group=group, exclusive=exclusive)
+
+    def _notify_failure(self, message: str) -> None:
+        self.app.notify(message, severity="error")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.markup import escape
 from textual.widgets import Footer, Header, Static
 
-from sovterm.tui.actions import ACTIONS, ACTIONS_BY_NAME
-from sovterm.tui.screens.base import DaemonScreen
+from sovterm.tui.actions import actions_for
+from sovterm.tui.screens.base import DaemonScreen, render_actions
 from sovterm.tui.state import LinkState
 from sovterm.tui.widgets import (
     Panel,
@@ -31,21 +30,7 @@ PANELS = (
 )
 
 
-def render_actions(state: LinkState, why_not: dict[str, str | None]) -> str:
-    """Action keys; disabled ones dimmed, followed by the reason(s) once."""
-    parts, reasons = [], []
-    for spec in ACTIONS:
-        reason = why_not.get(spec.method)
-        if reason is None:
-            parts.append(f"[b]{spec.key}[/] {spec.title}")
-        else:
-            parts.append(f"[dim]{spec.key} {spec.title}[/]")
-            if reason not in reasons:
-                reasons.append(reason)
-    line = " · ".join(parts)
-    if reasons:
-        line += f" — disabled: {escape('; '.join(reasons))}"
-    return line
+ACTIONS = actions_for("dashboard")
 
 
 class DashboardScreen(DaemonScreen):
@@ -67,17 +52,6 @@ class DashboardScreen(DaemonScreen):
             panel.show(state)
         daemon = self.sovterm.daemon
         self.query_one("#actions", Static).update(
-            render_actions(state, {a.method: daemon.why_not(a.method) for a in ACTIONS})
+            render_actions(ACTIONS, {a.method: daemon.why_not(a.method) for a in ACTIONS})
         )
         self.refresh_bindings()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "run" and parameters:
-            spec = ACTIONS_BY_NAME.get(str(parameters[0]))
-            if spec is None:
-                return False
-            return True if self.sovterm.daemon.why_not(spec.method) is None else None
-        return True
-
-    def action_run(self, name: str) -> None:
-        self.sovterm.run_daemon_action(name)

@@ -1,0 +1,226 @@
+"""Pay links: create one for a QuickBooks invoice (by number) or a fixed amount, show it with its QR code,
+list every link with its state, expire one.
+
+QuickBooks invoices are found by number: the daemon has no method that searches open invoices by
+customer. The create dialog lists the open invoices without a link (`links.bulk_create` dry run) so the
+operator can pick one instead of typing its number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from sovterm.tui.messages import DaemonEvent
+from sovterm.tui.qr import qr_text
+from sovterm.tui.screens.base import DaemonScreen, call_in_worker
+from sovterm.tui.screens.confirm import ConfirmScreen
+from sovterm.tui.state import LinkState
+from sovterm.tui.views import link_request, link_row, link_what
+
+RELOAD_TOPICS = ("link.", "invoice.")
+
+
+class LinkShowScreen(ModalScreen[None]):
+    """The link as text (to copy) and as a QR code (to scan from the terminal)."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("q", "dismiss", "Close", show=False)]
+
+    def __init__(self, link: dict[str, Any]) -> None:
+        super().__init__()
+        self.link = link
+
+    def compose(self) -> ComposeResult:
+        url = self.link.get("url")
+        with VerticalScroll(id="link-box", classes="dialog") as box:
+            box.border_title = f"Pay link {self.link.get('link_id')} (Esc to close)"
+            extra = ""
+            if self.link.get("balance"):
+                extra += f" · balance {escape(str(self.link['balance']))}"
+            if self.link.get("memo_written"):
+                extra += f"\n[dim]{escape(str(self.link['memo_written']))}[/]"
+            yield Static(f"{escape(link_what(self.link))} · {escape(str(self.link.get('state', '')))}{extra}",
+                         id="link-what")
+            if url:
+                yield Static(escape(url), id="link-url")
+                yield Static(qr_text(url), id="link-qr", markup=False)
+            else:
+                yield Static("[dim]no URL: the link has ended or its signing key was retired[/]", id="link-url")
+
+
+class LinkCreateScreen(ModalScreen[dict[str, Any] | None]):
+    """Ask for an invoice number or an amount, call `links.create`, show the daemon's refusal inline."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="create-box", classes="dialog") as box:
+            box.border_title = "New pay link"
+            yield Label("QuickBooks invoice number (or pick an open one below)")
+            yield Input(placeholder="e.g. 1001", id="create-invoice", compact=True)
+            yield OptionList(id="create-open")
+            yield Label("or a fixed amount")
+            with Horizontal(id="create-amount-row"):
+                yield Input(placeholder="amount, e.g. 25.00", id="create-amount", compact=True)
+                yield Input(placeholder="currency", id="create-currency", compact=True, value="")
+            yield Input(placeholder="memo shown to the payer (optional)", id="create-memo", compact=True)
+            yield Static(id="create-problem", classes="problem")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="create-cancel", variant="primary")
+                yield Button("Create", id="create-ok", variant="success")
+
+    def on_mount(self) -> None:
+        self.query_one("#create-invoice", Input).focus()
+        options = self.query_one("#create-open", OptionList)
+        options.display = False
+
+        def listed(result: dict[str, Any]) -> None:
+            todo = result.get("would_create") or []
+            if todo:
+                options.add_options([Option(f"invoice {i.get('qbo_doc_number')} · balance {i.get('balance')}",
+                                            id=str(i.get("qbo_doc_number"))) for i in todo])
+                options.display = True
+
+        call_in_worker(self, "links.bulk_create", {"dry_run": True}, done=listed, failed=lambda _m: None)
+
+    @on(OptionList.OptionSelected, "#create-open")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#create-invoice", Input).value = event.option.id or ""
+        self.query_one("#create-ok", Button).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.create()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "create-ok":
+            self.create()
+        else:
+            self.dismiss(None)
+
+    def problem(self, text: str) -> None:
+        self.query_one("#create-problem", Static).update(f"[$error]{escape(text)}[/]")
+
+    def create(self) -> None:
+        value = {name: self.query_one(f"#create-{name}", Input).value for name in ("invoice", "amount", "currency", "memo")}
+        request = link_request(value["invoice"], value["amount"], value["currency"], value["memo"])
+        if request.params is None:
+            self.problem(request.problem or "")
+            return
+        self.query_one("#create-problem", Static).update("[dim]creating…[/]")
+        call_in_worker(self, "links.create", request.params, done=self.dismiss, failed=self.problem,
+                       exclusive=True)
+
+
+class LinksScreen(DaemonScreen):
+    BINDINGS = [
+        Binding("n", "create", "New link"),
+        Binding("enter", "show", "Show + QR"),
+        Binding("x", "expire", "Expire"),
+        Binding("f", "reload", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="links-title")
+        yield DataTable(id="links-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="links-actions", classes="actions-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns("link", "for", "state", "expires in", "being paid")
+        self.show_state(self.sovterm.state)
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self.reload()  # also the first time the screen is shown
+
+    def show_state(self, state: LinkState) -> None:
+        why = self.may("links.create")
+        self.query_one("#links-actions", Static).update(
+            "[b]n[/] new link · [b]enter[/] show link and QR · [b]x[/] expire · [b]f[/] refresh" if why is None
+            else f"[b]enter[/] show link and QR · [dim]n new · x expire[/] — disabled: {escape(why)}")
+        self.refresh_bindings()
+
+    def reload(self) -> None:
+        def done(result: Any) -> None:
+            self.links = list(result or [])
+            self.show_list()
+
+        if self.may("links.list") is None:
+            self.call("links.list", done=done, exclusive=True)
+
+    def show_list(self) -> None:
+        table = self.query_one(DataTable)
+        selected = self.selected_id()
+        table.clear()
+        now = self.sovterm.clock()
+        for link in self.links:
+            table.add_row(*link_row(link, now), key=str(link.get("link_id")))
+        if selected is not None and selected in table.rows:
+            table.move_cursor(row=table.get_row_index(selected))
+        active = sum(1 for link in self.links if link.get("state") == "active")
+        self.query_one("#links-title", Static).update(f"[b]{active}[/] active of {len(self.links)} pay link(s)")
+
+    def selected_id(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return key.value
+
+    def daemon_event(self, event: DaemonEvent) -> None:
+        if event.topic.startswith(RELOAD_TOPICS):
+            self.reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "create":
+            return True if self.may("links.create") is None else None
+        if action == "expire":
+            return True if self.may("links.expire") is None else None
+        return super().check_action(action, parameters)
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self) -> None:
+        self.action_show()
+
+    def action_create(self) -> None:
+        def created(link: dict[str, Any] | None) -> None:
+            if link is None:
+                return
+            self.reload()
+            self.app.push_screen(LinkShowScreen(link))
+
+        self.app.push_screen(LinkCreateScreen(), created)
+
+    def action_show(self) -> None:
+        link_id = self.selected_id()
+        if link_id is None:
+            return
+        self.call("links.get", {"link_id": link_id}, done=lambda link: self.app.push_screen(LinkShowScreen(link)))
+
+    def action_expire(self) -> None:
+        link_id = self.selected_id()
+        if link_id is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call("links.expire", {"link_id": link_id},
+                          done=lambda r: (self.notify(f"link {link_id} is {r.get('state')}", title="Pay links"),
+                                          self.reload()))
+
+        self.app.push_screen(ConfirmScreen(f"Expire pay link {link_id}?\nIts URL stops working at once."), answered)

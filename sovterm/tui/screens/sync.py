@@ -1,0 +1,274 @@
+"""Sync: live progress, recent postings with their QuickBooks ids, dead letters and unmatched payments.
+
+The counts come from the app's `sync.status` feed; the lists are fetched when the screen is shown and
+again (debounced) when the daemon reports a job or an invoice changed; progress comes from
+`sync.progress` events, or from the backfill state in `sync.status` until the first event arrives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    ProgressBar,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from sovterm.tui.actions import actions_for
+from sovterm.tui.messages import DaemonEvent
+from sovterm.tui.screens.base import DaemonScreen, render_actions
+from sovterm.tui.state import LinkState
+from sovterm.tui.views import SyncProgress, dead_row, posting_row, render_sync_status, unmatched_row
+
+ACTIONS = actions_for("sync")
+RELOAD_TOPICS = ("sync.job", "invoice.updated")
+RELOAD_DEBOUNCE_S = 0.3
+RECENT_LIMIT = 50
+
+
+class ResolveScreen(ModalScreen[dict[str, Any] | None]):
+    """Decide what an unmatched payment is; the default (focus, Esc) changes nothing."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, item: dict[str, Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def compose(self) -> ComposeResult:
+        inv = self.item
+        with Vertical(id="resolve-box", classes="dialog") as box:
+            box.border_title = "Resolve an unmatched payment"
+            yield Static(
+                f"BTCPay invoice [b]{inv.get('invoice_id')}[/] · {inv.get('amount')} {inv.get('currency')}\n"
+                f"why: {inv.get('reason') or 'no matching QuickBooks invoice'}", id="resolve-what")
+            yield Label("apply it to QuickBooks invoice number")
+            yield Input(placeholder="e.g. 1002", id="resolve-invoice", compact=True)
+            yield Label("or ignore it, because")
+            yield Input(placeholder="e.g. test order", id="resolve-reason", compact=True)
+            yield Static(id="resolve-problem", classes="problem")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="resolve-cancel", variant="primary")
+                yield Button("Apply", id="resolve-apply")
+                yield Button("As deposit", id="resolve-deposit")
+                yield Button("Ignore", id="resolve-ignore")
+
+    def on_mount(self) -> None:
+        self.query_one("#resolve-cancel", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        invoice_id = self.item.get("invoice_id")
+        problem = self.query_one("#resolve-problem", Static)
+        if event.button.id == "resolve-apply":
+            number = self.query_one("#resolve-invoice", Input).value.strip()
+            if not number:
+                problem.update("type the QuickBooks invoice number first")
+                return
+            self.dismiss({"invoice_id": invoice_id, "qbo_invoice": number})
+        elif event.button.id == "resolve-deposit":
+            self.dismiss({"invoice_id": invoice_id, "as_deposit": True})
+        elif event.button.id == "resolve-ignore":
+            reason = self.query_one("#resolve-reason", Input).value.strip()
+            if not reason:
+                problem.update("say why it should be ignored (kept with the decision)")
+                return
+            self.dismiss({"invoice_id": invoice_id, "ignore": reason})
+        else:
+            self.dismiss(None)
+
+
+class SyncScreen(DaemonScreen):
+    BINDINGS = [
+        *(Binding(a.key, f"run('{a.name}')", a.title) for a in ACTIONS),
+        Binding("r", "retry", "Retry dead"),
+        Binding("R", "retry_all", "Retry all"),
+        Binding("e", "resolve", "Resolve"),
+        Binding("f", "reload", "Refresh"),
+        Binding("1", "tab('recent')", "Recent", show=False),
+        Binding("2", "tab('dead')", "Dead", show=False),
+        Binding("3", "tab('unmatched')", "Unmatched", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress: SyncProgress | None = None
+        self.dead: list[dict[str, Any]] = []
+        self.unmatched: list[dict[str, Any]] = []
+        self.recent: list[dict[str, Any]] = []
+        self._reload_pending = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="sync-status")
+        with Horizontal(id="sync-progress"):
+            yield ProgressBar(id="sync-bar", show_eta=False, show_percentage=False)
+            yield Static(id="sync-progress-text")
+        with TabbedContent(id="sync-tabs", initial="recent"):
+            with TabPane("Recent postings", id="recent"):
+                yield DataTable(id="recent-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Dead letters", id="dead"):
+                yield DataTable(id="dead-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Unmatched", id="unmatched"):
+                yield DataTable(id="unmatched-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="sync-actions", classes="actions-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#recent-table", DataTable).add_columns("date", "BTCPay invoice", "QuickBooks doc", "amount",
+                                                              "status")
+        self.query_one("#dead-table", DataTable).add_columns("job", "BTCPay invoice", "tries", "since", "reason")
+        self.query_one("#unmatched-table", DataTable).add_columns("BTCPay invoice", "amount", "reason")
+        self.show_state(self.sovterm.state)
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self.reload()  # also the first time the screen is shown
+
+    # ---- rendering --------------------------------------------------------------------------------
+
+    def show_state(self, state: LinkState) -> None:
+        status = state.feeds.get("sync.status")
+        status = status if isinstance(status, dict) else None
+        text = render_sync_status(status)
+        if status is None and (why := self.may("sync.status")):
+            text += f"\n[dim]{why}[/]"
+        self.query_one("#sync-status", Static).update(text)
+        if status is not None and (self.progress is None or self.progress.finished):
+            from_status = SyncProgress.from_backfill(status.get("backfill"))
+            if from_status is not None:
+                self.progress = from_status
+        self._show_progress()
+        daemon = self.sovterm.daemon
+        self.query_one("#sync-actions", Static).update(
+            render_actions(ACTIONS, {a.method: daemon.why_not(a.method) for a in ACTIONS})
+            + ("" if self.may("sync.retry") is None else " · retry/resolve need the admin role"))
+        self.refresh_bindings()
+
+    def _show_progress(self) -> None:
+        box = self.query_one("#sync-progress")
+        box.display = self.progress is not None
+        if self.progress is None:
+            return
+        bar = self.query_one("#sync-bar", ProgressBar)
+        bar.update(total=max(self.progress.total, 1), progress=self.progress.done)
+        self.query_one("#sync-progress-text", Static).update(self.progress.text())
+
+    def show_lists(self) -> None:
+        now = self.sovterm.clock()
+        recent = self.query_one("#recent-table", DataTable)
+        recent.clear()
+        for p in self.recent:
+            recent.add_row(*posting_row(p))
+        dead = self.query_one("#dead-table", DataTable)
+        dead.clear()
+        for d in self.dead:
+            dead.add_row(*dead_row(d, now), key=str(d.get("job_id")))
+        unmatched = self.query_one("#unmatched-table", DataTable)
+        unmatched.clear()
+        for u in self.unmatched:
+            unmatched.add_row(*unmatched_row(u), key=str(u.get("invoice_id")))
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("dead").label = f"Dead letters ({len(self.dead)})"  # type: ignore[assignment]
+        tabs.get_tab("unmatched").label = f"Unmatched ({len(self.unmatched)})"  # type: ignore[assignment]
+
+    # ---- data ---------------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        self._reload_pending = False
+
+        def store(name: str) -> Any:
+            def done(result: Any) -> None:
+                setattr(self, name, list(result or []))
+                self.show_lists()
+
+            return done
+
+        for method, name, params in (("sync.recent", "recent", {"limit": RECENT_LIMIT}), ("sync.dead", "dead", {}),
+                                     ("sync.unmatched", "unmatched", {})):
+            if self.may(method) is None:
+                self.call(method, params, done=store(name), exclusive=True)
+
+    def daemon_event(self, event: DaemonEvent) -> None:
+        if event.topic == "sync.progress":
+            self.progress = SyncProgress.from_event(event.data)
+            self._show_progress()
+        elif event.topic.startswith(RELOAD_TOPICS) and not self._reload_pending:
+            self._reload_pending = True
+            self.set_timer(RELOAD_DEBOUNCE_S, self.reload)
+
+    # ---- actions ------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("retry", "retry_all"):
+            return True if self.may("sync.retry") is None else None
+        if action == "resolve":
+            return True if self.may("sync.resolve") is None else None
+        return super().check_action(action, parameters)
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_reload(self) -> None:
+        self.reload()
+        self.sovterm.link.refresh_now()
+
+    def _selected(self, table_id: str) -> str | None:
+        table = self.query_one(table_id, DataTable)
+        if table.row_count == 0:
+            return None
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return key.value
+
+    def action_retry(self) -> None:
+        self.action_tab("dead")
+        job = self._selected("#dead-table")
+        if job is None:
+            self.notify("no dead job to retry", severity="information")
+            return
+        self._retry({"job_id": int(job)})
+
+    def action_retry_all(self) -> None:
+        self._retry({"all": True})
+
+    def _retry(self, params: dict[str, Any]) -> None:
+        def done(result: dict[str, Any]) -> None:
+            self.notify(f"requeued {result.get('retried', 0)} dead job(s)", title="Retry")
+            self.reload()
+            self.sovterm.link.refresh_now()
+
+        self.call("sync.retry", params, done=done)
+
+    def action_resolve(self) -> None:
+        self.action_tab("unmatched")
+        invoice_id = self._selected("#unmatched-table")
+        item = next((u for u in self.unmatched if u.get("invoice_id") == invoice_id), None)
+        if item is None:
+            self.notify("no unmatched payment to resolve", severity="information")
+            return
+
+        def decided(params: dict[str, Any] | None) -> None:
+            if params is None:
+                return
+
+            def done(result: dict[str, Any]) -> None:
+                self.notify(f"invoice {result.get('invoice_id')} resolved: {result.get('resolution')}", title="Resolve")
+                self.reload()
+                self.sovterm.link.refresh_now()
+
+            self.call("sync.resolve", params, done=done)
+
+        self.app.push_screen(ResolveScreen(item), decided)
