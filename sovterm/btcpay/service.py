@@ -331,6 +331,26 @@ class BTCPayService:
             "selected": await ledger.selected_stores(self.db),
         }
 
+    async def stores(self) -> dict[str, Any]:
+        """The stores the stored key can see, with the same permission report as `connect` (so a
+        resumed wizard can offer them without asking for the key again)."""
+        if self._connection is None or self._api_key is None:
+            raise UserFacingError("BTCPay is not connected", fix="run `sovterm setup btcpay` first")
+        client = self._quick_client()
+        try:
+            key_info = await client.current_api_key()
+            visible = await client.list_stores()
+        except BTCPayUnavailable as exc:
+            raise UserFacingError(f"cannot reach BTCPay at {self.url}: {exc.message}",
+                                  fix="check that BTCPay Server is running and reachable") from None
+        features = self._connection.get("features", [])
+        return {
+            "url": self.url,
+            "features": features,
+            "stores": [self._store_report(s, key_info.permissions, features) for s in visible],
+            "selected": await ledger.selected_stores(self.db),
+        }
+
     @staticmethod
     def _store_report(store: Store, granted: Sequence[str], features: Sequence[str]) -> dict[str, Any]:
         missing = permission_report(granted, features, store.id)

@@ -131,6 +131,11 @@ def register_methods(server: ControlServer, services: Services) -> None:
         """Poll every followed store now and return what changed."""
         return await service().poll_all()
 
+    @server.method("btcpay.stores", role=Role.VIEWER)
+    async def stores(ctx: CallContext) -> dict[str, Any]:
+        """The stores the stored API key can see, with missing permissions per store."""
+        return await service().stores()
+
     @server.method("btcpay.import_history", role=Role.ADMIN, params=HistoryParams)
     async def import_history(ctx: CallContext, since: date) -> dict[str, Any]:
         """Read every invoice created since a date into the ledger (the sync part queues what is owed)."""

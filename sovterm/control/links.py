@@ -49,6 +49,11 @@ class BulkParams(BaseModel):
     store_id: str | None = None
 
 
+class SearchParams(BaseModel):
+    query: str | None = None
+    limit: int = Field(50, ge=1, le=500)
+
+
 class KidParams(BaseModel):
     kid: str = Field(min_length=8, max_length=8)
 
@@ -59,6 +64,11 @@ def register_methods(server: ControlServer, services: Services) -> None:
         if service is None:
             raise UserFacingError("pay links are not running", fix="check the daemon log")
         return service
+
+    @server.method("qbo.invoices.search", role=Role.VIEWER, params=SearchParams)
+    async def search_invoices(ctx: CallContext, query: str | None, limit: int) -> list[dict[str, Any]]:
+        """Open QuickBooks invoices by number or customer, with their active pay link if any."""
+        return await links().search_invoices(query, limit=limit)
 
     @server.method("links.list", role=Role.VIEWER)
     async def links_list(ctx: CallContext) -> list[dict[str, Any]]:

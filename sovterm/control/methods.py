@@ -17,7 +17,8 @@ from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
 from sovterm.loops import Loops
 from sovterm.services import Services
-from sovterm.store import audit, keyring
+from sovterm.store import audit, keyring, kv
+from sovterm.sync.store import MODE_KEY
 from sovterm.web.app import readiness
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -184,6 +185,14 @@ def register_core_methods(
     async def daemon_reload(ctx: CallContext) -> dict[str, Any]:
         """Re-read the configuration (as SIGHUP does) and say what changed."""
         return await reload()
+
+    @server.method("setup.state", role=Role.VIEWER)
+    async def setup_state(ctx: CallContext) -> dict[str, Any]:
+        """Where setup stands (each part's `setup:*` progress and the modes), for the wizard to resume."""
+        db = services.require_db()
+        progress = {k.removeprefix("setup:"): v for k, v in (await kv.with_prefix(db, "setup:")).items()}
+        modes = {k.removeprefix(MODE_KEY): v for k, v in (await kv.with_prefix(db, MODE_KEY)).items()}
+        return {**progress, "modes": modes}
 
     @server.method("loops.run", role=Role.ADMIN, params=LoopParams)
     async def loops_run(ctx: CallContext, name: str) -> dict[str, Any]:

@@ -299,15 +299,43 @@ class LinkService:
                                "created", conn=conn)
         return {**link, "url": await self.url_of(link)}
 
+    async def _open_invoices(self) -> list[dict[str, Any]]:
+        qbo = await self.qbo()
+        return await qbo.query("SELECT * FROM Invoice WHERE Balance > '0'")
+
+    async def _linked(self) -> dict[str, str]:
+        """QuickBooks invoice id -> id of its active pay link."""
+        rows = await self.db.fetchall(
+            "SELECT qbo_invoice_id, link_id FROM pay_links WHERE kind = 'qbo' AND state = 'active' AND expires_at > ?",
+            (self.now(),),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def search_invoices(self, query: str | None, *, limit: int) -> list[dict[str, Any]]:
+        """Open QuickBooks invoices whose number or customer contains `query` (all when empty), each
+        with its active pay link if it has one. QuickBooks cannot filter invoices by customer name, so the
+        open ones are read and matched here."""
+        needle = (query or "").strip().lower()
+        linked = await self._linked()
+        found = []
+        for inv in await self._open_invoices():
+            customer = (inv.get("CustomerRef") or {}).get("name") or ""
+            if needle and needle not in str(inv.get("DocNumber", "")).lower() and needle not in customer.lower():
+                continue
+            found.append({
+                "id": str(inv["Id"]), "doc_number": inv.get("DocNumber"), "customer": customer,
+                "balance": str(inv.get("Balance")), "currency": (inv.get("CurrencyRef") or {}).get("value"),
+                "txn_date": inv.get("TxnDate"), "due_date": inv.get("DueDate"),
+                "link_id": linked.get(str(inv["Id"])),
+            })
+        found.sort(key=lambda i: (i["due_date"] or "", i["doc_number"] or ""))
+        return found[:limit]
+
     async def bulk_create(self, *, actor: str, dry_run: bool, expires_days: int | None = None,
                           store_id: str | None = None) -> dict[str, Any]:
         """Links for every open QuickBooks invoice that has no active link yet."""
-        qbo = await self.qbo()
-        invoices = await qbo.query("SELECT * FROM Invoice WHERE Balance > '0'")
-        now = self.now()
-        have = {r[0] for r in await self.db.fetchall(
-            "SELECT qbo_invoice_id FROM pay_links WHERE kind = 'qbo' AND state = 'active' AND expires_at > ?", (now,)
-        )}
+        invoices = await self._open_invoices()
+        have = await self._linked()
         todo = [i for i in invoices if str(i["Id"]) not in have]
         result: dict[str, Any] = {"dry_run": dry_run, "open_invoices": len(invoices),
                                   "already_linked": len(invoices) - len(todo), "created": [], "failed": []}

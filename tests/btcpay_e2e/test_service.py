@@ -200,3 +200,12 @@ def test_webhook_base_is_the_internal_address_when_set(tmp_path):
     assert plain.btcpay_webhook_base == "https://shop.example"
     packaged = Settings(data_dir=tmp_path, btcpay={"webhook_url": "http://sovterm_daemon_1:8080/"})
     assert packaged.btcpay_webhook_base == "http://sovterm_daemon_1:8080"
+
+
+async def test_stores_lists_what_the_stored_key_sees_without_the_key_again(harness):
+    store_id = await harness.connect()
+    limited = harness.state.create_store("Second shop")
+    listing = await harness.service.stores()
+    by_id = {s["id"]: s for s in listing["stores"]}
+    assert listing["selected"] == [store_id] and by_id[store_id]["ready"] is True
+    assert limited.id not in by_id  # the key has no permission on it: BTCPay does not list it
