@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual.app import App
+from textual.app import App, ScreenStackError, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.message import Message
@@ -166,9 +166,10 @@ class SovtermApp(App[int]):
             self.log_buffer.extend(msg.lines)
 
     def on_daemon_event(self, msg: DaemonEvent) -> None:
-        if isinstance(self.screen, DaemonScreen) and self.screen.is_mounted:
+        screen = self.top_daemon_screen()
+        if screen is not None:
             try:
-                self.screen.daemon_event(msg)
+                screen.daemon_event(msg)
             except NoMatches:
                 pass  # still composing: it loads what it shows on its mount
 
@@ -181,8 +182,18 @@ class SovtermApp(App[int]):
 
     def _fanout(self) -> None:
         """Re-render the screen on top; screens below catch up on resume (a new one on its mount)."""
-        if isinstance(self.screen, DaemonScreen) and self.screen.is_mounted:
-            self.screen.render_state(self.state)
+        screen = self.top_daemon_screen()
+        if screen is not None:
+            screen.render_state(self.state)
+
+    def top_daemon_screen(self) -> DaemonScreen | None:
+        """The screen on top if it shows daemon state; None also while the app shuts down (a link message
+        may still arrive after the last screen is gone)."""
+        try:
+            screen = self.screen
+        except (ScreenStackError, UnknownModeError):
+            return None
+        return screen if isinstance(screen, DaemonScreen) and screen.is_mounted else None
 
     # ---- actions ----------------------------------------------------------------------------------
 

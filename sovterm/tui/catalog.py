@@ -46,6 +46,6 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("links", "k", "Pay links", LinksScreen, "create, show (with QR) and expire pay links",
                requires=("links.list",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
-               requires=("btcpay.status", "qbo.status")),
+               requires=("setup.state", "btcpay.status", "qbo.status")),
 )
 

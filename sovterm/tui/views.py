@@ -11,9 +11,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from textual.markup import escape
-
 from sovterm.tui.state import age, duration
+from sovterm.tui.text import escape
 
 
 def _esc(value: Any) -> str:
@@ -194,6 +193,30 @@ def link_request(doc_number: str, amount: str, currency: str, memo: str) -> Link
     return LinkRequest(params)
 
 
+def invoice_option(inv: dict[str, Any]) -> str:
+    """One open QuickBooks invoice in the create dialog's list (markup; names escaped)."""
+    due = f" · due {_esc(inv['due_date'])}" if inv.get("due_date") else ""
+    linked = f" · [$warning]has link {_esc(inv['link_id'])}[/]" if inv.get("link_id") else ""
+    return (f"[b]{_esc(inv.get('doc_number') or inv.get('id'))}[/] {_esc(inv.get('customer') or '—')} · "
+            f"{_esc(inv.get('balance'))} {_esc(inv.get('currency') or '')}".rstrip() + due + linked)
+
+
+def invoice_choice(text: str, found: list[dict[str, Any]] | None, complete: bool) -> LinkRequest | None:
+    """What the invoice field means when nothing was picked: None to send it as typed (a number), else the
+    invoice it stands for or why it is ambiguous. `found` is the search result for exactly `text`
+    (None while a search is pending); `complete` says the list was not cut at the search limit."""
+    text = text.strip()
+    if not text or found is None or any(str(i.get("doc_number")) == text for i in found):
+        return None
+    if len(found) == 1:
+        return LinkRequest({"qbo_invoice": str(found[0].get("doc_number"))})
+    if not complete:
+        return None
+    if not found:
+        return LinkRequest(None, f"no open QuickBooks invoice has the number or customer {text!r}")
+    return LinkRequest(None, f"{len(found)} open invoices match {text!r}: pick one in the list (↓, then Enter)")
+
+
 # ---- setup wizard ----------------------------------------------------------------------------------
 
 STEPS: tuple[tuple[str, str], ...] = (
@@ -234,51 +257,83 @@ MODE_HELP = {
 class WizardProgress:
     """Which steps are done, read back from the daemon so the wizard resumes where it was left.
 
-    The daemon keeps the wizard's progress in its kv (`setup:btcpay`, `setup:qbo`, `setup:accounts`,
-    `sync:mode:*`, `setup:backfill_since`), but only some of it is readable over the socket: BTCPay via
-    `btcpay.status`, QuickBooks via `qbo.status`, the mapping via `setup.accounts.propose`, the backfill via
-    `sync.status`. The mode has no reader yet; it counts as chosen once a later step is done.
+    `setup` is `setup.state`: each part's own record of its setup step (`btcpay`, `qbo`, `accounts`,
+    `backfill_since`) and the saved `modes`. The status methods only add what the steps show (addresses,
+    company name, live backfill progress). A skipped backfill is the operator's choice in this session: the
+    daemon keeps no record of it.
     """
 
-    btcpay: dict[str, Any] | None = None
-    qbo: dict[str, Any] | None = None
-    mappings: dict[str, bool] | None = None  # selected store -> has a saved mapping
-    backfill: dict[str, Any] | None = None
-    mode_saved: bool = False
+    setup: dict[str, Any] | None = None
+    btcpay: dict[str, Any] | None = None  # btcpay.status
+    qbo: dict[str, Any] | None = None  # qbo.status
+    backfill: dict[str, Any] | None = None  # sync.status's backfill
     backfill_skipped: bool = False
+
+    def _part(self, name: str) -> dict[str, Any]:
+        value = (self.setup or {}).get(name)
+        return value if isinstance(value, dict) else {}
 
     @property
     def btcpay_connected(self) -> bool:
-        b = self.btcpay or {}
-        return b.get("state") not in (None, "not_configured") or bool((b.get("setup") or {}).get("step"))
+        return bool(self._part("btcpay"))  # written by a successful connect, removed by disconnect
+
+    @property
+    def followed(self) -> list[str]:
+        """The store ids the stores step chose."""
+        b = self._part("btcpay")
+        return [str(s) for s in b.get("stores") or []] if b.get("done") else []
 
     @property
     def stores(self) -> list[dict[str, Any]]:
-        return list((self.btcpay or {}).get("stores") or [])
+        """The followed stores, named when `btcpay.status` knows them."""
+        names = {str(s.get("id")): s for s in (self.btcpay or {}).get("stores") or []}
+        return [{"id": i, "name": names.get(i, {}).get("name") or i} for i in self.followed]
 
     @property
     def stores_selected(self) -> bool:
-        setup = (self.btcpay or {}).get("setup") or {}
-        return bool(setup.get("done")) and bool(self.stores or setup.get("stores"))
+        return bool(self.followed)
 
     @property
     def qbo_connected(self) -> bool:
-        return bool((self.qbo or {}).get("connected"))
+        return self._part("qbo").get("step") == "connected"
+
+    @property
+    def realm_id(self) -> str | None:
+        return self._part("qbo").get("realm_id") if self.qbo_connected else None
+
+    @property
+    def mappings(self) -> dict[str, bool]:
+        """Followed store -> has a mapping saved for the connected company (one for another company
+        does not count: its accounts are not in this one)."""
+        saved = self._part("accounts")
+        return {s: isinstance(saved.get(s), dict) and saved[s].get("realm_id") == self.realm_id
+                for s in self.followed}
 
     @property
     def accounts_done(self) -> bool:
-        return bool(self.mappings) and all(self.mappings.values())  # type: ignore[union-attr]
+        mappings = self.mappings
+        return self.qbo_connected and bool(mappings) and all(mappings.values())
+
+    @property
+    def saved_mode(self) -> dict[str, Any] | None:
+        """The mode saved as the default (what the wizard sets), else the first saved per store."""
+        modes = (self.setup or {}).get("modes") or {}
+        if not isinstance(modes, dict) or not modes:
+            return None
+        value = modes.get("default") or next(iter(modes.values()))
+        return value if isinstance(value, dict) else None
 
     @property
     def backfill_done(self) -> bool:
-        return self.backfill_skipped or (self.backfill or {}).get("state", "none") not in ("none", None)
+        started = (self.backfill or {}).get("state", "none") not in ("none", None)
+        return self.backfill_skipped or started or bool((self.setup or {}).get("backfill_since"))
 
     def done(self, step: str) -> bool:
         return {
             "btcpay": self.btcpay_connected,
             "stores": self.stores_selected,
             "qbo": self.qbo_connected,
-            "mode": self.mode_saved or self.accounts_done or self.backfill_done,
+            "mode": self.saved_mode is not None,
             "accounts": self.accounts_done,
             "backfill": self.backfill_done,
             "summary": False,
@@ -289,10 +344,22 @@ class WizardProgress:
         return next((s for s in STEP_NAMES if not self.done(s)), "summary")
 
 
+def mode_text(mode: dict[str, Any] | None) -> str:
+    if not mode:
+        return "not saved yet"
+    text = str(mode.get("mode"))
+    if mode.get("mode") == "deposit":
+        text += f" (payments recorded as {'a Deposit' if mode.get('deposit_as') == 'deposit' else 'a SalesReceipt'})"
+    return text
+
+
 def missing_permissions_text(report: dict[str, Any]) -> str:
-    """The permission report of `setup.btcpay.connect`: per store, ready or what is missing and for what."""
-    lines = [f"Connected to BTCPay {_esc(report.get('server_version', '?'))} at {_esc(report.get('url', '?'))} "
-             f"with key '{_esc(report.get('key_label') or '?')}'; features: {', '.join(report.get('features') or [])}"]
+    """The permission report of `setup.btcpay.connect` or `btcpay.stores` (the stored key, which reports no
+    server version or key label): per store, ready or what is missing and for what."""
+    version = f" {_esc(report['server_version'])}" if report.get("server_version") else ""
+    key = f" with key '{_esc(report['key_label'])}'" if report.get("key_label") else ""
+    lines = [f"Connected to BTCPay{version} at {_esc(report.get('url', '?'))}{key}; "
+             f"features: {', '.join(report.get('features') or [])}"]
     stores = report.get("stores") or []
     if not stores:
         lines.append("[$warning]the key sees no store[/]: grant it at least btcpay.store.canviewstoresettings")
@@ -317,7 +384,7 @@ def check_date(text: str) -> str | None:
     return None
 
 
-def summary_text(progress: WizardProgress, mode: str | None) -> str:
+def summary_text(progress: WizardProgress) -> str:
     b, q = progress.btcpay or {}, progress.qbo or {}
 
     def mark(ok: bool) -> str:
@@ -327,17 +394,20 @@ def summary_text(progress: WizardProgress, mode: str | None) -> str:
     company = q.get("company_name") or q.get("realm_id") or "—"
     env = " [$warning](sandbox)[/]" if q.get("sandbox") else ""
     bf = progress.backfill or {}
-    backfill = ("skipped" if progress.backfill_skipped and bf.get("state", "none") == "none"
-                else f"{bf.get('state')} since {bf.get('since')} ({bf.get('done', 0)} of {bf.get('total', 0)})"
-                if bf.get("state", "none") != "none" else "not started")
+    since = (progress.setup or {}).get("backfill_since")
+    if bf.get("state", "none") != "none":
+        backfill = f"{bf.get('state')} since {bf.get('since')} ({bf.get('done', 0)} of {bf.get('total', 0)})"
+    elif since:
+        backfill = f"from {_esc(since)}, not started yet"
+    else:
+        backfill = "skipped" if progress.backfill_skipped else "not started"
     return "\n".join([
         f"{mark(progress.btcpay_connected)} BTCPay: {_esc(b.get('url') or 'not connected')}",
         f"{mark(progress.stores_selected)} stores followed: {stores}",
         f"{mark(progress.qbo_connected)} QuickBooks: {_esc(company)}{env}"
         + (f" · [$warning]{_esc(q['sync_blocked'])}[/]" if q.get("connected") and q.get("sync_blocked") else ""),
-        f"{mark(progress.done('mode'))} mode: {mode or 'as saved before (no reader for it yet)'}",
+        f"{mark(progress.done('mode'))} mode: {_esc(mode_text(progress.saved_mode))}",
         f"{mark(progress.accounts_done)} account mapping: "
-        + (", ".join(f"{_esc(k)} {'saved' if v else 'missing'}" for k, v in (progress.mappings or {}).items()) or "—"),
+        + (", ".join(f"{_esc(k)} {'saved' if v else 'missing'}" for k, v in progress.mappings.items()) or "—"),
         f"{mark(progress.backfill_done)} backfill: {backfill}",
     ])
-

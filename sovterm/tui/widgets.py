@@ -8,10 +8,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from textual.markup import escape
 from textual.widgets import Static
 
 from sovterm.tui.state import Alert, LinkState, age, alerts_from_status, duration, sparkline
+from sovterm.tui.text import escape
 from sovterm.tui.views import SyncProgress
 
 NO_DATA = "[dim]no data yet[/]"
@@ -128,17 +128,37 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
+SATS_PER_BTC = 100_000_000
+
+
+def btc(sats: int) -> str:
+    """Integer satoshis as BTC with all 8 decimals, exactly (no float on the way)."""
+    sign = "-" if sats < 0 else ""
+    whole, frac = divmod(abs(sats), SATS_PER_BTC)
+    return f"{sign}{whole}.{frac:08d}"
+
+
+def _sats(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def render_volume(state: LinkState, width: int = 30) -> str:
     data, why = _feed(state, "sync.totals")
     if not isinstance(data, dict):
         return f"{NO_DATA}\n[dim]{escape(why or 'totals unavailable')}[/]"
     cur = escape(str(data.get("currency", "")))
     daily = [d for d in (_decimal(v) for v in data.get("daily") or []) if d is not None][-width:]
-    return "\n".join([
-        f"today {escape(str(data.get('today', '—')))} {cur}",
+    today, d7, d30 = (_sats(data, k) for k in ("sats_today", "sats_d7", "sats_d30"))
+    lines = [
+        f"today {escape(str(data.get('today', '—')))} {cur}" + ("" if today is None else f" · {btc(today)} BTC"),
         f"7 d {escape(str(data.get('d7', '—')))} · 30 d {escape(str(data.get('d30', '—')))} {cur}",
-        f"[$accent]{sparkline(daily)}[/]" if daily else "[dim]no daily totals yet[/]",
-    ])
+    ]
+    if d7 is not None or d30 is not None:  # a daemon that reports no BTC figures: nothing is said
+        lines.append(" · ".join(f"{label} {btc(v)}" for label, v in (("7 d", d7), ("30 d", d30)) if v is not None)
+                     + " BTC")
+    lines.append(f"[$accent]{sparkline(daily)}[/]" if daily else "[dim]no daily totals yet[/]")
+    return "\n".join(lines)
 
 
 class Panel(Static):

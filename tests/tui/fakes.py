@@ -38,7 +38,8 @@ PART_METHODS = [
         ("setup.btcpay.connect", "admin"), ("setup.btcpay.select_stores", "admin"), ("btcpay.disconnect", "admin"),
         ("qbo.disconnect", "admin"), ("setup.qbo.start", "admin"), ("setup.qbo.complete", "admin"),
         ("setup.qbo.wait", "viewer"), ("setup.mode", "admin"), ("setup.accounts.propose", "viewer"),
-        ("setup.accounts.apply", "admin"), ("qbo.auto_sync", "admin"),
+        ("setup.accounts.apply", "admin"), ("qbo.auto_sync", "admin"), ("setup.state", "viewer"),
+        ("btcpay.stores", "viewer"), ("qbo.invoices.search", "viewer"),
     ]
 ]
 NOW = 1_782_907_200.0  # 2026-07-01 12:00 UTC: the clock the fixed app shows ages against
@@ -76,7 +77,8 @@ FEEDS = {
                     "backfill": {"since": "2026-05-01", "state": "running", "done": 120, "total": 480,
                                  "started_at": int(NOW) - 300, "finished_at": None}},
     "sync.totals": {"currency": "USD", "today": "120.50", "d7": "2310.00", "d30": "9120.75",
-                    "daily": ["100", "0", "250.5", "80", "310", "120.50", "400", "90"]},
+                    "daily": ["100", "0", "250.5", "80", "310", "120.50", "400", "90"],
+                    "sats_today": 201_250, "sats_d7": 3_850_000, "sats_d30": 15_201_250},
 }
 
 DESTINATION = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
@@ -121,6 +123,26 @@ LINKS = [
      "created_at": int(NOW) - 3 * 86400, "created_by": "alice", "expires_at": int(NOW) + 86400, "ended_at": int(NOW),
      "reservation": None, "url": None},
 ]
+OPEN_INVOICES = [
+    {"id": "130", "doc_number": "1001", "customer": "Acme Ltd", "balance": "100.00", "currency": "USD",
+     "txn_date": "2026-06-01", "due_date": "2026-07-01", "link_id": "a1b2c3d4e5f60718"},
+    {"id": "131", "doc_number": "1002", "customer": "Acme Ltd", "balance": "125.00", "currency": "USD",
+     "txn_date": "2026-06-10", "due_date": "2026-07-10", "link_id": None},
+    {"id": "132", "doc_number": "1003", "customer": "Brewers [Co-op]", "balance": "150.00", "currency": "USD",
+     "txn_date": "2026-06-20", "due_date": "2026-07-20", "link_id": None},
+]
+SETUP_STATE = {  # BTCPay, its store and QuickBooks done, the mode saved; no account mapping yet
+    "btcpay": {"done": True, "step": "done", "at": int(NOW) - 7200, "stores": ["S1"]},
+    "qbo": {"step": "connected", "realm_id": "9341", "environment": "sandbox", "at": int(NOW) - 3600},
+    "modes": {"default": {"mode": "invoicing", "deposit_as": "salesreceipt"}},
+}
+BTCPAY_STORES = {
+    "url": "https://btcpay.example.com", "features": ["sync", "webhooks", "payouts"], "selected": ["S1"],
+    "stores": [{"id": "S1", "name": "Main", "missing": [], "ready": True},
+               {"id": "S2", "name": "Side shop", "ready": False, "missing": [
+                   {"permission": "btcpay.store.canmanagepullpayments", "features": ["payouts"],
+                    "grant": "btcpay.store.canmanagepullpayments:S2"}]}],
+}
 AUDIT = [{"id": 41, "at": int(NOW) - 100, "actor": "alice", "action": "link.create", "subject": "a1b2c3d4e5f60718",
           "detail": "{}", "outcome": "created"}]
 
@@ -156,6 +178,12 @@ class FakeClient:
         return [params for name, params in self.calls if name == method]
 
 
+def search_invoices(query: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """As the daemon matches: the number or the customer contains the query, case-insensitively."""
+    needle = (query or "").strip().lower()
+    return [i for i in OPEN_INVOICES if needle in i["doc_number"].lower() or needle in i["customer"].lower()][:limit]
+
+
 def part_results() -> dict[str, Any]:
     """What the parts' methods answer in the fixed daemon; approving writes an audit entry as the daemon does."""
     audit = list(AUDIT)
@@ -189,9 +217,8 @@ def part_results() -> dict[str, Any]:
         "audit.list": lambda limit: audit[:limit],
         "links.list": LINKS,
         "links.get": lambda link_id: next(link for link in LINKS if link["link_id"] == link_id),
-        "links.bulk_create": {"dry_run": True, "open_invoices": 3, "already_linked": 1, "created": [], "failed": [],
-                              "would_create": [{"qbo_doc_number": "1002", "balance": "125.00"},
-                                               {"qbo_doc_number": "1003", "balance": "150.00"}]},
+        "qbo.invoices.search": search_invoices,
+        "setup.state": SETUP_STATE, "btcpay.stores": BTCPAY_STORES,
         "links.create": lambda **kw: {**LINKS[0], "link_id": "ffeeddccbbaa9988", "qbo_doc_number":
                                       kw.get("qbo_invoice", "1001"), "reservation": None, "balance": "125.00"},
     }

@@ -6,7 +6,7 @@ from textual.widgets import Button, Log
 
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.commands import SovtermCommands
-from sovterm.tui.messages import ActionDone, LogLines
+from sovterm.tui.messages import ActionDone, DaemonEvent, FeedUpdated, LogLines
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.screens.help import HelpScreen
 from sovterm.tui.screens.logs import LogsScreen
@@ -143,3 +143,12 @@ async def test_a_crashing_link_is_shown_and_restarted() -> None:
         await until(pilot, lambda: app.state.error is not None, what="link failure shown")
         assert "RuntimeError('boom')" in app.state.error
         await until(pilot, lambda: app.current_mode == "dashboard", what="restarted link attached")
+
+
+def test_link_messages_arriving_after_the_last_screen_is_gone_are_dropped() -> None:
+    """At shutdown (here: before any screen exists) a feed update or event finds no screen stack."""
+    app = fixed_app()
+    assert app.top_daemon_screen() is None
+    app.on_feed_updated(FeedUpdated("sync.status", {"queued": 1}))
+    app.on_daemon_event(DaemonEvent("sync.job", 0.0, {}))
+    assert app.state.feeds["sync.status"] == {"queued": 1}

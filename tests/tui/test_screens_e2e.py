@@ -6,7 +6,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.screens.confirm import ConfirmScreen
@@ -88,19 +88,25 @@ async def test_sync_payouts_and_links_screens(full_env: FullEnv) -> None:
         assert full_env.btcpay.call(lambda: full_env.btcpay.state.payouts[payout.id].state) == "AwaitingPayment"  # type: ignore[attr-defined]
         await until(pilot, lambda: table_rows(payouts, "#payouts-table") == [], what="no longer awaiting")
 
-        # ---- pay links: create for QuickBooks invoice 1001, see it with its QR, expire it ----
+        # ---- pay links: find QuickBooks invoice 1001 by its customer, see the link with its QR, expire it ----
         await pilot.press("k")
         await until(pilot, lambda: isinstance(app.screen, LinksScreen) and app.screen.is_mounted, what="links")
         links = app.screen
         await pilot.press("n")
         await until(pilot, lambda: isinstance(app.screen, LinkCreateScreen), what="create dialog")
         create = app.screen
-        await until(pilot, lambda: create.query_one("#create-open").display, what="open invoices listed")
+        options = create.query_one("#create-open", OptionList)
+        await until(pilot, lambda: options.option_count == 3, what="the company's open invoices listed")
+        create.search_delay_s = 60.0  # no search answers before Enter: the number goes to the daemon as typed
         await pilot.press("9", "9", "9", "9", "enter")  # no such invoice: the daemon's refusal, inline
         await until(pilot, lambda: "no invoice number 9999" in plain(create.query_one("#create-problem", Static)),
                     what="inline refusal")
-        create.query_one("#create-invoice", Input).value = "1001"
-        await pilot.press("enter")
+        create.search_delay_s = 0.0
+        create.query_one("#create-invoice", Input).value = "bird"
+        await until(pilot, lambda: create.found_for == "bird" and create.found is not None, what="search by customer")
+        assert [(i["doc_number"], i["customer"], i["link_id"]) for i in create.found] == [
+            ("1001", "Amy's Bird Sanctuary", None)]
+        await pilot.press("enter")  # one open invoice of that customer: no need to pick it
         await until(pilot, lambda: isinstance(app.screen, LinkShowScreen), what="the new link")
         shown = app.screen
         url = plain(shown.query_one("#link-url", Static))
@@ -108,6 +114,12 @@ async def test_sync_payouts_and_links_screens(full_env: FullEnv) -> None:
         assert "█" in str(shown.query_one("#link-qr", Static).content)
         await pilot.press("escape")
         await until(pilot, lambda: [r[2] for r in table_rows(links, "#links-table")] == ["active"], what="listed")
+        link_id = table_rows(links, "#links-table")[0][0]
+        await pilot.press("n")  # the search now names the invoice's link
+        await until(pilot, lambda: isinstance(app.screen, LinkCreateScreen) and app.screen.found, what="dialog")
+        assert {i["doc_number"]: i["link_id"] for i in app.screen.found}["1001"] == link_id
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is links, what="back on the links")
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="expire confirmation")
         await pilot.press("y")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from textual.widgets import Button, DataTable, Input, Static
+from textual.content import Content
+from textual.widgets import Button, DataTable, Input, OptionList, RadioButton, SelectionList, Static
 
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.commands import SovtermCommands
+from sovterm.tui.link import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.screens.links import LinkCreateScreen, LinksScreen, LinkShowScreen
 from sovterm.tui.screens.payouts import PayoutDecisionScreen, PayoutsScreen
 from sovterm.tui.screens.sync import ResolveScreen, SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen
-from tests.tui.fakes import DESTINATION, fixed_app
+from tests.tui.fakes import DESTINATION, OPEN_INVOICES, fixed_app, search_invoices
 from tests.tui.helpers import plain, until
 
 
@@ -178,6 +180,65 @@ async def test_create_a_fixed_amount_link_and_see_its_qr() -> None:
         assert "█" in str(app.screen.query_one("#link-qr", Static).content)
 
 
+async def test_create_dialog_searches_as_one_types_and_creates_for_the_picked_invoice() -> None:
+    app = fixed_app(parts=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(app, pilot, "k", LinksScreen)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, LinkCreateScreen), what="create dialog")
+        dialog = app.screen
+        options = dialog.query_one("#create-open", OptionList)
+        await until(pilot, lambda: options.display and options.option_count == 3, what="every open invoice")
+        dialog.search_delay_s = 60.0  # typing on: each keystroke replaces the pending search
+        await pilot.press("a", "c")
+        dialog.search_delay_s = 0.0
+        await pilot.press("m")
+        await until(pilot, lambda: dialog.found_for == "acm" and dialog.found is not None, what="search answered")
+        assert app.link.client.called("qbo.invoices.search") == [{"query": None, "limit": 50},
+                                                                 {"query": "acm", "limit": 50}]
+        assert options.option_count == 2 and "has link a1b2c3d4e5f60718" in str(options.get_option_at_index(0).prompt)
+        assert "2 open invoice(s) matching 'acm'" in plain(dialog.query_one("#create-found", Static))
+        await pilot.press("enter")  # the customer has two open invoices: which one?
+        assert "pick one in the list" in plain(dialog.query_one("#create-problem", Static))
+        assert not app.link.client.called("links.create")
+        await pilot.press("down", "down", "enter")  # into the list, to 1002, pick it
+        assert dialog.query_one("#create-invoice", Input).value == "1002"
+        assert dialog.focused is dialog.query_one("#create-ok", Button)
+        assert "picked invoice 1002 of Acme Ltd" in plain(dialog.query_one("#create-found", Static))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, LinkShowScreen), what="link shown")
+        assert app.link.client.called("links.create") == [{"qbo_invoice": "1002"}]
+
+
+async def test_a_customer_with_one_open_invoice_is_enough_and_an_existing_link_is_named() -> None:
+    app = fixed_app(parts=True)
+    unnumbered = {**OPEN_INVOICES[1], "id": "140", "doc_number": None, "customer": "Walk-in"}
+    app.link.client.results["qbo.invoices.search"] = lambda query=None, limit=50: (
+        ([] if query else [unnumbered]) + search_invoices(query, limit))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(app, pilot, "k", LinksScreen)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, LinkCreateScreen), what="create dialog")
+        dialog = app.screen
+        options = dialog.query_one("#create-open", OptionList)
+        await until(pilot, lambda: options.option_count == 4, what="every open invoice")
+        await pilot.press("down", "enter")  # an invoice without a number cannot be linked by number
+        assert "has no number in QuickBooks" in plain(dialog.query_one("#create-problem", Static))
+        assert dialog.query_one("#create-invoice", Input).value == "" and dialog.picked is None
+        await pilot.press("down", "enter")  # 1001 (soonest due) already has a link
+        found = plain(dialog.query_one("#create-found", Static))
+        assert "it already has pay link a1b2c3d4e5f60718" in found and "second one" in found
+        assert plain(dialog.query_one("#create-problem", Static)) == ""
+        dialog.search_delay_s = 0.0
+        dialog.query_one("#create-invoice", Input).value = "[co-op]"  # brackets in a name stay text
+        await until(pilot, lambda: dialog.found_for == "[co-op]" and dialog.found is not None, what="search")
+        assert Content.from_markup(str(options.get_option_at_index(0).prompt)).plain.startswith("1003 Brewers [Co-op]")
+        dialog.query_one("#create-invoice", Input).focus()
+        await pilot.press("enter")  # one match: that invoice, no need to pick it
+        await until(pilot, lambda: isinstance(app.screen, LinkShowScreen), what="link shown")
+        assert app.link.client.called("links.create") == [{"qbo_invoice": "1003"}]
+
+
 async def test_show_and_expire_a_link_and_viewer_may_only_look() -> None:
     app = fixed_app(parts=True)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -207,12 +268,46 @@ async def test_wizard_resumes_at_the_first_step_not_done_and_is_read_only_for_vi
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await goto(app, pilot, "w", WizardScreen)
         await until(pilot, lambda: screen.loaded, what="progress")
-        assert screen.step == "accounts"  # BTCPay, store, QuickBooks done; mapping missing
+        assert screen.step == "accounts"  # setup.state: BTCPay, store, QuickBooks and mode done; mapping missing
         assert "read-only" in plain(screen.query_one("#wizard-banner", Static))
         assert all(w.disabled for w in screen.query(".admin"))
-        assert screen.query_one("#accounts-table", DataTable).row_count == 1
+        await until(pilot, lambda: screen.query_one("#accounts-table", DataTable).row_count == 1, what="proposal")
         await pilot.press("ctrl+n")
         await until(pilot, lambda: screen.step == "backfill", what="viewer browses on")
+
+
+async def test_resumed_wizard_shows_the_saved_mode_and_the_stores_the_stored_key_sees() -> None:
+    app = fixed_app(parts=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await goto(app, pilot, "w", WizardScreen)
+        await until(pilot, lambda: screen.loaded and screen.step == "accounts", what="accounts step")
+        assert app.link.client.called("setup.accounts.propose") == [{"store_id": "S1"}]  # read for the step only
+        screen.goto("mode")  # saved as invoicing: chosen, with its example, not the proposed deposit mode
+        await pilot.pause()
+        assert screen.query_one("#mode-invoicing", RadioButton).value
+        assert "saved: invoicing" in plain(screen.query_one("#mode-saved", Static))
+        assert "Payment 100.00 USD linked" in plain(screen.query_one("#mode-help", Static))
+        assert not screen.query_one("#deposit-as").display
+        assert not app.link.client.called("btcpay.stores")
+        results = app.link.client.results
+        stores, results["btcpay.stores"] = results["btcpay.stores"], ActionFailed("cannot reach BTCPay at https://b")
+        screen.goto("stores")  # asks BTCPay with the stored key: no key to paste again
+        hint = screen.query_one("#stores-hint", Static)
+        await until(pilot, lambda: "cannot list the stores: cannot reach BTCPay" in plain(hint), what="failure")
+        assert screen.query_one("#stores-list", SelectionList).option_count == 1  # the followed store stays
+        results["btcpay.stores"] = stores
+        screen.goto("btcpay")  # BTCPay is back: opening the step again retries
+        screen.goto("stores")
+        await until(pilot, lambda: screen.query_one("#stores-list", SelectionList).option_count == 2, what="stores")
+        selection = screen.query_one("#stores-list", SelectionList)
+        assert list(selection.selected) == ["S1"]
+        assert selection.get_option_at_index(1).disabled  # Side shop: its key lacks a permission
+        assert "1 store(s) cannot be chosen" in plain(screen.query_one("#stores-hint", Static))
+        screen.goto("btcpay")
+        await pilot.pause()
+        report = plain(screen.query_one("#btcpay-report", Static))
+        assert "Side shop (S2) lacks:" in report and "canmanagepullpayments:S2" in report
+        assert len(app.link.client.called("btcpay.stores")) >= 2 and not app.link.client.called("setup.btcpay.connect")
 
 
 async def test_admin_cannot_skip_an_unfinished_step() -> None:

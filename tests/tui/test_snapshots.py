@@ -66,3 +66,29 @@ def test_payouts_screen_with_the_approval_dialog(snap_compare) -> None:
 def test_pay_links_screen(snap_compare) -> None:
     assert snap_compare(fixed_app(parts=True), terminal_size=(80, 24),
                         run_before=_screen_with_rows("k", "#links-table"))
+
+
+def test_pay_link_dialog_searching_by_customer(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await _screen_with_rows("k", "#links-table", then=("n",))(pilot)
+        dialog = app.screen
+        await until(pilot, lambda: dialog.found is not None, what="open invoices")
+        dialog.search_delay_s = 0.0
+        await pilot.press(*"acme")
+        await until(pilot, lambda: dialog.found_for == "acme" and dialog.found is not None, what="search")
+        await pilot.press("down", "down")  # the second Acme invoice highlighted
+
+    assert snap_compare(fixed_app(parts=True), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_wizard_resumed_on_the_stores_step(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await _dashboard_shown(pilot)
+        await pilot.press("w")
+        await until(pilot, lambda: getattr(app.screen, "loaded", False), what="wizard progress")
+        app.screen.goto("stores")
+        await until(pilot, lambda: app.screen.report is not None, what="btcpay.stores")
+
+    assert snap_compare(fixed_app(parts=True), terminal_size=(80, 24), run_before=run_before)

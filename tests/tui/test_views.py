@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from textual.content import Content
+
 from sovterm.tui.qr import qr_lines
+from sovterm.tui.state import LinkState
+from sovterm.tui.text import ZERO_WIDTH_SPACE, escape
 from sovterm.tui.views import (
     SyncProgress,
     WizardProgress,
     check_date,
+    invoice_choice,
+    invoice_option,
     last_four,
     link_request,
     missing_permissions_text,
+    mode_text,
     payout_amount,
     payout_row,
     summary_text,
 )
-from sovterm.tui.widgets import sync_alerts
-from tests.tui.fakes import FEEDS, NOW, PAYOUTS
+from sovterm.tui.widgets import btc, render_volume, sync_alerts
+from tests.tui.fakes import BTCPAY_STORES, FEEDS, NOW, OPEN_INVOICES, PAYOUTS, search_invoices
 
 
 def test_progress_text_has_counts_rate_and_eta_until_done() -> None:
@@ -48,23 +55,65 @@ def test_link_request_validates_before_asking_the_daemon() -> None:
 
 
 def test_wizard_resumes_at_the_first_step_not_done() -> None:
-    p = WizardProgress(btcpay={"state": "not_configured", "proposed_url": "http://10.21.21.9:3003", "stores": []})
+    p = WizardProgress(setup={"modes": {}})
     assert p.resume_step() == "btcpay"
-    p.btcpay = {"state": "connected", "url": "u", "setup": {"done": False, "step": "select_stores"}, "stores": []}
+    p.setup = {"btcpay": {"done": False, "step": "select_stores"}, "modes": {}}
     assert p.resume_step() == "stores"
-    p.btcpay = {"state": "connected", "url": "u", "setup": {"done": True, "stores": ["S1"]},
-                "stores": [{"id": "S1", "name": "Main"}]}
+    p.setup = {"btcpay": {"done": True, "step": "done", "stores": ["S1"]}, "qbo": {"step": "authorising"},
+               "modes": {}}
     assert p.resume_step() == "qbo"
-    p.qbo = {"connected": True}
+    p.setup["qbo"] = {"step": "connected", "realm_id": "R1"}
     assert p.resume_step() == "mode"
-    p.mode_saved = True
-    p.mappings = {"S1": False}
+    p.setup["modes"] = {"S9": {"mode": "invoicing", "deposit_as": "salesreceipt"}}  # a store's own mode counts
+    assert p.resume_step() == "accounts" and p.mappings == {"S1": False}
+    p.setup["accounts"] = {"S1": {"realm_id": "R0", "auto": True}}  # saved for another company: not this one's
     assert p.resume_step() == "accounts"
-    p.mappings = {"S1": True}
+    p.setup["accounts"] = {"S1": {"realm_id": "R1", "auto": True}}
     assert p.resume_step() == "backfill"
-    p.backfill = {"state": "running", "since": "2026-01-01", "done": 1, "total": 3}
+    p.setup["backfill_since"] = "2026-01-01"
     assert p.resume_step() == "summary"
-    assert summary_text(p, "deposit").count("✓") == 6
+    p.btcpay = {"url": "https://b", "stores": [{"id": "S1", "name": "Main"}]}
+    summary = summary_text(p)
+    assert summary.count("✓") == 6 and "Main (S1)" in summary and "mode: invoicing" in summary
+    assert "from 2026-01-01, not started yet" in summary
+    p.setup["qbo"] = {"step": "disconnected", "realm_id": "R1"}  # reconnecting starts again at QuickBooks
+    assert p.resume_step() == "qbo" and not p.accounts_done
+
+
+def test_saved_mode_prefers_the_default_and_names_how_deposits_are_recorded() -> None:
+    p = WizardProgress(setup={"modes": {"S1": {"mode": "invoicing"},
+                                        "default": {"mode": "deposit", "deposit_as": "deposit"}}})
+    assert p.saved_mode == {"mode": "deposit", "deposit_as": "deposit"}
+    assert mode_text(p.saved_mode) == "deposit (payments recorded as a Deposit)"
+    assert mode_text({"mode": "invoicing", "deposit_as": "salesreceipt"}) == "invoicing"
+    assert mode_text(None) == "not saved yet" and WizardProgress().saved_mode is None
+
+
+def test_invoice_field_resolves_a_customer_search_to_one_invoice_or_says_why_not() -> None:
+    both_acme = search_invoices("acme")
+    assert invoice_choice("1002", search_invoices("1002"), complete=True) is None  # a number: sent as typed
+    assert invoice_choice("brewers", search_invoices("brewers"), complete=True).params == {"qbo_invoice": "1003"}
+    assert "2 open invoices match 'acme'" in (invoice_choice("acme", both_acme, complete=True).problem or "")
+    assert invoice_choice("acme", both_acme, complete=False) is None  # cut at the limit: let the daemon decide
+    assert "no open QuickBooks invoice" in (invoice_choice("zzz", [], complete=True).problem or "")
+    assert invoice_choice("acme", None, complete=True) is None  # still searching
+    assert invoice_option(OPEN_INVOICES[2]) == "[b]1003[/] Brewers \\[Co-op] · 150.00 USD · due 2026-07-20"
+    assert "has link a1b2c3d4e5f60718" in invoice_option(OPEN_INVOICES[0])
+
+
+def test_btc_totals_are_exact_and_shown_only_when_the_daemon_reports_them() -> None:
+    assert btc(201_250) == "0.00201250" and btc(2_100_000_000_000_000) == "21000000.00000000"
+    assert btc(-1) == "-0.00000001" and btc(0) == "0.00000000"
+    state = LinkState(connected=True, feeds={"sync.totals": FEEDS["sync.totals"]})
+    lines = render_volume(state).splitlines()
+    assert lines[0] == "today 120.50 USD · 0.00201250 BTC"
+    assert lines[2] == "7 d 0.03850000 · 30 d 0.15201250 BTC"
+    plain = {k: v for k, v in FEEDS["sync.totals"].items() if not k.startswith("sats_")}
+    without = render_volume(LinkState(connected=True, feeds={"sync.totals": plain}))
+    assert "BTC" not in without and without.splitlines()[0] == "today 120.50 USD"
+    odd = render_volume(LinkState(connected=True, feeds={"sync.totals": {**plain, "sats_today": 1.5,
+                                                                         "sats_d30": True}}))
+    assert "BTC" not in odd  # only integer satoshis are money here
 
 
 def test_permission_report_names_what_is_missing_and_for_which_feature() -> None:
@@ -76,6 +125,9 @@ def test_permission_report_names_what_is_missing_and_for_which_feature() -> None
              "grant": "btcpay.store.canmanagepullpayments:S2"}]}]})
     assert "Main (S1): all permissions granted" in text
     assert "btcpay.store.canmanagepullpayments:S2  [dim]for payouts" in text
+    stored = missing_permissions_text(BTCPAY_STORES)  # `btcpay.stores`: the stored key, no version or label
+    assert stored.splitlines()[0] == "Connected to BTCPay at https://btcpay.example.com; features: sync, webhooks, payouts"
+    assert "Side shop (S2) lacks:" in stored
 
 
 def test_backfill_date_checked() -> None:
@@ -94,3 +146,9 @@ def test_sync_feed_alerts() -> None:
 def test_qr_of_a_pay_link_fits_a_small_terminal() -> None:
     lines = qr_lines("https://shop.example.com/pay/" + "x" * 120)
     assert len(lines) <= 25 and all(len(line) == len(lines[0]) <= 60 for line in lines)
+
+
+def test_daemon_text_is_shown_literally_inside_markup() -> None:
+    for text in ["Brewers [Co-op]", "[Main]", "QuickBooks refused [6000]", "a\\[b]", "C:\\", "[b]not bold[/b]"]:
+        shown = Content.from_markup(f"[b]{escape(text)}[/] after").plain
+        assert shown.replace(ZERO_WIDTH_SPACE, "") == f"{text} after"

@@ -71,6 +71,14 @@ async def test_the_whole_wizard_on_the_simulators(full_env: FullEnv) -> None:
     async with app.run_test(size=(100, 32)) as pilot:
         screen = await open_wizard(app, pilot)
         assert screen.step == "qbo"
+        screen.goto("stores")  # the stores the stored key sees, without pasting the key again
+        await until(pilot, lambda: screen.report is not None, what="btcpay.stores")
+        selection = screen.query_one("#stores-list", SelectionList)
+        assert list(selection.selected) == [full_env.store_id] and selection.option_count == 1
+        screen.goto("btcpay")
+        assert "Corner Coffee" in plain(screen.query_one("#btcpay-report", Static))
+        assert screen.query_one("#btcpay-key", Input).value == ""
+        screen.goto("qbo")
         screen.query_one("#qbo-redirected", Input).value = "https://example.com/callback?code=x&state=forged"
         await press(pilot, screen, "qbo-complete")
         await until(pilot, lambda: problem(screen, "qbo") not in ("", "asking the daemon…"), what="paste-back refusal")
@@ -93,7 +101,9 @@ async def test_the_whole_wizard_on_the_simulators(full_env: FullEnv) -> None:
         assert "Payment 100.00 USD linked to QuickBooks invoice 1001" in plain(screen.query_one("#mode-help", Static))
         await pilot.click("#mode-deposit")
         await press(pilot, screen, "mode-save")
-        await until(pilot, lambda: screen.progress.mode_saved, what="mode saved")
+        await until(pilot, lambda: screen.progress.done("mode"), what="mode saved")
+        assert screen.progress.saved_mode == {"mode": "deposit", "deposit_as": "salesreceipt"}  # read back
+        assert "saved: deposit" in plain(screen.query_one("#mode-saved", Static))
         assert full_env.sql("SELECT value FROM kv WHERE key = 'sync:mode:default'")[0][0].find('"deposit"') >= 0
         await pilot.press("ctrl+n")
         await until(pilot, lambda: screen.step == "accounts" and screen.query_one("#accounts-table", DataTable).row_count,

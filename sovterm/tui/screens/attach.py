@@ -5,11 +5,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.markup import escape
 from textual.widgets import Footer, Header, Static
 
 from sovterm.tui.screens.base import DaemonScreen
 from sovterm.tui.state import LinkState
+from sovterm.tui.text import escape
 
 
 def render_attach(state: LinkState) -> tuple[str, str, str, str]:

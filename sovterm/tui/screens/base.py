@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual.css.query import NoMatches
 from textual.dom import DOMNode
-from textual.markup import escape
 from textual.screen import Screen
 from textual.worker import Worker
 
@@ -17,6 +16,7 @@ from sovterm.tui.actions import ACTIONS_BY_NAME, ActionSpec
 from sovterm.tui.link import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.state import LinkState
+from sovterm.tui.text import escape
 
 if TYPE_CHECKING:
     from sovterm.tui.app import SovtermApp

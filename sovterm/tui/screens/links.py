@@ -1,32 +1,35 @@
 """Pay links: create one for a QuickBooks invoice (by number) or a fixed amount, show it with its QR code,
 list every link with its state, expire one.
 
-QuickBooks invoices are found by number: the daemon has no method that searches open invoices by
-customer. The create dialog lists the open invoices without a link (`links.bulk_create` dry run) so the
-operator can pick one instead of typing its number.
+The create dialog searches the open QuickBooks invoices by number or customer as the operator types
+(`qbo.invoices.search`, debounced) and lists them, each with its active pay link if it has one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from sovterm.tui.link import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.qr import qr_text
 from sovterm.tui.screens.base import DaemonScreen, call_in_worker
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.state import LinkState
-from sovterm.tui.views import link_request, link_row, link_what
+from sovterm.tui.text import escape
+from sovterm.tui.views import invoice_choice, invoice_option, link_request, link_row, link_what
 
 RELOAD_TOPICS = ("link.", "invoice.")
+SEARCH_DELAY_S = 0.3  # typing pauses this long before the daemon (and QuickBooks) is asked
+SEARCH_LIMIT = 50
 
 
 class LinkShowScreen(ModalScreen[None]):
@@ -57,16 +60,25 @@ class LinkShowScreen(ModalScreen[None]):
 
 
 class LinkCreateScreen(ModalScreen[dict[str, Any] | None]):
-    """Ask for an invoice number or an amount, call `links.create`, show the daemon's refusal inline."""
+    """Find an open QuickBooks invoice (by number or customer) or give an amount, call `links.create`, show
+    the daemon's refusal inline."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("down", "to_results", show=False)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[dict[str, Any]] | None = None  # the open invoices matching `found_for`
+        self.found_for: str | None = None
+        self.picked: dict[str, Any] | None = None
+        self.search_delay_s = SEARCH_DELAY_S
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="create-box", classes="dialog") as box:
             box.border_title = "New pay link"
-            yield Label("QuickBooks invoice number (or pick an open one below)")
-            yield Input(placeholder="e.g. 1001", id="create-invoice", compact=True)
+            yield Label("QuickBooks invoice: type its number or the customer, then pick it below")
+            yield Input(placeholder="e.g. 1001 or Acme", id="create-invoice", compact=True)
             yield OptionList(id="create-open")
+            yield Static(id="create-found", classes="hint")
             yield Label("or a fixed amount")
             with Horizontal(id="create-amount-row"):
                 yield Input(placeholder="amount, e.g. 25.00", id="create-amount", compact=True)
@@ -79,21 +91,73 @@ class LinkCreateScreen(ModalScreen[dict[str, Any] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#create-invoice", Input).focus()
+        self.query_one("#create-open", OptionList).display = False
+        self.search("", delay=0.0)  # every open invoice, soonest due first
+
+    # ---- search as you type ----------------------------------------------------------------------
+
+    @on(Input.Changed, "#create-invoice")
+    def _typed(self, event: Input.Changed) -> None:
+        if self.picked is not None and event.value == str(self.picked.get("doc_number")):
+            return  # the pick filled the field
+        self.picked = None
+        self.search(event.value.strip())
+
+    def search(self, query: str, *, delay: float | None = None) -> None:
+        """Ask once typing pauses; a newer keystroke cancels the pending search (and drops its answer)."""
+        daemon = self.app.daemon  # type: ignore[attr-defined]
+        if daemon.why_not("qbo.invoices.search") is not None:
+            return
+        self.found, self.found_for = None, query
+
+        async def run() -> None:
+            await asyncio.sleep(self.search_delay_s if delay is None else delay)
+            self.query_one("#create-found", Static).update("[dim]searching QuickBooks…[/]")
+            try:
+                found = await daemon.call("qbo.invoices.search", query=query or None, limit=SEARCH_LIMIT)
+            except ActionFailed as exc:
+                self.query_one("#create-found", Static).update(f"[$error]cannot search: {escape(str(exc))}[/]")
+                return
+            self.show_found(query, list(found or []))
+
+        self.run_worker(run, name="invoice-search", group="invoice-search", exclusive=True, exit_on_error=False)
+
+    def show_found(self, query: str, found: list[dict[str, Any]]) -> None:
+        self.found, self.found_for = found, query
         options = self.query_one("#create-open", OptionList)
-        options.display = False
+        options.clear_options()
+        options.add_options([Option(invoice_option(i), id=str(i.get("id"))) for i in found])
+        options.display = bool(found)
+        more = " (the first ones; type more to narrow)" if len(found) >= SEARCH_LIMIT else ""
+        where = f" matching {escape(repr(query))}" if query else ""
+        self.query_one("#create-found", Static).update(
+            f"{len(found)} open invoice(s){where}{more}" if found else f"[dim]no open invoice{where}[/]")
 
-        def listed(result: dict[str, Any]) -> None:
-            todo = result.get("would_create") or []
-            if todo:
-                options.add_options([Option(f"invoice {i.get('qbo_doc_number')} · balance {i.get('balance')}",
-                                            id=str(i.get("qbo_doc_number"))) for i in todo])
-                options.display = True
-
-        call_in_worker(self, "links.bulk_create", {"dry_run": True}, done=listed, failed=lambda _m: None)
+    def action_to_results(self) -> None:
+        options = self.query_one("#create-open", OptionList)
+        if self.focused is self.query_one("#create-invoice", Input) and options.display:
+            options.focus()
+            if options.highlighted is None:
+                options.highlighted = 0
 
     @on(OptionList.OptionSelected, "#create-open")
     def _picked(self, event: OptionList.OptionSelected) -> None:
-        self.query_one("#create-invoice", Input).value = event.option.id or ""
+        invoice = next((i for i in self.found or [] if str(i.get("id")) == event.option.id), None)
+        if invoice is None:
+            return
+        if not invoice.get("doc_number"):  # links.create finds invoices by number
+            self.problem("this invoice has no number in QuickBooks: give it one there to make a link for it")
+            return
+        self.picked = invoice
+        self.query_one("#create-problem", Static).update("")
+        self.query_one("#create-invoice", Input).value = str(invoice.get("doc_number"))
+        text = (f"picked invoice {escape(str(invoice.get('doc_number')))} of "
+                f"{escape(str(invoice.get('customer') or '—'))}, balance {escape(str(invoice.get('balance')))} "
+                f"{escape(str(invoice.get('currency') or ''))}")
+        if invoice.get("link_id"):
+            text += (f"\n[$warning]it already has pay link {escape(str(invoice['link_id']))}[/]: Create makes a "
+                     "second one")
+        self.query_one("#create-found", Static).update(text)
         self.query_one("#create-ok", Button).focus()
 
     @on(Input.Submitted)
@@ -113,6 +177,10 @@ class LinkCreateScreen(ModalScreen[dict[str, Any] | None]):
     def create(self) -> None:
         value = {name: self.query_one(f"#create-{name}", Input).value for name in ("invoice", "amount", "currency", "memo")}
         request = link_request(value["invoice"], value["amount"], value["currency"], value["memo"])
+        if request.params is not None and "qbo_invoice" in request.params and self.picked is None:
+            text = value["invoice"].strip()
+            found = self.found if self.found_for == text else None
+            request = invoice_choice(text, found, complete=len(found or []) < SEARCH_LIMIT) or request
         if request.params is None:
             self.problem(request.problem or "")
             return

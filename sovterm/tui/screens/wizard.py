@@ -1,13 +1,15 @@
 """The setup wizard: BTCPay, stores, QuickBooks, mode, accounts, backfill, summary.
 
 Every step is a daemon call whose result is kept by the daemon, so leaving the wizard (or losing the SSH
-session) loses nothing: on entry the wizard reads the progress back and opens the first step not done.
+session) loses nothing: on entry the wizard reads the progress back (`setup.state`) and opens the first
+step not done, with the saved mode chosen and the stores the stored key sees (`btcpay.stores`).
 Next is enabled only once the current step is done (validated by the daemon; its refusals are shown in
 the step). Viewers may look at every step; the controls that change anything are disabled.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from functools import partial
 from typing import Any
@@ -16,7 +18,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.markup import escape
 from textual.widgets import (
     Button,
     ContentSwitcher,
@@ -38,6 +39,7 @@ from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.qr import qr_text
 from sovterm.tui.screens.base import DaemonScreen
 from sovterm.tui.state import LinkState
+from sovterm.tui.text import escape
 from sovterm.tui.views import (
     MODE_HELP,
     STEP_NAMES,
@@ -45,6 +47,7 @@ from sovterm.tui.views import (
     WizardProgress,
     check_date,
     missing_permissions_text,
+    mode_text,
     summary_text,
 )
 
@@ -66,8 +69,10 @@ class WizardScreen(DaemonScreen):
         self.step = "btcpay"
         self.loaded = False
         self.report: dict[str, Any] | None = None  # the last permission report (lists every visible store)
-        self.mode: str | None = None
-        self.proposals: dict[str, dict[str, Any]] = {}
+        self.report_problem: str | None = None  # why `btcpay.stores` could not be read
+        self.proposals: dict[str, dict[str, Any]] | None = None  # store id -> setup.accounts.propose
+        self.proposals_for: tuple[str | None, tuple[str, ...]] | None = None  # (company, stores) they were read for
+        self.shown_mode: dict[str, Any] | None = None  # the saved mode last put into the radio buttons
         self.qbo_started: dict[str, Any] | None = None
         self.pending_step: str | None = None  # asked for before the progress was read (palette "Reconnect ...")
 
@@ -120,6 +125,7 @@ class WizardScreen(DaemonScreen):
                     with RadioSet(id="mode-set", classes=ADMIN):
                         yield RadioButton("Deposit mode: each payment is a sale", id="mode-deposit", value=True)
                         yield RadioButton("Invoicing mode: payments settle QuickBooks invoices", id="mode-invoicing")
+                    yield Static(id="mode-saved")
                     yield Static(id="mode-help")
                     with RadioSet(id="deposit-as", classes=ADMIN):
                         yield RadioButton("record a deposit-mode payment as a SalesReceipt", id="as-salesreceipt",
@@ -195,29 +201,26 @@ class WizardScreen(DaemonScreen):
     async def _fetch_progress(self, resume: bool) -> None:
         daemon = self.sovterm.daemon
 
-        async def ask(method: str, **params: Any) -> Any:
+        async def ask(method: str) -> Any:
             if daemon.why_not(method) is not None:
                 return None
             try:
-                return await daemon.call(method, **params)
-            except ActionFailed:
+                return await daemon.call(method)
+            except ActionFailed as exc:
+                if method == "setup.state":  # without it every step looks undone: say why
+                    self.notify(f"cannot read where setup stands: {exc}", severity="error")
                 return None
 
-        new = WizardProgress(mode_saved=self.progress.mode_saved, backfill_skipped=self.progress.backfill_skipped)
-        new.btcpay = await ask("btcpay.status")
-        new.qbo = await ask("qbo.status")
-        sync = await ask("sync.status")
+        new = WizardProgress(backfill_skipped=self.progress.backfill_skipped)
+        # the progress itself; then what the steps show (address, key label, store and company names, backfill)
+        new.setup, new.btcpay, new.qbo, sync = await asyncio.gather(
+            ask("setup.state"), ask("btcpay.status"), ask("qbo.status"), ask("sync.status"))
         new.backfill = (sync or {}).get("backfill")
-        mappings: dict[str, bool] = {}
-        if new.qbo_connected:
-            for store in new.stores:
-                proposal = await ask("setup.accounts.propose", store_id=store.get("id"))
-                if proposal is not None:
-                    self.proposals[str(store.get("id"))] = proposal
-                    mappings[str(store.get("id"))] = proposal.get("current") is not None
-        new.mappings = mappings or None
+        if not new.btcpay_connected:
+            self.report, self.report_problem = None, None
         self.progress = new
         self.loaded = True
+        self.show_saved_mode()
         if self.pending_step is not None:
             step, self.pending_step = self.pending_step, None
             self.goto(step)
@@ -237,6 +240,8 @@ class WizardScreen(DaemonScreen):
 
     def goto(self, step: str) -> None:
         self.step = step
+        if step in ("btcpay", "stores") and self.report is None and self.progress.btcpay_connected:
+            self.load_stores_report()
         self.query_one(ContentSwitcher).current = f"step-{step}"
         self.query_one("#wizard-steps", OptionList).highlighted = STEP_NAMES.index(step)
         self.render_step()
@@ -329,8 +334,8 @@ class WizardScreen(DaemonScreen):
             hint = f"proposed from {escape(str(b.get('proposed_source') or 'the environment'))}"
         self.query_one("#btcpay-proposed", Static).update(hint)
         self.query_one("#btcpay-disconnect", Button).display = bool(b.get("url"))
-        if self.report is not None:
-            self.query_one("#btcpay-report", Static).update(missing_permissions_text(self.report))
+        self.query_one("#btcpay-report", Static).update(
+            "" if self.report is None else missing_permissions_text(self.report))
 
     def _press_btcpay_connect(self) -> None:
         url = self.query_one("#btcpay-url", Input).value.strip()
@@ -340,7 +345,7 @@ class WizardScreen(DaemonScreen):
             return
 
         def done(report: dict[str, Any]) -> None:
-            self.report = report
+            self.report, self.report_problem = report, None
             self.query_one("#btcpay-key", Input).value = ""  # the daemon keeps it encrypted; the TUI forgets it
             self.load_progress(resume=False)
 
@@ -351,15 +356,36 @@ class WizardScreen(DaemonScreen):
 
     # ---- 2. stores ----------------------------------------------------------------------------------
 
+    def load_stores_report(self) -> None:
+        """The stores the stored key sees, with their permissions (a resumed wizard asks no key again)."""
+        if self.may("btcpay.stores") is not None:
+            return
+        self.report_problem = None
+
+        def got(report: dict[str, Any]) -> None:
+            self.report = report
+            self.render_step()
+
+        def failed(message: str) -> None:
+            self.report_problem = message
+            self.render_step()
+
+        self.call("btcpay.stores", done=got, failed=failed, group="stores-report", exclusive=True)
+
     def _render_stores(self) -> None:
         selection = self.query_one("#stores-list", SelectionList)
-        followed = {str(s.get("id")) for s in self.progress.stores}
+        followed = set(self.progress.followed) | set((self.report or {}).get("selected") or [])
         visible = (self.report or {}).get("stores")
         hint = self.query_one("#stores-hint", Static)
         if visible is None:
-            visible = [{"id": s.get("id"), "name": s.get("name"), "ready": True} for s in self.progress.stores]
-            hint.update("the stores followed now; connect on the BTCPay step again to see every store the key "
-                        "can see" if visible else "connect on the BTCPay step first")
+            visible = [{**s, "ready": True} for s in self.progress.stores]
+            if not self.progress.btcpay_connected:
+                hint.update("connect on the BTCPay step first")
+            elif self.report_problem is not None:
+                hint.update(f"[$error]cannot list the stores:[/] {escape(self.report_problem)} (open this step "
+                            "again to retry)")
+            else:
+                hint.update("[dim]asking BTCPay which stores the key can see…[/]")
         else:
             blocked = [s for s in visible if not s.get("ready")]
             hint.update(f"{len(blocked)} store(s) cannot be chosen: the key lacks permissions (see the BTCPay "
@@ -380,8 +406,12 @@ class WizardScreen(DaemonScreen):
         if not ids:
             self.problem("stores", "select at least one store (space toggles)")
             return
-        self.step_call("stores", "setup.btcpay.select_stores", {"store_ids": ids},
-                       lambda result: self.load_progress(resume=False))
+        def done(result: dict[str, Any]) -> None:
+            if self.report is not None:
+                self.report["selected"] = list(ids)
+            self.load_progress(resume=False)
+
+        self.step_call("stores", "setup.btcpay.select_stores", {"store_ids": ids}, done)
 
     # ---- 3. QuickBooks --------------------------------------------------------------------------------
 
@@ -457,7 +487,24 @@ class WizardScreen(DaemonScreen):
     # ---- 4. mode ----------------------------------------------------------------------------------------
 
     def _render_mode(self) -> None:
-        pass  # the choice is the operator's until saved; the daemon has no reader for it yet
+        saved = self.progress.saved_mode
+        self.query_one("#mode-saved", Static).update(
+            f"[$success]saved:[/] {escape(mode_text(saved))}" if saved
+            else "[dim]not saved yet: deposit mode is proposed[/]")
+
+    def show_saved_mode(self) -> None:
+        """Put the saved mode into the radio buttons, once per change at the daemon (a choice the operator is
+        making is not overwritten by a reload)."""
+        saved = self.progress.saved_mode
+        if saved is None or saved == self.shown_mode:
+            return
+        self.shown_mode = saved
+        invoicing = saved.get("mode") == "invoicing"
+        self.query_one("#mode-invoicing" if invoicing else "#mode-deposit", RadioButton).value = True
+        self.query_one("#as-deposit" if saved.get("deposit_as") == "deposit" else "#as-salesreceipt",
+                       RadioButton).value = True
+        self.query_one("#mode-help", Static).update(MODE_HELP["invoicing" if invoicing else "deposit"])
+        self.query_one("#deposit-as").display = not invoicing
 
     @on(RadioSet.Changed, "#mode-set")
     def _mode_changed(self, event: RadioSet.Changed) -> None:
@@ -469,13 +516,8 @@ class WizardScreen(DaemonScreen):
         mode = "invoicing" if self.query_one("#mode-invoicing", RadioButton).value else "deposit"
         deposit_as = "deposit" if self.query_one("#as-deposit", RadioButton).value else "salesreceipt"
 
-        def done(result: dict[str, Any]) -> None:
-            self.mode = f"{result.get('mode')} (deposit-mode payments as {result.get('deposit_as')})"
-            self.progress.mode_saved = True
-            self.query_one("#mode-problem", Static).update(f"[$success]saved:[/] {escape(self.mode)}")
-            self.render_step()
-
-        self.step_call("mode", "setup.mode", {"mode": mode, "deposit_as": deposit_as}, done)
+        self.step_call("mode", "setup.mode", {"mode": mode, "deposit_as": deposit_as},
+                       lambda result: self.load_progress(resume=False))
 
     # ---- 5. accounts ------------------------------------------------------------------------------------
 
@@ -485,11 +527,41 @@ class WizardScreen(DaemonScreen):
         if not self.progress.qbo_connected:
             self.query_one("#accounts-problem", Static).update("[dim]connect QuickBooks first (step 3)[/]")
             return
+        wanted = (self.progress.realm_id, tuple(self.progress.followed))
+        if self.proposals_for != wanted:
+            self.load_proposals(wanted)
+        if self.proposals is None:
+            return  # being read
+        mappings = self.progress.mappings
         for store_id, proposal in self.proposals.items():
-            current = proposal.get("current")
             for d in proposal.get("defaults") or []:
-                action = "saved" if current else str(d.get("action"))
+                action = "saved" if mappings.get(store_id) else str(d.get("action"))
                 table.add_row(store_id, str(d.get("key")), str(d.get("name")), action)
+
+    def load_proposals(self, wanted: tuple[str | None, tuple[str, ...]]) -> None:
+        """The accounts each followed store would use in the connected company (read from QuickBooks, so
+        only when the accounts step is shown)."""
+        self.proposals, self.proposals_for = None, wanted
+        self.query_one("#accounts-problem", Static).update("[dim]reading the company's accounts…[/]")
+
+        async def read() -> None:
+            proposals = {}
+            for store_id in wanted[1]:
+                proposals[store_id] = await self.sovterm.daemon.call("setup.accounts.propose", store_id=store_id)
+            if self.proposals_for == wanted:
+                self.proposals = proposals
+                self.problem("accounts", None)
+                if self.step == "accounts":
+                    self.render_step()
+
+        async def run() -> None:
+            try:
+                await read()
+            except ActionFailed as exc:
+                self.proposals_for = None  # read again when the step is shown again
+                self.problem("accounts", str(exc))
+
+        self.run_worker(run, name="wizard-proposals", group="wizard-proposals", exclusive=True, exit_on_error=False)
 
     def _press_accounts_apply(self) -> None:
         stores = [str(s.get("id")) for s in self.progress.stores]
@@ -500,6 +572,7 @@ class WizardScreen(DaemonScreen):
 
         def next_store(_: Any = None) -> None:
             if not remaining:
+                self.proposals_for = None  # read again: the missing defaults now exist
                 self.load_progress(resume=False)
                 return
             self.step_call("accounts", "setup.accounts.apply", {"store_id": remaining.pop(0), "auto": True},
@@ -533,7 +606,7 @@ class WizardScreen(DaemonScreen):
     # ---- 7. summary --------------------------------------------------------------------------------------
 
     def _render_summary(self) -> None:
-        self.query_one("#summary-text", Static).update(summary_text(self.progress, self.mode))
+        self.query_one("#summary-text", Static).update(summary_text(self.progress))
         q = self.progress.qbo or {}
         # a sandbox company starts with automatic posting off; switching it on is the last, deliberate step
         self.query_one("#summary-auto-sync", Button).display = bool(q.get("connected")) and not q.get("auto_sync")
