@@ -86,7 +86,8 @@ def cmd_simple(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_backfill(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     result = core.call(args, environ, "sync.backfill", since=args.since)
-    core.emit(args, result, lambda r: f"backfill since {r['since']}: {r['total']} invoice(s) to post")
+    core.emit(args, result, lambda r: f"backfill since {r['since']} started: {r['total']} invoice(s) in the ledger "
+              "to post, plus what BTCPay's history brings (`sovterm sync status` shows the progress)")
     return 0
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sovterm.btcpay import ledger
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
@@ -68,13 +70,26 @@ class BTCPayRefunds:
 @asynccontextmanager
 async def sync_stage(services: Services) -> AsyncIterator[None]:
     settings = services.settings.sync
+    btcpay = services.btcpay
     engine = SyncEngine(services.require_db(), QBOBooks(services), EngineSettings.from_settings(settings),
-                        bus=services.bus, refunds=BTCPayRefunds(services) if services.btcpay else None)
-    sync = SyncService(engine)
+                        bus=services.bus, refunds=BTCPayRefunds(services) if btcpay else None,
+                        commit=btcpay.commit if btcpay else None)
+
+    async def import_history(since_s: int) -> int:
+        """BTCPay's invoices since then into the ledger (the BTCPay hook queues each new one)."""
+        if btcpay is None:
+            return 0
+        listed = 0
+        for store_id in await ledger.selected_stores(services.require_db()):
+            listed += (await btcpay.poller.import_history(store_id, since_s, time.time())).listed
+        return listed
+
+    sync = SyncService(engine, import_history)
     if services.btcpay is not None:
         services.btcpay.event_handlers.append(sync.on_event)
         services.btcpay.invoice_handlers.append(sync.on_invoice)
     services.sync = sync
+    attach_payouts(services)
     await sync.start(settings.interval_s)
     try:
         yield
@@ -83,7 +98,19 @@ async def sync_stage(services: Services) -> AsyncIterator[None]:
         if services.btcpay is not None:
             services.btcpay.event_handlers.remove(sync.on_event)
             services.btcpay.invoice_handlers.remove(sync.on_invoice)
+        if services.payouts is not None and sync.on_payout_completed in services.payouts.completed_handlers:
+            services.payouts.completed_handlers.remove(sync.on_payout_completed)
         services.sync = None
+
+
+def attach_payouts(services: Services) -> None:
+    """Hook the Transfer of completed payouts into the payouts part, once. The payouts part may start
+    after this one, so `register` (run once every part is up) calls this again; a payout completed in
+    between is picked up by the sync loop's catch-up."""
+    if services.sync is None or services.payouts is None:
+        return
+    if services.sync.on_payout_completed not in services.payouts.completed_handlers:
+        services.payouts.completed_handlers.append(services.sync.on_payout_completed)
 
 
 def sync_loops(services: Services) -> list[LoopSpec]:
@@ -126,6 +153,8 @@ class RangeParams(BaseModel):
 
 
 def register(server: ControlServer, services: Services) -> None:
+    attach_payouts(services)
+
     def svc() -> SyncService:
         if services.sync is None:
             raise UserFacingError("the sync part is not running")
@@ -204,6 +233,8 @@ def register(server: ControlServer, services: Services) -> None:
     async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None) -> dict[str, Any]:
         """Deposit or invoicing mode, for one store or as the default."""
         value = await store.set_mode(services.require_db(), mode, deposit_as, store_id)
+        if services.sync is not None:
+            services.sync.engine.forget_store_settings()
         await audit.record(services.require_db(), ctx.peer.user, "setup.mode", store_id or "default", value, "ok")
         return {"store_id": store_id or "default", **value}
 

@@ -17,6 +17,7 @@ import random
 import re
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -249,10 +250,23 @@ class QBOClient:
         home = currency.get("HomeCurrency", {}).get("value", "USD")
         return str(home), bool(currency.get("MultiCurrencyEnabled", False))
 
+    async def exchange_rate(self, source_currency: str, as_of: str) -> Decimal:
+        """QuickBooks' own rate (home units per one `source_currency` unit) on `as_of` (YYYY-MM-DD): the
+        rate a foreign-currency document is booked at, so sovterm agrees with the company's books."""
+        answer = await self._call("GET", "exchangerate",
+                                  params={"sourcecurrencycode": source_currency.upper(), "asofdate": as_of})
+        rate = (answer.get("ExchangeRate") or {}).get("Rate")
+        if rate is None:
+            raise QBOError(f"QuickBooks has no {source_currency} exchange rate for {as_of}")
+        return Decimal(str(rate))
+
     # -- batch -------------------------------------------------------------------------------------
 
-    async def batch(self, items: Sequence[BatchItem], *, request_id: str | None = None) -> list[BatchResult]:
-        """Up to 30 operations in one call; each result carries its entity, rows or typed error."""
+    async def batch(
+        self, items: Sequence[BatchItem], *, request_id: str | None = None, retry_unknown: bool = True
+    ) -> list[BatchResult]:
+        """Up to 30 operations in one call; each result carries its entity, rows or typed error.
+        `retry_unknown=False`: raise `QBOUnavailable` when the answer was lost (the caller looks up)."""
         if not items:
             return []
         if len(items) > MAX_BATCH_ITEMS:
@@ -263,7 +277,7 @@ class QBOClient:
         params = {"requestid": request_id} if request_id else None
         answer = await self._call(
             "POST", "batch", params=params, json_body={"BatchItemRequest": [i.to_json() for i in items]},
-            batch=True,
+            batch=True, retry_unknown=retry_unknown,
         )
         results = {bid: BatchResult(bid, error=QBOError(f"batch item {bid} has no answer")) for bid in bids}
         for entry in answer.get("BatchItemResponse", []):

@@ -334,6 +334,9 @@ async def _dispatch(request: web.Request, books: Books, route: str, entity_id: s
         return 200, books.query(text)
     if route == "batch":
         return 200, await _batch(request, books)
+    if route == "exchangerate" and request.method == "GET":
+        rate = books.exchange_rate(request.query.get("sourcecurrencycode", ""), request.query.get("asofdate", ""))
+        return 200, {"ExchangeRate": rate, "time": now_iso}
     entity = CANONICAL.get(route)
     if entity is None:
         raise SimFault("610", "Object Not Found", f"unsupported entity {route}", status=400)

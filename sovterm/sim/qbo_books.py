@@ -43,6 +43,10 @@ QUERYABLE = {
 }
 QUERYABLE["Invoice"] = QUERYABLE["Invoice"] | {"Balance", "DueDate"}
 MAX_DOCNUMBER = 21
+#: Intuit's ExchangeRate entity: home units per one unit of the source currency (the simulator's table,
+#: the same for every day unless a test sets one for a date)
+DEFAULT_RATES = {"EUR": Decimal("1.0825"), "GBP": Decimal("1.2710"), "CAD": Decimal("0.7310"), "CHF": Decimal("1.1290"),
+                 "USD": Decimal("1")}
 
 
 class SimFault(Exception):
@@ -82,6 +86,26 @@ class Books:
     enforce_unique_docnumber: bool = True
     entities: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     next_id: int = 1
+    rates: dict[tuple[str, str], Decimal] = field(default_factory=dict)  # (source, YYYY-MM-DD) → rate
+
+    def exchange_rate(self, source: str, as_of: str) -> dict[str, Any]:
+        """GET exchangerate?sourcecurrencycode=…&asofdate=…: home units per one `source` unit."""
+        source = source.upper()
+        if not re.fullmatch(r"[A-Z]{3}", source) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
+            raise SimFault("2010", "Request has invalid or unsupported property",
+                           "sourcecurrencycode and asofdate (YYYY-MM-DD) are required")
+        if source == self.home_currency:
+            rate = Decimal("1")
+        else:
+            usd = DEFAULT_RATES  # per US dollar
+            if (source, as_of) in self.rates:
+                rate = self.rates[(source, as_of)]
+            elif source in usd and self.home_currency in usd:
+                rate = (usd[source] / usd[self.home_currency]).quantize(Decimal("0.0001"))
+            else:
+                raise SimFault("610", "Object Not Found", f"no exchange rate for {source}")
+        return {"SourceCurrencyCode": source, "TargetCurrencyCode": self.home_currency, "Rate": rate,
+                "AsOfDate": as_of, "SyncToken": "0", "MetaData": {"LastUpdatedTime": _now_iso()}}
 
     # -- helpers -------------------------------------------------------------------------------------
 

@@ -6,13 +6,17 @@ One job, step by step (each step survives a crash before or after it):
 2. read refund amounts BTCPay has not told us yet (the pull payment);
 3. compute the plan (pure rules) from the ledger snapshot and the postings;
 4. commit the intent: `pending` rows with their exact bodies, `voiding` marks;
-5. call QuickBooks;
+5. call QuickBooks (new documents through the `Sender`, which packs concurrent jobs' documents into
+   batch requests and looks history up by marker first);
 6. one transaction records the QuickBooks ids and completes the job.
 
+Many jobs are in flight at once (one per invoice); the ledger writes of jobs finishing together share
+one transaction (`GroupCommit`), and a burst of kicks wakes the dispatcher once.
+
 Failures: throttling, 5xx, timeouts and network errors retry with exponential backoff and jitter up
-to `max_attempts`; QuickBooks validation faults and refusals (currency, mapping) go straight to the
-dead-letter list with QuickBooks' message; "reconnect required" (or `can_sync` false) holds the job
-without burning an attempt.
+to `max_attempts`; QuickBooks validation faults and refusals (currency) go straight to the dead-letter
+list with QuickBooks' message; "reconnect required" (or `can_sync` false) holds the whole queue, and a
+store without an account mapping holds its jobs, without burning attempts.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -31,7 +35,8 @@ from typing import Any, Protocol
 import aiohttp
 
 from sovterm.errors import UserFacingError
-from sovterm.qbo.client import QBOClient, quote_literal, request_id
+from sovterm.btcpay.group_commit import GroupCommit
+from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import (
     QBOAuthError,
     QBOError,
@@ -41,23 +46,28 @@ from sovterm.qbo.errors import (
     QBOValidationError,
 )
 from sovterm.qbo.mapping import StoreMapping
-from sovterm.qbo.models import dumps, loads
+from sovterm.qbo.models import dumps
 from sovterm.qbo.postings import (
     CurrencyContext,
     DepositLine,
-    Poster,
     build_deposit,
     build_payment,
     build_refund_receipt,
     build_sales_receipt,
+    build_transfer,
     marker_for,
 )
-from sovterm.sync import queue, rules, store
+from sovterm.sync import payouts, queue, rules, store
 from sovterm.sync.queue import Job
+from sovterm.sync.sender import Sender
 
 log = logging.getLogger("sovterm.sync")
 
 VOID_BY_DELETE = {"Deposit", "RefundReceipt"}  # QuickBooks has no void for these: delete
+CONF_TTL_S = 2.0
+# a setup step still missing, not a fault of the job: held (no attempt burnt) until the next tick
+NO_MAPPING = ("store {store} has no QuickBooks account mapping yet: run `sovterm setup accounts --auto` "
+              "(or map accounts in the TUI)")
 
 
 class Books(Protocol):
@@ -75,6 +85,23 @@ class RefundSource(Protocol):
 
 class ExchangeRates(Protocol):
     async def rate(self, currency: str, home: str, day: str) -> Decimal | None: ...
+
+
+class BooksRates:
+    """Exchange rates from QuickBooks' own ExchangeRate entity (the rates the company books with),
+    asked once per currency and day."""
+
+    def __init__(self, books: Books) -> None:
+        self._books = books
+        self._cache: dict[tuple[str, str, str], Decimal] = {}
+
+    async def rate(self, currency: str, home: str, day: str) -> Decimal | None:
+        key = (currency.upper(), home.upper(), day)
+        if key not in self._cache:
+            if len(self._cache) > 1000:
+                self._cache.clear()
+            self._cache[key] = await (await self._books.client()).exchange_rate(currency, day)
+        return self._cache[key]
 
 
 class Bus(Protocol):
@@ -99,11 +126,17 @@ TRANSIENT = (QBOThrottled, QBOServerError, aiohttp.ClientError, TimeoutError, Co
 
 @dataclass
 class EngineSettings:
-    workers: int = 4
+    workers: int = 4  # jobs in flight: `workers` batches' worth (× 30), so a burst fills batches
     max_attempts: int = 8
     backoff_base_s: float = 5.0
     backoff_max_s: float = 3600.0
     lease_s: float = 60.0
+    coalesce_s: float = 0.05  # a burst of kicks (webhooks) wakes the dispatcher once
+    progress_every_s: float = 0.5
+
+    @property
+    def in_flight(self) -> int:
+        return self.workers * MAX_BATCH_ITEMS
 
     @classmethod
     def from_settings(cls, sync: Any) -> EngineSettings:
@@ -130,13 +163,16 @@ class SyncEngine:
         owner: str | None = None,
         rng: random.Random | None = None,
         fault: Callable[[str], None] | None = None,
+        commit: GroupCommit | None = None,
     ) -> None:
         self.db = db
+        self.commit = commit or GroupCommit(db)  # jobs finishing together share one transaction
+        self.sender = Sender(books.client)
         self.books = books
         self.settings = settings or EngineSettings()
         self.bus: Bus = bus or _NullBus()
         self.refunds = refunds
-        self.fx = fx
+        self.fx: ExchangeRates = fx or BooksRates(books)
         self.owner = owner or f"w-{uuid.uuid4().hex[:12]}"
         self.rng = rng or random.Random()
         self._fault = fault  # tests: raise at a named step to simulate a crash there
@@ -144,8 +180,12 @@ class SyncEngine:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self.paused = False
+        self.clearing = payouts.ClearingAccounts()
         self.drained_done = 0
         self._drain_started: float | None = None
+        self._since: float | None = None
+        self._conf: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._progress_at = 0.0
 
     def _step(self, name: str) -> None:
         if self._fault is not None:
@@ -171,10 +211,13 @@ class SyncEngine:
             await asyncio.wait(set(self._running), timeout=timeout_s)
             for t in self._running:
                 t.cancel()
+        await self.sender.close()
+        await self.commit.close()
 
     async def _dispatch_forever(self, interval_s: float) -> None:
         while True:
             try:
+                await asyncio.sleep(self.settings.coalesce_s)  # let the rest of a burst arrive
                 self._wake.clear()
                 if not self.paused:
                     await self.drain()
@@ -188,24 +231,37 @@ class SyncEngine:
                 pass
 
     async def drain(self, max_jobs: int | None = None) -> dict[str, Any]:
-        """Run runnable jobs, up to `workers` invoices at once, until none is runnable."""
+        """Run runnable jobs until none is runnable: up to `in_flight` invoices at once, claimed many
+        per transaction (a new claim waits until a quarter of the room is free)."""
         done = 0
         started = time.time()
         self._drain_started = started
+        limit = self.settings.in_flight
         while not self.paused and (max_jobs is None or done < max_jobs):
-            room = self.settings.workers - len(self._running)
-            if room > 0:
-                jobs = await queue.claim(self.db, self.owner, limit=room, lease_s=self.settings.lease_s)
-                for job in jobs:
-                    task = asyncio.create_task(self.run_job(job))
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
+            room = limit - len(self._running)
+            if max_jobs is not None:
+                room = min(room, max_jobs - done - len(self._running))
+            if room > 0 and (room >= limit // 4 or not self._running):
+                ok, reason = await self.books.can_sync()
+                if not ok:  # park the whole queue in one statement; nothing is claimed or tried
+                    held = await queue.hold_queued(self.db, reason)
+                    if held:
+                        self.bus.publish("sync.job", state="held", jobs=held, error=reason, job_id=None,
+                                         invoice_id=None, store_id=None, qbo_doc_ids=[])
+                else:
+                    jobs = await queue.claim(self.commit, self.owner, limit=room, lease_s=self.settings.lease_s)
+                    for job in jobs:
+                        task = asyncio.create_task(self.run_job(job))
+                        self._running.add(task)
+                        task.add_done_callback(self._running.discard)
             if not self._running:
                 break
             finished, _ = await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
             done += len(finished)
             self.drained_done += len(finished)
-            await self._progress(done, started)
+            if time.monotonic() - self._progress_at >= self.settings.progress_every_s or not self._running:
+                self._progress_at = time.monotonic()
+                await self._progress(done, started)
         return {"jobs": done}
 
     async def _progress(self, done: int, started: float) -> None:
@@ -242,7 +298,7 @@ class SyncEngine:
     async def _renew(self, job: Job) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
-            if not await queue.renew(self.db, job.id, self.owner, self.settings.lease_s):
+            if not await queue.renew(self.commit, job.id, self.owner, self.settings.lease_s):
                 log.warning("lost the lease on job %s", job.id)
                 return
 
@@ -261,11 +317,11 @@ class SyncEngine:
             docs = await self._reconcile(job)
         except (Hold, QBOReconnectRequired) as exc:
             reason = str(exc)
-            await queue.hold(self.db, job, self.owner, reason)
+            await queue.hold(self.commit, job, self.owner, reason)
             self._publish(job, "held", error=reason)
             return JobOutcome("held", error=reason)
         except QBOAuthError as exc:
-            await queue.hold(self.db, job, self.owner, str(exc))
+            await queue.hold(self.commit, job, self.owner, str(exc))
             self._publish(job, "held", error=str(exc))
             return JobOutcome("held", error=str(exc))
         except (QBOValidationError, Refused) as exc:
@@ -284,7 +340,7 @@ class SyncEngine:
         return JobOutcome("posted" if docs else "done", docs)
 
     async def _dead(self, job: Job, error: str) -> JobOutcome:
-        await queue.kill(self.db, job, self.owner, error)
+        await queue.kill(self.commit, job, self.owner, error)
         log.error("job %s for invoice %s is dead: %s", job.id, job.invoice_id, error)
         self._publish(job, "dead", error=error)
         self.bus.publish("invoice.updated", store_id=job.store_id, invoice_id=job.invoice_id, sync="dead")
@@ -295,7 +351,7 @@ class SyncEngine:
         if job.attempts + 1 >= self.settings.max_attempts:
             return await self._dead(job, f"gave up after {job.attempts + 1} attempts: {error}")
         delay = queue.backoff_s(job.attempts + 1, self.settings.backoff_base_s, self.settings.backoff_max_s, self.rng)
-        await queue.retry_later(self.db, job, self.owner, error, delay)
+        await queue.retry_later(self.commit, job, self.owner, error, delay)
         log.warning("job %s for invoice %s failed (%s); retry in %.1f s", job.id, job.invoice_id, error, delay)
         self._publish(job, "failed", error=error)
         return JobOutcome("failed", error=error)
@@ -303,32 +359,36 @@ class SyncEngine:
     # -- the accounting --------------------------------------------------------------------------
 
     async def _reconcile(self, job: Job) -> list[str]:
+        if payouts.is_payout_key(job.invoice_id):
+            return await self._payout(job)
         snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id)
         if snap is None:
-            async with self.db.transaction() as conn:
-                await queue.complete(conn, job, self.owner)
+            await self.commit.run(lambda conn: queue.complete(conn, job, self.owner))
             return []
         client = await self.books.client()
-        poster = Poster(client)
         rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
         docs: list[str] = []
         # 1. finish what a crashed run left behind
         for row in rows:
             if row["status"] == "pending":
-                docs.append(await self._send(poster, row, check_first=True))
+                docs.append(await self._send(row))
             elif row["status"] == "voiding":
                 await self._void(client, row)
         # 2. refund amounts
+        learnt = False
         if self.refunds is not None:
             for refund in snap.refunds:
                 if refund.amount is None:
                     currency, amount = await self.refunds.pull_payment(job.store_id, refund.pull_payment_id)
-                    await store.set_refund_amount(self.db, job.store_id, job.invoice_id, refund.pull_payment_id,
-                                                  currency, amount)
-        snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id) or snap
-        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+                    await store.set_refund_amount(self.commit, job.store_id, job.invoice_id,
+                                                  refund.pull_payment_id, currency, amount)
+                    learnt = True
+        if learnt:
+            snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id) or snap
+        if any(r["status"] in ("pending", "voiding") for r in rows):
+            rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
         # 3. the plan
-        mode = await store.get_mode(self.db, job.store_id)
+        mode = await self._cached(("mode", job.store_id), lambda: store.get_mode(self.db, job.store_id))
         ctx = await self.books.currency()
         policy = rules.StorePolicy(mode["mode"], mode["deposit_as"], ctx.home, ctx.multicurrency)  # type: ignore[arg-type]
         resolution = await store.get_resolution(self.db, job.store_id, job.invoice_id)
@@ -341,21 +401,24 @@ class SyncEngine:
             raise Refused(plan.refuse)
         mapping = None
         if plan.posts:
-            mapping = await self.books.mapping(job.store_id)
+            mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
             if mapping is None:
-                raise Refused(f"store {job.store_id} has no QuickBooks account mapping",
-                              fix="run `sovterm setup accounts --auto` (or map accounts in the TUI)")
+                raise Hold(NO_MAPPING.format(store=job.store_id))
         new_rows = [await self._row(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
         # 4. the intent
         self._step("before_intent")
         if new_rows or plan.voids:
-            async with self.db.transaction() as conn:
+            async def intent(conn: Any) -> None:
                 for v in plan.voids:
                     await store.mark_voiding(conn, job.store_id, job.invoice_id, v.kind, v.seq, v.reason)
                 for r in new_rows:
                     if not await store.insert_pending(conn, r):
                         raise RuntimeError(f"posting {r['kind']}#{r['seq']} of {job.invoice_id} appeared meanwhile")
+
+            await self.commit.run(intent)
         self._step("after_intent")
+        # history (paid before sovterm first synced, or a backfill) may be in QuickBooks already
+        lookup = job.kind == queue.BACKFILL or await self._is_history(snap)
         # 5. QuickBooks
         voided_tokens: dict[tuple[str, int], str | None] = {}
         if plan.voids:
@@ -364,39 +427,129 @@ class SyncEngine:
                 voided_tokens[(v.kind, v.seq)] = await self._void(client, by_key[(v.kind, v.seq)], record=False)
         results = []
         for r in new_rows:
-            results.append((r, await self._post(poster, r, check_first=False)))
+            results.append((r, await self._post(r, lookup_first=lookup)))
             self._step("after_qbo")
         # 6. record and complete together
         self._step("before_complete")
-        async with self.db.transaction() as conn:
+
+        async def record(conn: Any) -> None:
             for (kind, seq), token in voided_tokens.items():
                 await store.mark_voided(conn, job.store_id, job.invoice_id, kind, seq, token)
             for r, res in results:
                 await store.mark_posted(conn, job.store_id, job.invoice_id, r["kind"], r["seq"], res.id, res.sync_token)
             await store.set_unmatched(conn, job.store_id, job.invoice_id, plan.unmatched, plan.recognised, snap.currency)
             await queue.complete(conn, job, self.owner)
+
+        await self.commit.run(record)
         docs += [f"{r['entity']}:{res.id}" for r, res in results]
         if results or voided_tokens or plan.unmatched:
             self.bus.publish("invoice.updated", store_id=job.store_id, invoice_id=job.invoice_id,
                              sync=plan.label, unmatched=plan.unmatched, qbo_doc_ids=docs)
         return docs
 
-    async def _post(self, poster: Poster, row: dict[str, Any], *, check_first: bool) -> Any:
+    async def _payout(self, job: Job) -> list[str]:
+        """A completed payout: one Transfer out of the bitcoin account, through the same ledger."""
+        client = await self.books.client()
+        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+        docs = [await self._send(r) for r in rows if r["status"] == "pending"]
+        payout = await payouts.load(self.db, job.store_id, job.invoice_id.removeprefix(payouts.PREFIX))
+        wanted = (not rows and payout is not None and payout.state == "Completed"
+                  and not await payouts.is_refund(self.db, job.store_id, payout.pull_payment_id))
+        new_row = None
+        if wanted:
+            assert payout is not None
+            mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
+            if mapping is None:
+                raise Hold(NO_MAPPING.format(store=job.store_id))
+            ctx = await self.books.currency()
+            amount, note, review = await self._payout_value(payout, ctx.home)
+            marker = marker_for(payouts.TRANSFER, job.store_id, payout.payout_id, 0)
+            day = rules.day_of(payout.completed_at or int(time.time()))
+            body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
+                                        to_account_id=await self.clearing.get(client), amount=amount,
+                                        note=payouts.describe(payout, note)))
+            new_row = {
+                "store_id": job.store_id, "invoice_id": job.invoice_id, "kind": payouts.TRANSFER, "seq": 0,
+                "entity": "Transfer", "amount": str(amount), "currency": ctx.home, "ref": payout.payout_id,
+                "marker": marker, "request_id": request_id("sovterm", marker, hashlib.sha256(body.encode()).hexdigest()[:16]),
+                "body": body, "txn_date": day.isoformat(), "review": review,
+            }
+            async def intent(conn: Any) -> None:
+                if not await store.insert_pending(conn, new_row):
+                    raise RuntimeError(f"the transfer of {job.invoice_id} appeared meanwhile")
+
+            await self.commit.run(intent)
+            self._step("after_intent")
+        result = await self._post(new_row, lookup_first=False) if new_row else None
+
+        async def record(conn: Any) -> None:
+            if result is not None:
+                await store.mark_posted(conn, job.store_id, job.invoice_id, payouts.TRANSFER, 0, result.id,
+                                        result.sync_token)
+            await queue.complete(conn, job, self.owner)
+
+        await self.commit.run(record)
+        return docs + ([f"Transfer:{result.id}"] if result is not None else [])
+
+    async def _payout_value(self, p: payouts.PayoutSnap, home: str) -> tuple[Decimal, str, str | None]:
+        """(fiat amount in the home currency, memo note, review note) of a payout."""
+        if p.original_currency and p.original_currency != "BTC" and p.original_amount is not None:
+            if p.original_currency == home.upper():
+                return rules.cents(p.original_amount), f"{p.original_amount} {home} as requested", None
+            day = rules.day_of(p.completed_at or int(time.time())).isoformat()
+            rate = await self.fx.rate(p.original_currency, home, day)
+            if rate is None:
+                raise Refused(f"no {p.original_currency}→{home} exchange rate for {day}")
+            amount = rules.cents(p.original_amount * rate)
+            return amount, f"{p.original_amount} {p.original_currency} at {rate} {home}/{p.original_currency}", None
+        btc = p.payout_amount if p.payout_currency == "BTC" else p.original_amount
+        found = await payouts.store_btc_rate(self.db, p.store_id, home, p.completed_at) if btc is not None else None
+        if btc is None or found is None:
+            raise Refused(f"payout {p.payout_id} is in BTC and no {home} value is known for it",
+                          fix="book it by hand in QuickBooks, or settle an invoice first so a rate is known")
+        rate, invoice_id = found
+        note = f"valued at {rate} {home}/BTC, the rate of invoice {invoice_id}"
+        return rules.cents(btc * rate), note, f"BTC payout {note}: check against the day's rate"
+
+    def forget_store_settings(self) -> None:
+        """The operator changed a mode or mapping: read them afresh for the next job."""
+        self._conf.clear()
+
+    async def _cached(self, key: tuple[str, str], read: Callable[[], Awaitable[Any]]) -> Any:
+        """A store's mode and mapping, read at most every `CONF_TTL_S` (a burst of jobs reads them once;
+        a change by the operator applies within that time)."""
+        now = time.monotonic()
+        hit = self._conf.get(key)
+        if hit is None or now - hit[0] > CONF_TTL_S or hit[1] is None:
+            hit = (now, await read())
+            self._conf[key] = hit
+        return hit[1]
+
+    async def _is_history(self, snap: rules.InvoiceSnap) -> bool:
+        if self._since is None:
+            self._since = float(await store.kv_get(self.db, store.SINCE_KEY) or 0)
+        return (snap.paid_at or snap.created_at) < self._since
+
+    async def _post(self, row: dict[str, Any], *, lookup_first: bool) -> Any:
         try:
-            return await poster.post(row["entity"], loads(row["body"]), request_id=row["request_id"],
-                                     check_first=check_first)
+            return await self.sender.create(row, lookup_first=lookup_first)
         except QBOValidationError:
             # refused outright: no document exists; drop the intent so a retry builds it afresh
-            async with self.db.transaction() as conn:
+            async def drop(conn: Any) -> None:
                 await store.drop_pending(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"])
+
+            await self.commit.run(drop)
             raise
 
-    async def _send(self, poster: Poster, row: dict[str, Any], *, check_first: bool) -> str:
-        """Finish a pending posting from a crashed run and record it at once."""
-        res = await self._post(poster, row, check_first=check_first)
-        async with self.db.transaction() as conn:
+    async def _send(self, row: dict[str, Any]) -> str:
+        """Finish a pending posting from a crashed run (looked up first) and record it at once."""
+        res = await self._post(row, lookup_first=True)
+
+        async def record(conn: Any) -> None:
             await store.mark_posted(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"], res.id,
                                     res.sync_token)
+
+        await self.commit.run(record)
         return f"{row['entity']}:{res.id}"
 
     async def _void(self, client: QBOClient, row: dict[str, Any], *, record: bool = True) -> str | None:
@@ -414,8 +567,8 @@ class SyncEngine:
             else:
                 token = str((await client.void(entity, doc_id, str(doc["SyncToken"]), request_id=rid)).get("SyncToken"))
         if record:
-            async with self.db.transaction() as conn:
-                await store.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"], token)
+            await self.commit.run(lambda conn: store.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"],
+                                                                 row["seq"], token))
         return token
 
     async def _row(self, snap: rules.InvoiceSnap, p: rules.NewPosting, mapping: StoreMapping,
@@ -423,7 +576,7 @@ class SyncEngine:
         marker = marker_for(p.kind, snap.store_id, snap.invoice_id, p.seq)
         rate = None
         if snap.currency.upper() != ctx.home.upper() and ctx.multicurrency:
-            rate = await self.fx.rate(snap.currency, ctx.home, p.txn_date.isoformat()) if self.fx else None
+            rate = await self.fx.rate(snap.currency, ctx.home, p.txn_date.isoformat())
             if rate is None:
                 raise Refused(f"no {snap.currency}→{ctx.home} exchange rate for {p.txn_date}")
         body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate))

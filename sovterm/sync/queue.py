@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
+T = TypeVar("T")
 QUEUED, RUNNING, DONE, DEAD, HELD = "queued", "running", "done", "dead", "held"
 RECONCILE, BACKFILL = "reconcile", "backfill"
 JOB_COLUMNS = (
@@ -52,16 +54,28 @@ class Job:
         return {k: getattr(self, k) for k in JOB_COLUMNS}
 
 
+async def _tx(db: Any, unit: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    """Run `unit(conn)` in a write transaction: the engine's group commit (shared with its other writes,
+    and safe when the calling task is cancelled: the write completes regardless), or `db.transaction()`."""
+    if hasattr(db, "run"):
+        return await db.run(unit)
+    async with db.transaction() as conn:
+        return await unit(conn)
+
+
 async def enqueue(
     conn: aiosqlite.Connection, store_id: str, invoice_id: str, *, kind: str = RECONCILE,
     payload: dict[str, Any] | None = None, now: float | None = None,
 ) -> bool:
-    """Add a job inside the caller's transaction; False when the same job is already waiting."""
+    """Add a job inside the caller's transaction; False when the same job is already waiting (queued, or
+    held until QuickBooks can be written to: released, it reads the newest snapshot anyway)."""
     now = time.time() if now is None else now
     cur = await conn.execute(
         "INSERT INTO sync_jobs(kind, store_id, invoice_id, payload, state, next_run_at, created_at, updated_at) "
-        "VALUES(?, ?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING",
-        (kind, store_id, invoice_id, json.dumps(payload or {}, sort_keys=True), now, int(now), int(now)),
+        "SELECT ?, ?, ?, ?, 'queued', ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM sync_jobs WHERE store_id = ? "
+        "AND invoice_id = ? AND kind = ? AND state = 'held') ON CONFLICT DO NOTHING",
+        (kind, store_id, invoice_id, json.dumps(payload or {}, sort_keys=True), now, int(now), int(now),
+         store_id, invoice_id, kind),
     )
     return cur.rowcount == 1
 
@@ -78,28 +92,36 @@ ORDER BY j.next_run_at, j.id LIMIT :limit
 
 
 async def claim(db: Any, owner: str, *, limit: int, lease_s: float, now: float | None = None) -> list[Job]:
-    """Atomically lease up to `limit` runnable jobs (one per invoice) to `owner`."""
+    """Atomically lease up to `limit` runnable jobs (one per invoice) to `owner` (`db`: a Database or
+    the engine's GroupCommit)."""
     if limit <= 0:
         return []
     now = time.time() if now is None else now
-    async with db.transaction() as conn:
+
+    async def unit(conn: aiosqlite.Connection) -> list[Any]:
         async with conn.execute(
             f"UPDATE sync_jobs SET state = 'running', lease_owner = :owner, lease_until = :until, "
             f"updated_at = :now_i WHERE id IN ({_CLAIMABLE}) RETURNING {', '.join(JOB_COLUMNS)}",
             {"owner": owner, "until": now + lease_s, "now": now, "now_i": int(now), "limit": limit},
         ) as cur:
-            rows = await cur.fetchall()
+            return list(await cur.fetchall())
+
+    rows = await _tx(db, unit)
     return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
 
 async def renew(db: Any, job_id: int, owner: str, lease_s: float, now: float | None = None) -> bool:
     """Extend a lease we still hold; False if it was taken from us (then stop working on it)."""
     now = time.time() if now is None else now
-    n = await db.write(
-        "UPDATE sync_jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
-        (now + lease_s, job_id, owner),
-    )
-    return n == 1
+
+    async def unit(conn: aiosqlite.Connection) -> int:
+        cur = await conn.execute(
+            "UPDATE sync_jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+            (now + lease_s, job_id, owner),
+        )
+        return cur.rowcount
+
+    return await _tx(db, unit) == 1
 
 
 async def requeue_expired(db: Any, now: float | None = None) -> int:
@@ -136,8 +158,7 @@ def backoff_s(attempt: int, base_s: float, max_s: float, rng: random.Random | No
 
 
 async def _release(db: Any, job: Job, owner: str, sets: str, params: tuple[Any, ...]) -> None:
-    async with db.transaction() as conn:
-        await _release_in(conn, job, owner, sets, params)
+    await _tx(db, lambda conn: _release_in(conn, job, owner, sets, params))
 
 
 async def _release_in(conn: aiosqlite.Connection, job: Job, owner: str, sets: str, params: tuple[Any, ...]) -> None:
@@ -180,6 +201,15 @@ async def kill_in(conn: aiosqlite.Connection, job: Job, owner: str, error: str) 
 async def hold(db: Any, job: Job, owner: str, reason: str) -> None:
     """Park without burning an attempt until QuickBooks can be written to again."""
     await _release(db, job, owner, "state = 'held', last_error = ?", (reason[:2000],))
+
+
+async def hold_queued(db: Any, reason: str, now: float | None = None) -> int:
+    """QuickBooks cannot be written to: park every runnable job at once, without burning attempts."""
+    now = time.time() if now is None else now
+    return await db.write(
+        "UPDATE sync_jobs SET state = 'held', last_error = ?, updated_at = ? WHERE state = 'queued' AND next_run_at <= ?",
+        (reason[:2000], int(now), now),
+    )
 
 
 async def release_held(db: Any, now: float | None = None) -> int:

@@ -219,13 +219,14 @@ def memo(inv: InvoiceSnap, sats: int, note: str | None = None) -> str:
     return f"{text}; {note}" if note else text
 
 
-def _day(unix_s: int) -> date:
+def day_of(unix_s: int) -> date:
+    """The UTC calendar day of a unix time (QuickBooks' TxnDate)."""
     return datetime.fromtimestamp(unix_s, timezone.utc).date()
 
 
 def txn_date(inv: InvoiceSnap) -> date:
     """The day (UTC) the money arrived: the last accounted payment, else the invoice's creation."""
-    return _day(inv.paid_at or inv.created_at)
+    return day_of(inv.paid_at or inv.created_at)
 
 
 def refund_fiat(inv: InvoiceSnap, refund: RefundSnap) -> Decimal | None:
@@ -344,7 +345,7 @@ def plan(
             REFUND, refund_seq, "RefundReceipt", fiat, ref=refund.pull_payment_id,
             memo=memo(inv, sats, f"refund via BTCPay pull payment {refund.pull_payment_id}"),
             review=f"refund {fiat} exceeds the {booked_after} booked" if over else None,
-            txn_date=_day(refund.created_at) if refund.created_at else txn_date(inv), qbo_invoice=qbo_invoice,
+            txn_date=day_of(refund.created_at) if refund.created_at else txn_date(inv), qbo_invoice=qbo_invoice,
         ))
         refund_seq += 1
     return Plan(label, recognised, tuple(posts), tuple(voids), unmatched=unmatched, notes=tuple(notes))

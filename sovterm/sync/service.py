@@ -15,8 +15,8 @@ from sovterm.btcpay.models import Invoice
 from sovterm.btcpay.webhooks import WebhookEvent
 from sovterm.errors import UserFacingError
 from sovterm.sync import backfill as backfill_mod
-from sovterm.sync import queue, store
-from sovterm.sync.backfill import Backfill
+from sovterm.sync import payouts, queue, store
+from sovterm.sync.backfill import Backfill, HistoryImport
 from sovterm.sync.engine import SyncEngine
 
 PAUSED_KEY = "sync:paused"
@@ -28,10 +28,10 @@ RECONCILE_EVENTS = {
 
 
 class SyncService:
-    def __init__(self, engine: SyncEngine) -> None:
+    def __init__(self, engine: SyncEngine, history: HistoryImport | None = None) -> None:
         self.engine = engine
         self.db = engine.db
-        self.backfill = Backfill(engine)
+        self.backfill = Backfill(engine, history)
 
     # -- hooks the BTCPay service calls inside its transactions ---------------------------------------
 
@@ -50,10 +50,16 @@ class SyncService:
         await queue.enqueue(conn, store_id, invoice.id, payload={"cause": f"snapshot {invoice.status}"})
         self.engine.kick()
 
+    async def on_payout_completed(self, conn: aiosqlite.Connection, row: dict[str, Any]) -> None:
+        """The payouts part recorded a payout as Completed: queue its Transfer in the same transaction."""
+        if await payouts.on_completed(conn, row):
+            self.engine.kick()
+
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self, interval_s: float) -> None:
         self.engine.paused = bool(await store.kv_get(self.db, PAUSED_KEY))
+        await store.mark_first_run(self.db)
         self.engine.start(interval_s)
 
     async def stop(self) -> None:
@@ -62,13 +68,15 @@ class SyncService:
     async def loop_run(self) -> dict[str, Any]:
         """The periodic `sync` loop: reap leases, release held jobs, advance the backfill."""
         summary = await self.engine.tick()
+        if await payouts.catch_up(self.db):
+            self.engine.kick()
         if not self.engine.paused:
             await self.backfill.maybe_autostart()
             st = await backfill_mod.state(self.db)
             if st and st["state"] == "running":
                 ok, _ = await self.engine.books.can_sync()
                 if ok:
-                    st = await self.backfill.run(max_chunks=200)
+                    st = await self.backfill.run(max_chunks=20)
                 summary["backfill"] = {k: st.get(k) for k in ("state", "done", "total")}
         return summary
 

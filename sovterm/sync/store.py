@@ -22,6 +22,7 @@ POSTING_COLUMNS = (
     "updated_at",
 )
 MODE_KEY = "sync:mode:"
+SINCE_KEY = "sync:since"  # when the sync part first ran: what was paid before is history
 DEFAULT_MODE = {"mode": "deposit", "deposit_as": "salesreceipt"}
 
 
@@ -146,6 +147,12 @@ async def set_mode(db: Any, mode: str, deposit_as: str | None = None, store_id: 
     return value
 
 
+async def mark_first_run(db: Any) -> None:
+    """Remember when the sync part first ran (kept across restarts)."""
+    if await kv_get(db, SINCE_KEY) is None:
+        await kv_put(db, SINCE_KEY, int(time.time()))
+
+
 async def kv_get(db: Any, key: str) -> Any:
     row = await db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
     return None if row is None else json.loads(row[0])
@@ -172,12 +179,17 @@ async def record_refund(conn: aiosqlite.Connection, store_id: str, invoice_id: s
     )
 
 
-async def set_refund_amount(db: Any, store_id: str, invoice_id: str, pull_payment_id: str, currency: str,
+async def set_refund_amount(commit: Any, store_id: str, invoice_id: str, pull_payment_id: str, currency: str,
                             amount: Decimal) -> None:
-    await db.write(
-        "UPDATE sync_refunds SET currency = ?, amount = ? WHERE store_id = ? AND invoice_id = ? AND pull_payment_id = ?",
-        (currency, str(amount), store_id, invoice_id, pull_payment_id),
-    )
+    """Through the engine's group commit (`commit.run(unit)`)."""
+    async def unit(conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "UPDATE sync_refunds SET currency = ?, amount = ? WHERE store_id = ? AND invoice_id = ? "
+            "AND pull_payment_id = ?",
+            (currency, str(amount), store_id, invoice_id, pull_payment_id),
+        )
+
+    await commit.run(unit)
 
 
 async def get_resolution(db: Any, store_id: str, invoice_id: str) -> Resolution | None:

@@ -12,7 +12,8 @@ from sovterm.sync import backfill, queue, reconcile, store
 from sovterm.sync.backfill import Backfill
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.service import SyncService
-from tests.sync.helpers import STORE, docs, invoice, put
+from sovterm.qbo.postings import marker_for
+from tests.sync.helpers import REALM, STORE, docs, invoice, put
 
 
 class Crash(BaseException):
@@ -203,43 +204,49 @@ async def test_foreign_currency_without_multicurrency_dead_letters_with_reason(d
     assert "multicurrency" in dead.last_error
 
 
-async def test_backfill_batches_resumes_and_skips_what_quickbooks_has(db, engine, qbo_state):
-    for n in range(70):
-        model, methods = invoice(f"old{n}", amount=f"{n + 1}.00", paid_amount=f"{n + 1}.00")
+async def _history(db, n):
+    from sovterm.btcpay import ledger
+    for i in range(n):
+        model, methods = invoice(f"old{i}", amount=f"{i + 1}.00", paid_amount=f"{i + 1}.00")
         async with db.transaction() as conn:  # history: in the ledger without jobs
-            from sovterm.btcpay import ledger
             await ledger.upsert_invoice(conn, STORE, model, methods)
+
+
+async def test_backfill_batches_resumes_and_skips_what_quickbooks_has(db, books, engine, qbo_state):
+    await _history(db, 70)
+    # an earlier installation posted old0 already (its database is gone): the lookup must find it
+    marker = marker_for("sale", STORE, "old0", 0)
+    qbo_state.books[REALM].add("SalesReceipt", {"DocNumber": marker, "PrivateNote": f"sovterm:{marker}",
+                                                "TotalAmt": Decimal("1.00")})
     st = await backfill.start(db, "2025-12-01")
     assert st["total"] == 70
-    bf = Backfill(engine)
-    await bf.run(max_chunks=1)  # "restart" after one chunk
-    assert (await backfill.state(db))["done"] == 30
-    await bf.run()
-    st = await backfill.state(db)
+    await Backfill(engine).run(max_chunks=1)  # queues them (durably), then the daemon "restarts"
+    restarted = SyncEngine(db, books, EngineSettings(workers=4, lease_s=30))
+    await restarted.drain()
+    st = await Backfill(restarted).run()
     assert st["state"] == "done" and st["done"] == 70
     receipts = docs(qbo_state, "SalesReceipt")
-    assert len(receipts) == 70
-    batches = [r for r in qbo_state.request_log if r[3] == "batch"]
-    assert len(batches) == 3
+    assert len(receipts) == 70 and len({d["DocNumber"] for d in receipts}) == 70
+    requests = [r[3] for r in qbo_state.request_log]
+    assert 1 <= requests.count("batch") and requests.count("salesreceipt") < 69  # batches carried most
+    assert restarted.sender.stats["found"] == 1 and restarted.sender.stats["lookups"] >= 2
+    assert (await queue.counts(db))["dead"] == 0
 
 
-async def test_backfill_crash_after_batch_is_finished_by_workers(db, books, qbo_state):
-    def fault(name):
-        if name == "backfill_after_batch":
-            raise Crash(name)
+async def test_backfill_imports_history_once_then_queues_what_it_brought(db, engine, qbo_state):
+    calls = []
 
-    from sovterm.btcpay import ledger
-    for n in range(5):
-        model, methods = invoice(f"old{n}")
-        async with db.transaction() as conn:
-            await ledger.upsert_invoice(conn, STORE, model, methods)
+    async def history(since_s):
+        calls.append(since_s)
+        await _history(db, 5)
+        return 5
+
     await backfill.start(db, "2025-12-01")
-    crashing = SyncEngine(db, books, EngineSettings(lease_s=30), fault=fault)
-    with pytest.raises(Crash):
-        await Backfill(crashing).run()
-    healthy = SyncEngine(db, books, EngineSettings(lease_s=30))
-    await run_all(healthy, db)
-    await Backfill(healthy).run()
+    st = await Backfill(engine, history).run()
+    assert calls == [backfill.day_start("2025-12-01")] and st["imported"] and st["total"] == 5
+    await engine.drain()
+    st = await Backfill(engine, history).run()  # a later tick (or a restart) does not import again
+    assert calls == [backfill.day_start("2025-12-01")] and st["state"] == "done" and st["done"] == 5
     assert len(docs(qbo_state, "SalesReceipt")) == 5
 
 
@@ -287,3 +294,24 @@ async def test_hooks_enqueue_in_the_callers_transaction(db, engine):
         await svc.on_event(conn, parse_event(raw))
     assert (await queue.counts(db))["queued"] == 1
     assert await db.fetchone("SELECT pull_payment_id FROM sync_refunds") == ("pp9",)
+
+
+async def test_cancelled_lease_renewals_never_leave_the_writer_inside_a_transaction(db):
+    """The engine cancels a job's renewal task when the job ends; through the group commit the write
+    completes anyway, so the next transaction can begin (a bare `db.transaction()` cancelled during its
+    BEGIN would leave one open and every later write would fail)."""
+    import asyncio
+
+    from sovterm.btcpay.group_commit import GroupCommit
+
+    await put(db, invoice("inv1"))
+    commit = GroupCommit(db)
+    [job] = await queue.claim(commit, "w1", limit=1, lease_s=30)
+    for delay in range(40):
+        task = asyncio.create_task(queue.renew(commit, job.id, "w1", 30))
+        for _ in range(delay % 5):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await commit.close()
+    assert await db.write("UPDATE sync_jobs SET attempts = 0 WHERE id = ?", (job.id,)) == 1

@@ -1,0 +1,157 @@
+"""Completed BTCPay payouts become one QuickBooks Transfer each (see docs/accounting.md, "Payouts").
+
+Bitcoin leaving through a payout leaves the bitcoin asset account for a clearing account ("Bitcoin
+Payouts Clearing", created on first use) from which the accountant books where it went (an exchange,
+a supplier, the owner). A payout is queued as a sync job keyed `payout:<id>` in the transaction that
+first records it as Completed, so it goes through the same ledger, markers and retries as invoices.
+
+Refund payouts are skipped: the RefundReceipt for the refund already took that value out of the asset
+account, and a Transfer on top would count it twice. A payout is a refund payout when its pull
+payment is one BTCPay created for an invoice refund (`sync_refunds`, filled by `InvoiceRefund`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import aiosqlite
+
+from sovterm.qbo.client import QBOClient, quote_literal, request_id
+from sovterm.qbo.errors import QBODuplicateName
+from sovterm.sync import queue, store
+
+log = logging.getLogger("sovterm.sync.payouts")
+
+PREFIX = "payout:"
+TRANSFER = "transfer"
+CLEARING_ACCOUNT = "Bitcoin Payouts Clearing"
+
+
+def job_key(payout_id: str) -> str:
+    return PREFIX + payout_id
+
+
+def is_payout_key(key: str) -> bool:
+    return key.startswith(PREFIX)
+
+
+@dataclass(frozen=True)
+class PayoutSnap:
+    store_id: str
+    payout_id: str
+    state: str
+    original_amount: Decimal | None
+    original_currency: str | None
+    payout_amount: Decimal | None
+    payout_currency: str | None
+    pull_payment_id: str | None
+    destination: str | None
+    completed_at: int | None
+
+
+def _dec(v: Any) -> Decimal | None:
+    return None if v in (None, "") else Decimal(str(v))
+
+
+async def load(db: Any, store_id: str, payout_id: str) -> PayoutSnap | None:
+    row = await db.fetchone(
+        "SELECT state, original_amount, original_currency, payout_amount, payout_currency, pull_payment_id, "
+        "destination, completed_at FROM payouts WHERE store_id = ? AND payout_id = ?",
+        (store_id, payout_id),
+    )
+    if row is None:
+        return None
+    return PayoutSnap(store_id, payout_id, row[0], _dec(row[1]), (row[2] or "").upper() or None, _dec(row[3]),
+                      (row[4] or "").upper() or None, row[5], row[6], row[7])
+
+
+async def is_refund(conn_or_db: Any, store_id: str, pull_payment_id: str | None) -> bool:
+    if not pull_payment_id:
+        return False
+    sql = "SELECT 1 FROM sync_refunds WHERE store_id = ? AND pull_payment_id = ?"
+    if isinstance(conn_or_db, aiosqlite.Connection):
+        async with conn_or_db.execute(sql, (store_id, pull_payment_id)) as cur:
+            return await cur.fetchone() is not None
+    return await conn_or_db.fetchone(sql, (store_id, pull_payment_id)) is not None
+
+
+async def on_completed(conn: aiosqlite.Connection, row: dict[str, Any]) -> bool:
+    """Inside the transaction that first records the payout as Completed: queue its Transfer. Payouts
+    created before sovterm's sync first ran are history (the mirror's first poll sees them all)."""
+    async with conn.execute("SELECT value FROM kv WHERE key = ?", (store.SINCE_KEY,)) as cur:
+        since = await cur.fetchone()
+    if since is None or int(row.get("created_at") or 0) < int(json.loads(since[0])):
+        return False
+    if await is_refund(conn, row["store_id"], row.get("pull_payment_id")):
+        return False
+    return await queue.enqueue(conn, row["store_id"], job_key(row["payout_id"]), payload={"cause": "payout completed"})
+
+
+async def catch_up(db: Any) -> int:
+    """Queue Transfers for completed payouts (created since the sync part first ran) that have neither a
+    job nor a posting: covers a payout completed while the daemon started, before the hook was attached."""
+    since = await store.kv_get(db, store.SINCE_KEY)
+    if since is None:
+        return 0
+    rows = await db.fetchall(
+        "SELECT p.store_id, p.payout_id, p.pull_payment_id, p.created_at FROM payouts p WHERE p.state = 'Completed' "
+        "AND COALESCE(p.created_at, 0) >= ? AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.store_id = p.store_id "
+        "AND j.invoice_id = 'payout:' || p.payout_id) AND NOT EXISTS (SELECT 1 FROM sync_postings s "
+        "WHERE s.store_id = p.store_id AND s.invoice_id = 'payout:' || p.payout_id)",
+        (int(since),),
+    )
+    n = 0
+    if rows:
+        async with db.transaction() as conn:
+            for store_id, payout_id, pp, created in rows:
+                n += await on_completed(conn, {"store_id": store_id, "payout_id": payout_id, "pull_payment_id": pp,
+                                               "created_at": created})
+    return n
+
+
+async def store_btc_rate(db: Any, store_id: str, currency: str, before: int | None) -> tuple[Decimal, str] | None:
+    """The BTC rate (in `currency`) of the store's latest settled invoice up to `before`: the value the
+    books last gave one bitcoin of this store."""
+    row = await db.fetchone(
+        "SELECT m.rate, i.invoice_id FROM invoices i JOIN invoice_payment_methods m ON m.store_id = i.store_id "
+        "AND m.invoice_id = i.invoice_id WHERE i.store_id = ? AND i.status = 'Settled' AND upper(i.currency) = ? "
+        "AND m.currency = 'BTC' AND m.rate IS NOT NULL AND COALESCE(i.paid_at, i.created_at) <= ? "
+        "ORDER BY COALESCE(i.paid_at, i.created_at) DESC LIMIT 1",
+        (store_id, currency.upper(), before if before is not None else int(time.time())),
+    )
+    return None if row is None else (Decimal(str(row[0])), str(row[1]))
+
+
+class ClearingAccounts:
+    """The clearing account's id per company: looked up by name, created once if missing."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str] = {}
+
+    async def get(self, client: QBOClient) -> str:
+        if client.realm_id in self._ids:
+            return self._ids[client.realm_id]
+        sql = f"SELECT * FROM Account WHERE Name = {quote_literal(CLEARING_ACCOUNT)}"
+        rows = await client.query(sql, limit=1)
+        if not rows:
+            body = {"Name": CLEARING_ACCOUNT, "AccountType": "Other Current Asset",
+                    "AccountSubType": "OtherCurrentAssets",
+                    "Description": "Bitcoin paid out through BTCPay payouts, waiting to be booked to where it went"}
+            try:
+                rows = [await client.create("Account", body, request_id=request_id("account", CLEARING_ACCOUNT))]
+            except QBODuplicateName:
+                rows = await client.query(sql, limit=1)
+        self._ids[client.realm_id] = str(rows[0]["Id"])
+        return self._ids[client.realm_id]
+
+
+def describe(p: PayoutSnap, note: str) -> str:
+    btc = f"{p.payout_amount} {p.payout_currency}" if p.payout_amount is not None else "amount unknown"
+    text = (f"BTCPay payout {p.payout_id} (store {p.store_id}): {btc} to {p.destination or 'unknown destination'}"
+            f"; {note}")
+    return text[:4000]

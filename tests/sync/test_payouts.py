@@ -1,0 +1,49 @@
+"""Which completed payouts become a Transfer job: not history, not a refund's payout, never twice."""
+
+from __future__ import annotations
+
+import time
+
+from sovterm.sync import payouts, queue, store
+
+
+async def _payout(db, payout_id, *, created_at, pull_payment_id=None, state="Completed"):
+    await db.write(
+        "INSERT INTO payouts(store_id, payout_id, state, revision, original_amount, original_currency, payout_amount, "
+        "payout_currency, pull_payment_id, created_at, completed_at, updated_at) "
+        "VALUES('S', ?, ?, 0, '30.00', 'USD', '0.0005', 'BTC', ?, ?, ?, ?)",
+        (payout_id, state, pull_payment_id, created_at, int(time.time()), int(time.time())),
+    )
+    return {"store_id": "S", "payout_id": payout_id, "pull_payment_id": pull_payment_id, "created_at": created_at}
+
+
+async def _on_completed(db, row):
+    async with db.transaction() as conn:
+        return await payouts.on_completed(conn, row)
+
+
+async def test_only_payouts_since_sync_began_and_not_refunds_are_queued(db):
+    await store.mark_first_run(db)
+    since = await store.kv_get(db, store.SINCE_KEY)
+    old = await _payout(db, "old", created_at=since - 3600)
+    new = await _payout(db, "new", created_at=since + 1)
+    refund = await _payout(db, "ref", created_at=since + 1, pull_payment_id="PP1")
+    async with db.transaction() as conn:
+        await store.record_refund(conn, "S", "INV1", "PP1")
+    assert await _on_completed(db, old) is False  # history: the mirror's first poll sees it as new
+    assert await _on_completed(db, refund) is False  # the RefundReceipt booked it already
+    assert await _on_completed(db, new) is True
+    assert await _on_completed(db, new) is False  # its job is already waiting
+    jobs = await queue.jobs_in_state(db, "queued")
+    assert [j.invoice_id for j in jobs] == ["payout:new"]
+    assert await payouts.catch_up(db) == 0  # it has a job: the catch-up adds nothing
+
+
+async def test_catch_up_queues_a_completed_payout_the_hook_missed(db):
+    await store.mark_first_run(db)
+    since = await store.kv_get(db, store.SINCE_KEY)
+    await _payout(db, "missed", created_at=since + 5)
+    await _payout(db, "open", created_at=since + 5, state="AwaitingPayment")
+    assert await payouts.catch_up(db) == 1
+    assert [j.invoice_id for j in await queue.jobs_in_state(db, "queued")] == ["payout:missed"]
+    assert await payouts.catch_up(db) == 0
