@@ -9,6 +9,7 @@ writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -89,16 +90,33 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction; commits on success, rolls back on any exception."""
+        """One write transaction; commits on success, rolls back on any exception.
+
+        BEGIN and COMMIT run in aiosqlite's thread whether or not the awaiting task is cancelled, so a
+        cancelled caller first lets them finish, then rolls back: a cancellation must never leave the
+        connection inside a transaction nobody will end (every later write would fail)."""
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            await self._finish_then_roll_back_if_cancelled(self._writer.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await asyncio.shield(self._rollback_if_open())
                 raise
-            else:
-                await self._writer.execute("COMMIT")
+            await self._finish_then_roll_back_if_cancelled(self._writer.execute("COMMIT"))
+
+    async def _finish_then_roll_back_if_cancelled(self, statement: Any) -> None:
+        step = asyncio.ensure_future(statement)
+        try:
+            await asyncio.shield(step)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await step
+            await asyncio.shield(self._rollback_if_open())  # nothing to undo if a COMMIT landed
+            raise
+
+    async def _rollback_if_open(self) -> None:
+        if self._writer.in_transaction:
+            await self._writer.execute("ROLLBACK")
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._reader.execute(sql, tuple(params)) as cur:

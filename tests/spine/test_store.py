@@ -183,3 +183,25 @@ async def test_missing_key_file_with_secrets_refused_clearly(tmp_path: Path) -> 
         await keyring.unlock(db, tmp_path)
     assert "copy the key file" in str(err.value)
     await db.close()
+
+
+async def test_cancelled_while_beginning_leaves_no_open_transaction(tmp_path: Path) -> None:
+    """A task cancelled while BEGIN runs in aiosqlite's thread must not leave the writer stuck."""
+    import asyncio
+
+    db = await Database.open(tmp_path / "s.db")
+    try:
+        for _ in range(20):
+            async def write() -> None:
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO kv(key, value, updated_at) VALUES('x', '1', 0) "
+                                     "ON CONFLICT(key) DO NOTHING")
+
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0)  # let it reach BEGIN
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await db.write("UPDATE kv SET updated_at = 1 WHERE key = 'x'") in (0, 1)
+    finally:
+        await db.close()
