@@ -94,9 +94,11 @@ def alerts_from_status(status: dict[str, Any] | None) -> list[Alert]:
         if loop.get("paused"):
             out.append(Alert("info", f"loop {name} is paused"))
     for name, conn in sorted((checks.get("connectors") or {}).items()):
+        detail = f": {conn['detail']}" if conn.get("detail") else ""
         if not conn.get("ready"):
-            detail = f": {conn['detail']}" if conn.get("detail") else ""
             out.append(Alert("warning", f"{name} not ready ({conn.get('state', '?')}{detail})"))
+        elif conn.get("state") == "refresh_expiring":  # still working, but reconnect before it ends
+            out.append(Alert("warning", f"{name} authorisation ends soon{detail}"))
     if not status.get("ready", True) and not out:
         out.append(Alert("error", "daemon reports NOT READY"))
     order = {"error": 0, "warning": 1, "info": 2}

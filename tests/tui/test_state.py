@@ -99,3 +99,14 @@ def test_terminal_check_fails_without_a_tty() -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_refresh_token_near_its_end_is_an_alert_while_still_ready() -> None:
+    status = {"ready": True, "checks": {"database": "writable", "connectors": {
+        "qbo": {"state": "refresh_expiring", "detail": "refresh token ends in 12 days", "ready": True},
+        "btcpay": {"state": "connected", "detail": "", "ready": True},
+    }}}
+    alerts = alerts_from_status(status)
+    assert [(a.severity, a.text) for a in alerts] == [
+        ("warning", "qbo authorisation ends soon: refresh token ends in 12 days")
+    ]
