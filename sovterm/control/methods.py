@@ -194,19 +194,21 @@ def register_core_methods(
         modes = {k.removeprefix(MODE_KEY): v for k, v in (await kv.with_prefix(db, MODE_KEY)).items()}
         return {**progress, "modes": modes}
 
+    def known_loop(name: str) -> None:
+        if name not in loops.specs:
+            raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
+
     @server.method("loops.run", role=Role.ADMIN, params=LoopParams)
     async def loops_run(ctx: CallContext, name: str) -> dict[str, Any]:
         """Run a scheduled loop now (skipped if it is already running)."""
-        if name not in loops.specs:
-            raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
+        known_loop(name)
         loops.trigger(name)
         return {"triggered": name}
 
     @server.method("loops.pause", role=Role.ADMIN, params=LoopParams)
     async def loops_pause(ctx: CallContext, name: str) -> dict[str, Any]:
         """Pause a loop (maintenance); /readyz reports it until it is resumed."""
-        if name not in loops.specs:
-            raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
+        known_loop(name)
         loops.pause(name, True)
         await audit.record(services.require_db(), ctx.peer.user, "loops.pause", name, {}, "ok")
         return {"paused": name}
@@ -214,8 +216,7 @@ def register_core_methods(
     @server.method("loops.resume", role=Role.ADMIN, params=LoopParams)
     async def loops_resume(ctx: CallContext, name: str) -> dict[str, Any]:
         """Resume a paused loop."""
-        if name not in loops.specs:
-            raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
+        known_loop(name)
         loops.pause(name, False)
         await audit.record(services.require_db(), ctx.peer.user, "loops.resume", name, {}, "ok")
         return {"resumed": name}
