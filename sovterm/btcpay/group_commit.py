@@ -28,9 +28,11 @@ Unit = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
 
 class GroupCommit:
-    def __init__(self, db: Any, *, max_batch: int = 256) -> None:
-        self._db = db
+    def __init__(self, db: Any, *, max_batch: int = 256, inline: bool = False) -> None:
+        """`inline`: batches run in `db.inline_transaction()` (units must not suspend), which is
+        what webhook intake wants; otherwise in `db.transaction()` (aiosqlite's thread)."""
         self.max_batch = max_batch
+        self._transaction = db.inline_transaction if inline else db.transaction
         self._queue: deque[tuple[Unit, asyncio.Future[Any]]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # for tests and the benchmark: how many transactions carried the units
@@ -55,7 +57,7 @@ class GroupCommit:
             taken: list[tuple[Unit, asyncio.Future[Any]]] = []
             results: list[Any] = []
             try:
-                async with self._db.transaction() as conn:
+                async with self._transaction() as conn:
                     while self._queue and len(taken) < self.max_batch:
                         taken.append(self._queue.popleft())
                         results.append(await taken[-1][0](conn))
@@ -71,7 +73,7 @@ class GroupCommit:
 
     async def _alone(self, unit: Unit, future: asyncio.Future[Any]) -> None:
         try:
-            async with self._db.transaction() as conn:
+            async with self._transaction() as conn:
                 result = await unit(conn)
         except Exception as exc:
             if not future.done():

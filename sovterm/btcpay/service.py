@@ -156,7 +156,8 @@ class BTCPayService:
         self._refresh_slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
         self.refresh_delay_s = REFRESH_DELAY_S
         self._poll_lock = asyncio.Lock()
-        self.commit = GroupCommit(db)  # concurrent deliveries share one transaction (one fsync)
+        # concurrent deliveries (and the re-reads they cause) share one transaction, hence one fsync
+        self.commit = GroupCommit(db, inline=True)
         self._admin_lock = asyncio.Lock()
 
     # -- life cycle ------------------------------------------------------------------------------

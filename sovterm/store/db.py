@@ -1,9 +1,10 @@
-"""The SQLite database: one writer connection, one reader connection, numbered migrations.
+"""The SQLite database: two writer connections sharing one lock, a reader, numbered migrations.
 
 Writes go through `transaction()`, which serialises writers on an asyncio lock and runs
 `BEGIN IMMEDIATE ... COMMIT` so that a job row and the event that caused it land together or not at
-all. Reads use a second connection; in WAL mode they see committed data only and never wait for the
-writer.
+all. `inline_transaction()` takes the same lock but runs on the loop's own thread (see `inline.py`):
+for webhook intake, whose small batches cost more in thread round trips than in SQL. Reads use a
+third connection; in WAL mode they see committed data only and never wait for a writer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -22,9 +24,14 @@ from typing import Any
 import aiosqlite
 
 from sovterm.errors import StartupRefused
+from sovterm.store.inline import InlineConnection
 
 MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 BUSY_TIMEOUT_MS = 5000
+# The inline writer blocks the loop while it waits; only another process can hold the write lock
+# (our own writers share an asyncio lock), and none should, so it gives up quickly instead.
+INLINE_BUSY_TIMEOUT_MS = 200
+_PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON")
 
 
 @dataclass(frozen=True)
@@ -51,17 +58,27 @@ def bundled_migrations() -> list[Migration]:
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = FULL")  # a 200 to BTCPay means it is on disk
-    await conn.execute("PRAGMA foreign_keys = ON")
+    for pragma in _PRAGMAS:  # synchronous = FULL: a 200 to BTCPay means it is on disk
+        await conn.execute(pragma)
+    return conn
+
+
+def _connect_inline(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {INLINE_BUSY_TIMEOUT_MS}")
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
     return conn
 
 
 class Database:
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, inline: sqlite3.Connection
+    ):
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._inline = inline
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -81,12 +98,13 @@ class Database:
         except BaseException:
             await writer.close()
             raise
-        return cls(path, writer, reader)
+        return cls(path, writer, reader, _connect_inline(path))
 
     async def close(self) -> None:
         async with self._write_lock:
             await self._reader.close()
             await self._writer.close()
+            self._inline.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -103,6 +121,22 @@ class Database:
                 await asyncio.shield(self._rollback_if_open())
                 raise
             await self._finish_then_roll_back_if_cancelled(self._writer.execute("COMMIT"))
+
+    @asynccontextmanager
+    async def inline_transaction(self) -> AsyncIterator[InlineConnection]:
+        """One write transaction on the loop's thread (see `inline.py`); commits on success, rolls
+        back on any exception, a failed COMMIT included. Its body must not suspend: BEGIN, the
+        statements and COMMIT then run without the loop doing anything else in between."""
+        async with self._write_lock:
+            conn = self._inline
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield InlineConnection(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     async def _finish_then_roll_back_if_cancelled(self, statement: Any) -> None:
         step = asyncio.ensure_future(statement)

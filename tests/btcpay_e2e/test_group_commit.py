@@ -18,8 +18,9 @@ async def db(tmp_path):
     await database.close()
 
 
-async def test_concurrent_units_share_transactions_and_a_failure_stays_alone(db):
-    commit = GroupCommit(db)
+@pytest.mark.parametrize("inline", [False, True], ids=["threaded", "inline"])
+async def test_concurrent_units_share_transactions_and_a_failure_stays_alone(db, inline):
+    commit = GroupCommit(db, inline=inline)
     committed_when_answered: list[bool] = []
 
     def unit(n: int):
@@ -48,8 +49,9 @@ async def test_concurrent_units_share_transactions_and_a_failure_stays_alone(db)
     assert commit.batches < 19
 
 
-async def test_units_in_one_batch_share_one_commit(db):
-    commit = GroupCommit(db)
+@pytest.mark.parametrize("inline", [False, True], ids=["threaded", "inline"])
+async def test_units_in_one_batch_share_one_commit(db, inline):
+    commit = GroupCommit(db, inline=inline)
 
     async def write(conn) -> None:
         await conn.execute("INSERT INTO kv(key, value, updated_at) VALUES(hex(randomblob(8)), '1', 0)")
