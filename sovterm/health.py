@@ -141,6 +141,17 @@ class Metrics:
         self.latency = Histogram(
             "sovterm_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
         )
+        self._per_request: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and its latency. The labelled children are looked up once per
+        (route, status): `labels()` takes a lock and builds a key, on every webhook otherwise."""
+        children = self._per_request.get((route, status))
+        if children is None:
+            children = self.http_requests.labels(route, str(status)), self.latency.labels(route)
+            self._per_request[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
         """A gauge other parts can register lazily (queue depth, dead jobs...)."""

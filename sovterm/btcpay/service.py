@@ -46,6 +46,7 @@ from sovterm.btcpay.webhooks import (
     SUBSCRIBED_EVENTS,
     IngestResult,
     InvoiceEvent,
+    PayoutEvent,
     WebhookEvent,
     ingest,
 )
@@ -570,12 +571,13 @@ class BTCPayService:
         )
         event = result.event
         if result.reason == "accepted" and event is not None:
-            if isinstance(event, InvoiceEvent) and self._client is not None:
-                self.schedule_refresh(store_id, event.invoice_id)
+            invoice_id = event.invoice_id if isinstance(event, InvoiceEvent) else None
+            if invoice_id is not None and self._client is not None:
+                self.schedule_refresh(store_id, invoice_id)
             if self.bus is not None:
                 self.bus.publish(
-                    "btcpay.webhook", store_id=store_id, type=event.type,
-                    invoice_id=getattr(event, "invoice_id", None), payout_id=getattr(event, "payout_id", None),
+                    "btcpay.webhook", store_id=store_id, type=event.type, invoice_id=invoice_id,
+                    payout_id=event.payout_id if isinstance(event, PayoutEvent) else None,
                 )
         return result
 

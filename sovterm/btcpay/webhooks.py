@@ -9,7 +9,6 @@ permanently bad deliveries get a 4xx, and anything we could not store gets a 5xx
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import json
 import logging
@@ -49,10 +48,13 @@ PAYOUT_EVENTS = ("PayoutCreated", "PayoutApproved", "PayoutUpdated")
 SUBSCRIBED_EVENTS: tuple[str, ...] = INVOICE_EVENTS + PAYOUT_EVENTS
 
 
+def _digest(secret: Secret, raw: bytes) -> bytes:
+    return hmac.digest(secret.reveal().encode("utf-8"), raw, "sha256")  # OpenSSL's one-shot HMAC
+
+
 def sign(secret: Secret, raw: bytes) -> str:
     """The `BTCPay-Sig` header value BTCPay would send for this body."""
-    digest = hmac.new(secret.reveal().encode("utf-8"), raw, hashlib.sha256).hexdigest()
-    return _SIG_PREFIX + digest
+    return _SIG_PREFIX + _digest(secret, raw).hex()
 
 
 def verify_signature(secret: Secret, raw: bytes, header: str | None) -> bool:
@@ -63,8 +65,7 @@ def verify_signature(secret: Secret, raw: bytes, header: str | None) -> bool:
     if not header.lower().startswith(_SIG_PREFIX):
         return False
     given = header[len(_SIG_PREFIX):].strip().lower().encode("ascii", "replace")
-    expected = sign(secret, raw)[len(_SIG_PREFIX):].encode("ascii")
-    return hmac.compare_digest(given, expected)
+    return hmac.compare_digest(given, _digest(secret, raw).hex().encode("ascii"))
 
 
 class WebhookEvent(BaseModel):
@@ -233,6 +234,10 @@ async def ingest(
     if event.store_id != store_id:
         return await refuse(status=403, reason="wrong_store", delivery_id=event.delivery_id)
 
+    # isinstance, not getattr: a missing attribute on a pydantic model costs an exception
+    invoice_id = event.invoice_id if isinstance(event, InvoiceEvent) else None
+    payout_id = event.payout_id if isinstance(event, PayoutEvent) else None
+
     async def record(conn: aiosqlite.Connection) -> bool:
         cur = await conn.execute(
             "INSERT INTO webhook_deliveries(dedupe_key, delivery_id, store_id, webhook_id, event_type, "
@@ -240,8 +245,7 @@ async def ingest(
             "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING",
             (
                 event.dedupe_key, event.delivery_id, store_id, event.webhook_id, event.type,
-                getattr(event, "invoice_id", None), getattr(event, "payout_id", None),
-                int(event.is_redelivery), event.timestamp, int(time.time()),
+                invoice_id, payout_id, int(event.is_redelivery), event.timestamp, int(time.time()),
             ),
         )
         if cur.rowcount == 0:

@@ -20,7 +20,7 @@ import aiosqlite
 
 from sovterm.btcpay.errors import BTCPayError, BTCPayNotFound
 from sovterm.btcpay.models import Payout, PayoutState, PullPayment, btc_to_sats, btc_to_sats_rounded
-from sovterm.btcpay.webhooks import WebhookEvent
+from sovterm.btcpay.webhooks import PayoutEvent, WebhookEvent
 from sovterm.errors import UserFacingError
 from sovterm.store import audit
 from sovterm.store.db import Database
@@ -204,10 +204,9 @@ class PayoutService:
     async def on_webhook(self, conn: aiosqlite.Connection, event: WebhookEvent) -> None:
         """Payout events (inside the delivery transaction): note the new state, then re-read the payout
         from BTCPay after the commit (the event carries no amounts)."""
-        payout_id = getattr(event, "payout_id", None)
-        if not event.type.startswith("Payout") or payout_id is None or event.store_id is None:
-            return
-        state = getattr(event, "payout_state", None)
+        if not isinstance(event, PayoutEvent) or event.store_id is None:
+            return  # (isinstance, not getattr: on an invoice event a missing attribute costs an exception)
+        payout_id, state = event.payout_id, event.payout_state
         if state and state not in FINAL_STATES:
             await conn.execute(
                 f"UPDATE payouts SET state = ?, updated_at = ? WHERE store_id = ? AND payout_id = ? "

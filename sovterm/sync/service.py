@@ -42,13 +42,13 @@ class SyncService:
             return
         if event.type == "InvoiceRefund" and getattr(event, "pull_payment_id", None):
             await store.record_refund(conn, event.store_id, invoice_id, event.pull_payment_id)  # type: ignore[attr-defined]
-        await queue.enqueue(conn, event.store_id, invoice_id, payload={"cause": event.type})
-        self.engine.kick()
+        if await queue.enqueue(conn, event.store_id, invoice_id, payload={"cause": event.type}):
+            self.engine.kick()  # nothing new when the invoice's job was already waiting or held
 
     async def on_invoice(self, conn: aiosqlite.Connection, store_id: str, invoice: Invoice) -> None:
         """The ledger stored a changed snapshot (webhook fetch or poll): reconcile that invoice."""
-        await queue.enqueue(conn, store_id, invoice.id, payload={"cause": f"snapshot {invoice.status}"})
-        self.engine.kick()
+        if await queue.enqueue(conn, store_id, invoice.id, payload={"cause": f"snapshot {invoice.status}"}):
+            self.engine.kick()
 
     async def on_payout_completed(self, conn: aiosqlite.Connection, row: dict[str, Any]) -> None:
         """The payouts part recorded a payout as Completed: queue its Transfer in the same transaction."""

@@ -43,9 +43,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = 504
         return web.Response(status=504, text="request timed out\n")
     finally:
-        label = route_label(request)
-        services.metrics.http_requests.labels(label, str(status)).inc()
-        services.metrics.latency.labels(label).observe(time.perf_counter() - started)
+        services.metrics.observe_request(route_label(request), status, time.perf_counter() - started)
 
 
 async def healthz(request: web.Request) -> web.Response:
