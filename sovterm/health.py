@@ -142,6 +142,14 @@ class Metrics:
             "sovterm_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
         )
         self._per_request: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._per_outcome: dict[str, Any] = {}
+
+    def count_webhook(self, outcome: str) -> None:
+        """One BTCPay delivery, by what became of it (the child is looked up once per outcome)."""
+        child = self._per_outcome.get(outcome)
+        if child is None:
+            child = self._per_outcome[outcome] = self.webhooks.labels(outcome)
+        child.inc()
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its latency. The labelled children are looked up once per
