@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sovterm.config import load_settings
@@ -64,3 +67,40 @@ async def test_bus_drops_for_slow_subscriber_and_counts() -> None:
     missed, first = await slow.next()
     assert missed == 7 and first is not None and first.data == {"n": 0}
     assert other._buffer == type(other._buffer)()  # topic filter: nothing for payouts
+
+
+async def test_a_request_that_overruns_its_deadline_gets_504(tmp_path: Path) -> None:
+    """A stuck handler (a body that never finishes arriving, a peer that hangs) is cancelled by the
+    deadline sweep and answered 504; requests that finish in time are untouched."""
+    settings = load_settings(None, {"SOVTERM_DATA_DIR": str(tmp_path), "HOME": str(tmp_path),
+                                    "SOVTERM_LISTENER__REQUEST_TIMEOUT_S": "0.3"})
+    services = Services(settings, {}, Notifier({}), setup_logging(None))
+    app = create_listener_app(services)
+    stuck_cleaned_up = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.Response:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stuck_cleaned_up.set()
+        return web.Response(text="never")
+
+    async def quick(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.1)
+        return web.Response(text="done")
+
+    app.router.add_get("/stuck", stuck)
+    app.router.add_get("/quick", quick)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        started = time.monotonic()
+        resp = await client.get("/stuck")
+        assert resp.status == 504 and await resp.text() == "request timed out\n"
+        assert 0.3 <= time.monotonic() - started < 2
+        assert stuck_cleaned_up.is_set()
+        assert [(await client.get("/quick")).status for _ in range(3)] == [200, 200, 200]
+        metrics = await (await client.get("/metrics")).text()
+        assert 'sovterm_http_requests_total{route="/stuck",status="504"} 1.0' in metrics
+    finally:
+        await client.close()
