@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from sovterm.config import load_settings
-from sovterm.logs import setup_logging
+from sovterm.logs import LogRing, LogSetup
 from sovterm.services import Services
 from sovterm.store.db import Database
 from sovterm.systemd import Notifier
@@ -29,7 +29,7 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not in
 async def status_client(tmp_path: Path, sync: Any = None) -> AsyncIterator[tuple[TestClient, Services]]:
     """The listener app with the status routes, on a real 127.0.0.1 port, with an optional sync service."""
     settings = load_settings(None, {"SOVTERM_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
-    logs = setup_logging(None)
+    logs = LogSetup(ring=LogRing(), handlers=[])  # not setup_logging: it reconfigures the global tree
     services = Services(settings, {}, Notifier({}), logs)
     if sync is not None:
         services.sync = sync  # the sync part sets this field when it is wired in

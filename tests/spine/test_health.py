@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sovterm.config import load_settings
 from sovterm.events import EventBus
 from sovterm.health import Heartbeats
-from sovterm.logs import setup_logging
+from sovterm.logs import LogRing, LogSetup
 from sovterm.services import Services
 from sovterm.store.db import Database
 from sovterm.systemd import Notifier
@@ -29,7 +29,7 @@ class Clock:
 
 async def test_readyz_turns_unhealthy_when_a_loop_stops_beating(tmp_path: Path) -> None:
     settings = load_settings(None, {"SOVTERM_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
-    logs = setup_logging(None)
+    logs = LogSetup(ring=LogRing(), handlers=[])  # not setup_logging: it reconfigures the global tree
     services = Services(settings, {}, Notifier({}), logs)
     clock = Clock()
     services.heartbeats = Heartbeats(grace_s=10, clock=clock, started_at=clock.now)
@@ -74,7 +74,7 @@ async def test_a_request_that_overruns_its_deadline_gets_504(tmp_path: Path) -> 
     deadline sweep and answered 504; requests that finish in time are untouched."""
     settings = load_settings(None, {"SOVTERM_DATA_DIR": str(tmp_path), "HOME": str(tmp_path),
                                     "SOVTERM_LISTENER__REQUEST_TIMEOUT_S": "0.3"})
-    services = Services(settings, {}, Notifier({}), setup_logging(None))
+    services = Services(settings, {}, Notifier({}), LogSetup(ring=LogRing(), handlers=[]))
     app = create_listener_app(services)
     stuck_cleaned_up = asyncio.Event()
 
