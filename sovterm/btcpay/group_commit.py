@@ -1,9 +1,11 @@
-"""Group commit for webhook intake: concurrent deliveries share one transaction, hence one fsync.
+"""Group commit: concurrent writes share one transaction, hence one fsync.
 
 With `synchronous = FULL` (a 200 to BTCPay means the delivery is on disk) the commit's fsync is what
 a delivery costs; writing each in its own transaction caps intake at one fsync per delivery and
 queues everyone else behind the write lock. Here a delivery's write joins the next transaction and
-its caller still hears back only after that COMMIT, so durability is exactly as before.
+its caller still hears back only after that COMMIT, so durability is exactly as before. The BTCPay
+service and the sync engine share one instance, inline (see `store/inline.py`), so a job finishing
+and a webhook arriving together still cost one fsync.
 
 A unit that raises must not cost its neighbours their write: the batch is rolled back and each of
 its units is run again alone, in its own transaction, so every unit ends as it would have alone (the
