@@ -59,9 +59,13 @@ class ThreadedApp:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def unlisten(self) -> None:
+        """Close the port and drop open connections: clients get "connection refused" until `listen`."""
         if self._site is not None:
             await self._site.stop()
             self._site = None
+        server = self._runner.server
+        for conn in server.connections if server is not None else ():
+            conn.force_close()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
