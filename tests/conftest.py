@@ -1,11 +1,27 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from sovterm.store.db import Database
 from tests.support.daemon import DaemonProcess, write_config
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh database with every migration applied."""
+    database = await Database.open(tmp_path / "t.db")
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.permissions import STORE
 from sovterm.sim.btcpay import create_app
 from sovterm.sim.btcpay_state import BTCPaySimState, SimClock
-from sovterm.store.db import Database
 from sovterm.store.secrets import Secret
 from tests.btcpay.openapi import GreenfieldValidator
 
@@ -75,13 +74,6 @@ def _decode(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return raw.decode("utf-8", "replace")
-
-
-@pytest.fixture
-async def db(tmp_path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "t.db")
-    yield database
-    await database.close()
 
 
 @pytest.fixture

@@ -8,14 +8,6 @@ import asyncio
 import pytest
 
 from sovterm.btcpay.group_commit import GroupCommit
-from sovterm.store.db import Database
-
-
-@pytest.fixture
-async def db(tmp_path):
-    database = await Database.open(tmp_path / "t.db")
-    yield database
-    await database.close()
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["threaded", "inline"])

@@ -77,12 +77,6 @@ def settings(sim_url: str) -> QBOSettings:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
 def oauth(settings: QBOSettings, db: Database, secrets: SecretStore, session: aiohttp.ClientSession) -> QBOOAuth:
     return QBOOAuth(settings, REDIRECT_URI, db, secrets, session)
 

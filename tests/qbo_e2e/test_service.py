@@ -35,13 +35,6 @@ class Clock:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "t.db")
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 def sim() -> QBOSimState:
     state = QBOSimState(seed=5)
     state.register_client("cid", "csecret", [REDIRECT])
@@ -57,12 +50,6 @@ async def sim_url(sim: QBOSimState) -> AsyncIterator[str]:
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
     await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 class Harness:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -28,13 +27,6 @@ class Recorder:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "t.db")
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 def qbo_state() -> QBOSimState:
     state = QBOSimState(seed=11, hang_s=0.5)
     seed_company(state, REALM)
@@ -48,12 +40,6 @@ async def qbo_url(qbo_state: QBOSimState) -> AsyncIterator[str]:
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
     await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture
