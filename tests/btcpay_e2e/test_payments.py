@@ -11,8 +11,9 @@ from decimal import Decimal
 
 from sovterm.btcpay.webhooks import sign
 from sovterm.store.secrets import Secret
+from tests.support.daemon import wait_for
 
-from .conftest import connect, make_store, metric, query, wait_for
+from .conftest import connect, make_store, metric, query
 
 
 def post(url: str, body: bytes, signature: str | None) -> tuple[int, str]:

@@ -10,8 +10,9 @@ from decimal import Decimal
 
 from sovterm.btcpay.webhooks import sign
 from sovterm.store.secrets import Secret
+from tests.support.daemon import wait_for
 
-from .conftest import connect, make_store, query, status_json, wait_for
+from .conftest import connect, make_store, query, status_json
 from .test_payments import post
 
 

@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 
 from sovterm.sim.btcpay_state import BTCPaySimState
-from tests.btcpay_e2e.conftest import connect, make_store, wait_for
+from tests.btcpay_e2e.conftest import connect, make_store
+from tests.support.daemon import wait_for
 from tests.support.sims import BTCPaySimServer, start_btcpay_sim
 
 

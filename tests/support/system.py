@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.daemon import DaemonProcess, clean_env, write_config
+from tests.support.daemon import DaemonProcess, clean_env, wait_for, write_config
 from tests.support.sims import BTCPaySimServer, start_btcpay_sim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,14 +155,7 @@ class System:
 
     @staticmethod
     def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
+        return wait_for(check, timeout, what)
 
     def wait_idle(self, timeout: float = 30.0) -> dict[str, Any]:
         """Until BTCPay delivered everything and the sync queue is empty (nothing queued or running)."""
