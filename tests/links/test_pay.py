@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sovterm.btcpay.models import QBO_REF_METADATA_KEY
-from sovterm.links.reaper import prune_webhooks, reaper_run
+from sovterm.links.reaper import PRUNE_DELIVERIES, prune_webhooks, reaper_run
 from sovterm.links.service import LinkService
 from sovterm.qbo.client import request_id
 from sovterm.sim.btcpay_state import Fault
@@ -230,6 +230,8 @@ async def test_bulk_create_and_memo(world: World) -> None:
 
 async def test_prune_webhooks(world: World) -> None:
     now = 2_000_000_000
+    # deliveries are only ever recorded for a store we follow, so the store has its row
+    await world.db.write("INSERT OR IGNORE INTO btcpay_stores(store_id, updated_at) VALUES('s', 0)")
     for key, at in (("old", now - 91 * 86_400), ("new", now - 86_400)):
         await world.db.write(
             "INSERT INTO webhook_deliveries(dedupe_key, delivery_id, store_id, event_type, received_at) "
@@ -238,5 +240,14 @@ async def test_prune_webhooks(world: World) -> None:
                              (at, "bad_signature", 401, 10))
     assert await prune_webhooks(world.db, 90, now=now) == {"deliveries_pruned": 1, "refusals_pruned": 1}
     assert [r[0] for r in await world.db.fetchall("SELECT dedupe_key FROM webhook_deliveries")] == ["new"]
+
+
+async def test_prune_webhooks_seeks_by_store_instead_of_scanning(world: World) -> None:
+    """The prune runs every 30 s under the write lock webhook intake waits on: it must seek through
+    the (store_id, received_at) index, never scan months of deliveries."""
+    plan = await world.db.fetchall("EXPLAIN QUERY PLAN " + PRUNE_DELIVERIES, (0,))
+    details = [r[3] for r in plan]
+    assert any("SEARCH webhook_deliveries USING INDEX webhook_deliveries_store" in d for d in details), details
+    assert not any(d.startswith("SCAN webhook_deliveries") for d in details), details
 
 
