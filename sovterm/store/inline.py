@@ -30,10 +30,6 @@ class InlineCursor:
     def rowcount(self) -> int:
         return self._cursor.rowcount
 
-    @property
-    def lastrowid(self) -> int | None:
-        return self._cursor.lastrowid
-
     async def fetchone(self) -> Any:
         return self._cursor.fetchone()
 
@@ -73,9 +69,6 @@ class InlineConnection:
 
     def execute(self, sql: str, parameters: Iterable[Any] | Mapping[str, Any] = ()) -> _Executed:
         return _Executed(InlineCursor(self._conn.execute(sql, parameters)))
-
-    def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Executed:
-        return _Executed(InlineCursor(self._conn.executemany(sql, parameters)))
 
     @property
     def in_transaction(self) -> bool:
