@@ -57,6 +57,8 @@ class EventBus:
         self._subs: set[Subscription] = set()
 
     def publish(self, topic: str, **data: Any) -> None:
+        if not self._subs:  # the usual case for a headless daemon: no TUI attached
+            return
         event = Event(topic, data)
         for sub in self._subs:
             if sub.wants(topic):

@@ -8,7 +8,6 @@ permanently bad deliveries get a 4xx, and anything we could not store gets a 5xx
 
 from __future__ import annotations
 
-import functools
 import hmac
 import json
 import logging
@@ -166,7 +165,7 @@ async def read_limited(content: _Readable, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class IngestResult:
     status: int
     reason: str
@@ -234,7 +233,10 @@ async def ingest(
     retries. With `commit` (a `GroupCommit`), concurrent deliveries share transactions (one fsync).
     """
     size = len(raw)
-    refuse = functools.partial(_refuse, db, commit, store_id=store_id, size=size)
+
+    def refuse(*, status: int, reason: str, delivery_id: str | None) -> Awaitable[IngestResult]:
+        return _refuse(db, commit, status=status, reason=reason, store_id=store_id, delivery_id=delivery_id, size=size)
+
     if size > max_bytes:
         return await refuse(status=413, reason="too_large", delivery_id=None)
     secrets = [secret] if isinstance(secret, Secret) else list(secret or ())

@@ -17,14 +17,27 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Generator, Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 
 class InlineCursor:
+    """What `execute` returns. Like aiosqlite's, it can be awaited (giving itself) or used as an
+    async context manager; awaiting it never suspends."""
+
     __slots__ = ("_cursor",)
 
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self
+        yield  # a generator that finishes at once
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor.close()
 
     @property
     def rowcount(self) -> int:
@@ -40,25 +53,6 @@ class InlineCursor:
         self._cursor.close()
 
 
-class _Executed:
-    """What `execute` returns: awaitable and an async context manager, like aiosqlite's."""
-
-    __slots__ = ("_cursor",)
-
-    def __init__(self, cursor: InlineCursor) -> None:
-        self._cursor = cursor
-
-    def __await__(self) -> Generator[Any, None, InlineCursor]:
-        return self._cursor
-        yield  # a generator that finishes at once: awaiting it never suspends
-
-    async def __aenter__(self) -> InlineCursor:
-        return self._cursor
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._cursor.close()
-
-
 class InlineConnection:
     """An aiosqlite-shaped view of a plain `sqlite3.Connection`, valid inside one transaction."""
 
@@ -67,8 +61,8 @@ class InlineConnection:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def execute(self, sql: str, parameters: Iterable[Any] | Mapping[str, Any] = ()) -> _Executed:
-        return _Executed(InlineCursor(self._conn.execute(sql, parameters)))
+    def execute(self, sql: str, parameters: Iterable[Any] | Mapping[str, Any] = ()) -> InlineCursor:
+        return InlineCursor(self._conn.execute(sql, parameters))
 
     @property
     def in_transaction(self) -> bool:

@@ -80,11 +80,12 @@ async def enqueue(
     cur = await conn.execute(
         "INSERT INTO sync_jobs(kind, store_id, invoice_id, payload, state, next_run_at, created_at, updated_at) "
         "VALUES(?, ?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING",
-        (kind, store_id, invoice_id, json.dumps(payload or {}, sort_keys=True), now, int(now), int(now)),
+        (kind, store_id, invoice_id, _payload_json(payload or {}), now, int(now), int(now)),
     )
     return cur.rowcount == 1
 
 
+_payload_json = json.JSONEncoder(sort_keys=True).encode  # one encoder, not one per json.dumps call
 _HELD = "SELECT 1 FROM sync_jobs WHERE store_id = ? AND invoice_id = ? AND kind = ? AND state = 'held' LIMIT 1"
 
 _CLAIMABLE = """
