@@ -1,17 +1,24 @@
 """Webhook intake benchmark: signed BTCPay deliveries into a real daemon vs a bare aiohttp handler.
 
-Run: `.venv/bin/python bench/webhook_ingest.py [--count 3000] [--concurrency 8]`. Prints one result
-per line: the daemon's rate of verified, durably recorded deliveries and its p99 latency; the same
-load against a handler that only answers 200; and the ratio. Targets: ratio >= 0.5, p99 < 20 ms.
+Run: `.venv/bin/python bench/webhook_ingest.py [--count 10000] [--concurrency 8] [--rounds 3]`.
+Prints one result per line: the daemon's rate of verified, durably recorded deliveries and its p99
+latency; the same load against a handler that only answers 200; and the ratio. Targets: ratio >= 0.5,
+p99 < 20 ms.
 
 Layout: this process runs the BTCPay simulator (a thread) and starts a daemon subprocess connected to
 a simulated store; the load comes from a second process (`--load`), and the bare handler is a third
 (`--bare`), so neither shares an event loop or a GIL with the daemon. Every delivery is a distinct
 event with a valid signature; "recorded" is checked afterwards in the daemon's database. The daemon
-is stopped before the bare handler is measured, so its follow-up work (re-reading the invoices the
-events announce) cannot slow the other side. Each server's CPU time per request is printed too: on
-a two-core machine the load generator and the server share the cores, and CPU per request is what
-decides the rate.
+finishes its follow-up work (re-reading the invoices the events announce) and is stopped before the
+bare handler is measured, so nothing of it can slow the other side. Each server's CPU time per request is printed
+too: on a two-core machine the load generator and the server share the cores, and CPU per request is
+what decides the rate.
+
+The two sides are measured in alternating rounds, each with fresh deliveries. On a shared machine a
+neighbour's burst can halve one run's rate (seen here: a bare run at 4,000/s between runs at 7,100/s),
+so one pair of runs can land anywhere from 0.44 to 0.8. The summary takes each side's best round, the
+usual estimate of what software can do when noise only ever slows it down, and also prints the median
+of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -159,7 +166,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main(count: int, concurrency: int, invoices: int) -> int:
+def wait_idle(pid: int, timeout_s: float = 15.0) -> None:
+    """Until the process spends under 2 % of a core (its follow-up work after a round is done)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    deadline = time.monotonic() + timeout_s
+    before = sum(proc.cpu_times()[:2])
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(proc.cpu_times()[:2])
+        if now - before < 0.01:
+            return
+        before = now
+
+
+def describe(side: str, result: dict[str, Any], unit: str) -> str:
+    return (f"{side}: {result['rate']:.0f} {unit}/s, p99 {result['p99_ms']:.1f} ms (p50 {result['p50_ms']:.1f} ms), "
+            f"{cpu_per_request_us(result):.0f} µs CPU per request")
+
+
+def main(count: int, concurrency: int, invoices: int, rounds: int) -> int:
     from tests.btcpay_e2e.conftest import FULL
     from tests.support.daemon import DaemonProcess, write_config
     from tests.support.sims import start_btcpay_sim
@@ -177,23 +204,7 @@ def main(count: int, concurrency: int, invoices: int) -> int:
         if setup.returncode != 0:
             print(setup.stdout, setup.stderr, file=sys.stderr)
             return 1
-        bodies = tmp / "bodies.json"
-        bodies.write_text(json.dumps(make_bodies(sim, store.id, count, invoices)))
-
-        assert daemon.proc is not None
-        ours = run_load(daemon.url, bodies, concurrency, daemon.proc.pid)
-        db = sqlite3.connect(f"file:{daemon.root / 'data' / 'sovterm.db'}?mode=ro", uri=True)
-        recorded = db.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE delivery_id LIKE 'bench%'").fetchone()[0]
-        db.close()
-        accepted = ours["statuses"].get("200", 0)
-        measured = ours["sent"]
-        if recorded != accepted + ours["warmup"] or accepted != measured:
-            print(f"MISMATCH: {measured} sent, {accepted} answered 200, {recorded} recorded "
-                  f"(incl. {ours['warmup']} warm-up)", file=sys.stderr)
-            return 1
-        ours_rate = measured / ours["elapsed_s"]
-        daemon.stop()
-
+        all_bodies = make_bodies(sim, store.id, count * rounds, invoices)
         port_file = tmp / "bare.port"
         bare_proc = subprocess.Popen([sys.executable, __file__, "--bare", str(port_file)])
         deadline = time.monotonic() + 10
@@ -201,18 +212,55 @@ def main(count: int, concurrency: int, invoices: int) -> int:
             if time.monotonic() > deadline:
                 raise TimeoutError("bare handler did not start")
             time.sleep(0.02)
-        theirs = run_load(f"http://127.0.0.1:{port_file.read_text()}", bodies, concurrency, bare_proc.pid)
-        bare_rate = theirs["sent"] / theirs["elapsed_s"]
+        bare_url = f"http://127.0.0.1:{port_file.read_text()}"
+        ours_runs: list[dict[str, Any]] = []
+        theirs_runs: list[dict[str, Any]] = []
+        for n in range(rounds):
+            bodies = tmp / f"bodies-{n}.json"
+            bodies.write_text(json.dumps(all_bodies[n * count:(n + 1) * count]))
+            if daemon.proc is None or daemon.proc.poll() is not None:
+                daemon.start()
+            assert daemon.proc is not None
+            wait_idle(daemon.proc.pid)  # the poll at start-up re-reads every invoice
+            ours = run_load(daemon.url, bodies, concurrency, daemon.proc.pid)
+            accepted = ours["statuses"].get("200", 0)
+            if accepted != ours["sent"]:
+                print(f"MISMATCH: round {n + 1}: {ours['sent']} sent, {accepted} answered 200", file=sys.stderr)
+                return 1
+            wait_idle(daemon.proc.pid)  # its re-reads of the invoices the round announced
+            daemon.stop()  # nothing of it may run beside the bare handler
+            theirs = run_load(bare_url, bodies, concurrency, bare_proc.pid)
+            for run in (ours, theirs):
+                run["rate"] = run["sent"] / run["elapsed_s"]
+            ours_runs.append(ours)
+            theirs_runs.append(theirs)
+            print(f"round {n + 1}: " + describe("daemon", ours, "deliveries") + "; "
+                  + describe("bare", theirs, "responses") + f"; ratio {ours['rate'] / theirs['rate']:.2f}")
 
-        print(f"daemon: {ours_rate:.0f} verified durably recorded deliveries/s ({measured} deliveries, "
-              f"concurrency {concurrency}, {invoices} invoices)")
-        print(f"daemon: p99 latency {ours['p99_ms']:.1f} ms (p50 {ours['p50_ms']:.1f} ms); "
-              f"{cpu_per_request_us(ours):.0f} µs of daemon CPU per delivery")
-        print(f"bare aiohttp handler: {bare_rate:.0f} responses/s")
+        db = sqlite3.connect(f"file:{daemon.root / 'data' / 'sovterm.db'}?mode=ro", uri=True)
+        recorded = db.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE delivery_id LIKE 'bench%'").fetchone()[0]
+        db.close()
+        answered = sum(r["statuses"].get("200", 0) + r["warmup"] for r in ours_runs)
+        if recorded != answered:
+            print(f"MISMATCH: {answered} deliveries answered 200 (warm-up included), {recorded} recorded",
+                  file=sys.stderr)
+            return 1
+
+        ours = max(ours_runs, key=lambda r: r["rate"])
+        theirs = max(theirs_runs, key=lambda r: r["rate"])
+        ratios = sorted(o["rate"] / t["rate"] for o, t in zip(ours_runs, theirs_runs, strict=True))
+        worst_p99 = max(r["p99_ms"] for r in ours_runs)
+        print(f"daemon: {ours['rate']:.0f} verified durably recorded deliveries/s, best of {rounds} rounds "
+              f"({ours['sent']} deliveries each, concurrency {concurrency}, {invoices} invoices; all {recorded} "
+              f"answered with 200 are in the database)")
+        print(f"daemon: p99 latency {ours['p99_ms']:.1f} ms (p50 {ours['p50_ms']:.1f} ms, worst round's p99 "
+              f"{worst_p99:.1f} ms); {cpu_per_request_us(ours):.0f} µs of daemon CPU per delivery")
+        print(f"bare aiohttp handler: {theirs['rate']:.0f} responses/s, best of {rounds} rounds")
         print(f"bare aiohttp handler: p99 latency {theirs['p99_ms']:.1f} ms (p50 {theirs['p50_ms']:.1f} ms); "
               f"{cpu_per_request_us(theirs):.0f} µs of server CPU per request")
-        print(f"ratio daemon/bare: {ours_rate / bare_rate:.2f} (target >= 0.5); "
-              f"p99 {'meets' if ours['p99_ms'] < 20 else 'MISSES'} the 20 ms target")
+        print(f"ratio daemon/bare: {ours['rate'] / theirs['rate']:.2f} best to best (target >= 0.5), "
+              f"median of rounds {ratios[len(ratios) // 2]:.2f}; "
+              f"p99 {'meets' if worst_p99 < 20 else 'MISSES'} the 20 ms target in every round")
         return 0
     finally:
         if bare_proc is not None:
@@ -233,6 +281,7 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=10000, help="deliveries per run (default 10000)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--invoices", type=int, default=50, help="distinct invoices the events are about")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (default 3)")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--bodies", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", type=Path, metavar="PORT_FILE", help=argparse.SUPPRESS)
@@ -242,4 +291,4 @@ if __name__ == "__main__":
     elif args.bare:
         bare(args.bare)
     else:
-        sys.exit(main(args.count, args.concurrency, args.invoices))
+        sys.exit(main(args.count, args.concurrency, args.invoices, args.rounds))
