@@ -9,8 +9,9 @@ and a webhook arriving together still cost one fsync.
 
 A unit that raises must not cost its neighbours their write: the batch is rolled back and each of
 its units is run again alone, in its own transaction, so every unit ends as it would have alone (the
-failing one with its exception). Units therefore must only write through `conn` (no side effects
-outside the database), which is what a transaction's contents must be anyway.
+failing one with its exception). Units therefore write only through `conn`, and whatever they start
+outside the database must be harmless to repeat and harmless after a rollback: the webhook units wake
+the sync engine and schedule a payout re-read, both of which only look at what was committed.
 """
 
 from __future__ import annotations
