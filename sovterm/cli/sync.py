@@ -10,7 +10,8 @@ from sovterm.cli import core
 from sovterm.sync.reconcile import format_report
 
 
-def _status(st: dict[str, Any]) -> str:
+def status_text(st: dict[str, Any]) -> str:
+    """`sovterm sync status` for a person (the `sync.status` result)."""
     bf = st.get("backfill") or {}
     lines = [
         f"sync {'PAUSED' if st.get('paused') else 'running'}: {st['queued']} queued, {st['running']} running, "
@@ -18,7 +19,8 @@ def _status(st: dict[str, Any]) -> str:
         f"  last BTCPay poll   {core._age(st['last_poll_age_s'])}",
         f"  last posting       {core._age(st['last_posting_age_s'])}",
         f"  backfill           {bf.get('state', 'none')}"
-        + (f" since {bf['since']}: {bf.get('done', 0)}/{bf.get('total', 0)}" if bf.get("since") else ""),
+        + (f" since {bf['since']}: {bf.get('done', 0)}/{bf.get('total', 0)}" if bf.get("since") else "")
+        + (f", {bf['waiting']} waiting for BTCPay to confirm a payment" if bf.get("waiting") else ""),
     ]
     if st.get("held") and st.get("held_reason"):
         lines.append(f"  held because       {st['held_reason']}")
@@ -27,13 +29,13 @@ def _status(st: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     st = core.call(args, environ, "sync.status")
-    core.emit(args, st, _status)
+    core.emit(args, st, status_text)
     return 0 if not st["dead"] else core.EXIT_FAILED
 
 
 def cmd_now(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     result = core.call(args, environ, "sync.now")
-    core.emit(args, result, lambda r: f"polled BTCPay; {r['jobs']} job(s) worked\n" + _status(r["status"]))
+    core.emit(args, result, lambda r: f"polled BTCPay; {r['jobs']} job(s) worked\n" + status_text(r["status"]))
     return 0
 
 

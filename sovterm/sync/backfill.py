@@ -32,10 +32,12 @@ _SETTLED_SINCE = (
     "('PaidLate', 'PaidPartial'))) AND COALESCE(i.paid_at, i.created_at) >= ? "
     "AND NOT EXISTS (SELECT 1 FROM sync_postings p WHERE p.store_id = i.store_id AND p.invoice_id = i.invoice_id)"
 )
+# Each invoice is handed to the engine once per backfill: one whose job ended without a posting waits
+# for BTCPay (a payment still confirming), and its next webhook or changed snapshot queues it again.
 CANDIDATES = (
     f"SELECT i.store_id, i.invoice_id {_SETTLED_SINCE} "
     "AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.store_id = i.store_id AND j.invoice_id = i.invoice_id "
-    "AND j.state IN ('queued', 'running', 'held', 'dead')) "
+    "AND (j.state IN ('queued', 'running', 'held', 'dead') OR (j.kind = 'backfill' AND j.created_at >= ?))) "
     "ORDER BY COALESCE(i.paid_at, i.created_at), i.invoice_id LIMIT ?"
 )
 #: Brings BTCPay's invoices created since a unix time into the ledger; returns how many it listed.
@@ -91,7 +93,7 @@ class Backfill:
             await store.kv_put(self.db, STATE_KEY, st)
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
-            rows = await self.db.fetchall(CANDIDATES, (since_s, CHUNK))
+            rows = await self.db.fetchall(CANDIDATES, (since_s, st["started_at"], CHUNK))
             if not rows:
                 break
             async with self.db.transaction() as conn:
@@ -104,8 +106,9 @@ class Backfill:
             "SELECT COUNT(*) FROM sync_jobs WHERE kind = 'backfill' AND state IN ('queued', 'running')"))[0]
         total = max(int(st["total"]), left)
         st = {**st, "total": total, "done": total - left}
-        if not busy and not await self.db.fetchone(CANDIDATES, (since_s, 1)):
-            st.update(state="done", finished_at=int(time.time()))
+        if not busy and not await self.db.fetchone(CANDIDATES, (since_s, st["started_at"], 1)):
+            # what is still unposted was handed over and waits for BTCPay (a payment still confirming)
+            st.update(state="done", finished_at=int(time.time()), waiting=left)
         await store.kv_put(self.db, STATE_KEY, st)
         elapsed = max(time.time() - st["started_at"], 1e-6)
         rate = st["done"] / elapsed * 60

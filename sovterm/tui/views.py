@@ -397,6 +397,8 @@ def summary_text(progress: WizardProgress) -> str:
     since = (progress.setup or {}).get("backfill_since")
     if bf.get("state", "none") != "none":
         backfill = f"{bf.get('state')} since {bf.get('since')} ({bf.get('done', 0)} of {bf.get('total', 0)})"
+        if bf.get("waiting"):
+            backfill += f", {bf['waiting']} waiting for BTCPay to confirm a payment"
     elif since:
         backfill = f"from {_esc(since)}, not started yet"
     else:

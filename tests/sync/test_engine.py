@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from sovterm.cli.sync import status_text
 from sovterm.sim.qbo import FaultRule
 from sovterm.sync import backfill, queue, reconcile, store
 from sovterm.sync.backfill import Backfill
@@ -248,6 +249,28 @@ async def test_backfill_imports_history_once_then_queues_what_it_brought(db, eng
     st = await Backfill(engine, history).run()  # a later tick (or a restart) does not import again
     assert calls == [backfill.day_start("2025-12-01")] and st["state"] == "done" and st["done"] == 5
     assert len(docs(qbo_state, "SalesReceipt")) == 5
+
+
+async def test_backfill_hands_a_still_confirming_invoice_over_once_and_finishes(db, engine, qbo_state):
+    from sovterm.btcpay import ledger
+    await _history(db, 2)
+    confirming = invoice("late", status="Expired", extra="PaidPartial", payments=[("BTC-CHAIN", "0.001", "Processing")])
+    async with db.transaction() as conn:
+        await ledger.upsert_invoice(conn, STORE, *confirming)
+    await backfill.start(db, "2025-12-01")
+    for _ in range(4):  # the sync loop's ticks
+        st = await Backfill(engine).run()
+        await engine.drain()
+    st = await Backfill(engine).run()
+    assert st["state"] == "done" and st["done"] == 2 and st["waiting"] == 1
+    jobs = await db.fetchall("SELECT COUNT(*) FROM sync_jobs WHERE invoice_id = 'late' AND kind = 'backfill'")
+    assert jobs[0][0] == 1  # handed over once, not once per tick
+    shown = status_text(await SyncService(engine).status())
+    assert "backfill           done since 2025-12-01: 2/3, 1 waiting for BTCPay to confirm a payment" in shown
+    # BTCPay confirms the payment: its snapshot queues the invoice like any other, and it posts
+    await put(db, invoice("late", status="Expired", extra="PaidPartial", payments=[("BTC-CHAIN", "0.001", "Settled")]))
+    await engine.drain()
+    assert len(docs(qbo_state, "SalesReceipt")) == 3
 
 
 async def test_reconcile_report_matches_then_detects_a_missing_document(db, engine, books, qbo_state):

@@ -76,6 +76,8 @@ def test_wizard_resumes_at_the_first_step_not_done() -> None:
     summary = summary_text(p)
     assert summary.count("✓") == 6 and "Main (S1)" in summary and "mode: invoicing" in summary
     assert "from 2026-01-01, not started yet" in summary
+    p.backfill = {"state": "done", "since": "2026-01-01", "done": 44, "total": 57, "waiting": 13}
+    assert "done since 2026-01-01 (44 of 57), 13 waiting for BTCPay to confirm a payment" in summary_text(p)
     p.setup["qbo"] = {"step": "disconnected", "realm_id": "R1"}  # reconnecting starts again at QuickBooks
     assert p.resume_step() == "qbo" and not p.accounts_done
 
