@@ -203,16 +203,39 @@ def demo_world(root: Path, say: Any = print) -> Iterator[DemoWorld]:
         world.stop()
 
 
+PROGRESS_EVERY_S = 5.0
+
+
+def progress_line(status: Mapping[str, Any]) -> str:
+    """One line of sync progress for `sovterm demo --no-tui`, from the control API's `sync.status`."""
+    backfill = status.get("backfill") or {}
+    parts = []
+    if backfill.get("state") == "running":
+        parts.append(f"backfill {backfill.get('done', 0)}/{backfill.get('total', 0)}")
+    parts += [f"{status['queued']} queued", f"{status['dead']} dead", f"{status.get('review', 0)} to review"]
+    age = status.get("last_posting_age_s")
+    parts.append("nothing posted yet" if age is None else f"last posting {age:.0f} s ago")
+    return "sync: " + ", ".join(parts)
+
+
+async def _print_progress(socket_path: Path, deadline: float | None) -> None:
+    """What the TUI's dashboard would show, a line every few seconds, until the deadline (or Ctrl-C)."""
+    async with await ControlClient.connect(socket_path, client="demo") as control:
+        while deadline is None or time.monotonic() < deadline:
+            print(progress_line(await control.call("sync.status")), flush=True)
+            left = PROGRESS_EVERY_S if deadline is None else deadline - time.monotonic()
+            await asyncio.sleep(max(0.0, min(PROGRESS_EVERY_S, left)))
+
+
 def run_demo(environ: Mapping[str, str], *, headless: bool = False, seconds: float | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="sovterm-demo-"))
     try:
         with demo_world(root) as world:
             if headless:
-                print(f"demo running; try: sovterm --config {world.config} status   (Ctrl-C stops it)")
+                print(f"demo running; try: sovterm --config {world.config} status   (Ctrl-C stops it)", flush=True)
                 deadline = None if seconds is None else time.monotonic() + seconds
                 with contextlib.suppress(KeyboardInterrupt):
-                    while deadline is None or time.monotonic() < deadline:
-                        time.sleep(0.5)
+                    asyncio.run(_print_progress(world.socket_path, deadline))
                 return 0
             from sovterm.tui.app import run_tui
 

@@ -229,7 +229,7 @@ def add_commands(sub: Any, add: Adder) -> None:
     add("daemon", cmd_daemon, "run the daemon in the foreground (systemd runs this)")
     add("tui", cmd_tui, "open the terminal UI attached to the running daemon")
     demo = add("demo", cmd_demo, "run everything on simulated BTCPay and QuickBooks in a temporary directory")
-    demo.add_argument("--no-tui", action="store_true", help="print status instead of opening the TUI")
+    demo.add_argument("--no-tui", action="store_true", help="print sync progress instead of opening the TUI")
     demo.add_argument("--seconds", type=float, default=None, help="with --no-tui: stop after this long")
     add("status", cmd_status, "show the daemon's state (exit 1 when not ready)", json_flag=True)
     add("version", cmd_version, "print the version")

@@ -1,5 +1,5 @@
-"""`sovterm demo --no-tui`: simulators, a daemon set up like an operator would, live postings, and
-everything gone afterwards."""
+"""`sovterm demo --no-tui`: simulators, a daemon set up like an operator would, live postings with a
+progress line every few seconds, and everything gone afterwards."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ def test_demo_sets_everything_up_syncs_and_cleans_up() -> None:
     assert len(recent) >= 20  # 60 days of history is being posted into QuickBooks
     daemon_pid = status["pid"]
     assert proc.wait(90) == 0
+    progress = [line for line in proc.stdout.read().splitlines() if line.startswith("sync: ")]
+    assert len(progress) >= 3 and "to review" in progress[-1] and "last posting" in progress[-1]
     assert not config.parent.exists()  # the temporary directory is gone
     with pytest.raises(ProcessLookupError):
         os.kill(daemon_pid, 0)
