@@ -210,8 +210,11 @@ def progress_line(status: Mapping[str, Any]) -> str:
     """One line of sync progress for `sovterm demo --no-tui`, from the control API's `sync.status`."""
     backfill = status.get("backfill") or {}
     parts = []
+    counts = f"{backfill.get('done', 0)}/{backfill.get('total', 0)}"
     if backfill.get("state") == "running":
-        parts.append(f"backfill {backfill.get('done', 0)}/{backfill.get('total', 0)}")
+        parts.append(f"backfill {counts}")
+    elif backfill.get("state") == "done":
+        parts.append(f"backfill done ({counts})")
     parts += [f"{status['queued']} queued", f"{status['dead']} dead", f"{status.get('review', 0)} to review"]
     age = status.get("last_posting_age_s")
     parts.append("nothing posted yet" if age is None else f"last posting {age:.0f} s ago")
