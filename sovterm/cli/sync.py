@@ -70,6 +70,23 @@ def cmd_resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    rows = core.call(args, environ, "sync.review", limit=args.limit)
+    core.emit(args, rows, lambda rs: "\n".join(
+        f"{r['txn_date']}  {r['invoice_id']:<24} {r['entity']:<13} {r['qbo_id'] or '-':>6} {r['amount']:>12} "
+        f"{r['currency']}  {r['review']}" for r in rs
+    ) or "nothing to review")
+    return 0
+
+
+def cmd_reviewed(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if (args.invoice is None) == (not args.all):
+        raise core.CommandError("give an invoice id or --all", core.EXIT_CONFIG)
+    result = core.call(args, environ, "sync.reviewed", invoice_id=args.invoice, all=args.all)
+    core.emit(args, result, lambda r: f"{r['reviewed']} posting(s) marked reviewed")
+    return 0
+
+
 def cmd_recent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     rows = core.call(args, environ, "sync.recent", limit=args.limit)
     core.emit(args, rows, lambda rs: "\n".join(
@@ -122,6 +139,13 @@ def add_commands(sub: Any, add: core.Adder) -> None:
     how.add_argument("--qbo-invoice", metavar="DOC", help="the QuickBooks invoice (DocNumber or Id) it pays")
     how.add_argument("--as-deposit", action="store_true", help="book it as a sale in deposit mode")
     how.add_argument("--ignore", metavar="REASON", help="book nothing, and say why")
+    p = add("review", cmd_review, "postings flagged for review (overpaid, settled below the price)", json_flag=True,
+            parent=grp)
+    p.add_argument("--limit", type=int, default=200)
+    p = add("reviewed", cmd_reviewed, "take an invoice's flagged postings (or --all) off the review list",
+            json_flag=True, parent=grp)
+    p.add_argument("invoice", nargs="?")
+    p.add_argument("--all", action="store_true")
     p = add("recent", cmd_recent, "recent postings with QuickBooks ids", json_flag=True, parent=grp)
     p.add_argument("--limit", type=int, default=50)
     for verb, method, text in (("pause", "sync.pause", "stop posting until resumed (survives restarts)"),

@@ -133,6 +133,11 @@ class ResolveParams(BaseModel):
     ignore: str | None = None
 
 
+class ReviewedParams(BaseModel):
+    invoice_id: str | None = None
+    all: bool = False
+
+
 class BackfillParams(BaseModel):
     since: str
 
@@ -184,6 +189,21 @@ def register(server: ControlServer, services: Services) -> None:
     async def unmatched(ctx: CallContext) -> list[dict[str, Any]]:
         """Invoicing-mode invoices that match no QuickBooks invoice."""
         return await svc().unmatched()
+
+    @server.method("sync.review", role=Role.VIEWER, params=LimitParams)
+    async def review(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
+        """Posted documents flagged for review (an overpayment, a settlement below the price) that nobody has
+        marked reviewed yet, oldest first."""
+        return await svc().to_review(limit)
+
+    @server.method("sync.reviewed", role=Role.ADMIN, params=ReviewedParams)
+    async def reviewed(ctx: CallContext, invoice_id: str | None, all: bool) -> dict[str, Any]:
+        """Take one invoice's flagged postings, or all of them, off the review list (who and when are kept)."""
+        if (invoice_id is None) == (not all):
+            raise UserFacingError("give an invoice id or --all")
+        result = await svc().mark_reviewed(None if all else invoice_id, actor=ctx.peer.user)
+        await audit.record(services.require_db(), ctx.peer.user, "sync.reviewed", invoice_id or "all", result, "ok")
+        return result
 
     @server.method("sync.retry", role=Role.ADMIN, params=JobParams)
     async def retry(ctx: CallContext, job_id: int | None, all: bool) -> dict[str, Any]:

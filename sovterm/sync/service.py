@@ -27,6 +27,9 @@ RECONCILE_EVENTS = {
 }
 
 
+_TO_REVIEW = "review IS NOT NULL AND status = 'posted' AND reviewed_at IS NULL"
+
+
 class SyncService:
     def __init__(self, engine: SyncEngine, history: HistoryImport | None = None) -> None:
         self.engine = engine
@@ -108,8 +111,7 @@ class SyncService:
         unmatched = (await self.db.fetchone("SELECT COUNT(*) FROM sync_unmatched WHERE resolution IS NULL"))[0]
         poll = await self.db.fetchone("SELECT MAX(updated_at) FROM kv WHERE key LIKE 'btcpay:poll_cursor:%'")
         posted = await self.db.fetchone("SELECT MAX(posted_at) FROM sync_postings")
-        review = (await self.db.fetchone(
-            "SELECT COUNT(*) FROM sync_postings WHERE review IS NOT NULL AND status = 'posted'"))[0]
+        review = (await self.db.fetchone(f"SELECT COUNT(*) FROM sync_postings WHERE {_TO_REVIEW}"))[0]
         bf = await backfill_mod.state(self.db) or {"state": "none"}
         return {
             "queued": counts["queued"], "running": counts["running"], "dead": counts["dead"], "held": counts["held"],
@@ -159,6 +161,32 @@ class SyncService:
         keys = ("store_id", "invoice_id", "kind", "seq", "entity", "amount", "currency", "status", "qbo_id",
                 "txn_date", "review", "void_reason", "posted_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def to_review(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Posted documents flagged for review that nobody has marked reviewed yet, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT store_id, invoice_id, kind, seq, entity, amount, currency, qbo_id, txn_date, review "
+            f"FROM sync_postings WHERE {_TO_REVIEW} ORDER BY posted_at, invoice_id LIMIT ?",
+            (limit,),
+        )
+        keys = ("store_id", "invoice_id", "kind", "seq", "entity", "amount", "currency", "qbo_id", "txn_date", "review")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def mark_reviewed(self, invoice_id: str | None, *, actor: str) -> dict[str, Any]:
+        """Take one invoice's flagged postings (or, with None, all of them) off the review list."""
+        where, params = _TO_REVIEW, ()
+        if invoice_id is not None:
+            where, params = f"{_TO_REVIEW} AND invoice_id = ?", (invoice_id,)
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                f"UPDATE sync_postings SET reviewed_at = ?, reviewed_by = ? WHERE {where}",
+                (int(time.time()), actor, *params),
+            )
+            n = cur.rowcount
+        if invoice_id is not None and n == 0:
+            raise UserFacingError(f"nothing of invoice {invoice_id} is waiting for review",
+                                  fix="see `sovterm sync review` for what is")
+        return {"reviewed": n}
 
     async def dead(self, limit: int = 200) -> list[dict[str, Any]]:
         return [{"job_id": j.id, "store_id": j.store_id, "invoice_id": j.invoice_id, "attempts": j.attempts,

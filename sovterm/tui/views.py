@@ -89,6 +89,12 @@ def unmatched_row(u: dict[str, Any]) -> tuple[str, ...]:
             str(u.get("reason") or ""))
 
 
+def review_row(p: dict[str, Any]) -> tuple[str, ...]:
+    doc = f"{p.get('entity') or p.get('kind', '')} {p.get('qbo_id') or '—'}"
+    return (str(p.get("txn_date") or ""), str(p.get("invoice_id", "")), doc,
+            f"{p.get('amount', '')} {p.get('currency', '')}", str(p.get("review") or ""))
+
+
 # ---- payouts ---------------------------------------------------------------------------------------
 
 

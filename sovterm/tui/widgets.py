@@ -45,7 +45,7 @@ def render_alerts(state: LinkState) -> str:
 
 
 def sync_alerts(sync: Any) -> list[Alert]:
-    """What the sync feed asks the operator to act on (dead jobs, unmatched payments, paused, held)."""
+    """What the sync feed asks the operator to act on (dead jobs, unmatched payments, held, paused, review)."""
     if not isinstance(sync, dict):
         return []
     out = []
@@ -57,6 +57,9 @@ def sync_alerts(sync: Any) -> list[Alert]:
         out.append(Alert("warning", f"{sync['held']} posting(s) held: {sync.get('held_reason') or 'QuickBooks unavailable'}"))
     if sync.get("paused"):
         out.append(Alert("info", "sync is paused: nothing is posted to QuickBooks"))
+    if sync.get("review"):
+        out.append(Alert("info", f"{sync['review']} posting(s) flagged for review (overpaid, settled below the "
+                                 "price): see Sync (s)"))
     return out
 
 

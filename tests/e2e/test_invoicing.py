@@ -45,6 +45,16 @@ def test_overpayment_leaves_unapplied_credit_and_is_flagged_for_review(invoicing
     review = postings(s, inv.id)[0][6]
     assert "overpaid" in review and "unapplied customer credit" in review
     assert "REVIEW" in s.cli_ok("sync", "recent") and s.cli_json("sync", "status")["review"] >= 1
+    # the bookkeeper looks at it, and says so: it leaves the review list, with who and when kept
+    assert inv.id in [r["invoice_id"] for r in s.cli_json("sync", "review")] and inv.id in s.cli_ok("sync", "review")
+    waiting = s.cli_json("sync", "status")["review"]
+    assert s.cli_json("sync", "reviewed", inv.id) == {"reviewed": 1}
+    assert inv.id not in [r["invoice_id"] for r in s.cli_json("sync", "review")]
+    assert s.cli_json("sync", "status")["review"] == waiting - 1
+    again = s.cli("sync", "reviewed", inv.id)
+    assert again.returncode != 0 and "nothing of invoice" in again.stderr
+    assert [r["subject"] for r in s.cli_json("audit") if r["action"] == "sync.reviewed"] == [inv.id]
+    assert s.sql("SELECT reviewed_by FROM sync_postings WHERE invoice_id = ?", (inv.id,))[0][0]
 
 
 def test_unmatched_invoice_is_listed_and_resolved_by_the_operator(invoicing_system: System) -> None:

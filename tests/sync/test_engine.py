@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from sovterm.cli.sync import status_text
+from sovterm.errors import UserFacingError
 from sovterm.sim.qbo import FaultRule
 from sovterm.sync import backfill, queue, reconcile, store
 from sovterm.sync.backfill import Backfill
@@ -271,6 +272,25 @@ async def test_backfill_hands_a_still_confirming_invoice_over_once_and_finishes(
     await put(db, invoice("late", status="Expired", extra="PaidPartial", payments=[("BTC-CHAIN", "0.001", "Settled")]))
     await engine.drain()
     assert len(docs(qbo_state, "SalesReceipt")) == 3
+
+
+async def test_review_list_keeps_flagged_postings_until_marked_reviewed(db, engine, qbo_state):
+    for n in range(2):  # customers overpaid by a fifth: booked as received, flagged
+        await put(db, invoice(f"over{n}", amount="100.00", paid_amount="120.00"))
+    await put(db, invoice("exact"))
+    await run_all(engine, db)
+    service = SyncService(engine)
+    assert [r["invoice_id"] for r in await service.to_review()] == ["over0", "over1"]
+    assert (await service.status())["review"] == 2
+    assert await service.mark_reviewed("over0", actor="bob") == {"reviewed": 1}
+    assert [r["invoice_id"] for r in await service.to_review()] == ["over1"]
+    with pytest.raises(UserFacingError, match="nothing of invoice exact is waiting for review"):
+        await service.mark_reviewed("exact", actor="bob")
+    assert await service.mark_reviewed(None, actor="carol") == {"reviewed": 1}
+    assert (await service.status())["review"] == 0
+    who = await db.fetchall("SELECT invoice_id, reviewed_by FROM sync_postings WHERE reviewed_at IS NOT NULL "
+                            "ORDER BY invoice_id")
+    assert [tuple(r) for r in who] == [("over0", "bob"), ("over1", "carol")]
 
 
 async def test_reconcile_report_matches_then_detects_a_missing_document(db, engine, books, qbo_state):

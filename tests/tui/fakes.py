@@ -30,7 +30,7 @@ FEED_METHODS = [{"name": "sync.status", "role": "viewer"}, {"name": "sync.totals
 PART_METHODS = [
     {"name": name, "role": role} for name, role in [
         ("sync.recent", "viewer"), ("sync.dead", "viewer"), ("sync.unmatched", "viewer"), ("sync.retry", "admin"),
-        ("sync.resolve", "admin"), ("sync.now", "admin"), ("sync.pause", "admin"), ("sync.resume", "admin"),
+        ("sync.resolve", "admin"), ("sync.review", "viewer"), ("sync.reviewed", "admin"), ("sync.now", "admin"), ("sync.pause", "admin"), ("sync.resume", "admin"),
         ("sync.backfill", "admin"), ("payouts.list", "viewer"), ("payouts.refresh", "viewer"),
         ("payouts.approve", "admin"), ("payouts.cancel", "admin"), ("payouts.mark_paid", "admin"),
         ("links.list", "viewer"), ("links.get", "viewer"), ("links.create", "admin"), ("links.expire", "admin"),
@@ -109,6 +109,8 @@ RECENT = [
 ]
 DEAD = [{"job_id": 17, "store_id": "S1", "invoice_id": "INVdead", "attempts": 8,
          "error": "QuickBooks refused: Account is inactive (6000)", "since": int(NOW) - 7200}]
+REVIEW = [{k: RECENT[2][k] for k in ("store_id", "invoice_id", "kind", "seq", "entity", "amount", "currency", "qbo_id",
+                                      "txn_date", "review")}]
 UNMATCHED = [{"store_id": "S1", "invoice_id": "INVnope", "reason": "orderId 'nope' matches no QuickBooks invoice",
               "amount": "42.00", "currency": "USD", "since": int(NOW) - 3600}]
 LINKS = [
@@ -210,6 +212,7 @@ def part_results() -> dict[str, Any]:
                           "action": "create"}]},
         "sync.recent": RECENT, "sync.dead": DEAD, "sync.unmatched": UNMATCHED, "sync.retry": {"retried": 1},
         "sync.resolve": lambda invoice_id, **kw: {"invoice_id": invoice_id, "store_id": "S1", "resolution": kw},
+        "sync.review": lambda limit=50: REVIEW[:limit], "sync.reviewed": lambda invoice_id, **kw: {"reviewed": 1},
         "sync.status": FEEDS["sync.status"], "sync.totals": FEEDS["sync.totals"],
         "payouts.list": lambda include_final: PAYOUTS if include_final else PAYOUTS[:2],
         "payouts.approve": decide("approved", "payout.approve"),

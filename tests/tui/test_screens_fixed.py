@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widgets import Button, DataTable, Input, OptionList, RadioButton, SelectionList, Static
+from textual.widgets import Button, DataTable, Input, OptionList, RadioButton, SelectionList, Static, TabbedContent
 
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.commands import SovtermCommands
@@ -141,12 +141,27 @@ async def test_resolve_asks_why_before_ignoring() -> None:
         assert app.link.client.called("sync.resolve") == [{"invoice_id": "INVnope", "ignore": "test order"}]
 
 
+async def test_a_posting_flagged_for_review_is_listed_and_marked_reviewed() -> None:
+    app = fixed_app(parts=True)
+    async with app.run_test(size=(100, 24)) as pilot:
+        screen = await goto(app, pilot, "s", SyncScreen)
+        await until(pilot, lambda: screen.review, what="review list")
+        await pilot.press("4")
+        assert rows(screen, "#review-table")[0][1:] == ["INV3", "SalesReceipt 1844", "110.00 USD",
+                                                        "customer overpaid 10.00 USD"]
+        assert "To review (1)" in str(screen.query_one(TabbedContent).get_tab("review").label)
+        await pilot.press("v")
+        await until(pilot, lambda: app.link.client.called("sync.reviewed"), what="reviewed call")
+        assert app.link.client.called("sync.reviewed") == [{"invoice_id": "INV3"}]
+
+
 async def test_viewer_sees_sync_but_cannot_act() -> None:
     app = fixed_app(role="viewer", parts=True)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await goto(app, pilot, "s", SyncScreen)
         await until(pilot, lambda: screen.dead, what="lists")
-        for action, params in (("retry", ()), ("resolve", ()), ("run", ("sync_now",)), ("run", ("sync_pause",))):
+        for action, params in (("retry", ()), ("resolve", ()), ("reviewed", ()), ("run", ("sync_now",)),
+                               ("run", ("sync_pause",))):
             assert screen.check_action(action, params) is None
         await pilot.press("r", "n", "z")
         await pilot.pause()

@@ -142,6 +142,8 @@ def test_sync_feed_alerts() -> None:
     texts = [a.text for a in sync_alerts({**FEEDS["sync.status"], "paused": True})]
     assert texts[0].startswith("1 sync job(s) dead-lettered") and "match no QuickBooks invoice" in texts[1]
     assert texts[-1].startswith("sync is paused")
+    texts = [a.text for a in sync_alerts({**FEEDS["sync.status"], "review": 2})]
+    assert texts[-1].startswith("2 posting(s) flagged for review") and "see Sync (s)" in texts[-1]
     assert sync_alerts(None) == []
 
 

@@ -1,4 +1,5 @@
-"""Sync: live progress, recent postings with their QuickBooks ids, dead letters and unmatched payments.
+"""Sync: live progress, recent postings with their QuickBooks ids, dead letters, unmatched payments and
+postings flagged for review.
 
 The counts come from the app's `sync.status` feed; the lists are fetched when the screen is shown and
 again (debounced) when the daemon reports a job or an invoice changed; progress comes from
@@ -31,7 +32,7 @@ from sovterm.tui.actions import actions_for
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen, render_actions
 from sovterm.tui.state import LinkState
-from sovterm.tui.views import SyncProgress, dead_row, posting_row, render_sync_status, unmatched_row
+from sovterm.tui.views import SyncProgress, dead_row, posting_row, render_sync_status, review_row, unmatched_row
 
 ACTIONS = actions_for("sync")
 RELOAD_TOPICS = ("sync.job", "invoice.updated")
@@ -97,10 +98,12 @@ class SyncScreen(DaemonScreen):
         Binding("r", "retry", "Retry dead"),
         Binding("R", "retry_all", "Retry all"),
         Binding("e", "resolve", "Resolve"),
+        Binding("v", "reviewed", "Reviewed"),
         Binding("f", "reload", "Refresh"),
         Binding("1", "tab('recent')", "Recent", show=False),
         Binding("2", "tab('dead')", "Dead", show=False),
         Binding("3", "tab('unmatched')", "Unmatched", show=False),
+        Binding("4", "tab('review')", "To review", show=False),
     ]
 
     def __init__(self) -> None:
@@ -108,6 +111,7 @@ class SyncScreen(DaemonScreen):
         self.progress: SyncProgress | None = None
         self.dead: list[dict[str, Any]] = []
         self.unmatched: list[dict[str, Any]] = []
+        self.review: list[dict[str, Any]] = []
         self.recent: list[dict[str, Any]] = []
         self._reload_pending = False
 
@@ -124,6 +128,8 @@ class SyncScreen(DaemonScreen):
                 yield DataTable(id="dead-table", cursor_type="row", zebra_stripes=True)
             with TabPane("Unmatched", id="unmatched"):
                 yield DataTable(id="unmatched-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("To review", id="review"):
+                yield DataTable(id="review-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="sync-actions", classes="actions-line")
         yield Footer()
 
@@ -132,6 +138,8 @@ class SyncScreen(DaemonScreen):
                                                               "status")
         self.query_one("#dead-table", DataTable).add_columns("job", "BTCPay invoice", "tries", "since", "reason")
         self.query_one("#unmatched-table", DataTable).add_columns("BTCPay invoice", "amount", "reason")
+        self.query_one("#review-table", DataTable).add_columns("date", "BTCPay invoice", "QuickBooks doc", "amount",
+                                                              "why")
         self.show_state(self.sovterm.state)
 
     def on_screen_resume(self) -> None:
@@ -155,7 +163,7 @@ class SyncScreen(DaemonScreen):
         daemon = self.sovterm.daemon
         self.query_one("#sync-actions", Static).update(
             render_actions(ACTIONS, {a.method: daemon.why_not(a.method) for a in ACTIONS})
-            + ("" if self.may("sync.retry") is None else " · retry/resolve need the admin role"))
+            + ("" if self.may("sync.retry") is None else " · retry/resolve/reviewed need the admin role"))
         self.refresh_bindings()
 
     def _show_progress(self) -> None:
@@ -181,9 +189,14 @@ class SyncScreen(DaemonScreen):
         unmatched.clear()
         for u in self.unmatched:
             unmatched.add_row(*unmatched_row(u), key=str(u.get("invoice_id")))
+        review = self.query_one("#review-table", DataTable)
+        review.clear()
+        for p in self.review:
+            review.add_row(*review_row(p), key=f"{p.get('invoice_id')}/{p.get('kind')}/{p.get('seq')}")
         tabs = self.query_one(TabbedContent)
         tabs.get_tab("dead").label = f"Dead letters ({len(self.dead)})"  # type: ignore[assignment]
         tabs.get_tab("unmatched").label = f"Unmatched ({len(self.unmatched)})"  # type: ignore[assignment]
+        tabs.get_tab("review").label = f"To review ({len(self.review)})"  # type: ignore[assignment]
 
     # ---- data ---------------------------------------------------------------------------------------
 
@@ -198,7 +211,7 @@ class SyncScreen(DaemonScreen):
             return done
 
         for method, name, params in (("sync.recent", "recent", {"limit": RECENT_LIMIT}), ("sync.dead", "dead", {}),
-                                     ("sync.unmatched", "unmatched", {})):
+                                     ("sync.unmatched", "unmatched", {}), ("sync.review", "review", {})):
             if self.may(method) is None:
                 self.call(method, params, done=store(name), exclusive=True)
 
@@ -217,6 +230,8 @@ class SyncScreen(DaemonScreen):
             return True if self.may("sync.retry") is None else None
         if action == "resolve":
             return True if self.may("sync.resolve") is None else None
+        if action == "reviewed":
+            return True if self.may("sync.reviewed") is None else None
         return super().check_action(action, parameters)
 
     def action_tab(self, tab: str) -> None:
@@ -272,3 +287,18 @@ class SyncScreen(DaemonScreen):
             self.call("sync.resolve", params, done=done)
 
         self.app.push_screen(ResolveScreen(item), decided)
+
+    def action_reviewed(self) -> None:
+        self.action_tab("review")
+        key = self._selected("#review-table")
+        if key is None:
+            self.notify("nothing to review", severity="information")
+            return
+        invoice_id = key.split("/", 1)[0]
+
+        def done(result: dict[str, Any]) -> None:
+            self.notify(f"invoice {invoice_id}: {result.get('reviewed', 0)} posting(s) marked reviewed", title="Review")
+            self.reload()
+            self.sovterm.link.refresh_now()
+
+        self.call("sync.reviewed", {"invoice_id": invoice_id}, done=done)
