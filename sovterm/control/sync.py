@@ -193,7 +193,7 @@ def register(server: ControlServer, services: Services) -> None:
     @server.method("sync.review", role=Role.VIEWER, params=LimitParams)
     async def review(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
         """Posted documents flagged for review (an overpayment, a settlement below the price) that nobody has
-        marked reviewed yet, oldest first."""
+        marked reviewed yet, by transaction date."""
         return await svc().to_review(limit)
 
     @server.method("sync.reviewed", role=Role.ADMIN, params=ReviewedParams)

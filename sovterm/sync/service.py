@@ -163,10 +163,10 @@ class SyncService:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     async def to_review(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Posted documents flagged for review that nobody has marked reviewed yet, oldest first."""
+        """Posted documents flagged for review that nobody has marked reviewed yet, by transaction date."""
         rows = await self.db.fetchall(
             "SELECT store_id, invoice_id, kind, seq, entity, amount, currency, qbo_id, txn_date, review "
-            f"FROM sync_postings WHERE {_TO_REVIEW} ORDER BY posted_at, invoice_id LIMIT ?",
+            f"FROM sync_postings WHERE {_TO_REVIEW} ORDER BY txn_date, invoice_id, kind, seq LIMIT ?",
             (limit,),
         )
         keys = ("store_id", "invoice_id", "kind", "seq", "entity", "amount", "currency", "qbo_id", "txn_date", "review")
