@@ -65,6 +65,7 @@ log = logging.getLogger("sovterm.sync")
 
 VOID_BY_DELETE = {"Deposit", "RefundReceipt"}  # QuickBooks has no void for these: delete
 CONF_TTL_S = 2.0
+MIN_RATE_WINDOW_S = 1.0  # progress events give a documents-per-minute rate only over at least this long
 # a setup step still missing, not a fault of the job: held (no attempt burnt) until the next tick
 NO_MAPPING = ("store {store} has no QuickBooks account mapping yet: run `sovterm setup accounts --auto` "
               "(or map accounts in the TUI)")
@@ -267,10 +268,11 @@ class SyncEngine:
     async def _progress(self, done: int, started: float) -> None:
         counts = await queue.counts(self.db)
         left = counts["queued"] + counts["running"]
-        elapsed = max(time.time() - started, 1e-6)
-        rate = done / elapsed * 60
-        eta = left / (rate / 60) if rate > 0 else None
-        self.bus.publish("sync.progress", done=done, total=done + left, rate=round(rate, 1),
+        elapsed = time.time() - started
+        # a rate needs a second of work behind it: one job done in 5 ms is not "12,000 a minute"
+        rate = done / elapsed * 60 if elapsed >= MIN_RATE_WINDOW_S else None
+        eta = left / (rate / 60) if rate else None
+        self.bus.publish("sync.progress", done=done, total=done + left, rate=None if rate is None else round(rate, 1),
                          eta_s=None if eta is None else round(eta, 1))
 
     async def tick(self) -> dict[str, Any]:
