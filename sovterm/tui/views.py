@@ -90,9 +90,8 @@ def unmatched_row(u: dict[str, Any]) -> tuple[str, ...]:
 
 
 def review_row(p: dict[str, Any]) -> tuple[str, ...]:
-    doc = f"{p.get('entity') or p.get('kind', '')} {p.get('qbo_id') or '—'}"
-    return (str(p.get("txn_date") or ""), str(p.get("invoice_id", "")), doc,
-            f"{p.get('amount', '')} {p.get('currency', '')}", str(p.get("review") or ""))
+    """A posting on the review list: the recent-postings columns, with why in place of the status."""
+    return (*posting_row(p)[:4], str(p.get("review") or ""))
 
 
 # ---- payouts ---------------------------------------------------------------------------------------
