@@ -22,6 +22,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from sovterm.amounts import plain
 from sovterm.btcpay.errors import (
     BTCPayAuthError,
     BTCPayBadResponse,
@@ -244,7 +245,7 @@ class BTCPayClient:
         if redirect_url is not None:
             checkout["redirectURL"] = redirect_url
         body: dict[str, Any] = {
-            "amount": None if amount is None else str(amount),
+            "amount": None if amount is None else plain(amount),
             "currency": currency,
             "metadata": dict(metadata or {}),
         }
@@ -274,8 +275,8 @@ class BTCPayClient:
             "payoutMethods": None if payout_methods is None else list(payout_methods),
             "name": name,
             "description": description,
-            "subtractPercentage": None if subtract_percentage is None else str(subtract_percentage),
-            "customAmount": None if custom_amount is None else str(custom_amount),
+            "subtractPercentage": None if subtract_percentage is None else plain(subtract_percentage),
+            "customAmount": None if custom_amount is None else plain(custom_amount),
             "customCurrency": custom_currency,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
@@ -423,7 +424,7 @@ def _encode_params(params: Mapping[str, Any] | list[tuple[str, Any]] | None) -> 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return plain(value)
     raise TypeError(f"cannot send {type(value).__name__} to BTCPay")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from sovterm.amounts import plain
 from sovterm.btcpay.models import (
     QBO_REF_METADATA_KEY,
     Invoice,
@@ -50,7 +51,8 @@ _STATUS_RANK = {"New": 0, "Expired": 1, "Processing": 2, "Invalid": 3, "Settled"
 
 
 def _dec(value: Any) -> str | None:
-    return None if value is None else str(value)
+    """Decimal text as stored: plain digits, never `1E-8` (see `sovterm.amounts`)."""
+    return None if value is None else plain(value)
 
 
 def _sats(currency: str, value: Any) -> int | None:
@@ -114,9 +116,9 @@ def _method_rows(methods: Sequence[InvoicePaymentMethod]) -> tuple[list[dict], l
                 "payment_method": m.kind.value,
                 "currency": cur,
                 "txid": txid,
-                "amount": str(p.value),
+                "amount": plain(p.value),
                 "amount_sats": _sats(cur, p.value),
-                "fee": str(p.fee),
+                "fee": plain(p.fee),
                 "fee_sats": _sats(cur, p.fee),
                 "status": p.status,
                 "destination": p.destination,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
+
+from sovterm.amounts import plain
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20
@@ -34,8 +37,13 @@ class RpcError(Exception):
         return err
 
 
+def _text(value: Any) -> str:
+    """What JSON cannot carry travels as text; a Decimal as plain digits, never `1E-8`."""
+    return plain(value) if isinstance(value, Decimal) else str(value)
+
+
 def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
+    return json.dumps(obj, separators=(",", ":"), default=_text).encode() + b"\n"
 
 
 def request(req_id: int, method: str, params: dict[str, Any] | None = None) -> bytes:

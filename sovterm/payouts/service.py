@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
+from sovterm.amounts import plain
 from sovterm.btcpay.errors import BTCPayError, BTCPayNotFound
 from sovterm.btcpay.models import Payout, PayoutState, PullPayment, btc_to_sats, btc_to_sats_rounded
 from sovterm.btcpay.webhooks import PayoutEvent, WebhookEvent
@@ -366,10 +367,12 @@ class PayoutService:
 
 
 def _s(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else plain(value)
 
 
 def _row(row: Any) -> dict[str, Any]:
     item = dict(zip(COLUMNS, row, strict=True))
     item["metadata"] = json.loads(item["metadata"] or "{}")
+    for key in ("original_amount", "payout_amount"):  # rows stored before amounts were kept plain read `1E-8`
+        item[key] = _s(None if item[key] is None else Decimal(item[key]))
     return item

@@ -23,6 +23,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from sovterm.amounts import sats_to_btc
 from sovterm.errors import UserFacingError
 from sovterm.qbo.client import QBOClient, quote_literal
 from sovterm.qbo.errors import QBODuplicateDocNumber, QBOUnavailable
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 MARKER_PREFIX = "SV"
 MARKER_LENGTH = 21  # Intuit's DocNumber limit
-SATS_PER_BTC = Decimal(100_000_000)
 
 
 def marker_for(*parts: object) -> str:
@@ -58,8 +58,7 @@ class BtcDetail:
     source: str  # e.g. "BTCPay invoice 7Hf3... (store Ab12...)"
 
     def describe(self) -> str:
-        btc = (Decimal(self.sats) / SATS_PER_BTC).quantize(Decimal("0.00000001"))
-        return f"{self.source}: {btc} BTC at {self.rate} {self.fiat_currency}/BTC"
+        return f"{self.source}: {sats_to_btc(self.sats)} BTC at {self.rate} {self.fiat_currency}/BTC"
 
 
 def private_note(marker: str, detail: BtcDetail | str | None) -> str:

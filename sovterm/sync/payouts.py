@@ -21,6 +21,7 @@ from typing import Any
 
 import aiosqlite
 
+from sovterm.amounts import plain
 from sovterm.qbo.client import QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import QBODuplicateName
 from sovterm.sync import queue, store
@@ -151,7 +152,7 @@ class ClearingAccounts:
 
 
 def describe(p: PayoutSnap, note: str) -> str:
-    btc = f"{p.payout_amount} {p.payout_currency}" if p.payout_amount is not None else "amount unknown"
+    btc = f"{plain(p.payout_amount)} {p.payout_currency}" if p.payout_amount is not None else "amount unknown"
     text = (f"BTCPay payout {p.payout_id} (store {p.store_id}): {btc} to {p.destination or 'unknown destination'}"
             f"; {note}")
     return text[:4000]

@@ -16,6 +16,8 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
+from sovterm.amounts import sats_to_btc
+
 CENT = Decimal("0.01")
 SATS_PER_BTC = Decimal(100_000_000)
 TOLERANCE = Decimal("0.01")  # ±1 %: rate drift, timing, rounding (Sovereign Merchant's "full")
@@ -33,10 +35,6 @@ def cents(value: Decimal) -> Decimal:
 def method_label(kind: str) -> str:
     """Ledger kinds (onchain, lightning, lnurl, other) as an accountant reads them."""
     return {"onchain": "on-chain", "lightning": "Lightning", "lnurl": "Lightning"}.get(kind, "other")
-
-
-def sats_to_btc(sats: int) -> str:
-    return f"{(Decimal(sats) / SATS_PER_BTC).quantize(Decimal('0.00000001'))}"
 
 
 @dataclass(frozen=True)

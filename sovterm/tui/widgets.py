@@ -10,6 +10,7 @@ from typing import Any
 
 from textual.widgets import Static
 
+from sovterm.amounts import sats_to_btc
 from sovterm.tui.state import Alert, LinkState, age, alerts_from_status, duration, sparkline
 from sovterm.tui.text import escape
 from sovterm.tui.views import SyncProgress
@@ -131,16 +132,6 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-SATS_PER_BTC = 100_000_000
-
-
-def btc(sats: int) -> str:
-    """Integer satoshis as BTC with all 8 decimals, exactly (no float on the way)."""
-    sign = "-" if sats < 0 else ""
-    whole, frac = divmod(abs(sats), SATS_PER_BTC)
-    return f"{sign}{whole}.{frac:08d}"
-
-
 def _sats(data: dict[str, Any], key: str) -> int | None:
     value = data.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -154,11 +145,11 @@ def render_volume(state: LinkState, width: int = 30) -> str:
     daily = [d for d in (_decimal(v) for v in data.get("daily") or []) if d is not None][-width:]
     today, d7, d30 = (_sats(data, k) for k in ("sats_today", "sats_d7", "sats_d30"))
     lines = [
-        f"today {escape(str(data.get('today', '—')))} {cur}" + ("" if today is None else f" · {btc(today)} BTC"),
+        f"today {escape(str(data.get('today', '—')))} {cur}" + ("" if today is None else f" · {sats_to_btc(today)} BTC"),
         f"7 d {escape(str(data.get('d7', '—')))} · 30 d {escape(str(data.get('d30', '—')))} {cur}",
     ]
     if d7 is not None or d30 is not None:  # a daemon that reports no BTC figures: nothing is said
-        lines.append(" · ".join(f"{label} {btc(v)}" for label, v in (("7 d", d7), ("30 d", d30)) if v is not None)
+        lines.append(" · ".join(f"{label} {sats_to_btc(v)}" for label, v in (("7 d", d7), ("30 d", d30)) if v is not None)
                      + " BTC")
     lines.append(f"[$accent]{sparkline(daily)}[/]" if daily else "[dim]no daily totals yet[/]")
     return "\n".join(lines)

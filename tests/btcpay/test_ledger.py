@@ -116,3 +116,13 @@ async def test_stores(db):
     assert await ledger.selected_stores(db) == ["S1"]
     row = await ledger.store_row(db, "S1")
     assert (row["name"], row["webhook_id"], row["settings"]) == ("Shop", "W1", {"features": ["sync"]})
+
+
+async def test_one_satoshi_is_stored_as_plain_digits_and_old_scientific_rows_still_read(db):
+    """Decimal('0.00000001') prints as '1E-8': the ledger stores what a bookkeeper can read."""
+    assert await upsert(db, invoice("Settled", paidAmount="0.01"), methods(value="0.00000001"), observed=1000)
+    [pay] = await ledger.invoice_payments(db, STORE, "INV1")
+    assert (pay["amount"], pay["fee"], pay["amount_sats"]) == ("0.00000001", "0.00000000", 1)
+    await db.write("UPDATE invoice_payments SET amount = '1E-8' WHERE invoice_id = 'INV1'")  # an older row
+    [old] = await ledger.invoice_payments(db, STORE, "INV1")
+    assert Decimal(old["amount"]) == Decimal("0.00000001")
