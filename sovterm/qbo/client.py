@@ -136,10 +136,11 @@ class QBOClient:
                     ) as resp:
                         status, tid = resp.status, resp.headers.get("intuit_tid")
                         text = await resp.text()
-                error = error_from_response(status, text, tid)
+                error = error_from_response(status, text, tid, secret=token.reveal())
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = QBOUnavailable(f"QuickBooks did not answer ({type(exc).__name__})")
-            log.info("qbo %s %s status=%s intuit_tid=%s realm=%s", method, path, status or "-", tid, self.realm_id)
+            log.info("qbo %s %s status=%s intuit_tid=%s realm=%s%s", method, path, status or "-", tid, self.realm_id,
+                     f": {error.message}" if error is not None else "")
             if error is None:
                 return loads(text) if text else {}
             if status == 0 and not retry_unknown:
@@ -152,8 +153,9 @@ class QBOClient:
                     await self._tokens.force_refresh(self.realm_id, token)
                     continue
                 if status == 401 or error.fault_code == "120":
-                    await self._tokens.mark_reconnect_required(self.realm_id, error.fault_message)
-                    raise QBOReconnectRequired(self.realm_id, error.fault_message) from error
+                    # the operator sees Intuit's words and the intuit_tid, not just "HTTP 401"
+                    await self._tokens.mark_reconnect_required(self.realm_id, error.message)
+                    raise QBOReconnectRequired(self.realm_id, error.message) from error
                 raise error
             retryable = isinstance(error, (QBOThrottled, QBOUnavailable))
             if isinstance(error, QBOServerError) and not retryable:

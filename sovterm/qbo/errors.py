@@ -1,6 +1,9 @@
-"""Typed QuickBooks errors, parsed from Intuit `Fault` bodies (JSON or XML, on any HTTP status).
+"""Typed QuickBooks errors, parsed from whatever Intuit answered, on any HTTP status.
 
-Each error carries Intuit's `code`, `message`, `detail`, `element` and the `intuit_tid` of the
+Intuit answers in several shapes: the `Fault` envelope (JSON or XML), the same in lower case
+(`{"fault": {"error": [{"message", "detail", "code"}]}}`, typical of 401s), the OAuth gateway's
+`{"error": "...", "error_description": "..."}`, and plain text or an HTML page from a proxy. Each
+error keeps Intuit's words (`code`, `message`, `detail`, `element`) and the `intuit_tid` of the
 response, so the operator and Intuit support can find the exact call. Messages never contain tokens.
 """
 
@@ -76,6 +79,12 @@ class QBOWrongEnvironment(QBOAuthError):
     code = "qbo_wrong_environment"
 
 
+class QBOAccessRefused(QBOAuthError):
+    """3100 ApplicationAuthorizationFailed: this app may not use this company, for one of several reasons."""
+
+    code = "qbo_access_refused"
+
+
 class QBOThrottled(QBOError):
     code = "qbo_throttled"
 
@@ -131,14 +140,16 @@ class FaultItem:
 
 
 _THROTTLE_CODES = {"3001", "003001"}
-_WRONG_ENV_CODES = {"3100", "130", "7001", "007001"}
+_ACCESS_REFUSED_CODES = {"3100"}
+_WRONG_ENV_CODES = {"130", "7001", "007001"}
 _AUTH_CODES = {"100", "120", "3200", "3201", "3202"}
 _ERROR_CODE_IN_MESSAGE = re.compile(r"errorCode=0*(\d+)")
 
 
 def _norm_code(code: str, message: str) -> str:
-    code = (code or "").strip().lstrip("0") or "0"
-    if code == "0":
+    """Intuit's code without leading zeros, from `errorCode=003100` in the message if need be; "" if none."""
+    code = (code or "").strip().lstrip("0")
+    if not code:
         found = _ERROR_CODE_IN_MESSAGE.search(message or "")
         if found:
             return found[1]
@@ -203,6 +214,54 @@ def parse_fault_body(text: str) -> tuple[str, list[FaultItem]] | None:
     return None
 
 
+def _oauth_error(text: str) -> tuple[str, str] | None:
+    """(error, description) of Intuit's OAuth gateway answer `{"error": "invalid_token", "error_description": ...}`."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("error"), str):
+        return None
+    return data["error"], str(data.get("error_description") or "")
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+_BEARER = re.compile(r"(?i)\b(bearer|access_token|refresh_token)([\s=:\"]+)[^\s,;\"&]+")
+_PLAIN_TEXT_LIMIT = 200
+
+
+def _plain_words(text: str) -> str:
+    """What a non-JSON, non-XML body says (a proxy's HTML page, a bare "Unauthorized"), short."""
+    words = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
+    return words if len(words) <= _PLAIN_TEXT_LIMIT else words[: _PLAIN_TEXT_LIMIT - 1] + "…"
+
+
+def scrub(text: str, secret: str | None = None) -> str:
+    """Intuit's words without the token sent or anything that looks like one (a body may echo it)."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _BEARER.sub(lambda m: f"{m[1]}{m[2]}[redacted]", text)
+
+
+def _access_refused_fix(detail: str) -> str:
+    """3100 is not only the wrong environment: name every cause Intuit and its SDK users report."""
+    causes = [
+        "the company belongs to the other environment than qbo.environment (sandbox keys and URL for a sandbox "
+        "company, production for production)",
+        "the connection lacks the accounting scope (com.intuit.quickbooks.accounting): the app's keys or the "
+        "consent did not include it",
+        "the token belongs to another company than this realm id",
+        "the company's QuickBooks subscription has lapsed, or the app was disconnected in QuickBooks "
+        "(Settings > Apps)",
+    ]
+    if "scope" in detail.lower():
+        causes.insert(0, causes.pop(1))
+    listed = "; ".join(f"({n}) {cause}" for n, cause in enumerate(causes, 1))
+    return f"QuickBooks refused this app access to the company; likely causes: {listed}. " \
+           "Fix the cause, then run `sovterm setup qbo` to connect again"
+
+
 def fault_to_error(
     fault_type: str, items: list[FaultItem], *, http_status: int | None, intuit_tid: str | None
 ) -> QBOError:
@@ -213,13 +272,15 @@ def fault_to_error(
     kind = fault_type.lower()
     text = f"{first.message} {first.detail}".lower()
     kwargs = dict(
-        fault_code=code, detail=detail or None, element=first.element or None,
+        fault_code=code or None, detail=detail or None, element=first.element or None,
         intuit_tid=intuit_tid, http_status=http_status,
     )
     cls: type[QBOError]
     fix = None
     if code in _THROTTLE_CODES or "throttleexceeded" in text or http_status == 429:
         cls = QBOThrottled
+    elif code in _ACCESS_REFUSED_CODES:
+        cls, fix = QBOAccessRefused, _access_refused_fix(first.detail)
     elif code in _WRONG_ENV_CODES or "wrong cluster" in text or "sandbox url" in text:
         cls, fix = QBOWrongEnvironment, (
             "the company belongs to the other environment: set qbo.environment to match the key set "
@@ -242,11 +303,24 @@ def fault_to_error(
     return cls(first.message or fault_type or "QuickBooks fault", fix=fix, **kwargs)  # type: ignore[arg-type]
 
 
-def error_from_response(status: int, text: str, intuit_tid: str | None) -> QBOError | None:
-    """The typed error a response stands for (a Fault body, or a failing status), else None."""
+def error_from_response(
+    status: int, text: str, intuit_tid: str | None, *, secret: str | None = None
+) -> QBOError | None:
+    """The typed error a response stands for (a Fault body, or a failing status), else None.
+
+    Whatever the body's shape, Intuit's own words reach the message: a failing status is never just
+    "HTTP 401" when the body said why. `secret` (the access token sent) is cut out of those words."""
+    parsed = parse_fault_body(text)
+    if status < 400 and (parsed is None or not parsed[1]):
+        return None
+    text = scrub(text, secret)
     parsed = parse_fault_body(text)
     if parsed is not None and (parsed[1] or status >= 400):
         return fault_to_error(parsed[0], parsed[1], http_status=status, intuit_tid=intuit_tid)
-    if status >= 400:
-        return fault_to_error("", [], http_status=status, intuit_tid=intuit_tid)
-    return None
+    gateway = _oauth_error(text) if text.lstrip().startswith("{") else None
+    if gateway is not None:
+        item = FaultItem("", f"QuickBooks answered HTTP {status} {gateway[0]}", gateway[1], "")
+        return fault_to_error("", [item], http_status=status, intuit_tid=intuit_tid)
+    words = _plain_words(text) if parsed is None else ""
+    item = FaultItem("", f"QuickBooks answered HTTP {status}" + (f": {words}" if words else ""), "", "")
+    return fault_to_error("", [item], http_status=status, intuit_tid=intuit_tid)

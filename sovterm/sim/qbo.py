@@ -5,8 +5,11 @@ rotation (the previous refresh token dies as soon as a new one is issued; reuse 
 revoke, `requestid` replay, Ids and SyncTokens, open balances on invoices, DocNumber uniqueness,
 only-filterable query fields, batch (≤ 30), Fault bodies, and the throttles (500 requests/min,
 40 batches/min, 10 concurrent) scaled by `time_scale` so benchmarks run fast. Faults are injected per
-route with a seeded RNG: 429 (JSON or Intuit's XML form), 500, 503, a hang (timeout), and a
-connection dropped after the write committed.
+route with a seeded RNG: 429 (JSON or Intuit's XML form), 500, 503, a hang (timeout), a connection
+dropped after the write committed, an answer held back after the write committed (a daemon killed
+meanwhile never learns it), the OAuth gateway's `{"error", "error_description"}` 401, and the 3100
+"insufficient scope" refusal. Payment and Transfer cannot be filtered by `DocNumber` (Intuit
+documents no such filter), so finding them again must work without it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from aiohttp import web
 from sovterm.qbo.models import dumps, loads
 from sovterm.sim.qbo_books import CANONICAL, Books, SimFault
 
-FaultKind = Literal["429", "429_xml", "500", "503", "timeout", "drop_after_commit"]
+FaultKind = Literal["429", "429_xml", "500", "503", "timeout", "drop_after_commit", "hang_after_commit",
+                    "401_gateway", "403_scope"]
 DAY_S = 86_400
 
 
@@ -307,6 +311,12 @@ async def _accounting(
     if fault == "timeout":
         await asyncio.sleep(state.hang_s)
         return _json(504, SimFault("10000", "Gateway timeout", fault_type="SystemFault").body())
+    if fault == "401_gateway":  # Intuit's gateway, before the Accounting service sees the call
+        return _json(401, {"error": "invalid_token", "error_description": "Access token failed validation"})
+    if fault == "403_scope":
+        scope = SimFault("3100", "message=AuthorizationFailed; errorCode=003100; statusCode=403",
+                         "The access token does not have sufficient scope", fault_type="SERVICE", status=403)
+        return _json(403, scope.body())
     request_id = request.query.get("requestid")
     if request.method == "POST" and request_id and state.honor_requestid and request_id in traffic.replays:
         status, text = traffic.replays[request_id]
@@ -318,6 +328,8 @@ async def _accounting(
     text = dumps(body)
     if request.method == "POST" and request_id and route != "query":
         traffic.replays[request_id] = (status, text)
+    if fault == "hang_after_commit":
+        await asyncio.sleep(state.hang_s)
     if fault == "drop_after_commit" and request.transport is not None:
         request.transport.close()  # the client never sees the answer; the document exists
         raise ConnectionResetError("simulated drop after commit")

@@ -10,9 +10,11 @@ import pytest
 
 from sovterm.qbo.client import MAX_BATCH_ITEMS, MINOR_VERSION, QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import (
+    QBOAccessRefused,
     QBOAuthError,
     QBODuplicateDocNumber,
     QBODuplicateName,
+    QBOReconnectRequired,
     QBOServerError,
     QBOStaleObject,
     QBOThrottled,
@@ -102,7 +104,7 @@ CASES = [
     (403, "120", "Authorization Failure", "AuthorizationFault", QBOAuthError),
     (429, "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429", "SERVICE", QBOThrottled),
     (403, "3001", "message=ThrottleExceeded; errorCode=003001; statusCode=403", "SERVICE", QBOThrottled),
-    (403, "3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "SERVICE", QBOWrongEnvironment),
+    (403, "3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "SERVICE", QBOAccessRefused),
     (401, "130", "Accessing Wrong Cluster", "AuthenticationFault", QBOWrongEnvironment),
     (500, "10000", "An application error has occurred", "SystemFault", QBOServerError),
     (503, "3003", "Service unavailable", "SystemFault", QBOUnavailable),
@@ -131,11 +133,74 @@ def test_lowercase_401_fault_and_bare_status():
     assert isinstance(error_from_response(502, "<html>bad gateway</html>", None), QBOServerError)
 
 
-async def test_wrong_company_for_the_token_is_wrong_environment(connected, session, settings):
+async def test_wrong_company_for_the_token_is_refused_access_with_every_cause_named(connected, session, settings):
     other = QBOClient(settings.resolved_api_base(), "123", connected.tokens, session, limiter=RealmLimiter())
-    other.realm_id = REALM  # tokens of our company, URL of another: what a cluster mix-up looks like
-    with pytest.raises(QBOWrongEnvironment):
+    other.realm_id = REALM  # tokens of our company, URL of another: 3100, like the wrong environment
+    with pytest.raises(QBOAccessRefused) as caught:
         await other.query("SELECT * FROM Account")
+    fix = caught.value.fix or ""
+    for cause in ("other environment", "accounting scope", "another company", "subscription has lapsed"):
+        assert cause in fix, cause
+
+
+# -- error bodies that are not a Fault envelope (issue 13, point 6) ------------------------------------
+
+GATEWAY_401 = '{"error": "invalid_token", "error_description": "Access token failed validation"}'
+LOWERCASE_401 = ('{"warnings":null,"intuitObject":null,"fault":{"error":[{"message":"message=AuthenticationFailed; '
+                 'errorCode=003200; statusCode=401","detail":"Token expired: the access token is no longer valid",'
+                 '"code":"3200","element":null}],"type":"AUTHENTICATION"},"report":null,"time":1633520295688}')
+SCOPE_3100 = xml_fault("3100", "message=AuthorizationFailed; errorCode=003100; statusCode=403", "SERVICE",
+                       "The access token does not have sufficient scope")
+
+
+@pytest.mark.parametrize(("status", "body", "words", "expected"), [
+    (401, GATEWAY_401, ["invalid_token", "Access token failed validation"], QBOAuthError),
+    (401, LOWERCASE_401, ["3200", "Token expired: the access token is no longer valid"], QBOAuthError),
+    (403, SCOPE_3100, ["3100", "does not have sufficient scope"], QBOAccessRefused),
+    (401, "Unauthorized", ["HTTP 401", "Unauthorized"], QBOAuthError),
+    (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", ["HTTP 502", "502 Bad Gateway"], QBOServerError),
+])
+def test_every_body_shape_keeps_intuits_words_and_the_tid(status, body, words, expected):
+    error = error_from_response(status, body, "tid-77")
+    assert type(error) is expected
+    for word in words:
+        assert word in error.message, (word, error.message)
+    assert "tid-77" in error.message and "error 0" not in error.message
+
+
+def test_a_scope_refusal_names_the_scope_first_and_a_bare_3100_every_cause():
+    scope = error_from_response(403, SCOPE_3100, None)
+    assert scope.fix.index("accounting scope") < scope.fix.index("other environment")
+    bare = error_from_response(403, json_fault("3100", "message=AuthorizationFailed; errorCode=003100; "
+                                                     "statusCode=403", "SERVICE", ""), None)
+    assert isinstance(bare, QBOAccessRefused) and bare.fix.index("other environment") < bare.fix.index("scope")
+
+
+def test_a_token_echoed_in_an_error_body_never_reaches_the_message():
+    body = '{"error": "invalid_token", "error_description": "Bearer AT-s3cr3t-token is not valid"}'
+    error = error_from_response(401, body, "tid-1", secret="AT-s3cr3t-token")
+    assert "s3cr3t" not in str(error) and "invalid_token" in error.message
+    bare = error_from_response(401, "rejected: access_token=eyJhbGciOi.abc.def", None)
+    assert "eyJhbGciOi" not in str(bare) and "rejected" in bare.message
+
+
+async def test_gateway_401_after_a_refresh_asks_to_reconnect_in_intuits_words(connected, sim_state, caplog):
+    sim_state.faults.append(FaultRule("401_gateway", route="query", times=2))  # the refreshed token too
+    with pytest.raises(QBOReconnectRequired) as caught:
+        await connected.client.query("SELECT * FROM Item")
+    reason = caught.value.reason
+    assert "invalid_token" in reason and "Access token failed validation" in reason and "intuit_tid" in reason
+    state = await connected.tokens.state(REALM)
+    assert state.status == "reconnect_required" and "Access token failed validation" in (state.reason or "")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Access token failed validation" in logged and "AT-" not in logged and "Bearer" not in logged
+
+
+async def test_scope_refusal_from_the_service_is_not_retried_and_says_why(connected, sim_state):
+    sim_state.faults.append(FaultRule("403_scope", route="query", times=1))
+    with pytest.raises(QBOAccessRefused, match="does not have sufficient scope"):
+        await connected.client.query("SELECT * FROM Item")
+    assert [e[4] for e in sim_state.request_log if e[3] == "query"] == [403]
 
 
 # -- retries and throttling -------------------------------------------------------------------------
