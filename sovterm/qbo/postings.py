@@ -1,12 +1,18 @@
 """QuickBooks documents sovterm writes, and how each is found again after a crash.
 
-Every document carries a marker `SV` + 19 base32 characters derived from the logical operation. It
-goes into `DocNumber` because Intuit lets a query filter on `DocNumber` but not on `PrivateNote`
-(`4001 property is not queryable`), and `DocNumber` holds at most 21 characters. The private note
-repeats it as `sovterm:<marker>` next to the BTC amount and rate, for people reading the books.
+Every document carries a marker `SV` + 19 base32 characters derived from the logical operation. The
+private note starts with `sovterm:<marker>` next to the BTC amount and rate, for people reading the
+books and for finding the document again. Where Intuit documents a `DocNumber` filter (SalesReceipt,
+Deposit, RefundReceipt, Purchase...) the marker goes into `DocNumber` too (at most 21 characters), so
+one query `DocNumber IN (...)` finds up to 50 documents. Payment and Transfer are different: Finance.xsd
+says of `DocNumber` "Filter support not provided for Payment", Intuit documents none for Transfer, and
+Intuit's SDKs and captured real ones never carry one. Those two carry no `DocNumber`; they are found by
+what Intuit documents as filterable (`TxnDate`, and `CustomerRef` for a Payment) and the marker is
+matched in the private note on our side (`PrivateNote` itself is not queryable: `4001`).
+
 A retried create therefore cannot silently duplicate: Intuit replays the same `requestid`; when it
-does not, a company that enforces unique numbers answers `6140` and we look the marker up; and
-after an unknown outcome (timeout, dropped connection) we look it up before reporting failure.
+does not, a company that enforces unique numbers answers `6140` and we look the marker up; and after
+an unknown outcome (timeout, dropped connection) we look it up before reporting failure.
 
 Amounts are `Decimal` fiat at the value BTCPay recorded. BTC is no QuickBooks currency, so documents
 are in the fiat currency; a non-home currency gets `CurrencyRef` and `ExchangeRate` (home units per
@@ -18,8 +24,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,12 +40,84 @@ log = logging.getLogger(__name__)
 
 MARKER_PREFIX = "SV"
 MARKER_LENGTH = 21  # Intuit's DocNumber limit
+#: entities Intuit documents no DocNumber filter for: found by date (and customer) and the memo's marker
+FOUND_BY_MEMO = frozenset({"Payment", "Transfer"})
+#: one look-up query covers documents dated at most this many days apart (a backfill spans months)
+LOOKUP_SPAN_DAYS = 7
+_MARKER_IN_NOTE = re.compile(r"sovterm:(SV[A-Z2-7]{19})(?![A-Z2-7])")
 
 
 def marker_for(*parts: object) -> str:
     """A stable 21-character marker for one logical posting, e.g. ("salesreceipt", store, invoice, 0)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return MARKER_PREFIX + base64.b32encode(digest).decode()[: MARKER_LENGTH - len(MARKER_PREFIX)]
+
+
+def marker_of(doc: dict[str, Any]) -> str | None:
+    """The sovterm marker a QuickBooks document (or a request body) carries, in `DocNumber` or in the
+    private note (`sovterm:SV…`, also after QuickBooks prefixes "Voided - "); None for anyone else's."""
+    number = str(doc.get("DocNumber") or "")
+    if number.startswith(MARKER_PREFIX) and len(number) == MARKER_LENGTH:
+        return number
+    found = _MARKER_IN_NOTE.search(str(doc.get("PrivateNote") or ""))
+    return found[1] if found else None
+
+
+def _body_marker(body: dict[str, Any]) -> str:
+    marker = marker_of(body)
+    if marker is None:
+        raise ValueError("a sovterm document body without a marker")
+    return marker
+
+
+def _day_ranges(bodies: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The bodies grouped by date, each group spanning at most `LOOKUP_SPAN_DAYS` days."""
+    groups: list[list[dict[str, Any]]] = []
+    start: date | None = None
+    for body in sorted(bodies, key=lambda b: str(b["TxnDate"])):
+        day = date.fromisoformat(str(body["TxnDate"]))
+        if start is None or day - start >= timedelta(days=LOOKUP_SPAN_DAYS):
+            groups.append([])
+            start = day
+        groups[-1].append(body)
+    return groups
+
+
+def lookup_queries(entity: str, bodies: Sequence[dict[str, Any]]) -> list[str]:
+    """The few queries that find these documents of one entity again, whatever their number.
+
+    By `DocNumber IN (...)` where Intuit documents that filter; for Payment and Transfer, one query per
+    range of dates (`TxnDate`, plus `CustomerRef` when every Payment of the range has the same customer),
+    whose rows are then matched by the marker in their private note (`find_documents`)."""
+    if entity not in FOUND_BY_MEMO:
+        markers = ", ".join(quote_literal(m) for m in sorted({_body_marker(b) for b in bodies}))
+        return [f"SELECT * FROM {entity} WHERE DocNumber IN ({markers})"]
+    queries = []
+    for group in _day_ranges(bodies):
+        first, last = str(group[0]["TxnDate"]), str(group[-1]["TxnDate"])
+        where = f"TxnDate >= {quote_literal(first)} AND TxnDate <= {quote_literal(last)}"
+        customers = {str((b.get("CustomerRef") or {}).get("value") or "") for b in group}
+        if entity == "Payment" and len(customers) == 1 and "" not in customers:
+            where += f" AND CustomerRef = {quote_literal(customers.pop())}"
+        queries.append(f"SELECT * FROM {entity} WHERE {where}")
+    return queries
+
+
+async def find_documents(
+    client: QBOClient, entity: str, bodies: Sequence[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """{marker: document} for those of `bodies` QuickBooks already holds (see `lookup_queries`)."""
+    wanted = {_body_marker(b) for b in bodies}
+    found: dict[str, dict[str, Any]] = {}
+    for sql in lookup_queries(entity, bodies):
+        for doc in await client.query(sql):
+            marker = marker_of(doc)
+            if marker not in wanted:
+                continue
+            # a DocNumber alone could be anyone's: prefer the document whose note carries the marker too
+            if marker not in found or f"sovterm:{marker}" in str(doc.get("PrivateNote") or ""):
+                found[marker] = doc
+    return found
 
 
 @dataclass(frozen=True)
@@ -97,10 +177,12 @@ def _ref(value: str) -> dict[str, str]:
     return {"value": value}
 
 
-def _header(marker: str, txn_date: date, note: BtcDetail | str | None) -> dict[str, Any]:
+def _header(marker: str, txn_date: date, note: BtcDetail | str | None, *, doc_number: bool = True) -> dict[str, Any]:
+    """TxnDate and the private note with the marker; `DocNumber` only where Intuit filters on it."""
     if len(marker) > MARKER_LENGTH:
         raise ValueError("marker longer than DocNumber allows")
-    return {"DocNumber": marker, "TxnDate": txn_date.isoformat(), "PrivateNote": private_note(marker, note)}
+    header = {"TxnDate": txn_date.isoformat(), "PrivateNote": private_note(marker, note)}
+    return {"DocNumber": marker, **header} if doc_number else header
 
 
 def _sales_line(item_id: str, amount: Decimal, description: str | None,
@@ -143,7 +225,7 @@ def build_payment(
     total = _amount(total if total is not None else amount, "total")
     if total < _amount(amount):
         raise ValueError("the payment total cannot be less than the amount applied")
-    body = _header(marker, txn_date, note)
+    body = _header(marker, txn_date, note, doc_number=False)
     body.update(currency_fields(ctx, currency, exchange_rate))
     body["Line"] = [{"Amount": amount, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}]
     body["CustomerRef"] = _ref(customer_id)
@@ -225,7 +307,7 @@ def build_transfer(
     """A payout: BTC leaves the asset account for another balance-sheet account."""
     if from_account_id == to_account_id:
         raise ValueError("a transfer needs two different accounts")
-    body = _header(marker, txn_date, note)
+    body = _header(marker, txn_date, note, doc_number=False)
     body.update({"FromAccountRef": _ref(from_account_id), "ToAccountRef": _ref(to_account_id),
                  "Amount": _amount(amount)})
     return body
@@ -245,13 +327,9 @@ class Poster:
     def __init__(self, client: QBOClient) -> None:
         self._client = client
 
-    async def find_by_marker(self, entity: str, marker: str) -> dict[str, Any] | None:
-        """The document of `entity` carrying `marker`, if QuickBooks has one."""
-        rows = await self._client.query(
-            f"SELECT * FROM {entity} WHERE DocNumber = {quote_literal(marker)}", limit=10
-        )
-        ours = [r for r in rows if f"sovterm:{marker}" in str(r.get("PrivateNote", ""))]
-        return (ours or rows or [None])[0]
+    async def find(self, entity: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The document this body created, if QuickBooks has it (found by its marker)."""
+        return (await find_documents(self._client, entity, [body])).get(_body_marker(body))
 
     def _result(self, entity: str, doc: dict[str, Any], marker: str, created: bool) -> PostResult:
         return PostResult(entity, str(doc["Id"]), str(doc["SyncToken"]), marker, created, doc)
@@ -265,20 +343,20 @@ class Poster:
         When a create goes out and no answer comes back, the marker is looked up before the same
         request (same requestid) is sent again: this holds even where Intuit ignores the requestid.
         """
-        marker = str(body["DocNumber"])
-        if check_first and (found := await self.find_by_marker(entity, marker)) is not None:
+        marker = _body_marker(body)
+        if check_first and (found := await self.find(entity, body)) is not None:
             return self._result(entity, found, marker, False)
         for attempt in range(1, attempts + 1):
             try:
                 doc = await self._client.create(entity, body, request_id=request_id, retry_unknown=False)
             except QBODuplicateDocNumber:
-                found = await self.find_by_marker(entity, marker)
+                found = await self.find(entity, body)
                 if found is None:
                     raise
                 log.info("qbo %s %s already existed (DocNumber taken)", entity, marker)
                 return self._result(entity, found, marker, False)
             except QBOUnavailable:
-                found = await self.find_by_marker(entity, marker)
+                found = await self.find(entity, body)
                 if found is not None:
                     log.info("qbo %s %s was created although the answer was lost", entity, marker)
                     return self._result(entity, found, marker, False)

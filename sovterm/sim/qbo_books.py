@@ -42,6 +42,10 @@ QUERYABLE = {
     **{t: {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt"} for t in TRANSACTIONS},
 }
 QUERYABLE["Invoice"] = QUERYABLE["Invoice"] | {"Balance", "DueDate"}
+# Finance.xsd on DocNumber: "Filter support not provided for Payment"; Intuit documents no DocNumber filter
+# for Transfer either, and its accounts are not filterable: a marker look-up must go by date (and customer)
+QUERYABLE["Payment"] = {"TxnDate", "CustomerRef", "TotalAmt"}
+QUERYABLE["Transfer"] = {"TxnDate"}
 MAX_DOCNUMBER = 21
 #: Intuit's ExchangeRate entity: home units per one unit of the source currency (the simulator's table,
 #: the same for every day unless a test sets one for a date)

@@ -2,7 +2,7 @@
 
 Expected: for every invoice in the ledger with money in the period, the net amount the rules say
 the books should show (recognised minus refunds). Actual: sovterm's documents found in QuickBooks by
-date (TxnDate in the period, DocNumber = one of our markers), net of voids (a voided document counts
+date (TxnDate in the period, carrying one of our markers), net of voids (a voided document counts
 0) and with refunds negative. Any invoice with no document, a wrong amount, or a document sovterm
 does not know, makes the books "differ" and the command exit non-zero.
 """
@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from sovterm.qbo.client import QBOClient, quote_literal
-from sovterm.qbo.postings import MARKER_PREFIX
+from sovterm.qbo.postings import marker_of
 from sovterm.sync import rules, store
 
 ENTITIES = {"SalesReceipt": 1, "Deposit": 1, "Payment": 1, "RefundReceipt": -1}
@@ -85,8 +85,8 @@ async def actual(client: QBOClient, db: Any, date_from: str, date_to: str) -> tu
             f"SELECT * FROM {entity} WHERE TxnDate >= {quote_literal(date_from)} AND TxnDate <= {quote_literal(date_to)}"
         )
         for doc in rows:
-            number = str(doc.get("DocNumber") or "")
-            if not number.startswith(MARKER_PREFIX):
+            number = marker_of(doc)  # Payments carry it only in the private note
+            if number is None:
                 continue
             voided = doc.get("TxnStatus") == "Voided"
             entry = {"entity": entity, "id": str(doc["Id"]), "marker": number, "date": doc.get("TxnDate"),

@@ -6,10 +6,13 @@ window (40 a minute), the others go out as single requests within the request wi
 so both budgets are used at once. A lone posting goes out at once as a single request.
 
 Exactly once: a posting whose document may already exist (a crashed run's `pending` row, history that
-may have been posted before, an answer lost in transit) is looked up by marker first, up to 50 markers
-in one query (`DocNumber IN (...)`), and only the missing ones are created. A batch is idempotent by
-its requestid (derived from its markers); a batch whose answer was lost is never resent blindly: its
-postings go back through the lookup. 6140 (DocNumber taken) means "it exists": looked up, not an error.
+may have been posted before, an answer lost in transit) is looked up by marker first, up to 50 of one
+entity at a time, and only the missing ones are created. The look-up uses only filters Intuit
+documents (`qbo.postings.lookup_queries`): `DocNumber IN (...)` in one query where that filter exists;
+for Payment and Transfer one query per range of dates, matched by the marker in the private note. A
+batch is idempotent by its requestid (derived from its markers); a batch whose answer was lost is
+never resent blindly: its postings go back through the look-up. 6140 (DocNumber taken) means "it
+exists": looked up, not an error.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient, quote_literal, request_id
+from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient, request_id
 from sovterm.qbo.errors import QBODuplicateDocNumber, QBOError, QBOUnavailable, QBOValidationError
 from sovterm.qbo.models import BatchItem, loads
-from sovterm.qbo.postings import Poster, PostResult
+from sovterm.qbo.postings import Poster, PostResult, find_documents
 
 log = logging.getLogger("sovterm.sync.sender")
 
@@ -149,15 +152,9 @@ class Sender:
     async def _lookup(self, items: list[_Item]) -> None:
         try:
             entity = items[0].entity
-            markers = ", ".join(quote_literal(i.marker) for i in items)
             client = await self._client()
-            docs = await client.query(f"SELECT * FROM {entity} WHERE DocNumber IN ({markers})")
+            found = await find_documents(client, entity, [loads(i.row["body"]) for i in items])
             self.stats["lookups"] += 1
-            found: dict[str, dict[str, Any]] = {}
-            for doc in docs:
-                number = str(doc.get("DocNumber"))
-                if number not in found or f"sovterm:{number}" in str(doc.get("PrivateNote", "")):
-                    found[number] = doc
             for item in items:
                 doc = found.get(item.marker)
                 if doc is not None:

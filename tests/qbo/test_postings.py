@@ -22,8 +22,11 @@ from sovterm.qbo.postings import (
     build_refund_receipt,
     build_sales_receipt,
     build_transfer,
+    lookup_queries,
     marker_for,
+    marker_of,
 )
+from sovterm.qbo.errors import QBOValidationError
 from sovterm.sim.qbo import FaultRule
 
 from . import xsd
@@ -150,7 +153,7 @@ async def test_all_documents_post_to_the_simulator(connected, books, sim_state):
         result = await poster.post(entity, body, request_id=request_id(entity, "test"))
         assert result.created
         made[entity] = result
-        found = await poster.find_by_marker(entity, body["DocNumber"])
+        found = await poster.find(entity, body)
         assert found["Id"] == result.id
     assert made["SalesReceipt"].document["TotalAmt"] == Decimal("100.00")
     assert made["Purchase"].document["TotalAmt"] == Decimal("0.37")
@@ -210,3 +213,72 @@ async def test_requestid_replay_answers_the_first_response(connected, books, sim
     one = await connected.client.create("SalesReceipt", body, request_id=rid)
     two = await connected.client.create("SalesReceipt", body, request_id=rid)
     assert one == two and len(receipts_with(sim_state, body["DocNumber"])) == 1
+
+
+# -- finding Payments and Transfers without a DocNumber filter (issue 13, point 5) --------------------------
+
+def test_payment_and_transfer_carry_their_marker_only_in_the_memo():
+    for name in ("payment", "transfer"):
+        _, body = bodies()[name]
+        assert "DocNumber" not in body  # Finance.xsd: no DocNumber filter for Payment; none documented for Transfer
+        assert marker_of(body) == marker_for({"payment": "pay", "transfer": "xfer"}[name])
+    _, receipt = bodies()["sales receipt"]
+    assert marker_of(receipt) == receipt["DocNumber"] == marker_for("sr")
+    voided = {"PrivateNote": f"Voided - sovterm:{marker_for('pay')} BTCPay invoice I"}
+    assert marker_of(voided) == marker_for("pay")
+    assert marker_of({"DocNumber": "1001", "PrivateNote": "cheque from Amy"}) is None
+
+
+def test_lookup_queries_use_documented_filters_one_per_range_of_days():
+    _, payment = bodies()["payment"]
+    later = {**payment, "TxnDate": "2026-01-20", "PrivateNote": f"sovterm:{marker_for('pay2')}"}
+    other = {**payment, "TxnDate": "2026-03-01", "CustomerRef": {"value": "59"},
+             "PrivateNote": f"sovterm:{marker_for('pay3')}"}
+    assert lookup_queries("Payment", [other, payment, later]) == [
+        "SELECT * FROM Payment WHERE TxnDate >= '2026-01-15' AND TxnDate <= '2026-01-20' AND CustomerRef = '58'",
+        "SELECT * FROM Payment WHERE TxnDate >= '2026-03-01' AND TxnDate <= '2026-03-01' AND CustomerRef = '59'",
+    ]
+    mixed = {**later, "CustomerRef": {"value": "59"}}
+    assert lookup_queries("Payment", [payment, mixed]) == [
+        "SELECT * FROM Payment WHERE TxnDate >= '2026-01-15' AND TxnDate <= '2026-01-20'"]
+    _, transfer = bodies()["transfer"]
+    assert lookup_queries("Transfer", [transfer]) == [
+        "SELECT * FROM Transfer WHERE TxnDate >= '2026-01-15' AND TxnDate <= '2026-01-15'"]
+    _, receipt = bodies()["sales receipt"]
+    assert lookup_queries("SalesReceipt", [receipt]) == [
+        f"SELECT * FROM SalesReceipt WHERE DocNumber IN ('{marker_for('sr')}')"]
+
+
+async def test_simulator_refuses_a_docnumber_filter_on_payment_and_transfer(connected):
+    for entity in ("Payment", "Transfer"):
+        with pytest.raises(QBOValidationError, match="not queryable"):
+            await connected.client.query(f"SELECT * FROM {entity} WHERE DocNumber = 'SVX'")
+    with pytest.raises(QBOValidationError, match="not queryable"):
+        await connected.client.query("SELECT * FROM Transfer WHERE FromAccountRef = '1'")
+
+
+async def test_lost_payment_and_transfer_answers_are_found_by_their_memo(connected, books, sim_state):
+    """A dropped answer after QuickBooks committed: found among the day's documents of that customer (a
+    cheque booked by hand the same day is skipped), never created twice, even if requestid is ignored."""
+    ids, ctx, poster = books
+    sim_state.honor_requestid = False
+    invoice = first(sim_state, "Invoice", DocNumber="1003")
+    customer = invoice["CustomerRef"]["value"]
+    sim_state.books[REALM].add("Payment", {"TxnDate": DAY.isoformat(), "CustomerRef": {"value": customer},
+                                           "TotalAmt": Decimal("5.00"), "PrivateNote": "cheque 812"})
+    payment = build_payment(marker=marker_for("pay", "lost"), txn_date=DAY, customer_id=customer,
+                            invoice_id=invoice["Id"], amount=Decimal("30.00"),
+                            deposit_account_id=ids["deposit_account_id"], currency="USD", ctx=ctx, note=BTC)
+    checking = first(sim_state, "Account", Name="Checking")["Id"]
+    transfer = build_transfer(marker=marker_for("xfer", "lost"), txn_date=DAY,
+                              from_account_id=ids["deposit_account_id"], to_account_id=checking,
+                              amount=Decimal("12.00"), note="payout P9")
+    for entity, body in (("Payment", payment), ("Transfer", transfer)):
+        sim_state.faults.append(FaultRule("drop_after_commit", route=entity.lower(), times=1))
+        result = await poster.post(entity, body, request_id=request_id(entity, "lost"))
+        assert not result.created  # the answer was lost: found by its marker
+        ours = [d for d in sim_state.documents(REALM, entity) if marker_of(d) == marker_of(body)]
+        assert [d["Id"] for d in ours] == [result.id]
+        again = await poster.post(entity, body, request_id=request_id(entity, "again"), check_first=True)
+        assert again.id == result.id and not again.created
+    assert (await connected.client.read("Invoice", invoice["Id"]))["Balance"] == invoice["TotalAmt"] - 30

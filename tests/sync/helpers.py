@@ -14,7 +14,7 @@ from sovterm.btcpay.models import Invoice, InvoicePaymentMethod
 from sovterm.qbo.client import QBOClient
 from sovterm.qbo.limiter import RealmLimiter
 from sovterm.qbo.mapping import StoreMapping
-from sovterm.qbo.postings import CurrencyContext
+from sovterm.qbo.postings import CurrencyContext, marker_of
 from sovterm.sim.qbo import QBOSimState
 from sovterm.store.secrets import Secret
 from sovterm.sync import queue
@@ -119,4 +119,4 @@ async def put(db: Any, inv: tuple[Invoice, list[InvoicePaymentMethod]], store_id
 
 
 def docs(state: QBOSimState, entity: str, realm: str = REALM) -> list[dict[str, Any]]:
-    return [d for d in state.documents(realm, entity) if str(d.get("DocNumber", "")).startswith("SV")]
+    return [d for d in state.documents(realm, entity) if marker_of(d) is not None]
