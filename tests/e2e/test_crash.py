@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from sovterm.qbo.postings import marker_for
+from sovterm.qbo.postings import marker_for, marker_of
 from sovterm.sim.qbo import FaultRule
 from tests.support.system import System, start_system
+
+from .conftest import settle
 
 HISTORY = 1000
 LIVE = 1000
@@ -116,3 +118,61 @@ def test_sigkill_at_random_moments_never_duplicates_or_loses(tmp_path, faults: b
         assert report["ok"] is True
     finally:
         system.close()
+
+
+@pytest.mark.slow
+def test_payments_and_transfers_survive_a_kill_and_a_lost_answer_without_docnumber(tmp_path) -> None:
+    """Issue 13, point 5: Payments (invoicing mode) and payout Transfers carry no DocNumber and QuickBooks
+    lets no query filter one by it. Each goes through both unknown outcomes: the daemon SIGKILLed while
+    QuickBooks holds back the answer to a create it committed (the restart finds the `pending` posting's
+    document by date and memo), and an answer dropped after the commit (found before any resend)."""
+    s = start_system(tmp_path, mode="invoicing", qbo_invoices=4,
+                     sync={"interval_s": 1, "lease_s": 5, "backoff_base_s": 0.05, "backoff_max_s": 0.5})
+    try:
+        s.qbo.call(setattr, s.qbo.state, "hang_s", 60.0)  # longer than the daemon waits to be killed
+        faults = s.qbo.state.faults
+        paid: list[Any] = []
+        payouts: list[Any] = []
+
+        def ours(entity: str, subject: str) -> list[dict[str, Any]]:
+            return [d for d in s.qbo_docs(entity) if subject in str(d.get("PrivateNote", ""))]
+
+        for entity in ("payment", "transfer"):
+            for kind in ("hang_after_commit", "drop_after_commit"):
+                s.qbo.call(faults.append, FaultRule(kind, entity, times=1))  # type: ignore[arg-type]
+                if entity == "payment":
+                    number = str(1001 + len(paid))
+                    due = next(d["Balance"] for d in s.qbo_docs("Invoice") if d["DocNumber"] == number)
+                    paid.append(settle(s, due, metadata={"orderId": number}))
+                    subject = paid[-1].id
+                else:
+                    state = s.btcpay.state
+                    payout = s.btcpay.call(state.create_payout, s.store_id, Decimal(f"{20 + 10 * len(payouts)}.00"),
+                                           "USD", approved=True)
+                    s.btcpay.call(state.mark_payout_paid, s.store_id, payout.id)
+                    payouts.append(payout)
+                    subject = payout.id
+                s.wait_for(lambda e=entity, x=subject: ours(e.capitalize(), x), what=f"{entity} committed")
+                if kind == "hang_after_commit":
+                    s.daemon.kill()  # QuickBooks has the document; the ledger row is still `pending`
+                    s.daemon.start()
+
+        def settled() -> bool:
+            s.cli("sync", "now", timeout=60)
+            rows = s.sql("SELECT status FROM sync_postings")
+            busy = s.sql("SELECT COUNT(*) FROM sync_jobs WHERE state IN ('queued', 'running')")[0][0]
+            return len(rows) == 4 and all(r[0] == "posted" for r in rows) and not busy
+
+        s.wait_for(settled, timeout=60, what="every posting recorded")
+        assert s.qbo.call(lambda: [f.times for f in faults]) == [0, 0, 0, 0]  # every fault fired
+        ledger = dict(s.sql("SELECT marker, qbo_id FROM sync_postings"))
+        for entity, subjects in (("Payment", [i.id for i in paid]), ("Transfer", [p.id for p in payouts])):
+            for subject in subjects:
+                [doc] = ours(entity, subject)  # exactly one document per posting
+                assert "DocNumber" not in doc and ledger[marker_of(doc)] == doc["Id"]
+        assert all(Decimal(d["Balance"]) == 0 for d in s.qbo_docs("Invoice") if d["DocNumber"] in ("1001", "1002"))
+        assert s.sql("SELECT COUNT(*) FROM sync_jobs WHERE state = 'dead'") == [(0,)]
+        report = s.cli_json("reconcile", "--from", "2000-01-01", "--to", "2100-01-01")
+        assert report["ok"] is True, report["differences"]
+    finally:
+        s.close()

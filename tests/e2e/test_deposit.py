@@ -97,3 +97,25 @@ def test_completed_payout_becomes_one_transfer_to_the_clearing_account(deposit_s
     s.wait_idle()
     assert len([d for d in s.qbo_docs("Transfer") if payout.id in str(d.get("PrivateNote", ""))]) == 1
     assert sum(1 for a in s.qbo_docs("Account") if a["Name"] == "Bitcoin Payouts Clearing") == 1
+
+
+def test_tiny_btc_amounts_are_stored_and_shown_in_plain_digits(deposit_system: System) -> None:
+    """Issue 13, point 7: `Decimal('0.00000001')` prints as `1E-8`; the ledger, the memo, the CLI and the
+    control API's JSON show satoshis or plain decimals."""
+    s = deposit_system
+    state = s.btcpay.state
+    cent = settle(s, "0.01")  # a cent at the simulator's rate is a few dozen satoshis
+    receipt = s.wait_for(lambda: docs_about(s, "SalesReceipt", cent.id), what="receipt")[0]
+    sats = int(cent.paid_btc() * 100_000_000)
+    assert 0 < sats < 100 and f"0.000000{sats:02d} BTC" in receipt["PrivateNote"]
+    stored = s.sql("SELECT amount FROM invoice_payments WHERE invoice_id = ?", (cent.id,))
+    assert stored == [(f"0.000000{sats:02d}",)]
+    payout = s.btcpay.call(state.create_payout, s.store_id, Decimal("0.00000001"), "BTC")  # one satoshi
+    s.wait_for(lambda: s.sql("SELECT original_amount FROM payouts WHERE payout_id = ?", (payout.id,)),
+               what="payout mirrored")
+    [row] = [p for p in s.cli_json("payouts", "list") if p["payout_id"] == payout.id]
+    assert row["original_amount"] == "0.00000001" and row["amount_sats"] == 1
+    line = next(x for x in s.cli_ok("payouts", "list").splitlines() if payout.id in x)
+    assert "1 sats" in line
+    shown = s.cli_ok("payouts", "list", "--json") + receipt["PrivateNote"]
+    assert "E-" not in shown
