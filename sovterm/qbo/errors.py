@@ -227,7 +227,7 @@ def _oauth_error(text: str) -> tuple[str, str] | None:
 
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_BEARER = re.compile(r"(?i)\b(bearer|access_token|refresh_token)([\s=:\"]+)[^\s,;\"&]+")
+_TOKEN_LIKE = re.compile(r"""(?i)\b(bearer\s+|(?:access|refresh)_token["']?\s*[=:]\s*["']?)[^\s,;"'&]+""")
 _PLAIN_TEXT_LIMIT = 200
 
 
@@ -241,25 +241,25 @@ def scrub(text: str, secret: str | None = None) -> str:
     """Intuit's words without the token sent or anything that looks like one (a body may echo it)."""
     if secret:
         text = text.replace(secret, "[redacted]")
-    return _BEARER.sub(lambda m: f"{m[1]}{m[2]}[redacted]", text)
+    return _TOKEN_LIKE.sub(lambda m: f"{m[1]}[redacted]", text)
 
 
 def _access_refused_fix(detail: str) -> str:
     """3100 is not only the wrong environment: name every cause Intuit and its SDK users report."""
     causes = [
-        "the company belongs to the other environment than qbo.environment (sandbox keys and URL for a sandbox "
-        "company, production for production)",
-        "the connection lacks the accounting scope (com.intuit.quickbooks.accounting): the app's keys or the "
-        "consent did not include it",
+        ("the company belongs to the other environment than qbo.environment (sandbox keys and URL for a sandbox "
+         "company, production for production)"),
+        ("the connection lacks the accounting scope (com.intuit.quickbooks.accounting): the app's keys or the "
+         "consent did not include it"),
         "the token belongs to another company than this realm id",
-        "the company's QuickBooks subscription has lapsed, or the app was disconnected in QuickBooks "
-        "(Settings > Apps)",
+        ("the company's QuickBooks subscription has lapsed, or the app was disconnected in QuickBooks "
+         "(Settings > Apps)"),
     ]
     if "scope" in detail.lower():
         causes.insert(0, causes.pop(1))
     listed = "; ".join(f"({n}) {cause}" for n, cause in enumerate(causes, 1))
-    return f"QuickBooks refused this app access to the company; likely causes: {listed}. " \
-           "Fix the cause, then run `sovterm setup qbo` to connect again"
+    return (f"QuickBooks refused this app access to the company; likely causes: {listed}. "
+            "Fix the cause, then run `sovterm setup qbo` to connect again")
 
 
 def fault_to_error(

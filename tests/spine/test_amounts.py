@@ -25,7 +25,7 @@ def test_plain_keeps_the_digits_without_scientific_notation(value: str, text: st
 
 
 def test_memo_and_control_api_json_show_one_satoshi_plainly() -> None:
-    note = BtcDetail(1, Decimal("50000"), "USD", "BTCPay invoice I (store S)").describe()
+    note = BtcDetail(1, Decimal(50000), "USD", "BTCPay invoice I (store S)").describe()
     assert note == "BTCPay invoice I (store S): 0.00000001 BTC at 50000 USD/BTC"
     wire = json.loads(encode({"result": {"amount": Decimal("1E-8"), "fee": Decimal("0E-8")}}))
     assert wire == {"result": {"amount": "0.00000001", "fee": "0.00000000"}}
