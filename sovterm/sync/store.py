@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from sovterm.amounts import plain
 from sovterm.sync.rules import InvoiceSnap, PaymentSnap, PostedDoc, RefundSnap, Resolution
 
 POSTING_COLUMNS = (
@@ -186,7 +187,7 @@ async def set_refund_amount(commit: Any, store_id: str, invoice_id: str, pull_pa
         await conn.execute(
             "UPDATE sync_refunds SET currency = ?, amount = ? WHERE store_id = ? AND invoice_id = ? "
             "AND pull_payment_id = ?",
-            (currency, str(amount), store_id, invoice_id, pull_payment_id),
+            (currency, plain(amount), store_id, invoice_id, pull_payment_id),  # a BTC refund: never 1E-8
         )
 
     await commit.run(unit)
