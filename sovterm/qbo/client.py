@@ -100,7 +100,10 @@ class QBOClient:
     def _backoff(self, attempt: int) -> float:
         return min(self._backoff_max, self._backoff_base * 2**attempt) * (0.5 + self._rng.random())
 
-    async def _call(
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return (await self._exchange(method, path, **kwargs))[0]
+
+    async def _exchange(
         self,
         method: str,
         path: str,
@@ -110,9 +113,10 @@ class QBOClient:
         text_body: str | None = None,
         batch: bool = False,
         retry_unknown: bool = True,
-    ) -> dict[str, Any]:
-        """One API call with refresh-on-401 and retries; `retry_unknown=False` raises `QBOUnavailable`
-        at once when the request went out but no answer came back (the caller checks first)."""
+    ) -> tuple[dict[str, Any], str | None]:
+        """One API call with refresh-on-401 and retries: (the answer, its intuit_tid). `retry_unknown=False`
+        raises `QBOUnavailable` at once when the request went out but no answer came back (the caller
+        checks first)."""
         url = f"{self._base}/{path}"
         query = {"minorversion": MINOR_VERSION, **(params or {})}
         data: str | None = None
@@ -142,7 +146,7 @@ class QBOClient:
             log.info("qbo %s %s status=%s intuit_tid=%s realm=%s%s", method, path, status or "-", tid, self.realm_id,
                      f": {error.message}" if error is not None else "")
             if error is None:
-                return loads(text) if text else {}
+                return (loads(text) if text else {}), tid
             if status == 0 and not retry_unknown:
                 raise error
             if isinstance(error, QBOWrongEnvironment):
@@ -277,7 +281,7 @@ class QBOClient:
         if len(set(bids)) != len(bids):
             raise ValueError("batch bIds must be unique")
         params = {"requestid": request_id} if request_id else None
-        answer = await self._call(
+        answer, tid = await self._exchange(
             "POST", "batch", params=params, json_body={"BatchItemRequest": [i.to_json() for i in items]},
             batch=True, retry_unknown=retry_unknown,
         )
@@ -289,7 +293,7 @@ class QBOClient:
             if "Fault" in entry:
                 parsed = parse_fault_body(dumps({"Fault": entry["Fault"]}))
                 fault_type, faults = parsed if parsed else ("", [])
-                results[bid] = BatchResult(bid, error=fault_to_error(fault_type, faults, http_status=None, intuit_tid=None))
+                results[bid] = BatchResult(bid, error=fault_to_error(fault_type, faults, http_status=None, intuit_tid=tid))
             elif "QueryResponse" in entry:
                 page = entry["QueryResponse"]
                 rows = next((v for v in page.values() if isinstance(v, list)), [])

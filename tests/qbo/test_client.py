@@ -72,6 +72,7 @@ async def test_batch_returns_per_item_results_and_faults(connected):
     ], request_id=request_id("batch-test"))
     assert results[0].ok and results[0].data["Name"] == "Batch One"
     assert isinstance(results[1].error, QBODuplicateName) and results[1].error.fault_code == "6240"
+    assert results[1].error.intuit_tid and results[1].error.intuit_tid in results[1].error.message  # the batch's
     assert [r["Name"] for r in results[2].rows] == ["Services"]
 
 
