@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 from textual.content import Content
 
+from sovterm.amounts import sats_to_btc as btc
 from sovterm.tui.qr import qr_lines
 from sovterm.tui.state import LinkState
 from sovterm.tui.text import ZERO_WIDTH_SPACE, escape
@@ -23,7 +24,7 @@ from sovterm.tui.views import (
     payout_row,
     summary_text,
 )
-from sovterm.tui.widgets import btc, render_volume, sync_alerts
+from sovterm.tui.widgets import render_volume, sync_alerts
 from tests.tui.fakes import BTCPAY_STORES, FEEDS, NOW, OPEN_INVOICES, PAYOUTS, search_invoices
 
 
