@@ -25,7 +25,14 @@ from sovterm.tui.views import (
     summary_text,
 )
 from sovterm.tui.widgets import render_volume, sync_alerts
-from tests.tui.fakes import BTCPAY_STORES, FEEDS, NOW, OPEN_INVOICES, PAYOUTS, search_invoices
+from tests.tui.fakes import (
+    BTCPAY_STORES,
+    FEEDS,
+    NOW,
+    OPEN_INVOICES,
+    PAYOUTS,
+    search_invoices,
+)
 
 
 def test_progress_text_has_counts_rate_and_eta_until_done() -> None:
