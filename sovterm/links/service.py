@@ -185,6 +185,20 @@ class LinkService:
         )
         return dict(zip(RES_COLUMNS, row, strict=True)) if row else None
 
+    async def paid_not_in_books(self, link_id: str) -> bool:
+        """Did a customer pay through this link an invoice the sync has not posted to QuickBooks yet?
+
+        Read from the sync's own record of what it posted (`sync_postings`), not guessed from the balance:
+        after a cheque for part of the invoice the balance drops while the link's payment is still on its
+        way, and comparing amounts would invoice the customer a second time."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM link_reservations r WHERE r.link_id = ? AND r.state = 'paid' AND NOT EXISTS ("
+            " SELECT 1 FROM sync_postings p WHERE p.store_id = r.store_id AND p.invoice_id = r.btcpay_invoice_id"
+            " AND p.kind != 'refund' AND p.status = 'posted') LIMIT 1",
+            (link_id,),
+        )
+        return row is not None
+
     def claims_of(self, link: dict[str, Any]) -> LinkClaims:
         if link["kind"] == "qbo":
             return LinkClaims(link["link_id"], link["expires_at"], qbo_invoice_id=link["qbo_invoice_id"],
@@ -496,10 +510,9 @@ class LinkService:
             return _paid_page(link)
         if res is not None:
             return PayOutcome.redirect(res["checkout_link"], Decimal(res["amount"]), res["currency"], "reused")
-        paid = await self.last_paid_reservation(link["link_id"])
-        if paid is not None and balance >= Decimal(paid["amount"]):
-            # BTCPay has the money but the balance in QuickBooks has not gone down yet (the sync posts the
-            # Payment): never invoice the same balance twice. Once the books show 0, the paid page above.
+        if await self.paid_not_in_books(link["link_id"]):
+            # BTCPay has the money but QuickBooks does not show it yet (the sync posts the Payment): never
+            # invoice the customer again meanwhile. Once the books show 0, the paid page above.
             return PayOutcome(409, "Payment received",
                               "We have received your payment; the merchant's books will show it shortly. "
                               "There is nothing more to do.", reason="payment_pending_in_books")

@@ -100,7 +100,7 @@ async def test_reaper_expires_reservation_and_next_click_creates_new_invoice(wor
 
 async def test_processing_keeps_reservation_then_payment_guards_double_invoicing(world: World, page: Page) -> None:
     link = await page.links.create_qbo("1001", actor="alice")
-    _, _, first = await page.get(token_of(link["url"]))
+    await page.get(token_of(link["url"]))
     [inv] = world.btcpay_invoices()
     world.btcpay_state.pay(inv.id, method="BTC-CHAIN")  # seen, not confirmed: Processing
     world.clock.now += 31 * 60
