@@ -549,6 +549,9 @@ class LinkService:
                 return _outage("payment server", "btcpay_refused_invalidate")
             return None  # settled or expired: closed by _refresh; a settled one is the 409 guard's business
         except BTCPayAuthError as exc:
+            if exc.status != 403:  # the key itself is refused: a connector problem, not a permission
+                log.warning("pay link %s: BTCPay refuses the API key: %s", link["link_id"], exc.message)
+                return _outage("payment server", "btcpay_unavailable")
             log.error("pay link %s: cannot invalidate superseded checkout %s: the BTCPay API key lacks %s "
                       "(grant it, e.g. `sovterm setup btcpay` with a new key); the customer is asked to come back "
                       "once it expires: %s", link["link_id"], res["btcpay_invoice_id"], INVALIDATE_PERMISSION, exc.message)

@@ -205,3 +205,14 @@ async def test_mark_status_request_follows_the_greenfield_spec(sim: SimHarness) 
     assert refused.value.status == 422
     assert ("POST", f"/api/v1/stores/{store_id}/invoices/{inv.id}/status") in {(e.method, e.path) for e in sim.exchanges}
 
+
+
+async def test_voided_invoice_invalidates_the_open_checkout(world: World) -> None:
+    links = world.links()
+    token, old = await first_click(world, links, "1001")
+    qbo = await world.qbo()
+    invoice = world.qbo_invoice("1001")
+    await qbo.void("Invoice", invoice["Id"], invoice["SyncToken"], request_id=request_id("void", invoice["Id"]))
+    outcome = await links.pay(token)
+    assert (outcome.status, outcome.reason) == (410, "voided")
+    assert old.status == "Invalid" and await reservations(world) == [(old.id, "100.00", "superseded")]
