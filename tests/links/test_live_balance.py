@@ -216,3 +216,16 @@ async def test_voided_invoice_invalidates_the_open_checkout(world: World) -> Non
     outcome = await links.pay(token)
     assert (outcome.status, outcome.reason) == (410, "voided")
     assert old.status == "Invalid" and await reservations(world) == [(old.id, "100.00", "superseded")]
+
+
+async def test_checkout_with_money_on_it_is_not_invalidated(world: World) -> None:
+    """Part of the old amount already arrived (New / PaidPartial): invalidating would leave those coins
+    outside the books, so the customer finishes that checkout."""
+    links = world.links()
+    token, old = await first_click(world, links, "1001")
+    world.btcpay_state.pay(old.id, method="BTC-CHAIN", amount_btc=old.amount_btc() / 4)
+    assert (old.status, old.additional_status) == ("New", "PaidPartial")
+    await cheque(world, "1001", "40.00")
+    outcome = await links.pay(token)
+    assert (outcome.status, outcome.reason, outcome.amount) == (303, "part_paid", Decimal("100.00"))
+    assert old.status == "New" and len(world.btcpay_invoices()) == 1
