@@ -256,6 +256,15 @@ class BTCPayClient:
         data, observed = await self._request("POST", f"/api/v1/stores/{_Q(store_id)}/invoices", body=body)
         return _parse(Invoice, data, "create invoice", observed)
 
+    async def mark_invoice_status(self, store_id: str, invoice_id: str, status: str) -> Invoice:
+        """`Settled` or `Invalid` by hand (needs `btcpay.store.canmodifyinvoices`). BTCPay answers 422
+        (`BTCPayValidationError`) when the invoice's state does not allow it, e.g. already Settled.
+        Not retried: the caller re-reads the invoice to learn what happened."""
+        data, observed = await self._request(
+            "POST", f"/api/v1/stores/{_Q(store_id)}/invoices/{_Q(invoice_id)}/status", body={"status": status}
+        )
+        return _parse(Invoice, data, "mark invoice status", observed)
+
     async def refund_invoice(
         self,
         store_id: str,

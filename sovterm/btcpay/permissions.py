@@ -49,8 +49,9 @@ FEATURE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "webhooks": (STORE + "webhooks.canmodifywebhooks",),
     # mirror payouts and pull payments, approve/cancel/mark paid
     "payouts": (STORE + "canviewpayouts", STORE + "canmanagepayouts", STORE + "canviewpullpayments"),
-    # create invoices behind pay links
-    "paylinks": (STORE + "cancreateinvoice",),
+    # create the invoice behind a pay-link click; invalidate (mark-status `Invalid`) the one a changed
+    # QuickBooks balance superseded
+    "paylinks": (STORE + "cancreateinvoice", STORE + "canmodifyinvoices"),
     # refund = pull payment; `cancreatepullpayments` (not just the non-approved variant) so claims are
     # auto-approved for RateThen/CurrentRate refunds
     "refunds": (STORE + "cancreatepullpayments",),
@@ -58,6 +59,19 @@ FEATURE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "invoice_metadata": (STORE + "canmodifyinvoices",),
     # crowdfund app statistics (BTCPay has no view-only permission for apps)
     "apps": (STORE + "canmodifystoresettings",),
+}
+
+
+#: Features checked at setup even when the operator did not ask for them: pay links are optional (the sync
+#: works without them), so a key lacking their permissions still connects, with a warning that names the
+#: permission and what will not work, instead of a customer discovering it as a 503 on the pay page.
+ADVISORY_FEATURES: tuple[str, ...] = ("paylinks",)
+
+#: What breaks without a permission, in the words the setup warning uses.
+CONSEQUENCES: dict[str, str] = {
+    STORE + "cancreateinvoice": "pay links cannot create invoices",
+    STORE + "canmodifyinvoices": "pay links cannot invalidate a superseded checkout (the customer is shown "
+                                 "'temporarily unavailable' until it expires)",
 }
 
 
@@ -136,3 +150,15 @@ async def check_key(client: _KeyReader, features: Iterable[str], store_id: str) 
     report what the enabled features still need."""
     info = await client.current_api_key()
     return missing_permissions(info.permissions, features, store_id)
+
+
+def permission_warnings(granted: Iterable[str], enabled: Iterable[str], store_id: str) -> list[dict[str, Any]]:
+    """What the key lacks for the advisory features the operator did not enable (an enabled feature's
+    permissions are required, not advised): each permission, the grant string, the consequence."""
+    enabled = set(enabled)
+    advisory = [f for f in ADVISORY_FEATURES if f not in enabled]
+    return [
+        {"permission": m.permission, "features": list(m.features), "grant": m.scoped(store_id),
+         "consequence": CONSEQUENCES.get(m.permission, f"{', '.join(m.features)} will not work")}
+        for m in missing_permissions(granted, advisory, store_id)
+    ]

@@ -39,7 +39,11 @@ from sovterm.btcpay.errors import (
 )
 from sovterm.btcpay.group_commit import GroupCommit
 from sovterm.btcpay.models import Invoice, Store
-from sovterm.btcpay.permissions import FEATURE_PERMISSIONS, missing_permissions
+from sovterm.btcpay.permissions import (
+    FEATURE_PERMISSIONS,
+    missing_permissions,
+    permission_warnings,
+)
 from sovterm.btcpay.poller import InvoicePoller, cursor_key
 from sovterm.btcpay.setup import ensure_webhook, webhook_path, webhook_secret_name
 from sovterm.btcpay.webhooks import (
@@ -356,7 +360,8 @@ class BTCPayService:
     @staticmethod
     def _store_report(store: Store, granted: Sequence[str], features: Sequence[str]) -> dict[str, Any]:
         missing = permission_report(granted, features, store.id)
-        return {"id": store.id, "name": store.name, "missing": missing, "ready": not missing}
+        return {"id": store.id, "name": store.name, "missing": missing, "ready": not missing,
+                "warnings": permission_warnings(granted, features, store.id)}
 
     async def select_stores(self, store_ids: Sequence[str]) -> dict[str, Any]:
         """Follow exactly these stores: register (or adopt) our webhook at each, forget the others."""
@@ -385,7 +390,8 @@ class BTCPayService:
             done = []
             for store_id in wanted:
                 store = visible[store_id]
-                settings = {"features": features, "default_currency": store.default_currency}
+                settings = {"features": features, "default_currency": store.default_currency,
+                            "permission_warnings": permission_warnings(key_info.permissions, features, store_id)}
                 async with self.db.transaction() as conn:
                     await ledger.upsert_store(conn, store_id, name=store.name, selected=True, settings=settings)
                 self._selected.add(store_id)
@@ -534,6 +540,7 @@ class BTCPayService:
             "refused_last_24h": refused[0],
             "invoices": await ledger.count_invoices(self.db, store_id),
             "polled_until": None if cursor is None else cursor.get("covered_until"),
+            "permission_warnings": row["settings"].get("permission_warnings", []),
         }
 
     @staticmethod

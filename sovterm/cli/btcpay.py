@@ -68,7 +68,14 @@ def format_report(report: dict[str, Any]) -> str:
         for m in store["missing"]:
             lines.append(f"  missing {m['permission']} (needed for: {', '.join(m['features'])})")
             lines.append(f"    add to the key: {m['grant']}")
+        lines += _warning_lines(store.get("warnings") or [], "  ")
     return "\n".join(lines)
+
+
+def _warning_lines(warnings: list[dict[str, Any]], indent: str) -> list[str]:
+    """Permissions an optional feature (pay links) lacks: setup goes on, the operator is told what breaks."""
+    return [f"{indent}warning: the key lacks {w['permission']}: {w['consequence']} (add to the key: {w['grant']})"
+            for w in warnings]
 
 
 def format_selection(result: dict[str, Any]) -> str:
@@ -169,6 +176,7 @@ def format_status(st: dict[str, Any]) -> str:
                 f", last delivery {_when(last.get('at'))} {last.get('status')}" if last else ""))
         lines.append(f"    deliveries received {store['deliveries_received']} (last {_when(store['last_delivery_received_at'])}),"
                      f" refused in 24 h {store['refused_last_24h']}")
+        lines += _warning_lines(store.get("permission_warnings") or [], "    ")
     return "\n".join(lines)
 
 

@@ -1,10 +1,17 @@
 """Pay links: creation, the pay-page decision, reservations and the reaper's link work.
 
 A click is served under a per-link lock (and the database allows at most one open reservation per
-link), so two simultaneous clicks create one BTCPay invoice. A reservation is reused while its BTCPay
-invoice can still be paid; once that invoice expires unpaid, the next click creates a fresh one at the
-rate of that moment. A reservation whose invoice is Processing stays open until BTCPay settles or
-invalidates it.
+link), so two simultaneous clicks create one BTCPay invoice. Every click re-reads the reserved BTCPay
+invoice and, for a QuickBooks-invoice link, the invoice's live balance (docs/pay-links.md):
+- balance 0: the paid page (an open reservation is invalidated at BTCPay so nobody pays it twice);
+- balance equal to the reservation's amount: the customer goes back to the same checkout;
+- balance changed (a cheque, a part payment, an edited invoice): the superseded BTCPay invoice is
+  marked Invalid (Greenfield mark-status, permission `btcpay.store.canmodifyinvoices`) and a new one is
+  reserved for the new balance.
+A reservation whose invoice is Processing (a payment in flight) is never invalidated nor doubled: the
+customer sees "payment being confirmed". A reservation closes as soon as its invoice settles, expires or
+turns invalid: on the click, on the re-read that follows BTCPay's webhook or a poll (`on_invoice`), or
+when the reaper comes by. A click never redirects to a checkout that can no longer be paid.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from sovterm.btcpay.errors import BTCPayError
+from sovterm.btcpay.errors import BTCPayAuthError, BTCPayError, BTCPayValidationError
 from sovterm.btcpay.models import QBO_REF_METADATA_KEY, Invoice
 from sovterm.config import Settings
 from sovterm.errors import UserFacingError
@@ -39,8 +46,13 @@ MEMO_PREFIX = "Pay in bitcoin: "
 CUSTOMER_MEMO_MAX = 1000  # QuickBooks' limit on Invoice.CustomerMemo
 MEMO_MAX = 200  # standalone link memo (it travels inside the token)
 OPEN_STATES = ("open", "processing")
+#: A reservation we closed because the QuickBooks balance changed (its BTCPay invoice marked Invalid).
+SUPERSEDED = "superseded"
+#: What marking a superseded checkout Invalid needs (`POST /api/v1/stores/{storeId}/invoices/{id}/status`).
+INVALIDATE_PERMISSION = "btcpay.store.canmodifyinvoices"
 #: A customer is waiting on the pay page: give up on a slow connector rather than retry for a minute.
 QBO_READ_TIMEOUT_S = 10.0
+BTCPAY_READ_TIMEOUT_S = 10.0
 BTCPAY_CREATE_TIMEOUT_S = 15.0
 PAID_ADDITIONAL = {"PaidPartial", "PaidLate", "PaidOver"}
 
@@ -52,6 +64,8 @@ class LinkBTCPay(Protocol):
     ) -> Invoice: ...
 
     async def get_invoice(self, store_id: str, invoice_id: str) -> Invoice: ...
+
+    async def mark_invoice_status(self, store_id: str, invoice_id: str, status: str) -> Invoice: ...
 
 
 class LinkQBO(Protocol):
@@ -89,6 +103,9 @@ NOT_FOUND = PayOutcome(404, "Link not recognised",
                        "or ask the merchant for a new one.", reason="invalid")
 EXPIRED = PayOutcome(410, "Link expired",
                      "This payment link has expired. Please ask the merchant for a new one.", reason="expired")
+CONFIRMING = PayOutcome(202, "Payment being confirmed",
+                        "We have received your payment and are waiting for the bitcoin network to confirm it. "
+                        "There is nothing more to do; you can close this page.", reason="payment_processing")
 
 
 def _outage(what: str, reason: str) -> PayOutcome:
@@ -168,6 +185,20 @@ class LinkService:
         )
         return dict(zip(RES_COLUMNS, row, strict=True)) if row else None
 
+    async def paid_not_in_books(self, link_id: str) -> bool:
+        """Did a customer pay through this link an invoice the sync has not posted to QuickBooks yet?
+
+        Read from the sync's own record of what it posted (`sync_postings`), not guessed from the balance:
+        after a cheque for part of the invoice the balance drops while the link's payment is still on its
+        way, and comparing amounts would invoice the customer a second time."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM link_reservations r WHERE r.link_id = ? AND r.state = 'paid' AND NOT EXISTS ("
+            " SELECT 1 FROM sync_postings p WHERE p.store_id = r.store_id AND p.invoice_id = r.btcpay_invoice_id"
+            " AND p.kind != 'refund' AND p.status = 'posted') LIMIT 1",
+            (link_id,),
+        )
+        return row is not None
+
     def claims_of(self, link: dict[str, Any]) -> LinkClaims:
         if link["kind"] == "qbo":
             return LinkClaims(link["link_id"], link["expires_at"], qbo_invoice_id=link["qbo_invoice_id"],
@@ -205,7 +236,11 @@ class LinkService:
         selected = [r[0] for r in await self.db.fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")]
         if store_id is not None:
             if store_id not in selected:
-                raise UserFacingError(f"BTCPay store {store_id} is not selected", fix="see `sovterm btcpay stores`")
+                raise UserFacingError(
+                    f"BTCPay store {store_id} is not followed",
+                    fix="`sovterm btcpay status` lists the followed stores; follow this one with "
+                        "`sovterm setup btcpay --store STORE_ID` (repeat --store for each store to keep)",
+                )
             return store_id
         if len(selected) != 1:
             raise UserFacingError(
@@ -414,21 +449,30 @@ class LinkService:
         if link["state"] == "paid":
             return _paid_page(link)
         res = await self.open_reservation(link["link_id"])
-        if res is not None and res["state"] == "open" and res["expires_at"] <= now:
+        if res is not None:
+            # webhooks and polls close reservations within seconds, but a click must not trust that:
+            # BTCPay says now whether the checkout can still be paid
             try:
-                res = await self._refresh(res)
-            except BTCPayError as exc:
-                log.warning("pay link %s: cannot check invoice %s: %s", link["link_id"], res["btcpay_invoice_id"], exc)
+                async with asyncio.timeout(BTCPAY_READ_TIMEOUT_S):
+                    res = await self._refresh(res)
+            except (TimeoutError, UserFacingError) as exc:
+                log.warning("pay link %s: cannot check invoice %s: %s", link["link_id"], res["btcpay_invoice_id"],
+                            exc or "timeout")
                 return _outage("payment server", "btcpay_unavailable")
-        if res is not None and res["state"] in OPEN_STATES:
-            return PayOutcome.redirect(res["checkout_link"], Decimal(res["amount"]), res["currency"], "reused")
+            if res["state"] == "processing":
+                return CONFIRMING
+            if res["state"] != "open":
+                res = None
         if link["kind"] == "fixed":
+            if res is not None:
+                return PayOutcome.redirect(res["checkout_link"], Decimal(res["amount"]), res["currency"], "reused")
             if await self.last_paid_reservation(link["link_id"]) is not None:
                 return _paid_page(link)
             return await self._create(link, Decimal(link["amount"]), link["currency"], None)
-        return await self._pay_qbo(link)
+        return await self._pay_qbo(link, res)
 
-    async def _pay_qbo(self, link: dict[str, Any]) -> PayOutcome:
+    async def _pay_qbo(self, link: dict[str, Any], res: dict[str, Any] | None) -> PayOutcome:
+        """The QuickBooks balance decides, every click; `res` is the open reservation (New at BTCPay), if any."""
         try:
             async with asyncio.timeout(QBO_READ_TIMEOUT_S):
                 qbo = await self.qbo()
@@ -438,6 +482,8 @@ class LinkService:
             return _outage("accounting system", "qbo_timeout")
         except QBOError as exc:
             if exc.fault_code in ("610", "2500"):
+                if res is not None:
+                    await self._supersede(link, res)
                 return PayOutcome(410, "Invoice not found",
                                   "The merchant's books no longer have this invoice. Please contact the merchant.",
                                   reason="qbo_gone")
@@ -448,6 +494,13 @@ class LinkService:
             return _outage("accounting system", "qbo_unavailable")
         balance = _dec(invoice.get("Balance", 0))
         total = _dec(invoice.get("TotalAmt", 0))
+        currency = str((invoice.get("CurrencyRef") or {}).get("value") or "USD")
+        if res is not None and (balance != Decimal(res["amount"]) or currency != res["currency"]):
+            # the checkout asks for an amount the books no longer owe: take it away before anything else
+            superseded = await self._supersede(link, res)
+            if superseded is not None:
+                return superseded
+            res = None
         if str(invoice.get("TxnStatus", "")).lower() == "voided" or (balance <= 0 and total <= 0):
             return PayOutcome(410, "Invoice cancelled",
                               f"Invoice {link['qbo_doc_number']} was cancelled by the merchant; there is nothing to pay.",
@@ -455,15 +508,68 @@ class LinkService:
         if balance <= 0:
             await self._end_link(link["link_id"], "paid")
             return _paid_page(link)
-        paid = await self.last_paid_reservation(link["link_id"])
-        if paid is not None and balance >= Decimal(paid["amount"]):
-            # BTCPay has the money but the balance in QuickBooks has not gone down yet (the sync posts the
-            # Payment): never invoice the same balance twice.
+        if res is not None:
+            return PayOutcome.redirect(res["checkout_link"], Decimal(res["amount"]), res["currency"], "reused")
+        if await self.paid_not_in_books(link["link_id"]):
+            # BTCPay has the money but QuickBooks does not show it yet (the sync posts the Payment): never
+            # invoice the customer again meanwhile. Once the books show 0, the paid page above.
             return PayOutcome(409, "Payment received",
                               "We have received your payment; the merchant's books will show it shortly. "
                               "There is nothing more to do.", reason="payment_pending_in_books")
-        currency = str((invoice.get("CurrencyRef") or {}).get("value") or "USD")
         return await self._create(link, balance, currency, invoice)
+
+    async def _supersede(self, link: dict[str, Any], res: dict[str, Any]) -> PayOutcome | None:
+        """Mark a superseded reservation's BTCPay invoice Invalid and close the reservation; None when it is
+        closed (the caller may reserve anew), else the page to show.
+
+        BTCPay answers 422 when the invoice may no longer be marked (it settled or was invalidated
+        meanwhile, notes §4.4): the invoice is read again and its fresh state decides. An invoice that
+        already received money is never invalidated (BTCPay would keep the coins and the books would not)."""
+        if res.get("money_received"):
+            log.warning("pay link %s: BTCPay invoice %s is superseded but has received a payment; the customer "
+                        "finishes that one", link["link_id"], res["btcpay_invoice_id"])
+            return PayOutcome.redirect(res["checkout_link"], Decimal(res["amount"]), res["currency"], "part_paid")
+        try:
+            async with asyncio.timeout(BTCPAY_READ_TIMEOUT_S):
+                btcpay = await self.btcpay_for(res["store_id"])
+                marked = await btcpay.mark_invoice_status(res["store_id"], res["btcpay_invoice_id"], "Invalid")
+        except BTCPayValidationError:
+            try:
+                async with asyncio.timeout(BTCPAY_READ_TIMEOUT_S):
+                    fresh = await self._refresh(res)
+            except (TimeoutError, UserFacingError) as exc:
+                log.warning("pay link %s: cannot re-read invoice %s: %s", link["link_id"], res["btcpay_invoice_id"],
+                            exc or "timeout")
+                return _outage("payment server", "btcpay_unavailable")
+            if fresh["state"] == "processing":
+                return CONFIRMING
+            if fresh["state"] == "open":
+                log.error("pay link %s: BTCPay refuses to invalidate invoice %s although it is New",
+                          link["link_id"], res["btcpay_invoice_id"])
+                return _outage("payment server", "btcpay_refused_invalidate")
+            return None  # settled or expired: closed by _refresh; a settled one is the 409 guard's business
+        except BTCPayAuthError as exc:
+            if exc.status != 403:  # the key itself is refused: a connector problem, not a permission
+                log.warning("pay link %s: BTCPay refuses the API key: %s", link["link_id"], exc.message)
+                return _outage("payment server", "btcpay_unavailable")
+            log.error("pay link %s: cannot invalidate superseded checkout %s: the BTCPay API key lacks %s "
+                      "(grant it, e.g. `sovterm setup btcpay` with a new key); the customer is asked to come back "
+                      "once it expires: %s", link["link_id"], res["btcpay_invoice_id"], INVALIDATE_PERMISSION, exc.message)
+            return _outage("payment server", "btcpay_cannot_invalidate")
+        except (TimeoutError, UserFacingError) as exc:
+            log.warning("pay link %s: cannot invalidate invoice %s: %s", link["link_id"], res["btcpay_invoice_id"],
+                        exc or "timeout")
+            return _outage("payment server", "btcpay_unavailable")
+        if (marked.paid_amount or 0) > 0:
+            log.warning("pay link %s: BTCPay invoice %s received a payment while it was being invalidated; "
+                        "mark it Settled in BTCPay or refund the customer", link["link_id"], marked.id)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE link_reservations SET state = ?, closed_at = ? WHERE id = ? AND state IN ('open', 'processing')",
+                (SUPERSEDED, self.now(), res["id"]))
+        log.info("pay link %s: BTCPay invoice %s for %s %s invalidated (the balance changed)", link["link_id"],
+                 res["btcpay_invoice_id"], res["amount"], res["currency"])
+        return None
 
     async def _create(self, link: dict[str, Any], amount: Decimal, currency: str,
                       invoice: dict[str, Any] | None) -> PayOutcome:
@@ -522,21 +628,39 @@ class LinkService:
                             (state, self.now(), link_id))
 
     async def _refresh(self, res: dict[str, Any]) -> dict[str, Any]:
-        """Ask BTCPay what became of a reservation's invoice and record it; the updated row."""
+        """Ask BTCPay what became of a reservation's invoice and record it; the updated row, with
+        `money_received` (a partial payment leaves an invoice New)."""
         btcpay = await self.btcpay_for(res["store_id"])
-        state = classify(await btcpay.get_invoice(res["store_id"], res["btcpay_invoice_id"]))
-        if state == res["state"]:
-            return res
+        invoice = await btcpay.get_invoice(res["store_id"], res["btcpay_invoice_id"])
+        received = (invoice.paid_amount or 0) > 0 or invoice.additional_status == "PaidPartial"
+        state = classify(invoice)
+        if state != res["state"]:
+            async with self.db.transaction() as conn:
+                await self._record(conn, "id = ?", (res["id"],), state)
+        return {**res, "state": state, "closed_at": None if state in OPEN_STATES else self.now(),
+                "money_received": received}
+
+    async def _record(self, conn: Any, where: str, params: tuple[Any, ...], state: str) -> None:
+        """Write a reservation's new state (closing it unless open/processing); a paid fixed link ends."""
         now = self.now()
         closed = None if state in OPEN_STATES else now
-        async with self.db.transaction() as conn:
-            await conn.execute("UPDATE link_reservations SET state = ?, closed_at = ? WHERE id = ?",
-                               (state, closed, res["id"]))
-            if state == "paid":
+        cur = await conn.execute(
+            f"UPDATE link_reservations SET state = ?, closed_at = ? WHERE {where} AND state IN ('open', 'processing') "
+            "RETURNING link_id", (state, closed, *params))
+        changed = [r[0] for r in await cur.fetchall()]
+        if state == "paid":
+            for lid in changed:
                 await conn.execute(
                     "UPDATE pay_links SET state = 'paid', ended_at = ? WHERE link_id = ? AND kind = 'fixed' "
-                    "AND state = 'active'", (now, res["link_id"]))
-        return {**res, "state": state, "closed_at": closed}
+                    "AND state = 'active'", (now, lid))
+
+    async def on_invoice(self, conn: Any, store_id: str, invoice: Invoice) -> None:
+        """BTCPay part's invoice hook (a changed snapshot from the re-read after a webhook, or a poll), inside
+        its transaction: close the reservation of an invoice that settled, expired or turned invalid.
+        Invoices no link created cost nothing (checked on the metadata, no query)."""
+        if LINK_METADATA_KEY not in invoice.metadata:
+            return
+        await self._record(conn, "store_id = ? AND btcpay_invoice_id = ?", (store_id, invoice.id), classify(invoice))
 
     # -- the reaper --------------------------------------------------------------------------------
 

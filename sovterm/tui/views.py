@@ -371,10 +371,13 @@ def missing_permissions_text(report: dict[str, Any]) -> str:
     for s in stores:
         if s.get("ready"):
             lines.append(f"[$success]✓[/] {_esc(s.get('name'))} ({_esc(s.get('id'))}): all permissions granted")
-            continue
-        lines.append(f"[$error]✗[/] {_esc(s.get('name'))} ({_esc(s.get('id'))}) lacks:")
+        else:
+            lines.append(f"[$error]✗[/] {_esc(s.get('name'))} ({_esc(s.get('id'))}) lacks:")
         for m in s.get("missing") or []:
             lines.append(f"    {_esc(m.get('grant') or m.get('permission'))}  [dim]for {', '.join(m.get('features') or [])}[/]")
+        # optional features (pay links): the store is usable, the operator is told what will not work
+        for w in s.get("warnings") or []:
+            lines.append(f"    [$warning]![/] {_esc(w.get('grant'))}  [dim]missing: {_esc(w.get('consequence'))}[/]")
     return "\n".join(lines)
 
 

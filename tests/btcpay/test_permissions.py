@@ -32,6 +32,7 @@ def test_missing_reported_by_name_with_the_features_needing_them():
         STORE + "canviewstoresettings": ("sync",),
         STORE + "webhooks.canmodifywebhooks": ("webhooks",),
         STORE + "cancreateinvoice": ("paylinks",),
+        STORE + "canmodifyinvoices": ("paylinks",),
         STORE + "cancreatepullpayments": ("refunds",),
     }
     first = missing_permissions(key, ["webhooks"], S)[0]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.btcpay.conftest import sim  # noqa: F401 (the spec-checked BTCPay simulator, for the client's calls)
 from tests.links.harness import World, make_world
 
 

@@ -100,14 +100,15 @@ async def test_reaper_expires_reservation_and_next_click_creates_new_invoice(wor
 
 async def test_processing_keeps_reservation_then_payment_guards_double_invoicing(world: World, page: Page) -> None:
     link = await page.links.create_qbo("1001", actor="alice")
-    _, _, first = await page.get(token_of(link["url"]))
+    await page.get(token_of(link["url"]))
     [inv] = world.btcpay_invoices()
     world.btcpay_state.pay(inv.id, method="BTC-CHAIN")  # seen, not confirmed: Processing
     world.clock.now += 31 * 60
     summary = await page.links.reap()
     assert summary["reservations_processing"] == 1 and summary["reservations_expired"] == 0
-    _, _, again = await page.get(token_of(link["url"]))
-    assert again["Location"] == first["Location"]
+    status, body, again = await page.get(token_of(link["url"]))  # a payment in flight: no checkout, no new invoice
+    assert status == 202 and "being confirmed" in body and "Location" not in again
+    assert len(world.btcpay_invoices()) == 1
     world.btcpay_state.confirm(inv.id)
     assert (await page.links.reap())["reservations_paid"] == 1
     # settled at BTCPay, but the Payment is not in QuickBooks yet: no second invoice for the same balance

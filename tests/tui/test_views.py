@@ -140,6 +140,17 @@ def test_permission_report_names_what_is_missing_and_for_which_feature() -> None
     assert "Side shop (S2) lacks:" in stored
 
 
+def test_permission_report_shows_the_pay_link_warnings_of_a_ready_store() -> None:
+    text = missing_permissions_text({"url": "https://b", "features": ["sync"], "stores": [
+        {"id": "S1", "name": "Main", "ready": True, "missing": [], "warnings": [
+            {"permission": "btcpay.store.canmodifyinvoices", "features": ["paylinks"],
+             "grant": "btcpay.store.canmodifyinvoices:S1",
+             "consequence": "pay links cannot invalidate a superseded checkout"}]}]})
+    assert "Main (S1): all permissions granted" in text
+    assert ("btcpay.store.canmodifyinvoices:S1  [dim]missing: pay links cannot invalidate a superseded checkout"
+            in text)
+
+
 def test_backfill_date_checked() -> None:
     assert check_date("2026-01-01") is None
     assert "YYYY-MM-DD" in (check_date("01/01/2026") or "")
