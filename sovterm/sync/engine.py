@@ -411,7 +411,8 @@ class SyncEngine:
             mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
             if mapping is None:
                 raise Hold(NO_MAPPING.format(store=job.store_id))
-        if mapping is not None and not mapping.fee_collected_account_id and any(p.kind == rules.FEE for p in plan.posts):
+        fee_posts = any(p.kind == rules.FEE for p in plan.posts)
+        if mapping is not None and fee_posts and not mapping.fee_collected_account_id:
             raise Hold(NO_FEE_ACCOUNT.format(store=job.store_id))
         new_rows = [await self._row(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
         # 4. the intent
