@@ -48,7 +48,9 @@ def test_pay_link_for_a_quickbooks_invoice_pays_it_in_deposit_mode(deposit_syste
     s.btcpay.call(state.confirm, invoice_id)
     s.wait_for(lambda: Decimal(qbo_invoice(s, "1001")["Balance"]) == 0, what="invoice 1001 paid in QuickBooks")
     s.wait_idle()
-    [payment] = docs_about(s, "Payment", invoice_id)
+    [payment] = [p for p in s.qbo_docs("Payment")
+                 if {"TxnId": target["Id"], "TxnType": "Invoice"} in p["Line"][0]["LinkedTxn"]]  # exactly one
+    assert docs_about(s, "Payment", invoice_id) == [payment]
     assert Decimal(payment["TotalAmt"]) == Decimal("100.00")
     assert payment["Line"][0]["LinkedTxn"] == [{"TxnId": target["Id"], "TxnType": "Invoice"}]
     assert payment["CustomerRef"]["value"] == target["CustomerRef"]["value"]
