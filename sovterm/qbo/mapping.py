@@ -22,6 +22,8 @@ from sovterm.store.db import Database
 DEPOSIT_TYPES = ("Bank", "Other Current Asset")
 INCOME_TYPES = ("Income", "Other Income")
 FEE_TYPES = ("Expense", "Other Expense")
+# network fees customers paid on top of the price: income by default, or netted against the fee expense
+FEE_COLLECTED_TYPES = ("Other Income", "Income", *FEE_TYPES)
 SALE_ITEM_TYPES = ("Service", "NonInventory")
 
 
@@ -45,9 +47,12 @@ INCOME_ACCOUNT = DefaultSpec("income_account_id", "Account", "BTCPay Sales",
                              {"AccountType": "Income", "AccountSubType": "OtherPrimaryIncome"}, INCOME_TYPES)
 FEE_ACCOUNT = DefaultSpec("fee_account_id", "Account", "Bitcoin Network Fees",
                           {"AccountType": "Expense", "AccountSubType": "BankCharges"}, FEE_TYPES)
+FEE_COLLECTED_ACCOUNT = DefaultSpec("fee_collected_account_id", "Account", "Bitcoin Network Fees Collected",
+                                    {"AccountType": "Other Income", "AccountSubType": "OtherMiscellaneousIncome"},
+                                    FEE_COLLECTED_TYPES)
 SALE_ITEM = DefaultSpec("item_id", "Item", "BTCPay Sale", {"Type": "Service"}, SALE_ITEM_TYPES)
 PAYMENT_METHOD = DefaultSpec("payment_method_id", "PaymentMethod", "Bitcoin", {"Type": "NON_CREDIT_CARD"})
-DEFAULTS = (DEPOSIT_ACCOUNT, INCOME_ACCOUNT, FEE_ACCOUNT, SALE_ITEM, PAYMENT_METHOD)
+DEFAULTS = (DEPOSIT_ACCOUNT, INCOME_ACCOUNT, FEE_ACCOUNT, FEE_COLLECTED_ACCOUNT, SALE_ITEM, PAYMENT_METHOD)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class StoreMapping:
     class_id: str | None = None
     tax_code_id: str | None = None
     names: dict[str, str] = field(default_factory=dict)  # display names, filled by validation
+    # where the network fees customers pay are credited; None in mappings saved before sovterm booked them
+    fee_collected_account_id: str | None = None
 
 
 def _type_of(entity: dict[str, Any], kind: str) -> str:
@@ -179,7 +186,10 @@ class AccountMapper:
             ("deposit_account_id", "deposit account", DEPOSIT_TYPES),
             ("income_account_id", "income account", INCOME_TYPES),
             ("fee_account_id", "fee account", FEE_TYPES),
+            ("fee_collected_account_id", "network fees collected account", FEE_COLLECTED_TYPES),
         ):
+            if key == "fee_collected_account_id" and mapping.fee_collected_account_id is None:
+                continue  # a mapping saved before sovterm booked collected fees
             account = accounts.get(getattr(mapping, key))
             if account is None:
                 raise MappingError(f"{role}: no account with id {getattr(mapping, key)} in QuickBooks",
@@ -229,12 +239,13 @@ class AccountMapper:
 async def load_mapping(db: Database, store_id: str) -> StoreMapping | None:
     row = await db.fetchone(
         "SELECT store_id, realm_id, deposit_account_id, income_account_id, item_id, fee_account_id,"
-        " payment_method_id, customer_id, class_id, tax_code_id, names FROM qbo_mappings WHERE store_id = ?",
+        " payment_method_id, customer_id, class_id, tax_code_id, names, fee_collected_account_id"
+        " FROM qbo_mappings WHERE store_id = ?",
         (store_id,),
     )
     if row is None:
         return None
-    return StoreMapping(*row[:10], names=json.loads(row[10]))
+    return StoreMapping(*row[:10], names=json.loads(row[10]), fee_collected_account_id=row[11])
 
 
 async def default_mapping(mapper: AccountMapper, store_id: str, *, consent: bool = True) -> StoreMapping:

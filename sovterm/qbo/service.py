@@ -69,13 +69,14 @@ OVERRIDES: dict[str, tuple[str, str, str]] = {
     "deposit_account": ("deposit_account_id", "Account", "Name"),
     "income_account": ("income_account_id", "Account", "Name"),
     "fee_account": ("fee_account_id", "Account", "Name"),
+    "fee_collected_account": ("fee_collected_account_id", "Account", "Name"),
     "item": ("item_id", "Item", "Name"),
     "payment_method": ("payment_method_id", "PaymentMethod", "Name"),
     "customer": ("customer_id", "Customer", "DisplayName"),
     "class": ("class_id", "Class", "Name"),
     "tax_code": ("tax_code_id", "TaxCode", "Name"),
 }
-REQUIRED_FIELDS = ("deposit_account_id", "income_account_id", "item_id", "fee_account_id")
+REQUIRED_FIELDS = ("deposit_account_id", "income_account_id", "item_id", "fee_account_id", "fee_collected_account_id")
 
 
 class QBONotConfigured(UserFacingError):

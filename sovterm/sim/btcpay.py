@@ -113,7 +113,7 @@ def invoice_json(state: BTCPaySimState, inv: SimInvoice, *, include_payment_meth
         "id": inv.id,
         "storeId": inv.store_id,
         "amount": str(inv.amount if inv.amount is not None else Decimal("0")),
-        "paidAmount": str((inv.paid_btc() * inv.rate).quantize(Decimal("0.01"))),
+        "paidAmount": str((inv.net_paid_btc() * inv.rate).quantize(Decimal("0.01"))),  # PaidAmount.Net
         "currency": inv.currency,
         "type": inv.type,
         "checkoutLink": f"{state.public_url}/i/{inv.id}",
@@ -141,11 +141,13 @@ def invoice_json(state: BTCPaySimState, inv: SimInvoice, *, include_payment_meth
 
 def payment_methods_json(state: BTCPaySimState, inv: SimInvoice, *, only_accounted: bool = True) -> list[dict]:
     total_paid = inv.paid_btc()
-    amount = inv.amount_btc()
+    tolerance = state.stores[inv.store_id].payment_tolerance
     out = []
     for pm_id, pm in inv.methods.items():
         payments = [p for p in pm.payments if not only_accounted or p.status != "Invalid"]
         paid_here = sum((p.value for p in pm.payments if p.status != "Invalid"), Decimal(0))
+        # PaymentPrompt.Calculate(): amount = TotalDue (price + fees paid + the next payment's fee while under-paid)
+        amount = inv.gross_due_btc(pm, tolerance)
         item: dict[str, Any] = {
             "paymentMethodId": pm_id,
             "currency": "BTC",
@@ -156,7 +158,7 @@ def payment_methods_json(state: BTCPaySimState, inv: SimInvoice, *, only_account
             "totalPaid": str(total_paid),
             "due": str(amount - total_paid),
             "amount": str(amount),
-            "paymentMethodFee": str(pm.fee),
+            "paymentMethodFee": str(amount - inv.amount_btc()),  # (grossDue - price) / rate
             "payments": [
                 {"id": p.id, "receivedDate": p.received_date, "value": str(p.value), "fee": str(p.fee),
                  "status": p.status, "destination": p.destination}
@@ -238,6 +240,7 @@ def _store_json(store: Any) -> dict[str, Any]:
         "id": store.id, "name": store.name, "defaultCurrency": store.default_currency,
         "invoiceExpiration": store.invoice_expiration_s, "monitoringExpiration": store.monitoring_expiration_s,
         "speedPolicy": store.speed_policy, "paymentTolerance": float(store.payment_tolerance),
+        "networkFeeMode": store.network_fee_mode,
     }
 
 

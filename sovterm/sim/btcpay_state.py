@@ -30,6 +30,12 @@ SAT = Decimal("0.00000001")
 RETRY_DELAYS_S = (0, 10, 60, 600, 600, 600, 600, 600, 600)
 DELIVERY_PRUNE_S = 60 * 86_400
 SIM_VERSION = "2.4.1"
+#: BTCPay's `NetworkFeeMode` (BTCPayServer.Client/Models/StoreBaseData.cs); a new store's StoreBlob leaves it
+#: at the enum's first value, MultiplePaymentsOnly.
+NETWORK_FEE_MODES = ("MultiplePaymentsOnly", "Always", "Never")
+#: BTCPay prices the network fee as the fee of a 100-vbyte input at NBXplorer's fee rate
+#: (BitcoinLikePaymentHandler.ConfigurePrompt: `PaymentMethodFeeRate.GetFee(100)`).
+FEE_VBYTES = 100
 
 
 class SimClock:
@@ -64,6 +70,7 @@ class SimStore:
     monitoring_expiration_s: int = 86_400
     speed_policy: str = "MediumSpeed"
     payment_tolerance: Decimal = Decimal(0)
+    network_fee_mode: str = NETWORK_FEE_MODES[0]
 
 
 @dataclass
@@ -81,7 +88,7 @@ class SimPaymentMethod:
     payment_method_id: str  # 2.x id: BTC-CHAIN, BTC-LN, BTC-LNURL
     destination: str
     payments: list[SimPayment] = field(default_factory=list)
-    fee: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)  # BTCPay's prompt.PaymentMethodFee: what the next payment adds (on-chain only)
 
 
 @dataclass
@@ -113,11 +120,29 @@ class SimInvoice:
             return Decimal(0)
         return (self.amount / self.rate).quantize(SAT, rounding=ROUND_UP)
 
+    def _accounted(self) -> list[SimPayment]:
+        return [p for m in self.methods.values() for p in m.payments if p.status != "Invalid"]
+
     def paid_btc(self) -> Decimal:
-        return sum(
-            (p.value for m in self.methods.values() for p in m.payments if p.status != "Invalid"),
-            Decimal(0),
-        )
+        """Gross: what the customer sent, network fees included (BTCPay's `totalPaid`)."""
+        return sum((p.value for p in self._accounted()), Decimal(0))
+
+    def fees_paid_btc(self) -> Decimal:
+        """The network fees the accounted payments carried (BTCPay's `InvoiceEntity.PaidFee`, in BTC)."""
+        return sum((p.fee for p in self._accounted()), Decimal(0))
+
+    def net_paid_btc(self) -> Decimal:
+        """What counts against the price: gross minus network fees (`PaidAmount.Net`)."""
+        return self.paid_btc() - self.fees_paid_btc()
+
+    def under_paid(self, tolerance: Decimal) -> bool:
+        """BTCPay's `MinimumNetDue > 0`: the price (less the tolerance) is not covered by the net paid."""
+        return self.amount is None or self.net_paid_btc() < self.amount_btc() * (1 - tolerance / 100)
+
+    def gross_due_btc(self, pm: SimPaymentMethod, tolerance: Decimal) -> Decimal:
+        """`PaymentPrompt.Calculate().TotalDue`: price + fees already paid + this method's fee for one more
+        payment while the invoice is under-paid."""
+        return self.amount_btc() + self.fees_paid_btc() + (pm.fee if self.under_paid(tolerance) else Decimal(0))
 
 
 @dataclass
@@ -232,6 +257,7 @@ class BTCPaySimState:
         self.payouts: dict[str, SimPayout] = {}
         self.apps: dict[str, SimApp] = {}
         self.rate = Decimal("65000.00")  # current BTC rate in every fiat currency, for simplicity
+        self.fee_rate_sat_vb = Decimal(10)  # NBXplorer's fee estimate, which BTCPay's network fee follows
         self.faults: list[Fault] = []
         self.latency_s: dict[str, float] = {}  # path prefix -> added delay
         self.legacy_ids = False  # answer with 1.x payment-method ids and field names
@@ -255,8 +281,11 @@ class BTCPaySimState:
 
     # -- setup -----------------------------------------------------------------------------------
 
-    def create_store(self, name: str, *, default_currency: str = "USD", store_id: str | None = None) -> SimStore:
-        store = SimStore(store_id or self.new_id(44), name, default_currency)
+    def create_store(self, name: str, *, default_currency: str = "USD", store_id: str | None = None,
+                     network_fee_mode: str = NETWORK_FEE_MODES[0]) -> SimStore:
+        if network_fee_mode not in NETWORK_FEE_MODES:
+            raise ValueError(f"networkFeeMode is one of {', '.join(NETWORK_FEE_MODES)}")
+        store = SimStore(store_id or self.new_id(44), name, default_currency, network_fee_mode=network_fee_mode)
         self.stores[store.id] = store
         return store
 
@@ -264,6 +293,10 @@ class BTCPaySimState:
         key = self.new_id(40)
         self.api_keys[key] = SimApiKey(key, label, list(permissions))
         return key
+
+    def network_fee_btc(self) -> Decimal:
+        """The network fee BTCPay adds for one on-chain payment at the current fee rate."""
+        return (self.fee_rate_sat_vb * FEE_VBYTES * SAT).quantize(SAT, rounding=ROUND_UP)
 
     def store(self, store_id: str) -> SimStore:
         if store_id not in self.stores:
@@ -307,6 +340,8 @@ class BTCPaySimState:
             pm = normalise_pm(pm)
             dest = ("bc1q" + self.new_id(38).lower()) if pm == "BTC-CHAIN" else ("lnbc" + self.new_id(60).lower())
             inv.methods[pm] = SimPaymentMethod(pm, dest)
+            if pm == "BTC-CHAIN" and store.network_fee_mode == "Always":
+                inv.methods[pm].fee = self.network_fee_btc()
         self.invoices[inv.id] = inv
         self.emit(inv.store_id, "InvoiceCreated", _invoice_event(inv), at=created)
         return inv
@@ -332,17 +367,20 @@ class BTCPaySimState:
         pm = inv.methods.get(method)
         if pm is None:
             raise SimError(400, "payment-method-unavailable", f"{method} not enabled on this invoice")
+        tolerance = self.stores[inv.store_id].payment_tolerance
         if amount_btc is None:
-            amount_btc = max(inv.amount_btc() - inv.paid_btc(), SAT)
+            amount_btc = max(inv.gross_due_btc(pm, tolerance) - inv.paid_btc(), SAT)
         lightning = method != "BTC-CHAIN"
         settled = lightning if settled is None else settled
         pid = self.new_id(64).lower()
-        payment = SimPayment(
+        payment = SimPayment(  # the payment carries the prompt's fee of that moment (PaymentDataExtensions.Set)
             id=pid if lightning else f"{pid}-{self.rng.randrange(4)}",
-            received_date=at, value=amount_btc, fee=Decimal(0),
+            received_date=at, value=amount_btc, fee=pm.fee,
             status="Settled" if settled else "Processing", destination=pm.destination,
         )
         pm.payments.append(payment)
+        if not lightning and pm.fee == 0 and self.stores[inv.store_id].network_fee_mode == "MultiplePaymentsOnly":
+            pm.fee = self.network_fee_btc()  # NBXplorerListener.ReceivedPayment: later payments pay the fee
         after_expiration = inv.status == "Expired"
         self.emit(inv.store_id, "InvoiceReceivedPayment", {
             **_invoice_event(inv), "afterExpiration": after_expiration,
@@ -380,7 +418,7 @@ class BTCPaySimState:
         at = self.now() if at is None else at
         if inv.status == "Processing":
             inv.status = "New"
-            inv.additional_status = "PaidPartial" if inv.paid_btc() > 0 else "None"
+            inv.additional_status = "PaidPartial" if inv.net_paid_btc() > 0 else "None"
         self._recompute(inv, at)
 
     def expire(self, invoice_id: str) -> None:
@@ -424,7 +462,7 @@ class BTCPaySimState:
 
     def _tick_invoice(self, inv: SimInvoice, now: int) -> None:
         if inv.status == "New" and now >= inv.expiration:
-            partial = inv.paid_btc() > 0
+            partial = inv.net_paid_btc() > 0
             inv.status = "Expired"
             inv.additional_status = "PaidPartial" if partial else "None"
             self.emit(inv.store_id, "InvoiceExpired", {"partiallyPaid": partial, **_invoice_event(inv)},
@@ -438,7 +476,7 @@ class BTCPaySimState:
                       at=inv.monitoring_expiration)
 
     def _recompute(self, inv: SimInvoice, at: int) -> None:
-        paid = inv.paid_btc()
+        paid = inv.net_paid_btc()  # BTCPay decides on the net paid: network fees do not pay the price
         due = inv.amount_btc()
         tolerance = self.stores[inv.store_id].payment_tolerance
         full = paid > 0 and (inv.amount is None or paid >= due * (1 - tolerance / 100))
@@ -494,7 +532,8 @@ class BTCPaySimState:
         elif refund_variant == "OverpaidAmount":
             if inv.additional_status != "PaidOver":
                 raise SimError(422, "validation", "Invoice is not overpaid")
-            currency, amount, auto = "BTC", paid - inv.amount_btc(), True
+            # accounting.Paid - TotalDue, where TotalDue includes the fees already paid
+            currency, amount, auto = "BTC", inv.net_paid_btc() - inv.amount_btc(), True
         elif refund_variant == "Custom":
             if custom_amount is None or not custom_currency:
                 raise SimError(422, "validation", "customAmount and customCurrency are required")

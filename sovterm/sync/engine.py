@@ -69,6 +69,9 @@ MIN_RATE_WINDOW_S = 1.0  # progress events give a documents-per-minute rate only
 # a setup step still missing, not a fault of the job: held (no attempt burnt) until the next tick
 NO_MAPPING = ("store {store} has no QuickBooks account mapping yet: run `sovterm setup accounts --auto` "
               "(or map accounts in the TUI)")
+NO_FEE_ACCOUNT = ("store {store} has no QuickBooks account for network fees collected (a mapping made before "
+                  "sovterm booked them): run `sovterm setup accounts --store {store} --auto`, or map one with "
+                  "--fee-collected-account NAME|ID")
 
 
 class Books(Protocol):
@@ -395,7 +398,9 @@ class SyncEngine:
         policy = rules.StorePolicy(mode["mode"], mode["deposit_as"], ctx.home, ctx.multicurrency)  # type: ignore[arg-type]
         resolution = await store.get_resolution(self.db, job.store_id, job.invoice_id)
         link = None
-        wants_link = policy.mode == "invoicing" and (resolution is None or resolution.kind == "qbo_invoice")
+        # a pay link's invoice (qboInvoiceId) pays its QuickBooks invoice in every mode
+        wants_link = (policy.mode == "invoicing" or bool(snap.qbo_ref)) and (
+            resolution is None or resolution.kind == "qbo_invoice")
         if wants_link:
             link = await find_qbo_invoice(client, snap, resolution)
         plan = rules.plan(snap, store.as_posted(rows), policy, qbo_invoice=link, resolution=resolution)
@@ -406,6 +411,9 @@ class SyncEngine:
             mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
             if mapping is None:
                 raise Hold(NO_MAPPING.format(store=job.store_id))
+        fee_posts = any(p.kind == rules.FEE for p in plan.posts)
+        if mapping is not None and fee_posts and not mapping.fee_collected_account_id:
+            raise Hold(NO_FEE_ACCOUNT.format(store=job.store_id))
         new_rows = [await self._row(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
         # 4. the intent
         self._step("before_intent")
@@ -603,6 +611,11 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
     """The QuickBooks request body for one planned posting."""
     common = {"marker": marker, "txn_date": p.txn_date, "currency": currency, "ctx": ctx, "exchange_rate": rate,
               "note": p.memo}
+    if p.kind == rules.FEE:
+        assert m.fee_collected_account_id is not None
+        customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
+        line = DepositLine(m.fee_collected_account_id, p.amount, p.memo, customer)
+        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
     if p.entity == "SalesReceipt":
         return build_sales_receipt(item_id=m.item_id, amount=p.amount, deposit_account_id=m.deposit_account_id,
                                    customer_id=m.customer_id, payment_method_id=m.payment_method_id,

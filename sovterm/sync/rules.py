@@ -25,6 +25,7 @@ TOLERANCE = Decimal("0.01")  # ±1 %: rate drift, timing, rounding (Sovereign Me
 Mode = Literal["deposit", "invoicing"]
 DepositAs = Literal["salesreceipt", "deposit"]
 SALE, PAYMENT, REFUND = "sale", "payment", "refund"
+FEE = "fee"  # the network fee BTCPay added for the customer: its own document and sequence
 ACTIVE = ("pending", "posted")
 
 
@@ -46,6 +47,7 @@ class PaymentSnap:
     sats: int | None
     status: str  # Processing | Settled | Invalid
     received_at: int | None = None
+    fee_sats: int = 0  # BTCPay's network fee inside `amount` (on-chain; `amount` is gross, net = amount - fee)
 
 
 @dataclass(frozen=True)
@@ -152,15 +154,29 @@ class Plan:
 
 
 def _accounted(inv: InvoiceSnap) -> tuple[Decimal, int]:
-    """(fiat paid, sats paid) over payments BTCPay still counts (not Invalid)."""
+    """(fiat paid net of network fees, gross sats received) over payments BTCPay still counts (not Invalid)."""
     pays = [p for p in inv.payments if p.status != "Invalid"]
     sats = sum(p.sats or 0 for p in pays)
     if inv.paid_amount is not None:
-        return cents(inv.paid_amount), sats
+        return cents(inv.paid_amount), sats  # BTCPay's paidAmount is already net (PaidAmount.Net)
     if inv.rate is None:
         return Decimal(0), sats
-    btc = sum((p.amount for p in pays if p.currency == "BTC"), Decimal(0))
+    btc = sum((p.amount - Decimal(p.fee_sats) / SATS_PER_BTC for p in pays if p.currency == "BTC"), Decimal(0))
     return cents(btc * inv.rate), sats
+
+
+def fee_sats(inv: InvoiceSnap) -> int:
+    """The network fee (sats) BTCPay added to the payments it still counts: money in the wallet that is not
+    the price."""
+    return sum(p.fee_sats for p in inv.payments if p.status != "Invalid")
+
+
+def fee_value(inv: InvoiceSnap) -> Decimal:
+    """The collected network fee at the invoice's rate, in cents (the rate the BTC entered the books at)."""
+    sats = fee_sats(inv)
+    if sats == 0 or inv.rate is None:
+        return Decimal(0)
+    return cents(Decimal(sats) / SATS_PER_BTC * inv.rate)
 
 
 def _against_price(inv: InvoiceSnap, paid: Decimal) -> tuple[str, Decimal, str | None]:
@@ -210,8 +226,10 @@ def _void_reason(inv: InvoiceSnap) -> str:
 def memo(inv: InvoiceSnap, sats: int, note: str | None = None) -> str:
     kinds = sorted({method_label(p.method) for p in inv.payments if p.status != "Invalid"}) or ["none"]
     rate = f"{inv.rate} {inv.currency}/BTC" if inv.rate is not None else "rate unknown"
+    fee = fee_sats(inv)
+    with_fee = f" incl. network fee {fee:,} sats" if fee else ""
     text = (
-        f"BTCPay invoice {inv.invoice_id} (store {inv.store_id}): {sats_to_btc(sats)} BTC at {rate}, "
+        f"BTCPay invoice {inv.invoice_id} (store {inv.store_id}): {sats_to_btc(sats)} BTC{with_fee} at {rate}, "
         f"paid {'/'.join(kinds)}; status {inv.status}/{inv.additional_status}"
     )
     return f"{text}; {note}" if note else text
@@ -262,6 +280,8 @@ def plan(
     mode: Mode = policy.mode
     if resolution is not None and resolution.kind == "as_deposit":
         mode = "deposit"
+    elif inv.qbo_ref:
+        mode = "invoicing"  # a pay link for a QuickBooks invoice pays that invoice, whatever the store's mode
     main_kind = PAYMENT if mode == "invoicing" else SALE
     main_entity = "Payment" if mode == "invoicing" else (
         "Deposit" if policy.deposit_as == "deposit" else "SalesReceipt")
@@ -285,20 +305,17 @@ def plan(
         elif recognised > active_total:
             to_post = recognised - active_total
     booked_after = (recognised if recognised is not None and recognised < active_total else active_total) + to_post
-    if to_post > 0 and inv.currency.upper() != policy.home_currency.upper() and not policy.multicurrency:
-        return Plan(label, recognised, refuse=(
-            f"the store prices in {inv.currency} but the QuickBooks company keeps its books in "
-            f"{policy.home_currency} without multicurrency; turn multicurrency on in QuickBooks or price the "
-            f"store in {policy.home_currency}"))
+    if to_post > 0 and (refusal := _currency_refusal(inv, policy)):
+        return Plan(label, recognised, refuse=refusal)
     if to_post > 0:
         seq = _next_seq(posted, main_kind)
         note = review if not active else (review or "difference after a change of the BTCPay invoice")
         if main_kind == PAYMENT:
             if qbo_invoice is None:
-                unmatched = (
-                    f"no QuickBooks invoice for BTCPay invoice {inv.invoice_id}"
-                    + (f" (orderId {inv.order_id!r} matches no DocNumber)" if inv.order_id else
-                       " (no qboInvoiceId in metadata and no orderId)")
+                unmatched = f"no QuickBooks invoice for BTCPay invoice {inv.invoice_id}" + (
+                    f" (its pay link was for QuickBooks invoice id {inv.qbo_ref}, which is gone: deleted?)"
+                    if inv.qbo_ref else f" (orderId {inv.order_id!r} matches no DocNumber)" if inv.order_id else
+                    " (no qboInvoiceId in metadata and no orderId)"
                 )
                 booked_after -= to_post
             elif qbo_invoice.currency.upper() != inv.currency.upper():
@@ -309,7 +326,7 @@ def plan(
                 applied = min(to_post, max(qbo_invoice.balance, Decimal(0)))
                 if applied <= 0:
                     unmatched = (f"QuickBooks invoice {qbo_invoice.doc_number or qbo_invoice.id} has no open "
-                                 f"balance left for {to_post} {inv.currency}")
+                                 f"balance left for {to_post} {inv.currency} (paid otherwise, or voided)")
                     booked_after -= to_post
                 else:
                     if applied < to_post:
@@ -323,6 +340,13 @@ def plan(
         else:
             posts.append(NewPosting(main_kind, seq, main_entity, to_post, memo=memo(inv, sats, note),
                                     review=review, txn_date=txn_date(inv)))
+    fee_posts, fee_voids, fee_after = _fee_plan(inv, posted, recognised is not None, booked_after, sats,
+                                                qbo_invoice)
+    if fee_posts and (refusal := _currency_refusal(inv, policy)):
+        return Plan(label, recognised, refuse=refusal)
+    posts += fee_posts
+    voids += fee_voids
+    in_books = booked_after + fee_after  # what a refund can take back out of the bitcoin account
     # refunds: one RefundReceipt per BTCPay refund, only against an invoice that is in the books
     refunded = {p.ref for p in posted if p.kind == REFUND}
     refund_seq = _next_seq(posted, REFUND)
@@ -338,12 +362,44 @@ def plan(
             continue
         if fiat <= 0:
             continue
-        over = fiat > booked_after
+        over = fiat > in_books
         posts.append(NewPosting(
             REFUND, refund_seq, "RefundReceipt", fiat, ref=refund.pull_payment_id,
             memo=memo(inv, sats, f"refund via BTCPay pull payment {refund.pull_payment_id}"),
-            review=f"refund {fiat} exceeds the {booked_after} booked" if over else None,
+            review=f"refund {fiat} exceeds the {in_books} booked" if over else None,
             txn_date=day_of(refund.created_at) if refund.created_at else txn_date(inv), qbo_invoice=qbo_invoice,
         ))
         refund_seq += 1
     return Plan(label, recognised, tuple(posts), tuple(voids), unmatched=unmatched, notes=tuple(notes))
+
+
+def _currency_refusal(inv: InvoiceSnap, policy: StorePolicy) -> str | None:
+    if inv.currency.upper() == policy.home_currency.upper() or policy.multicurrency:
+        return None
+    return (f"the store prices in {inv.currency} but the QuickBooks company keeps its books in "
+            f"{policy.home_currency} without multicurrency; turn multicurrency on in QuickBooks or price the "
+            f"store in {policy.home_currency}")
+
+
+def _fee_plan(inv: InvoiceSnap, posted: tuple[PostedDoc, ...], decided: bool, booked_after: Decimal,
+              sats: int, qbo_invoice: QBOInvoiceRef | None) -> tuple[list[NewPosting], list[VoidPosting], Decimal]:
+    """The network fee the customer paid on top of the price, as its own Deposit into the bitcoin account
+    (from the mapped "fees collected" account), closed like the main document: more → the difference as the
+    next sequence; less → void and book again. It follows the main document: while BTCPay has not decided
+    nothing moves, and with nothing of the invoice in the books (invalid, unmatched) the fee is not booked.
+    Returns the postings, the voids and the fee in the books afterwards."""
+    active = [p for p in posted if p.kind == FEE and p.status in ACTIVE]
+    booked = sum((p.amount for p in active), Decimal(0))
+    if not decided:
+        return [], [], booked
+    wanted = fee_value(inv) if booked_after > 0 else Decimal(0)
+    voids: list[VoidPosting] = []
+    to_post = wanted - booked
+    if wanted < booked:
+        voids = [VoidPosting(p.kind, p.seq, p.entity, _void_reason(inv)) for p in active]
+        to_post = wanted
+    if to_post <= 0:
+        return [], voids, wanted
+    note = f"network fee of {fee_sats(inv):,} sats paid by the customer on top of the price"
+    return [NewPosting(FEE, _next_seq(posted, FEE), "Deposit", to_post, memo=memo(inv, sats, note),
+                       txn_date=txn_date(inv), qbo_invoice=qbo_invoice)], voids, wanted

@@ -40,7 +40,8 @@ async def load_snapshot(db: Any, store_id: str, invoice_id: str) -> InvoiceSnap 
     if row is None:
         return None
     pays = await db.fetchall(
-        "SELECT payment_id, payment_method, currency, amount, amount_sats, status, received_at FROM invoice_payments "
+        "SELECT payment_id, payment_method, currency, amount, amount_sats, status, received_at, "
+        "COALESCE(fee_sats, 0) FROM invoice_payments "
         "WHERE store_id = ? AND invoice_id = ? ORDER BY received_at, payment_id",
         (store_id, invoice_id),
     )
@@ -59,7 +60,7 @@ async def load_snapshot(db: Any, store_id: str, invoice_id: str) -> InvoiceSnap 
         currency=(row[2] or "USD").upper(), amount=_dec(row[3]), paid_amount=_dec(row[4]),
         rate=_dec(rates[0][0]) if rates else None, created_at=int(row[5]), paid_at=row[6], order_id=row[7],
         qbo_ref=row[8],
-        payments=tuple(PaymentSnap(p[0], p[1], p[2], Decimal(p[3]), p[4], p[5], p[6]) for p in pays),
+        payments=tuple(PaymentSnap(p[0], p[1], p[2], Decimal(p[3]), p[4], p[5], p[6], p[7]) for p in pays),
         refunds=tuple(RefundSnap(r[0], r[1], _dec(r[2]), r[3]) for r in refunds),
     )
 

@@ -17,7 +17,7 @@ from sovterm.sim.btcpay import seed_store
 from sovterm.sim.btcpay_state import RETRY_DELAYS_S, BTCPaySimState, SimClock
 from sovterm.store.secrets import Secret
 
-from .conftest import T0, validator
+from .conftest import FULL_PERMISSIONS, T0, validator
 
 
 class Receiver:
@@ -184,3 +184,50 @@ async def test_latency_injection_and_checkout_page(sim):
     async with sim.session.post(f"{sim.url}/i/{inv.id}/confirm") as resp:
         assert "Settled" in await resp.text()
     sim.exchanges[:] = [e for e in sim.exchanges if e.path.startswith("/api/")]  # HTML pages are not the API
+
+
+async def test_network_fee_follows_the_stores_network_fee_mode(sim):
+    """BTCPay's network fee (BitcoinLikePaymentHandler / NBXplorerListener): 100 vbytes at the fee rate,
+    carried by an on-chain payment as `fee`; the status and `paidAmount` count the net only."""
+    fee = Decimal("0.00001")  # 10 sat/vB x 100 vB
+    assert sim.state.network_fee_btc() == fee
+    default_id, key = sim.store_with_key()
+    client = sim.client(key)
+    assert (await client.get_store(default_id)).model_extra["networkFeeMode"] == "MultiplePaymentsOnly"
+    # MultiplePaymentsOnly: one payment pays no fee; the second one does
+    single = sim.state.create_invoice(default_id, Decimal(100), rate=Decimal(50000))
+    sim.state.pay(single.id)
+    twice = sim.state.create_invoice(default_id, Decimal(100), rate=Decimal(50000))
+    sim.state.pay(twice.id, amount_btc=Decimal("0.001"))
+    [chain, _] = await client.get_invoice_payment_methods(default_id, twice.id)
+    assert chain.payment_method_fee == fee and chain.amount == Decimal("0.002") + fee  # the next payment's fee
+    sim.state.pay(twice.id)  # the rest, with the fee on top
+    sim.state.confirm(twice.id)
+    assert [p.fee for p in twice.methods["BTC-CHAIN"].payments] == [0, fee]
+    assert twice.methods["BTC-CHAIN"].payments[1].value == Decimal("0.001") + fee
+    assert twice.status == "Settled" and twice.additional_status == "None"
+    got = await client.get_invoice(default_id, twice.id)
+    assert got.paid_amount == Decimal("100.00")  # net of the fee
+    [chain, ln] = await client.get_invoice_payment_methods(default_id, twice.id)
+    assert chain.payment_method_fee == fee and chain.payments[1].fee == fee and chain.due == 0
+    assert ln.payment_method_fee == fee  # fees already paid count in every method's total
+    assert [p.fee for p in single.methods["BTC-CHAIN"].payments] == [0]
+    # Always: even a single on-chain payment pays it; Lightning never does
+    always = sim.state.create_store("Always", network_fee_mode="Always")
+    sim.state.api_keys[key].permissions.append(f"{FULL_PERMISSIONS[0]}:{always.id}")
+    inv = sim.state.create_invoice(always.id, Decimal(100), rate=Decimal(50000))
+    [chain, ln] = await client.get_invoice_payment_methods(always.id, inv.id)
+    assert chain.amount == Decimal("0.002") + fee and ln.amount == Decimal("0.002") and ln.payment_method_fee == 0
+    sim.state.pay(inv.id)
+    assert inv.methods["BTC-CHAIN"].payments[0].fee == fee and inv.net_paid_btc() == Decimal("0.002")
+    lightning = sim.state.create_invoice(always.id, Decimal(100), rate=Decimal(50000))
+    sim.state.pay(lightning.id, method="BTC-LN")
+    assert lightning.methods["BTC-LN"].payments[0].fee == 0 and lightning.status == "Settled"
+    # Never: no fee at all
+    never = sim.state.create_store("Never", network_fee_mode="Never")
+    inv = sim.state.create_invoice(never.id, Decimal(100), rate=Decimal(50000))
+    sim.state.pay(inv.id, amount_btc=Decimal("0.001"))
+    sim.state.pay(inv.id)
+    assert [p.fee for p in inv.methods["BTC-CHAIN"].payments] == [0, 0]
+    with pytest.raises(ValueError, match="networkFeeMode"):
+        sim.state.create_store("Bad", network_fee_mode="Sometimes")

@@ -91,3 +91,17 @@ async def test_lists_for_the_mapping_screen(connected, db):
     assert {m["Name"] for m in await mapper.list_payment_methods()} == {"Cash", "Check"}
     assert [c["Name"] for c in await mapper.list_classes()] == ["Online"]
     assert len(await mapper.list_tax_codes()) == 1
+
+
+async def test_fees_collected_default_is_other_income_and_may_be_netted_against_the_fee_expense(connected, db, sim_state):
+    mapper = AccountMapper(connected.client, db)
+    saved = await default_mapping(mapper, "store1")
+    collected = next(a for a in sim_state.documents(REALM, "Account") if a["Id"] == saved.fee_collected_account_id)
+    assert (collected["Name"], collected["AccountType"]) == ("Bitcoin Network Fees Collected", "Other Income")
+    assert (await load_mapping(db, "store1")).names["fee_collected_account_id"] == "Bitcoin Network Fees Collected"
+    netted = StoreMapping(**{**saved.__dict__, "fee_collected_account_id": saved.fee_account_id, "names": {}})
+    assert (await mapper.save(netted)).names["fee_collected_account_id"] == "Bitcoin Network Fees"
+    to_bank = StoreMapping(**{**saved.__dict__, "fee_collected_account_id": account_id(sim_state, "Checking")})
+    with pytest.raises(MappingError, match="network fees collected account must be Other Income or Income or "
+                                           "Expense or Other Expense, 'Checking' is Bank"):
+        await mapper.save(to_bank)

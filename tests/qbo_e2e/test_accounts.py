@@ -5,7 +5,7 @@ from __future__ import annotations
 from .conftest import REALM, QBOEnv
 
 DEFAULT_NAMES = {("Account", "Bitcoin (BTCPay)"), ("Account", "BTCPay Sales"), ("Account", "Bitcoin Network Fees"),
-                 ("Item", "BTCPay Sale"), ("PaymentMethod", "Bitcoin")}
+                 ("Account", "Bitcoin Network Fees Collected"), ("Item", "BTCPay Sale"), ("PaymentMethod", "Bitcoin")}
 
 
 def count_named(env: QBOEnv, entity: str, name: str) -> int:
@@ -49,6 +49,9 @@ def test_auto_creates_defaults_once_and_a_second_run_finds_them(qbo_env: QBOEnv)
     audit = qbo_env.cli_json("audit")
     outcomes = [r["outcome"] for r in audit if r["action"] == "setup.accounts.apply"]
     assert outcomes.count("ok") == 3 and outcomes.count("refused") == 1
+    # fees customers pay may be netted against the fee expense instead of the default income account
+    netted = qbo_env.cli_json("setup", "accounts", "--store", "S1", "--fee-collected-account", "Bitcoin Network Fees")
+    assert netted["mapping"]["names"]["fee_collected_account_id"] == "Bitcoin Network Fees"
 
     listing = qbo_env.cli_json("setup", "accounts", "--list")
     names = {row["Name"] for row in listing["accounts"]["rows"]}

@@ -85,21 +85,22 @@ class DirectBooks:
 
 def invoice(
     invoice_id: str, *, status: str = "Settled", extra: str = "None", amount: str | None = "100.00",
-    currency: str = "USD", rate: str = "50000", payments: list[tuple[str, str, str]] | None = None,
+    currency: str = "USD", rate: str = "50000", payments: list[tuple[str, ...]] | None = None,
     paid_amount: str | None = None, created: int = 1_767_225_600, metadata: dict[str, Any] | None = None,
 ) -> tuple[Invoice, list[InvoicePaymentMethod]]:
-    """An invoice and its payment methods; payments are (method id, BTC amount, status)."""
+    """An invoice and its payment methods; payments are (method id, BTC amount, status[, BTC network fee])."""
     pays = payments if payments is not None else [("BTC-CHAIN", "0.002", "Settled")]
     methods: dict[str, list[dict[str, Any]]] = {}
-    for n, (pm, btc, st) in enumerate(pays):
+    for n, (pm, btc, st, *fee) in enumerate(pays):
         methods.setdefault(pm, []).append({"id": f"{invoice_id}-tx{n}-0", "receivedDate": created + 60 * (n + 1),
-                                           "value": btc, "fee": "0", "status": st})
+                                           "value": btc, "fee": fee[0] if fee else "0", "status": st})
     pm_models = [InvoicePaymentMethod.model_validate({
         "paymentMethodId": pm, "currency": "BTC", "rate": rate, "payments": ps,
         "paymentMethodPaid": str(sum(Decimal(p["value"]) for p in ps)),
     }) for pm, ps in methods.items()]
     if paid_amount is None:
-        btc = sum((Decimal(b) for _, b, st in pays if st != "Invalid"), Decimal(0))
+        btc = sum((Decimal(b) - Decimal(fee[0] if fee else 0) for _, b, st, *fee in pays if st != "Invalid"),
+                  Decimal(0))
         paid_amount = str((btc * Decimal(rate)).quantize(Decimal("0.01")))
     inv = Invoice.model_validate({
         "id": invoice_id, "storeId": STORE, "amount": amount, "paidAmount": paid_amount, "currency": currency,

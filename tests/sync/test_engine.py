@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from sovterm.btcpay import ledger
 from sovterm.cli.sync import status_text
 from sovterm.errors import UserFacingError
 from sovterm.sim.qbo import FaultRule
@@ -360,3 +361,47 @@ async def test_cancelled_lease_renewals_never_leave_the_writer_inside_a_transact
         await asyncio.gather(task, return_exceptions=True)
     await commit.close()
     assert await db.write("UPDATE sync_jobs SET attempts = 0 WHERE id = ?", (job.id,)) == 1
+
+
+async def test_network_fee_is_a_deposit_from_the_fees_collected_account(db, engine, books, qbo_state, bus):
+    """Paid 0.00201 BTC on-chain, 1,000 sats of it BTCPay's network fee: the price as the store's document, the
+    fee (0.50 at 50,000 USD/BTC) as a Deposit; a mapping saved before fees were booked holds the job, and an
+    invoice turning invalid takes the fee out again (Deposits are deleted)."""
+    mapping = books.mappings[STORE]
+    assert mapping.fee_collected_account_id is None  # saved before sovterm booked collected fees
+    await put(db, invoice("inv1", payments=[("BTC-CHAIN", "0.00201", "Settled", "0.00001")]))
+    await engine.drain()
+    [held] = await queue.jobs_in_state(db, "held")
+    assert held.attempts == 0 and "--fee-collected-account" in held.last_error and not docs(qbo_state, "SalesReceipt")
+    other_income = qbo_state.books[REALM].add("Account", {"Name": "Fees Collected", "AccountType": "Other Income"})
+    mapping.fee_collected_account_id = other_income["Id"]
+    engine.forget_store_settings()
+    assert (await engine.tick())["released"] == 1
+    await engine.drain()
+    [receipt] = docs(qbo_state, "SalesReceipt")
+    [fee] = docs(qbo_state, "Deposit")
+    assert receipt["TotalAmt"] == Decimal("100.00") and fee["TotalAmt"] == Decimal("0.50")
+    assert fee["Line"][0]["DepositLineDetail"]["AccountRef"]["value"] == other_income["Id"]
+    assert fee["DepositToAccountRef"]["value"] == mapping.deposit_account_id
+    assert "network fee of 1,000 sats" in fee["PrivateNote"] and "incl. network fee 1,000 sats" in receipt["PrivateNote"]
+    await put(db, invoice("inv1", status="Invalid", extra="Marked",
+                          payments=[("BTC-CHAIN", "0.00201", "Settled", "0.00001")]))
+    await engine.drain()
+    assert docs(qbo_state, "Deposit") == []
+    rows = await store.load_postings(db, STORE, "inv1")
+    assert [(r["kind"], r["status"]) for r in rows] == [("fee", "voided"), ("sale", "voided")]
+
+
+async def test_backfilled_pay_link_invoice_pays_its_quickbooks_invoice_in_deposit_mode(db, engine, qbo_state):
+    """A pay link's invoice (qboInvoiceId) found by a backfill: a Payment to that invoice, as live."""
+    target = next(d for d in qbo_state.documents(REALM, "Invoice") if d["DocNumber"] == "1001")
+    model, methods = invoice("link1", metadata={"qboInvoiceId": target["Id"], "orderId": "1001"})
+    async with db.transaction() as conn:
+        await ledger.upsert_invoice(conn, STORE, model, methods)
+        assert await queue.enqueue(conn, STORE, "link1", kind=queue.BACKFILL)
+    await run_all(engine, db)
+    assert [j[0] for j in await db.fetchall("SELECT kind FROM sync_jobs WHERE invoice_id = 'link1'")] == [queue.BACKFILL]
+    [payment] = docs(qbo_state, "Payment")
+    assert payment["Line"][0]["LinkedTxn"] == [{"TxnId": target["Id"], "TxnType": "Invoice"}]
+    assert docs(qbo_state, "SalesReceipt") == []
+    assert next(d for d in qbo_state.documents(REALM, "Invoice") if d["Id"] == target["Id"])["Balance"] == 0
