@@ -1,4 +1,5 @@
-"""Which completed payouts become a Transfer job: not history, not a refund's payout, never twice."""
+"""Which completed payouts become a job (Transfer and fee; a refund's payout its fee only): not history, never
+twice; and the miner fee of a payout transaction."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ async def _on_completed(db, row):
         return await payouts.on_completed(conn, row)
 
 
-async def test_only_payouts_since_sync_began_and_not_refunds_are_queued(db):
+async def test_only_payouts_since_sync_began_are_queued_refunds_too(db):
     await store.mark_first_run(db)
     since = await store.kv_get(db, store.SINCE_KEY)
     old = await _payout(db, "old", created_at=since - 3600)
@@ -31,11 +32,12 @@ async def test_only_payouts_since_sync_began_and_not_refunds_are_queued(db):
     async with db.transaction() as conn:
         await store.record_refund(conn, "S", "INV1", "PP1")
     assert await _on_completed(db, old) is False  # history: the mirror's first poll sees it as new
-    assert await _on_completed(db, refund) is False  # the RefundReceipt booked it already
+    assert await _on_completed(db, refund) is True  # its miner fee (the RefundReceipt booked its value)
+    assert await payouts.is_refund(db, "S", "PP1") and not await payouts.is_refund(db, "S", None)
     assert await _on_completed(db, new) is True
     assert await _on_completed(db, new) is False  # its job is already waiting
     jobs = await queue.jobs_in_state(db, "queued")
-    assert [j.invoice_id for j in jobs] == ["payout:new"]
+    assert sorted(j.invoice_id for j in jobs) == ["payout:new", "payout:ref"]
     assert await payouts.catch_up(db) == 0  # it has a job: the catch-up adds nothing
 
 
@@ -47,3 +49,14 @@ async def test_catch_up_queues_a_completed_payout_the_hook_missed(db):
     assert await payouts.catch_up(db) == 1
     assert [j.invoice_id for j in await queue.jobs_in_state(db, "queued")] == ["payout:missed"]
     assert await payouts.catch_up(db) == 0
+
+
+def test_onchain_fee_is_what_left_the_wallet_beyond_the_payouts():
+    # one payout of 50,000 sats: the wallet went down by 51,410 → 1,410 sats to the miners
+    assert payouts.onchain_fee_msats(-51_410, [50_000]) == (1_410_000, None)
+    # a batch of two payouts: one fee for the transaction
+    assert payouts.onchain_fee_msats(-31_500, [20_000, 10_000]) == (1_500_000, None)
+    unknown, why = payouts.onchain_fee_msats(-10_000, [20_000])
+    assert unknown is None and "cannot be told" in why
+    assert payouts.onchain_fee_msats(-10_000, [None]) == (None, "a payout of the transaction has no amount in BTC")
+    assert payouts.FeeLookup("h", 2_500).sats == 2 and payouts.FeeLookup("h", 3_500).sats == 4  # half-even
