@@ -328,8 +328,8 @@ def format_sats(sats: int | None) -> str:
 def format_report(data: dict[str, Any]) -> str:
     lines = [f"Reconciliation {data['from']} to {data['to']}: "
              + ("BOOKS MATCH" if data["ok"] else "BOOKS DIFFER"), "",
-             f"{'date':<12}{'cur':<5}{'BTCPay #':>9}{'sales':>12}{'refunds':>10}{'transfers':>11}"
-             f"{'QBO #':>7}{'sales':>12}{'refunds':>10}{'transfers':>11}"]
+             (f"{'date':<12}{'cur':<5}{'BTCPay #':>9}{'sales':>12}{'refunds':>10}{'transfers':>11}"
+              f"{'QBO #':>7}{'sales':>12}{'refunds':>10}{'transfers':>11}")]
     for d in data["days"]:
         same = all(d[f"btcpay_{k}"] == d[f"qbo_{k}"] for k in ("sales", "refunds", "transfers"))
         lines.append(f"{d['date']:<12}{d['currency']:<5}{d['btcpay_count']:>9}{d['btcpay_sales']:>12}"
@@ -341,8 +341,8 @@ def format_report(data: dict[str, Any]) -> str:
             lines.append(f"  {x['date']}  {x['invoice_id'] or '-'}: {x['problem']} "
                          f"(expected {x['expected']}, booked {x['booked']}) {' '.join(x['documents'])}")
     for w in data.get("wallets") or []:
-        lines += ["", f"Bitcoin held, store {w['store_id']} (now): "
-                  + ("MATCHES" if w["ok"] else "DIFFERS" if w["difference"] or w["unexplained"] else "not checked")]
+        verdict = "DIFFERS" if not w["ok"] else "NOT CHECKED" if w["difference"] is None else "MATCHES"
+        lines += ["", f"Bitcoin held, store {w['store_id']} (now): {verdict}"]
         for label, key, sign in (("received", "received", "+"), ("fees collected", "fees_collected", "+"),
                                  ("paid out", "paid_out", "-"), ("fees paid", "fees_paid", "-"),
                                  ("booked by hand", "booked", "+")):
