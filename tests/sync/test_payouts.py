@@ -4,6 +4,7 @@ twice; and the miner fee of a payout transaction."""
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from sovterm.sync import payouts, queue, store
 
@@ -60,3 +61,13 @@ def test_onchain_fee_is_what_left_the_wallet_beyond_the_payouts():
     assert unknown is None and "cannot be told" in why
     assert payouts.onchain_fee_msats(-10_000, [None]) == (None, "a payout of the transaction has no amount in BTC")
     assert payouts.FeeLookup("h", 2_500).sats == 2 and payouts.FeeLookup("h", 3_500).sats == 4  # half-even
+
+
+def test_fee_is_valued_at_the_payouts_own_rate():
+    """P6, P7 and P11 in docs/accounting.md."""
+    p1 = payouts.PayoutSnap("S", "P", "Completed", Decimal("30.00"), "USD", Decimal("0.00046154"), "BTC", None,
+                            "bc1q", None)
+    assert payouts.fee_value(payouts.FeeLookup("T", 1_410_000), p1, Decimal("30.00")) == Decimal("0.92")
+    assert payouts.fee_value(payouts.FeeLookup("H", 20_000), p1, Decimal("30.00")) == Decimal("0.01")
+    assert payouts.fee_value(payouts.FeeLookup("H", 3_000), p1, Decimal("30.00")) == Decimal("0.00")
+    assert payouts.fee_value(payouts.FeeLookup("T", None, reason="no proof"), p1, Decimal("30.00")) is None

@@ -10,19 +10,19 @@ from sovterm.sync.reconcile import LedgerBalance, compare_balance
 
 def test_ledger_balance_is_received_plus_fees_collected_minus_paid_out_and_fees_paid():
     # W1 in docs/accounting.md
-    ledger = LedgerBalance(received=150_000, fees_collected=1_000, paid_out=60_000, fees_paid=1_430)
-    assert ledger.ledger == 89_570
-    same = compare_balance(ledger, onchain=49_590, lightning=39_980)
-    assert (same["wallet"], same["difference"]) == (89_570, 0)
+    ledger = LedgerBalance(received=149_000, fees_collected=1_000, paid_out=60_000, fees_paid=1_430)
+    assert ledger.ledger == 88_570
+    same = compare_balance(ledger, onchain=48_590, lightning=39_980)
+    assert (same["wallet"], same["difference"]) == (88_570, 0)
     # W2: a withdrawal of 20,000 sats (+500 miner fee) nobody booked
-    short = compare_balance(ledger, onchain=29_090, lightning=39_980)
-    assert short["difference"] == -20_500
-    # W3: booked by hand (a Transfer to the exchange): the ledger follows the wallet again
-    booked = LedgerBalance(150_000, 1_000, 60_000, 1_430, booked=-20_500)
-    assert compare_balance(booked, 29_090, 39_980)["difference"] == 0
-    # W4: a payment still confirming is in the wallet, not in the books yet
-    confirming = LedgerBalance(150_000, 1_000, 60_000, 1_430, confirming=25_000)
-    assert confirming.ledger == 89_570 and compare_balance(confirming, 74_590, 39_980)["difference"] == 0
+    short = compare_balance(ledger, onchain=28_090, lightning=39_980)
+    assert (short["wallet"], short["difference"]) == (68_070, -20_500)
+    # W3: booked by hand (a Transfer to Checking): the ledger follows the wallet again
+    booked = LedgerBalance(149_000, 1_000, 60_000, 1_430, booked=-20_500)
+    assert booked.ledger == 68_070 and compare_balance(booked, 28_090, 39_980)["difference"] == 0
+    # a payment still confirming is in the wallet, not in the books yet: shown, and added on the ledger side
+    confirming = LedgerBalance(149_000, 1_000, 60_000, 1_430, confirming=25_000)
+    assert confirming.ledger == 88_570 and compare_balance(confirming, 73_590, 39_980)["difference"] == 0
     # a side BTCPay would not show leaves the balance unchecked, not "different"
     assert compare_balance(ledger, None, 39_980)["difference"] is None
 
