@@ -885,7 +885,7 @@ def seed_store(
                                 metadata={"source": "Refund claim"}, at=now - 1_800)
         paid = state.create_payout(store.id, Decimal("0.00150000"), "BTC", at=now - 5 * 86_400)
         state.approve_payout(store.id, paid.id, paid.revision)
-        state.mark_payout_paid(store.id, paid.id)
+        state.pay_payouts(store.id, [paid.id], at=now - 5 * 86_400)  # from the wallet, with a miner fee
     finally:
         state.muted = False
     payouts = tuple(p.id for p in state.payouts.values() if p.store_id == store.id)

@@ -520,13 +520,12 @@ class SyncEngine:
 
         async def intent(conn: Any) -> None:
             kept.clear()
-            first = await payouts.record_fee(conn, job.store_id, fee, payout.payout_id)
+            await payouts.record_fee(conn, job.store_id, fee, payout.payout_id)
             for r in rows:
-                if r["kind"] == payouts.FEE and not first:
-                    continue  # another payout of the same transaction booked its fee
-                if not await store.insert_pending(conn, r):
+                if await store.insert_pending(conn, r):
+                    kept.append(r)
+                elif r["kind"] != payouts.FEE:  # a fee's marker is its transaction's: another payout took it
                     raise RuntimeError(f"the {r['kind']} of {job.invoice_id} appeared meanwhile")
-                kept.append(r)
 
         await self.commit.run(intent)
         self._step("after_intent")

@@ -191,18 +191,17 @@ def onchain_fee_msats(balance_change_sats: int, paid_out_sats: list[int | None])
     return fee * 1000, None
 
 
-async def record_fee(conn: aiosqlite.Connection, store_id: str, fee: FeeLookup, payout_id: str) -> bool:
-    """The wallet entry of a payout transaction's fee, once per transaction (False: already recorded, by
-    another payout of the same batch). An unknown fee is recorded too (NULL sats, with the reason)."""
+async def record_fee(conn: aiosqlite.Connection, store_id: str, fee: FeeLookup, payout_id: str) -> None:
+    """The wallet entry of a payout transaction's fee, once per transaction (kept if an earlier run or another
+    payout of the same batch recorded it). An unknown fee is recorded too (NULL sats, with why)."""
     reference = fee.reference or job_key(payout_id)
     note = (f"network fee of payout(s) {', '.join(fee.payout_ids or (payout_id,))}" if fee.sats is not None
             else f"network fee of payout {payout_id} unknown: {fee.reason}")
-    cur = await conn.execute(
+    await conn.execute(
         "INSERT INTO wallet_entries(store_id, reference, kind, sats, note, created_at) VALUES(?, ?, 'fee', ?, ?, ?) "
         "ON CONFLICT DO NOTHING",
         (store_id, reference, None if fee.sats is None else -fee.sats, note, int(time.time())),
     )
-    return cur.rowcount == 1
 
 
 def fee_value(fee: FeeLookup, p: PayoutSnap, payout_value: Decimal) -> Decimal | None:

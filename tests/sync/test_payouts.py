@@ -7,16 +7,19 @@ import time
 from decimal import Decimal
 
 from sovterm.sync import payouts, queue, store
+from sovterm.sync.engine import EngineSettings, SyncEngine
+from tests.sync.helpers import STORE, docs
 
 
-async def _payout(db, payout_id, *, created_at, pull_payment_id=None, state="Completed"):
+async def _payout(db, payout_id, *, created_at, pull_payment_id=None, state="Completed", store_id="S"):
     await db.write(
         "INSERT INTO payouts(store_id, payout_id, state, revision, original_amount, original_currency, payout_amount, "
         "payout_currency, pull_payment_id, created_at, completed_at, updated_at) "
-        "VALUES('S', ?, ?, 0, '30.00', 'USD', '0.0005', 'BTC', ?, ?, ?, ?)",
-        (payout_id, state, pull_payment_id, created_at, int(time.time()), int(time.time())),
+        "VALUES(?, ?, ?, 0, '30.00', 'USD', '0.0005', 'BTC', ?, ?, ?, ?)",
+        (store_id, payout_id, state, pull_payment_id, created_at, int(time.time()), int(time.time())),
     )
-    return {"store_id": "S", "payout_id": payout_id, "pull_payment_id": pull_payment_id, "created_at": created_at}
+    return {"store_id": store_id, "payout_id": payout_id, "pull_payment_id": pull_payment_id,
+            "created_at": created_at}
 
 
 async def _on_completed(db, row):
@@ -71,3 +74,32 @@ def test_fee_is_valued_at_the_payouts_own_rate():
     assert payouts.fee_value(payouts.FeeLookup("H", 20_000), p1, Decimal("30.00")) == Decimal("0.01")
     assert payouts.fee_value(payouts.FeeLookup("H", 3_000), p1, Decimal("30.00")) == Decimal("0.00")
     assert payouts.fee_value(payouts.FeeLookup("T", None, reason="no proof"), p1, Decimal("30.00")) is None
+
+
+class BatchWallet:
+    """One on-chain transaction T paid payouts A and B with a 1,500-sat miner fee (P8)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def payout_fee(self, store_id: str, payout_id: str) -> payouts.FeeLookup:
+        self.asked.append(payout_id)
+        return payouts.FeeLookup("T" * 64, 1_500_000, ("A", "B"))
+
+
+async def test_a_transaction_paying_two_payouts_has_its_fee_booked_once(db, books, qbo_state):
+    await store.mark_first_run(db)
+    since = await store.kv_get(db, store.SINCE_KEY)
+    for payout_id in ("A", "B"):
+        await _on_completed(db, await _payout(db, payout_id, created_at=since + 1, store_id=STORE))
+    wallet = BatchWallet()
+    engine = SyncEngine(db, books, EngineSettings(backoff_base_s=0.0, backoff_max_s=0.0), wallet=wallet)
+    await engine.drain()
+    assert sorted(wallet.asked) == ["A", "B"]
+    assert len(docs(qbo_state, "Transfer")) == 2
+    fees = docs(qbo_state, "Purchase")
+    assert len(fees) == 1 and Decimal(str(fees[0]["TotalAmt"])) == Decimal("0.90")  # 1,500 sats at 60,000
+    assert "payout(s) A, B" in fees[0]["PrivateNote"]
+    rows = await db.fetchall("SELECT invoice_id, kind FROM sync_postings WHERE kind = 'networkfee'")
+    assert len(rows) == 1
+    assert [tuple(r) for r in await db.fetchall("SELECT reference, sats FROM wallet_entries")] == [("T" * 64, -1_500)]
