@@ -103,3 +103,24 @@ async def test_a_transaction_paying_two_payouts_has_its_fee_booked_once(db, book
     rows = await db.fetchall("SELECT invoice_id, kind FROM sync_postings WHERE kind = 'networkfee'")
     assert len(rows) == 1
     assert [tuple(r) for r in await db.fetchall("SELECT reference, sats FROM wallet_entries")] == [("T" * 64, -1_500)]
+
+
+class NoProofWallet:
+    async def payout_fee(self, store_id: str, payout_id: str) -> payouts.FeeLookup:
+        return payouts.FeeLookup(None, None, reason="BTCPay shows no payment proof for it (marked paid by hand?)")
+
+
+async def test_an_unknown_fee_leaves_the_transfer_flagged_and_guesses_nothing(db, books, qbo_state):
+    """P10 in docs/accounting.md."""
+    await store.mark_first_run(db)
+    since = await store.kv_get(db, store.SINCE_KEY)
+    await _on_completed(db, await _payout(db, "M", created_at=since + 1, store_id=STORE))
+    engine = SyncEngine(db, books, EngineSettings(backoff_base_s=0.0, backoff_max_s=0.0), wallet=NoProofWallet())
+    await engine.drain()
+    assert len(docs(qbo_state, "Transfer")) == 1 and docs(qbo_state, "Purchase") == []
+    review = await db.fetchall("SELECT kind, review FROM sync_postings WHERE invoice_id = 'payout:M'")
+    assert [tuple(r) for r in review] == [("transfer", "network fee not booked: BTCPay shows no payment proof for "
+                                                       "it (marked paid by hand?)")]
+    entry = await db.fetchall("SELECT reference, sats, note FROM wallet_entries")
+    assert [tuple(r) for r in entry] == [("payout:M", None, "network fee of payout M unknown: BTCPay shows no "
+                                          "payment proof for it (marked paid by hand?)")]
