@@ -105,9 +105,12 @@ async def test_a_transaction_paying_two_payouts_has_its_fee_booked_once(db, book
     assert [tuple(r) for r in await db.fetchall("SELECT reference, sats FROM wallet_entries")] == [("T" * 64, -1_500)]
 
 
+NO_PROOF = "BTCPay shows no payment proof for it (marked paid by hand?)"
+
+
 class NoProofWallet:
     async def payout_fee(self, store_id: str, payout_id: str) -> payouts.FeeLookup:
-        return payouts.FeeLookup(None, None, reason="BTCPay shows no payment proof for it (marked paid by hand?)")
+        return payouts.FeeLookup(None, None, reason=NO_PROOF)
 
 
 async def test_an_unknown_fee_leaves_the_transfer_flagged_and_guesses_nothing(db, books, qbo_state):
@@ -119,8 +122,6 @@ async def test_an_unknown_fee_leaves_the_transfer_flagged_and_guesses_nothing(db
     await engine.drain()
     assert len(docs(qbo_state, "Transfer")) == 1 and docs(qbo_state, "Purchase") == []
     review = await db.fetchall("SELECT kind, review FROM sync_postings WHERE invoice_id = 'payout:M'")
-    assert [tuple(r) for r in review] == [("transfer", "network fee not booked: BTCPay shows no payment proof for "
-                                                       "it (marked paid by hand?)")]
+    assert [tuple(r) for r in review] == [("transfer", f"network fee not booked: {NO_PROOF}")]
     entry = await db.fetchall("SELECT reference, sats, note FROM wallet_entries")
-    assert [tuple(r) for r in entry] == [("payout:M", None, "network fee of payout M unknown: BTCPay shows no "
-                                          "payment proof for it (marked paid by hand?)")]
+    assert [tuple(r) for r in entry] == [("payout:M", None, f"network fee of payout M unknown: {NO_PROOF}")]
