@@ -503,7 +503,7 @@ class SyncEngine:
             body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
                                         to_account_id=await self.clearing.get(client), amount=amount,
                                         note=payouts.describe(payout, note)))
-            rows.append(self._payout_row(job, payouts.TRANSFER, "Transfer", amount, ctx.home, payout.payout_id,
+            rows.append(self._posting_row(job, payouts.TRANSFER, "Transfer", amount, ctx.home, payout.payout_id,
                                          marker, body, day, review))
         fee_value = payouts.fee_value(fee, payout, amount)
         if fee_value is not None and fee_value > 0:
@@ -513,7 +513,7 @@ class SyncEngine:
             body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
                                         expense_account_id=mapping.fee_account_id, amount=fee_value,
                                         currency=ctx.home, ctx=ctx, note=text))
-            rows.append(self._payout_row(job, payouts.FEE, "Purchase", fee_value, ctx.home, fee.reference, marker,
+            rows.append(self._posting_row(job, payouts.FEE, "Purchase", fee_value, ctx.home, fee.reference, marker,
                                          body, day, None))
 
         kept: list[dict[str, Any]] = []
@@ -532,7 +532,7 @@ class SyncEngine:
         return kept
 
     @staticmethod
-    def _payout_row(job: Job, kind: str, entity: str, amount: Decimal, currency: str, ref: str, marker: str,
+    def _posting_row(job: Job, kind: str, entity: str, amount: Decimal, currency: str, ref: str, marker: str,
                     body: str, day: Any, review: str | None) -> dict[str, Any]:
         return {
             "store_id": job.store_id, "invoice_id": job.invoice_id, "kind": kind, "seq": 0, "entity": entity,
@@ -574,7 +574,7 @@ class SyncEngine:
                 marker=marker, txn_date=day, amount=amount, note=text[:4000],
                 from_account_id=mapping.deposit_account_id if outgoing else account_id,
                 to_account_id=account_id if outgoing else mapping.deposit_account_id))
-            row = self._payout_row(job, "booked", "Transfer", amount, ctx.home, txid, marker, body, day,
+            row = self._posting_row(job, "booked", "Transfer", amount, ctx.home, txid, marker, body, day,
                                    f"wallet transaction booked by hand, {valued}: check against the day's rate")
             await self.commit.run(lambda conn: store.insert_pending(conn, row))
             self._step("after_intent")
