@@ -40,6 +40,10 @@ from sovterm.btcpay.models import (
     Health,
     Invoice,
     InvoicePaymentMethod,
+    LightningBalance,
+    LightningPayment,
+    OnChainWallet,
+    OnChainWalletTransaction,
     Payout,
     PullPayment,
     ServerInfo,
@@ -409,6 +413,33 @@ class BTCPayClient:
     async def get_pull_payment(self, pull_payment_id: str) -> PullPayment:
         """BTCPay has only the store-less (anonymous) route for one pull payment."""
         return await self._get_model(PullPayment, f"/api/v1/pull-payments/{_Q(pull_payment_id)}")
+
+    # -- the store's wallet and Lightning node ----------------------------------------------------
+    # `btcpay.store.canviewwallet` (on-chain) and `btcpay.store.canuselightningnode` (Lightning); both are
+    # included in `canmodifystoresettings`.
+
+    async def get_onchain_wallet(self, store_id: str) -> OnChainWallet:
+        return await self._get_model(OnChainWallet, f"/api/v1/stores/{_Q(store_id)}/payment-methods/BTC-CHAIN/wallet")
+
+    async def list_onchain_transactions(self, store_id: str) -> list[OnChainWalletTransaction]:
+        """The wallet's whole history, newest first."""
+        return await self._get_list(
+            OnChainWalletTransaction, f"/api/v1/stores/{_Q(store_id)}/payment-methods/BTC-CHAIN/wallet/transactions"
+        )
+
+    async def get_onchain_transaction(self, store_id: str, txid: str) -> OnChainWalletTransaction:
+        return await self._get_model(
+            OnChainWalletTransaction,
+            f"/api/v1/stores/{_Q(store_id)}/payment-methods/BTC-CHAIN/wallet/transactions/{_Q(txid)}",
+        )
+
+    async def get_lightning_balance(self, store_id: str) -> LightningBalance:
+        return await self._get_model(LightningBalance, f"/api/v1/stores/{_Q(store_id)}/lightning/BTC/balance")
+
+    async def get_lightning_payment(self, store_id: str, payment_hash: str) -> LightningPayment:
+        return await self._get_model(
+            LightningPayment, f"/api/v1/stores/{_Q(store_id)}/lightning/BTC/payments/{_Q(payment_hash)}"
+        )
 
     # -- apps ------------------------------------------------------------------------------------
 

@@ -342,3 +342,85 @@ class ServerInfo(_Model):
 
 class Health(_Model):
     synchronized: bool
+
+
+MSATS_PER_SAT = 1_000
+
+
+def _msats(v: Any) -> int | None:
+    """A millisatoshi amount, sent as a string (LightMoney) or a number."""
+    return None if v in (None, "") else int(Decimal(str(v)))
+
+
+class OnChainWallet(_Model):
+    """`GET …/payment-methods/BTC-CHAIN/wallet` (BTC amounts)."""
+
+    balance: Decimal
+    unconfirmed_balance: Decimal = Decimal(0)
+    confirmed_balance: Decimal = Decimal(0)
+
+
+class OnChainWalletTransaction(_Model):
+    """One transaction of the store's on-chain wallet; `amount` is the wallet's balance change in BTC
+    (negative when it spends, the miner fee included)."""
+
+    transaction_hash: str
+    amount: Decimal
+    comment: str | None = None
+    block_height: int | None = None
+    confirmations: int = 0
+    timestamp: int | None = None
+    status: str | None = None
+
+    @field_validator("block_height", "confirmations", "timestamp", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        # numbers in the code, strings in the spec
+        return None if v in (None, "") else int(Decimal(str(v)))
+
+    @property
+    def sats(self) -> int:
+        return btc_to_sats(self.amount)
+
+
+class LightningBalance(_Model):
+    """`GET …/lightning/BTC/balance`: on-chain amounts of the node in sats, channel amounts in msats."""
+
+    onchain: dict[str, Any] | None = None
+    offchain: dict[str, Any] | None = None
+
+    @property
+    def local_msats(self) -> int:
+        """What the node can spend in its channels."""
+        return _msats((self.offchain or {}).get("local")) or 0
+
+
+class LightningPayment(_Model):
+    """`GET …/lightning/BTC/payments/{paymentHash}`: a payment the node sent; amounts in msats."""
+
+    id: str | None = None
+    status: str | None = None
+    bolt11: str | None = Field(default=None, alias="BOLT11")
+    payment_hash: str | None = None
+    preimage: str | None = None
+    created_at: int | None = None
+    total_amount: int | None = None
+    fee_amount: int | None = None
+
+    @field_validator("total_amount", "fee_amount", mode="before")
+    @classmethod
+    def _amounts(cls, v: Any) -> int | None:
+        return _msats(v)
+
+
+def payout_proof_reference(proof: dict[str, Any] | None) -> str | None:
+    """The on-chain txid or the Lightning payment hash a payout's `paymentProof` names. BTCPay stores its own
+    proofs in PascalCase (`TransactionId`, `PaymentHash`; Newtonsoft's default) while a proof set through
+    `…/mark` is whatever the caller sent, usually camelCase with `id`: both are read."""
+    if not proof:
+        return None
+    fields = {str(k).lower(): v for k, v in proof.items()}
+    for name in ("transactionid", "paymenthash", "id"):
+        if isinstance(fields.get(name), str) and fields[name]:
+            return str(fields[name])
+    return None

@@ -22,9 +22,20 @@ IMPLIES: dict[str, tuple[str, ...]] = {
         for p in (
             "canmanagepullpayments", "canmodifyinvoices", "canviewstoresettings",
             "webhooks.canmodifywebhooks", "canmodifypaymentrequests", "canmanagepayouts",
-            "canuselightningnode", "cansendstoreemails",
+            "canuselightningnode", "cansendstoreemails", "canmanagewallets",
         )
     ),
+    # the Wallets plugin's policies (BTCPayServer/Plugins/Wallets/WalletsPlugin.cs)
+    STORE + "canmanagewallets": (STORE + "canmanagewalletsettings", STORE + "canmanagewallettransactions"),
+    STORE + "canmanagewalletsettings": (STORE + "canviewwallet",),
+    STORE + "canmanagewallettransactions": tuple(
+        STORE + p for p in ("cancreatetransactions", "cansigntransactions", "canbroadcasttransactions",
+                            "cancanceltransactions")
+    ),
+    STORE + "cancreatetransactions": (STORE + "canviewwallet",),
+    STORE + "cansigntransactions": (STORE + "canviewwallet",),
+    STORE + "canbroadcasttransactions": (STORE + "canviewwallet",),
+    STORE + "cancanceltransactions": (STORE + "canviewwallet",),
     STORE + "canviewstoresettings": tuple(
         STORE + p
         for p in (

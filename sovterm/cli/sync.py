@@ -118,9 +118,18 @@ def cmd_mode(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.date_from is None or args.date_to is None:
+        raise core.CommandError("give the period: --from YYYY-MM-DD --to YYYY-MM-DD", core.EXIT_CONFIG)
     result = core.call(args, environ, "reconcile", date_from=args.date_from, date_to=args.date_to)
     core.emit(args, result, format_report)
     return 0 if result["ok"] else core.EXIT_FAILED
+
+
+def cmd_book(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "reconcile.book", txid=args.txid, account=args.account, store_id=args.store)
+    core.emit(args, result, lambda r: f"wallet transaction {r['txid']} ({r['sats']:+,} sats) booked "
+              f"{'from' if r['direction'] == 'in' else 'to'} {r['account']}: the Transfer is queued for posting")
+    return 0
 
 
 def add_commands(sub: Any, add: core.Adder) -> None:
@@ -157,7 +166,14 @@ def add_commands(sub: Any, add: core.Adder) -> None:
     p.add_argument("mode", choices=["deposit", "invoicing"])
     p.add_argument("--store", help="only this store (default: every store without its own mode)")
     p.add_argument("--deposit-as", choices=["salesreceipt", "deposit"], dest="deposit_as")
-    p = add("reconcile", cmd_reconcile, "compare BTCPay with QuickBooks for a period (exit 1 when they differ)",
-            json_flag=True)
-    p.add_argument("--from", required=True, dest="date_from", metavar="YYYY-MM-DD")
-    p.add_argument("--to", required=True, dest="date_to", metavar="YYYY-MM-DD")
+    p = add("reconcile", cmd_reconcile, "compare BTCPay with QuickBooks for a period, and the wallet's balance "
+            "with the books (exit 1 when they differ)", json_flag=True)
+    p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
+    verbs = p.add_subparsers(dest="reconcile_cmd", required=False, metavar="book")
+    p = add("book", cmd_book, "book a wallet transaction no document explains as a Transfer to/from an account "
+            "(admin)", json_flag=True, parent=verbs)
+    p.add_argument("txid", help="the on-chain transaction id, as `sovterm reconcile` lists it")
+    p.add_argument("--account", required=True, help="the QuickBooks balance-sheet account (name or Id) it went to "
+                   "or came from")
+    p.add_argument("--store", help="the BTCPay store (needed when several are followed)")

@@ -12,6 +12,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sovterm.btcpay import ledger
+from sovterm.btcpay.errors import BTCPayAuthError, BTCPayNotFound
+from sovterm.btcpay.models import (
+    PaymentMethodKind,
+    btc_to_sats,
+    payment_method_kind,
+    payout_proof_reference,
+)
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
@@ -22,7 +29,7 @@ from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext
 from sovterm.services import Services
 from sovterm.store import audit
-from sovterm.sync import reconcile, store
+from sovterm.sync import payouts, reconcile, store
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.service import SyncService
 
@@ -67,12 +74,51 @@ class BTCPayRefunds:
         return pp.currency.upper(), pp.amount
 
 
+class BTCPayWallet:
+    """A payout's network fee, read from the store's wallet: the on-chain transaction its proof names
+    (what left the wallet beyond the payouts it paid), or the Lightning payment's `feeAmount`."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def payout_fee(self, store_id: str, payout_id: str) -> payouts.FeeLookup:
+        assert self._services.btcpay is not None
+        client = self._services.btcpay.client_for_store(store_id)
+        payout = await client.get_payout(store_id, payout_id)
+        reference = payout_proof_reference(payout.payment_proof)
+        if reference is None:
+            return payouts.FeeLookup(None, None, reason="BTCPay shows no payment proof for it (marked paid by hand?)")
+        lightning = payment_method_kind(payout.payout_method_id or "BTC-CHAIN") is not PaymentMethodKind.ONCHAIN
+        try:
+            if lightning:
+                payment = await client.get_lightning_payment(store_id, reference)
+                if payment.fee_amount is None:
+                    return payouts.FeeLookup(reference, None, (payout_id,), "the Lightning node did not say")
+                return payouts.FeeLookup(reference, payment.fee_amount, (payout_id,))
+            tx = await client.get_onchain_transaction(store_id, reference)
+            batch = [p for p in await client.list_payouts(store_id)
+                     if p.state == "Completed" and payout_proof_reference(p.payment_proof) == reference]
+            msats, why = payouts.onchain_fee_msats(
+                tx.sats, [btc_to_sats(p.payout_amount) if p.payout_amount is not None and
+                          (p.payout_currency or "BTC").upper() == "BTC" else None for p in batch])
+            return payouts.FeeLookup(reference, msats, tuple(sorted(p.id for p in batch)), why)
+        except BTCPayAuthError as exc:
+            need = exc.missing_permission or ("btcpay.store.canuselightningnode" if lightning
+                                              else "btcpay.store.canviewwallet")
+            return payouts.FeeLookup(reference, None, (payout_id,), f"the BTCPay API key cannot read the wallet "
+                                     f"(needs {need})")
+        except BTCPayNotFound:
+            return payouts.FeeLookup(reference, None, (payout_id,),
+                                     f"the store's wallet does not know {reference}")
+
+
 @asynccontextmanager
 async def sync_stage(services: Services) -> AsyncIterator[None]:
     settings = services.settings.sync
     btcpay = services.btcpay
     engine = SyncEngine(services.require_db(), QBOBooks(services), EngineSettings.from_settings(settings),
                         bus=services.bus, refunds=BTCPayRefunds(services) if btcpay else None,
+                        wallet=BTCPayWallet(services) if btcpay else None,
                         commit=btcpay.commit if btcpay else None)
 
     async def import_history(since_s: int) -> int:
@@ -155,6 +201,12 @@ class ModeParams(BaseModel):
 class RangeParams(BaseModel):
     date_from: str
     date_to: str
+
+
+class BookParams(BaseModel):
+    txid: str = Field(min_length=1, max_length=100)
+    account: str = Field(min_length=1, max_length=100)
+    store_id: str | None = None
 
 
 def register(server: ControlServer, services: Services) -> None:
@@ -260,15 +312,40 @@ def register(server: ControlServer, services: Services) -> None:
 
     @server.method("reconcile", role=Role.VIEWER, params=RangeParams)
     async def reconcile_(ctx: CallContext, date_from: str, date_to: str) -> dict[str, Any]:
-        """Compare what BTCPay settled with what QuickBooks holds, per day and per invoice."""
+        """Compare what BTCPay settled with what QuickBooks holds, per day, currency and invoice; and per store
+        the bitcoin the ledger says it holds with BTCPay's wallet, listing transactions no document explains."""
         if services.qbo is None:
             raise UserFacingError("QuickBooks is not connected")
-        if services.btcpay is not None:
-            await services.btcpay.poll_all()  # refresh the ledger first
+        btcpay = services.btcpay
+        if btcpay is not None:
+            await btcpay.poll_all()  # refresh the ledger first
+            if services.payouts is not None:
+                await services.payouts.poll()  # and the payouts the wallet paid
         client = await services.qbo.client()
         ctx_currency = await services.qbo.currency_context()
-        report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home)
+        report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home,
+                                       btcpay.client_for_store if btcpay is not None else None)
         return report.as_dict()
+
+    @server.method("reconcile.book", role=Role.ADMIN, params=BookParams)
+    async def reconcile_book(ctx: CallContext, txid: str, account: str, store_id: str | None) -> dict[str, Any]:
+        """Book a wallet transaction no document explains as a Transfer to (withdrawal) or from (deposit) a
+        QuickBooks balance-sheet account; posted once by the sync, valued like a BTC payout."""
+        if services.qbo is None or services.btcpay is None:
+            raise UserFacingError("both BTCPay and QuickBooks must be connected")
+        db = services.require_db()
+        stores = await ledger.selected_stores(db)
+        if store_id is None:
+            if len(stores) != 1:
+                raise UserFacingError("which store's wallet?", fix="give --store STORE_ID")
+            store_id = stores[0]
+        elif store_id not in stores:
+            raise UserFacingError(f"store {store_id} is not followed", fix="see `sovterm status` for the stores")
+        result = await reconcile.book(db, services.btcpay.client_for_store(store_id), await services.qbo.client(),
+                                      store_id, txid, account, ctx.peer.user)
+        await audit.record(db, ctx.peer.user, "reconcile.book", txid, result, "ok")
+        svc().engine.kick()
+        return result
 
 
 PART = Part("sync", stage=sync_stage, loops=sync_loops, methods=register)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -35,8 +36,10 @@ from sovterm.sim.btcpay_state import (
     SimInvoice,
     SimPayout,
     SimPullPayment,
+    SimWalletTx,
     SimWebhook,
     legacy_pm,
+    normalise_pm,
 )
 
 __all__ = ["BTCPaySimState", "Fault", "SimClock", "SimError", "create_app", "seed_store", "SeededStore"]
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("btcpay_sim_state", BTCPaySimState)
 _AUTH = re.compile(r"^(token|bearer)\s+(\S+)$", re.IGNORECASE)
+CHAIN_HEIGHT = 870_000  # the tip the simulated node reports (see server_info)
 _STATUS_FILTER = {
     "new": "New", "paid": "Processing", "processing": "Processing", "complete": "Settled",
     "confirmed": "Settled", "settled": "Settled", "expired": "Expired", "invalid": "Invalid",
@@ -197,6 +201,8 @@ def payout_json(p: SimPayout) -> dict[str, Any]:
     }
     if p.pull_payment_id is None:
         del data["pullPaymentId"]
+    if p.payment_proof is not None:
+        data["paymentProof"] = p.payment_proof
     return data
 
 
@@ -569,6 +575,79 @@ async def get_pull_payment(request: web.Request) -> web.Response:
     return _json(pull_payment_json(state, pp))
 
 
+# -- the store's wallet (on-chain) and Lightning node ------------------------------------------------
+
+
+def _onchain_wallet(request: web.Request) -> tuple[BTCPaySimState, str]:
+    store_id = request.match_info["storeId"]
+    _require(request, STORE + "canviewwallet", store_id)
+    if normalise_pm(request.match_info["paymentMethodId"]) != "BTC-CHAIN":
+        raise SimError(404, "paymentmethod-not-configured", "The payment method is not configured")
+    return request.app[STATE_KEY], store_id
+
+
+def wallet_tx_json(tx: SimWalletTx, height: int) -> dict[str, Any]:
+    """As the code sends it: `blockHeight`/`confirmations` are numbers and `labels` an object (the spec says
+    strings and an array)."""
+    confirmed = tx.confirmations > 0
+    return {
+        "transactionHash": tx.txid, "comment": tx.comment, "labels": {}, "amount": str(tx.amount),
+        "blockHash": hashlib.sha256(tx.txid.encode()).hexdigest() if confirmed else None,
+        "blockHeight": height - tx.confirmations + 1 if confirmed else None,
+        "confirmations": tx.confirmations, "timestamp": tx.timestamp,
+        "status": "Confirmed" if confirmed else "Unconfirmed",
+    }
+
+
+async def wallet_overview(request: web.Request) -> web.Response:
+    state, store_id = _onchain_wallet(request)
+    confirmed, unconfirmed = state.onchain_balance(store_id)
+    return _json({"label": f"wpkh([{store_id[:8]}/84'/0'/0'])", "balance": str(confirmed + unconfirmed),
+                  "unconfirmedBalance": str(unconfirmed), "confirmedBalance": str(confirmed)})
+
+
+async def wallet_transactions(request: web.Request) -> web.Response:
+    state, store_id = _onchain_wallet(request)
+    skip = _int_param(request, "skip", "The value is not valid.") or 0
+    limit = _int_param(request, "limit", "The value is not valid.")
+    txs = state.onchain_transactions(store_id)[skip: None if limit is None else skip + limit]
+    return _json([wallet_tx_json(t, CHAIN_HEIGHT) for t in txs])
+
+
+async def wallet_transaction(request: web.Request) -> web.Response:
+    state, store_id = _onchain_wallet(request)
+    txid = request.match_info["transactionId"]
+    tx = next((t for t in state.onchain_transactions(store_id) if t.txid == txid), None)
+    if tx is None:
+        raise SimError(404, "transaction-not-found", "The transaction was not found.")
+    return _json(wallet_tx_json(tx, CHAIN_HEIGHT))
+
+
+def _lightning_node(request: web.Request) -> tuple[BTCPaySimState, str]:
+    store_id = request.match_info["storeId"]
+    _require(request, STORE + "canuselightningnode", store_id)
+    if request.match_info["cryptoCode"].upper() != "BTC":
+        raise SimError(404, "paymentmethod-not-configured", "The payment method is not configured")
+    return request.app[STATE_KEY], store_id
+
+
+async def lightning_balance(request: web.Request) -> web.Response:
+    state, store_id = _lightning_node(request)
+    local = state.lightning_local_msat(store_id)
+    return _json({
+        "onchain": {"confirmed": "0", "unconfirmed": "0", "reserved": "0"},
+        "offchain": {"opening": "0", "local": str(local), "remote": str(max(0, 500_000_000 - local)), "closing": "0"},
+    })
+
+
+async def lightning_payment(request: web.Request) -> web.Response:
+    state, store_id = _lightning_node(request)
+    p = state.lightning_payment(store_id, request.match_info["paymentHash"])
+    return _json({"id": p.payment_hash, "status": "Complete", "BOLT11": p.bolt11, "paymentHash": p.payment_hash,
+                  "preimage": p.preimage, "createdAt": p.created, "totalAmount": str(p.amount_msat + p.fee_msat),
+                  "feeAmount": str(p.fee_msat)})
+
+
 async def get_crowdfund_app(request: web.Request) -> web.Response:
     _key(request)
     state = request.app[STATE_KEY]
@@ -718,6 +797,12 @@ def create_app(state: BTCPaySimState) -> web.Application:
     app.router.add_post(s + "/payouts/{payoutId}/mark-paid", mark_payout_paid)
     app.router.add_get(s + "/pull-payments", list_pull_payments)
     app.router.add_get("/api/v1/pull-payments/{pullPaymentId}", get_pull_payment)
+    app.router.add_get(s + "/payment-methods/{paymentMethodId}/wallet", wallet_overview)
+    app.router.add_get(s + "/payment-methods/{paymentMethodId}/wallet/transactions", wallet_transactions)
+    app.router.add_get(s + "/payment-methods/{paymentMethodId}/wallet/transactions/{transactionId}",
+                       wallet_transaction)
+    app.router.add_get(s + "/lightning/{cryptoCode}/balance", lightning_balance)
+    app.router.add_get(s + "/lightning/{cryptoCode}/payments/{paymentHash}", lightning_payment)
     app.router.add_get("/api/v1/apps/crowdfund/{appId}", get_crowdfund_app)
     app.router.add_get("/api/v1/apps/{appId}/sales", get_app_sales)
     app.router.add_get("/i/{invoiceId}", checkout_page)
@@ -803,7 +888,7 @@ def seed_store(
                                 metadata={"source": "Refund claim"}, at=now - 1_800)
         paid = state.create_payout(store.id, Decimal("0.00150000"), "BTC", at=now - 5 * 86_400)
         state.approve_payout(store.id, paid.id, paid.revision)
-        state.mark_payout_paid(store.id, paid.id)
+        state.pay_payouts(store.id, [paid.id], at=now - 5 * 86_400)  # from the wallet, with a miner fee
     finally:
         state.muted = False
     payouts = tuple(p.id for p in state.payouts.values() if p.store_id == store.id)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 SAT = Decimal("0.00000001")
+MSAT_PER_BTC = Decimal(100_000_000_000)
 #: BTCPay's automatic redelivery: first attempt at once, then 10 s, 1 min, 6 × 10 min.
 RETRY_DELAYS_S = (0, 10, 60, 600, 600, 600, 600, 600, 600)
 DELIVERY_PRUNE_S = 60 * 86_400
@@ -203,6 +204,33 @@ class SimPayout:
     revision: int = 0
     payout_amount: Decimal | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    payment_proof: dict[str, Any] | None = None  # set when the wallet pays it (BTCPay's proof blob)
+
+
+@dataclass
+class SimWalletTx:
+    """A transaction of a store's on-chain wallet that is not an invoice payment (those are read from the
+    invoices): a payout batch, a withdrawal or a deposit made outside BTCPay's invoices."""
+
+    txid: str
+    store_id: str
+    amount: Decimal  # the wallet's balance change in BTC, the miner fee included (negative when spending)
+    timestamp: int
+    confirmations: int = 1
+    comment: str = ""
+
+
+@dataclass
+class SimLightningPayment:
+    """A payment the store's Lightning node sent (a Lightning payout)."""
+
+    payment_hash: str
+    store_id: str
+    amount_msat: int  # what the receiver got
+    fee_msat: int  # the routing fee on top
+    created: int
+    bolt11: str
+    preimage: str
 
 
 @dataclass
@@ -256,6 +284,10 @@ class BTCPaySimState:
         self.pull_payments: dict[str, SimPullPayment] = {}
         self.payouts: dict[str, SimPayout] = {}
         self.apps: dict[str, SimApp] = {}
+        self.wallet_txs: dict[str, SimWalletTx] = {}
+        self.ln_payments: dict[str, SimLightningPayment] = {}
+        self.miner_fee_sats = 1_410  # what one payout transaction pays the miners, by default
+        self.routing_fee_msat = 3_000  # what one Lightning payout pays in routing fees, by default
         self.rate = Decimal("65000.00")  # current BTC rate in every fiat currency, for simplicity
         self.fee_rate_sat_vb = Decimal(10)  # NBXplorer's fee estimate, which BTCPay's network fee follows
         self.faults: list[Fault] = []
@@ -630,6 +662,107 @@ class BTCPaySimState:
         p.state = "Completed"
         self.emit(store_id, "PayoutUpdated", _payout_event(p))
         return p
+
+    # -- the store's wallet ----------------------------------------------------------------------
+    # On-chain: the invoices' on-chain payments (grouped by txid) plus `wallet_txs`. Lightning: the invoices'
+    # Lightning payments in, `ln_payments` (amount and routing fee) out.
+
+    def new_txid(self) -> str:
+        return f"{self.rng.getrandbits(256):064x}"
+
+    def _approved(self, store_id: str, payout_id: str, method: str) -> SimPayout:
+        p = self.payout(store_id, payout_id)
+        if p.state not in ("AwaitingPayment", "InProgress") or p.payout_amount is None:
+            raise SimError(400, "invalid-state", "The payout is not approved for payment")
+        if normalise_pm(p.payout_method_id) != method:
+            raise SimError(400, "invalid-payout-method", f"The payout is not a {method} payout")
+        return p
+
+    def pay_payouts(self, store_id: str, payout_ids: list[str], *, fee_sats: int | None = None,
+                    at: int | None = None) -> SimWalletTx:
+        """Pay approved on-chain payouts in one transaction, as BTCPay's payout processor batches them: the
+        wallet spends their amounts plus the miner fee; each payout gets the transaction as its proof."""
+        paid = [self._approved(store_id, pid, "BTC-CHAIN") for pid in payout_ids]
+        fee = Decimal(self.miner_fee_sats if fee_sats is None else fee_sats) * SAT
+        out = sum((p.payout_amount or Decimal(0) for p in paid), Decimal(0))
+        tx = SimWalletTx(self.new_txid(), store_id, -(out + fee), self.now() if at is None else at)
+        self.wallet_txs[tx.txid] = tx
+        for p in paid:
+            # PayoutTransactionOnChainBlob as BTCPay stores it (Newtonsoft's default, PascalCase)
+            p.payment_proof = {"TransactionId": tx.txid, "Candidates": [tx.txid],
+                               "ProofType": "PayoutTransactionOnChainBlob", "Accounted": True}
+            self.mark_payout_paid(store_id, p.id)
+        return tx
+
+    def pay_lightning_payout(self, store_id: str, payout_id: str, *, fee_msat: int | None = None,
+                             at: int | None = None) -> SimLightningPayment:
+        """Pay an approved Lightning payout from the store's node: the amount plus a routing fee leave it."""
+        p = self._approved(store_id, payout_id, "BTC-LN")
+        payment = SimLightningPayment(
+            payment_hash=self.new_txid(), store_id=store_id, amount_msat=int((p.payout_amount or 0) * MSAT_PER_BTC),
+            fee_msat=self.routing_fee_msat if fee_msat is None else fee_msat, created=self.now() if at is None else at,
+            bolt11=p.destination, preimage=self.new_txid(),
+        )
+        self.ln_payments[payment.payment_hash] = payment
+        p.payment_proof = {"PaymentHash": payment.payment_hash, "ProofType": "PayoutLightningBlob", "Link": None,
+                           "Id": payment.payment_hash, "Preimage": payment.preimage}
+        self.mark_payout_paid(store_id, p.id)
+        return payment
+
+    def wallet_send(self, store_id: str, amount_btc: Decimal, *, fee_sats: int | None = None,
+                    at: int | None = None) -> SimWalletTx:
+        """The merchant spends from the store's wallet outside payouts (say, to an exchange)."""
+        self.store(store_id)
+        fee = Decimal(self.miner_fee_sats if fee_sats is None else fee_sats) * SAT
+        tx = SimWalletTx(self.new_txid(), store_id, -(amount_btc + fee), self.now() if at is None else at)
+        self.wallet_txs[tx.txid] = tx
+        return tx
+
+    def wallet_receive(self, store_id: str, amount_btc: Decimal, *, at: int | None = None) -> SimWalletTx:
+        """Bitcoin sent to the store's wallet from elsewhere (not through an invoice)."""
+        self.store(store_id)
+        tx = SimWalletTx(self.new_txid(), store_id, amount_btc, self.now() if at is None else at)
+        self.wallet_txs[tx.txid] = tx
+        return tx
+
+    def onchain_transactions(self, store_id: str) -> list[SimWalletTx]:
+        """The on-chain wallet's history, newest first: invoice payments by transaction, then the rest."""
+        by_txid: dict[str, SimWalletTx] = {}
+        for inv in self.invoices.values():
+            pm = inv.methods.get("BTC-CHAIN")
+            if inv.store_id != store_id or pm is None:
+                continue
+            for p in pm.payments:
+                if p.status == "Invalid":
+                    continue
+                txid = p.id.rsplit("-", 1)[0]
+                tx = by_txid.setdefault(txid, SimWalletTx(txid, store_id, Decimal(0), p.received_date, 0))
+                tx.amount += p.value
+                tx.confirmations = max(tx.confirmations, 1 if p.status == "Settled" else 0)
+        txs = [*by_txid.values(), *(t for t in self.wallet_txs.values() if t.store_id == store_id)]
+        txs.reverse()  # the sort is stable: on a tie, the later one comes first
+        return sorted(txs, key=lambda t: t.timestamp, reverse=True)
+
+    def onchain_balance(self, store_id: str) -> tuple[Decimal, Decimal]:
+        """(confirmed, unconfirmed) BTC of the store's on-chain wallet."""
+        txs = self.onchain_transactions(store_id)
+        confirmed = sum((t.amount for t in txs if t.confirmations > 0), Decimal(0))
+        return confirmed, sum((t.amount for t in txs if t.confirmations == 0), Decimal(0))
+
+    def lightning_local_msat(self, store_id: str) -> int:
+        """What the store's Lightning node can spend: Lightning invoice payments in, payouts and fees out."""
+        received = sum(
+            (int(p.value * MSAT_PER_BTC) for inv in self.invoices.values() if inv.store_id == store_id
+             for pm_id, pm in inv.methods.items() if pm_id != "BTC-CHAIN"
+             for p in pm.payments if p.status == "Settled"), 0)
+        sent = sum(p.amount_msat + p.fee_msat for p in self.ln_payments.values() if p.store_id == store_id)
+        return received - sent
+
+    def lightning_payment(self, store_id: str, payment_hash: str) -> SimLightningPayment:
+        payment = self.ln_payments.get(payment_hash)
+        if payment is None or payment.store_id != store_id:
+            raise SimError(404, "payment-not-found", "The payment was not found")
+        return payment
 
     # -- apps ------------------------------------------------------------------------------------
 

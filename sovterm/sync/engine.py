@@ -52,12 +52,13 @@ from sovterm.qbo.postings import (
     DepositLine,
     build_deposit,
     build_payment,
+    build_purchase,
     build_refund_receipt,
     build_sales_receipt,
     build_transfer,
     marker_for,
 )
-from sovterm.sync import payouts, queue, rules, store
+from sovterm.sync import payouts, queue, reconcile, rules, store
 from sovterm.sync.queue import Job
 from sovterm.sync.sender import Sender
 
@@ -85,6 +86,12 @@ class Books(Protocol):
 
 class RefundSource(Protocol):
     async def pull_payment(self, store_id: str, pull_payment_id: str) -> tuple[str, Decimal]: ...
+
+
+class WalletFees(Protocol):
+    """Where a payout's network fee is read (BTCPay's wallet and Lightning node, in the daemon)."""
+
+    async def payout_fee(self, store_id: str, payout_id: str) -> payouts.FeeLookup: ...
 
 
 class ExchangeRates(Protocol):
@@ -163,6 +170,7 @@ class SyncEngine:
         *,
         bus: Bus | None = None,
         refunds: RefundSource | None = None,
+        wallet: WalletFees | None = None,
         fx: ExchangeRates | None = None,
         owner: str | None = None,
         rng: random.Random | None = None,
@@ -176,6 +184,7 @@ class SyncEngine:
         self.settings = settings or EngineSettings()
         self.bus: Bus = bus or _NullBus()
         self.refunds = refunds
+        self.wallet = wallet
         self.fx: ExchangeRates = fx or BooksRates(books)
         self.owner = owner or f"w-{uuid.uuid4().hex[:12]}"
         self.rng = rng or random.Random()
@@ -366,6 +375,8 @@ class SyncEngine:
     async def _reconcile(self, job: Job) -> list[str]:
         if payouts.is_payout_key(job.invoice_id):
             return await self._payout(job)
+        if job.invoice_id.startswith(reconcile.WALLET_PREFIX):
+            return await self._wallet_booking(job)
         snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id)
         if snap is None:
             await self.commit.run(lambda conn: queue.complete(conn, job, self.owner))
@@ -458,44 +469,128 @@ class SyncEngine:
         return docs
 
     async def _payout(self, job: Job) -> list[str]:
-        """A completed payout: one Transfer out of the bitcoin account, through the same ledger."""
-        client = await self.books.client()
+        """A completed payout: one Transfer out of the bitcoin account (none for a refund's payout) and one
+        Purchase for its network fee (once per transaction), through the same ledger."""
         rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
         docs = [await self._send(r) for r in rows if r["status"] == "pending"]
         payout = await payouts.load(self.db, job.store_id, job.invoice_id.removeprefix(payouts.PREFIX))
-        wanted = (not rows and payout is not None and payout.state == "Completed"
-                  and not await payouts.is_refund(self.db, job.store_id, payout.pull_payment_id))
-        new_row = None
-        if wanted:
-            assert payout is not None
+        done = {r["kind"] for r in rows}
+        new_rows: list[dict[str, Any]] = []
+        if payout is not None and payout.state == "Completed" and not done:
+            new_rows = await self._payout_rows(job, payout)
+        results = []
+        for r in new_rows:
+            results.append((r, await self._post(r, lookup_first=False)))
+            self._step("after_qbo")
+
+        async def record(conn: Any) -> None:
+            for r, res in results:
+                await store.mark_posted(conn, job.store_id, job.invoice_id, r["kind"], r["seq"], res.id, res.sync_token)
+            await queue.complete(conn, job, self.owner)
+
+        await self.commit.run(record)
+        return docs + [f"{r['entity']}:{res.id}" for r, res in results]
+
+    async def _payout_rows(self, job: Job, payout: payouts.PayoutSnap) -> list[dict[str, Any]]:
+        """Work out the payout's documents and commit their intent (and the fee's wallet entry) at once."""
+        mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
+        if mapping is None:
+            raise Hold(NO_MAPPING.format(store=job.store_id))
+        client = await self.books.client()
+        ctx = await self.books.currency()
+        amount, note, review = await self._payout_value(payout, ctx.home)
+        fee = (await self.wallet.payout_fee(job.store_id, payout.payout_id) if self.wallet is not None
+               else payouts.FeeLookup(None, None, reason="BTCPay is not connected"))
+        day = rules.day_of(payout.completed_at or int(time.time()))
+        refund = await payouts.is_refund(self.db, job.store_id, payout.pull_payment_id)
+        if fee.msats is None:
+            review = "; ".join(x for x in (review, f"network fee not booked: {fee.reason}") if x)
+        rows = []
+        if not refund:
+            marker = marker_for(payouts.TRANSFER, job.store_id, payout.payout_id, 0)
+            body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
+                                        to_account_id=await self.clearing.get(client), amount=amount,
+                                        note=payouts.describe(payout, note)))
+            rows.append(self._posting_row(job, payouts.TRANSFER, "Transfer", amount, ctx.home, payout.payout_id,
+                                         marker, body, day, review))
+        fee_value = payouts.fee_value(fee, payout, amount)
+        if fee_value is not None and fee_value > 0:
+            assert fee.reference is not None
+            marker = marker_for(payouts.FEE, job.store_id, fee.reference, 0)  # the transaction's: booked once
+            text = payouts.describe_fee(payout, fee, fee_value, ctx.home)
+            body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
+                                        expense_account_id=mapping.fee_account_id, amount=fee_value,
+                                        currency=ctx.home, ctx=ctx, note=text))
+            rows.append(self._posting_row(job, payouts.FEE, "Purchase", fee_value, ctx.home, fee.reference, marker,
+                                         body, day, None))
+
+        kept: list[dict[str, Any]] = []
+
+        async def intent(conn: Any) -> None:
+            kept.clear()
+            await payouts.record_fee(conn, job.store_id, fee, payout.payout_id)
+            for r in rows:
+                if await store.insert_pending(conn, r):
+                    kept.append(r)
+                elif r["kind"] != payouts.FEE:  # a fee's marker is its transaction's: another payout took it
+                    raise RuntimeError(f"the {r['kind']} of {job.invoice_id} appeared meanwhile")
+
+        await self.commit.run(intent)
+        self._step("after_intent")
+        return kept
+
+    @staticmethod
+    def _posting_row(job: Job, kind: str, entity: str, amount: Decimal, currency: str, ref: str, marker: str,
+                    body: str, day: Any, review: str | None) -> dict[str, Any]:
+        return {
+            "store_id": job.store_id, "invoice_id": job.invoice_id, "kind": kind, "seq": 0, "entity": entity,
+            "amount": str(amount), "currency": currency, "ref": ref, "marker": marker,
+            "request_id": request_id("sovterm", marker, hashlib.sha256(body.encode()).hexdigest()[:16]),
+            "body": body, "txn_date": day.isoformat(), "review": review or None,
+        }
+
+    async def _wallet_booking(self, job: Job) -> list[str]:
+        """A wallet transaction the operator booked (`reconcile book`): one Transfer between the bitcoin
+        account and the account they chose, valued like a BTC payout (P3) and flagged for review."""
+        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+        docs = [await self._send(r) for r in rows if r["status"] == "pending"]
+        txid = job.invoice_id.removeprefix(reconcile.WALLET_PREFIX)
+        entry = await self.db.fetchone(
+            "SELECT sats, account_id, note, happened_at, created_by FROM wallet_entries WHERE store_id = ? "
+            "AND reference = ? AND kind = 'booked'", (job.store_id, txid))
+        row = None
+        if not rows and entry is not None:
+            sats, account_id, note, happened_at, actor = entry
             mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
             if mapping is None:
                 raise Hold(NO_MAPPING.format(store=job.store_id))
             ctx = await self.books.currency()
-            amount, note, review = await self._payout_value(payout, ctx.home)
-            marker = marker_for(payouts.TRANSFER, job.store_id, payout.payout_id, 0)
-            day = rules.day_of(payout.completed_at or int(time.time()))
-            body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
-                                        to_account_id=await self.clearing.get(client), amount=amount,
-                                        note=payouts.describe(payout, note)))
-            new_row = {
-                "store_id": job.store_id, "invoice_id": job.invoice_id, "kind": payouts.TRANSFER, "seq": 0,
-                "entity": "Transfer", "amount": str(amount), "currency": ctx.home, "ref": payout.payout_id,
-                "marker": marker, "request_id": request_id("sovterm", marker, hashlib.sha256(body.encode()).hexdigest()[:16]),
-                "body": body, "txn_date": day.isoformat(), "review": review,
-            }
-            async def intent(conn: Any) -> None:
-                if not await store.insert_pending(conn, new_row):
-                    raise RuntimeError(f"the transfer of {job.invoice_id} appeared meanwhile")
-
-            await self.commit.run(intent)
+            found = await payouts.store_btc_rate(self.db, job.store_id, ctx.home, happened_at)
+            if found is None:
+                raise Refused(f"wallet transaction {txid} has no {ctx.home} value: no settled invoice gives a BTC rate",
+                              fix="book it by hand in QuickBooks, or settle an invoice first so a rate is known")
+            rate, invoice_id = found
+            btc = Decimal(abs(sats)) / payouts.SATS_PER_BTC
+            amount = rules.cents(btc * rate)
+            outgoing = sats < 0
+            marker = marker_for(reconcile.WALLET_PREFIX, job.store_id, txid, 0)
+            day = rules.day_of(happened_at or int(time.time()))
+            valued = f"valued at {rate} {ctx.home}/BTC, the rate of invoice {invoice_id}"
+            text = (f"BTCPay wallet transaction {txid} (store {job.store_id}): {'-' if outgoing else '+'}{btc:.8f} BTC "
+                    f"{note}, booked by {actor}; {valued}")
+            body = dumps(build_transfer(
+                marker=marker, txn_date=day, amount=amount, note=text[:4000],
+                from_account_id=mapping.deposit_account_id if outgoing else account_id,
+                to_account_id=account_id if outgoing else mapping.deposit_account_id))
+            row = self._posting_row(job, "booked", "Transfer", amount, ctx.home, txid, marker, body, day,
+                                   f"wallet transaction booked by hand, {valued}: check against the day's rate")
+            await self.commit.run(lambda conn: store.insert_pending(conn, row))
             self._step("after_intent")
-        result = await self._post(new_row, lookup_first=False) if new_row else None
+        result = await self._post(row, lookup_first=False) if row is not None else None
 
         async def record(conn: Any) -> None:
             if result is not None:
-                await store.mark_posted(conn, job.store_id, job.invoice_id, payouts.TRANSFER, 0, result.id,
-                                        result.sync_token)
+                await store.mark_posted(conn, job.store_id, job.invoice_id, "booked", 0, result.id, result.sync_token)
             await queue.complete(conn, job, self.owner)
 
         await self.commit.run(record)

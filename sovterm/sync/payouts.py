@@ -1,13 +1,19 @@
-"""Completed BTCPay payouts become one QuickBooks Transfer each (see docs/accounting.md, "Payouts").
+"""Completed BTCPay payouts become one QuickBooks Transfer each, and their network fee an expense
+(see docs/accounting.md, "Payouts").
 
 Bitcoin leaving through a payout leaves the bitcoin asset account for a clearing account ("Bitcoin
 Payouts Clearing", created on first use) from which the accountant books where it went (an exchange,
 a supplier, the owner). A payout is queued as a sync job keyed `payout:<id>` in the transaction that
 first records it as Completed, so it goes through the same ledger, markers and retries as invoices.
 
-Refund payouts are skipped: the RefundReceipt for the refund already took that value out of the asset
-account, and a Transfer on top would count it twice. A payout is a refund payout when its pull
+Refund payouts get no Transfer: the RefundReceipt for the refund already took that value out of the
+asset account, and a Transfer on top would count it twice. A payout is a refund payout when its pull
 payment is one BTCPay created for an invoice refund (`sync_refunds`, filled by `InvoiceRefund`).
+
+Every payout's network fee (refunds too: the wallet paid it) is a Purchase out of the asset account to
+the mapped fee account. BTCPay's payout has no fee field: it is read from the wallet (`WalletFees`, see
+`FeeLookup`). A transaction paying several payouts has its fee booked once, whole, with the first of them
+sovterm books (its marker is the transaction's); the fee is never split or guessed.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import aiosqlite
@@ -24,13 +30,16 @@ import aiosqlite
 from sovterm.amounts import plain
 from sovterm.qbo.client import QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import QBODuplicateName
-from sovterm.sync import queue, store
+from sovterm.sync import queue, rules, store
 
 log = logging.getLogger("sovterm.sync.payouts")
 
 PREFIX = "payout:"
 TRANSFER = "transfer"
+FEE = "networkfee"
 CLEARING_ACCOUNT = "Bitcoin Payouts Clearing"
+SATS_PER_BTC = Decimal(100_000_000)
+MSATS_PER_BTC = Decimal(100_000_000_000)
 
 
 def job_key(payout_id: str) -> str:
@@ -53,6 +62,7 @@ class PayoutSnap:
     pull_payment_id: str | None
     destination: str | None
     completed_at: int | None
+    payout_method: str | None = None
 
 
 def _dec(v: Any) -> Decimal | None:
@@ -62,33 +72,29 @@ def _dec(v: Any) -> Decimal | None:
 async def load(db: Any, store_id: str, payout_id: str) -> PayoutSnap | None:
     row = await db.fetchone(
         "SELECT state, original_amount, original_currency, payout_amount, payout_currency, pull_payment_id, "
-        "destination, completed_at FROM payouts WHERE store_id = ? AND payout_id = ?",
+        "destination, completed_at, payment_method FROM payouts WHERE store_id = ? AND payout_id = ?",
         (store_id, payout_id),
     )
     if row is None:
         return None
     return PayoutSnap(store_id, payout_id, row[0], _dec(row[1]), (row[2] or "").upper() or None, _dec(row[3]),
-                      (row[4] or "").upper() or None, row[5], row[6], row[7])
+                      (row[4] or "").upper() or None, row[5], row[6], row[7], row[8])
 
 
-async def is_refund(conn_or_db: Any, store_id: str, pull_payment_id: str | None) -> bool:
+async def is_refund(db: Any, store_id: str, pull_payment_id: str | None) -> bool:
     if not pull_payment_id:
         return False
     sql = "SELECT 1 FROM sync_refunds WHERE store_id = ? AND pull_payment_id = ?"
-    if isinstance(conn_or_db, aiosqlite.Connection):
-        async with conn_or_db.execute(sql, (store_id, pull_payment_id)) as cur:
-            return await cur.fetchone() is not None
-    return await conn_or_db.fetchone(sql, (store_id, pull_payment_id)) is not None
+    return await db.fetchone(sql, (store_id, pull_payment_id)) is not None
 
 
 async def on_completed(conn: aiosqlite.Connection, row: dict[str, Any]) -> bool:
-    """Inside the transaction that first records the payout as Completed: queue its Transfer. Payouts
-    created before sovterm's sync first ran are history (the mirror's first poll sees them all)."""
+    """Inside the transaction that first records the payout as Completed: queue its Transfer and fee (a
+    refund's payout: its fee only). Payouts created before sovterm's sync first ran are history (the
+    mirror's first poll sees them all)."""
     async with conn.execute("SELECT value FROM kv WHERE key = ?", (store.SINCE_KEY,)) as cur:
         since = await cur.fetchone()
     if since is None or int(row.get("created_at") or 0) < int(json.loads(since[0])):
-        return False
-    if await is_refund(conn, row["store_id"], row.get("pull_payment_id")):
         return False
     return await queue.enqueue(conn, row["store_id"], job_key(row["payout_id"]), payload={"cause": "payout completed"})
 
@@ -156,3 +162,61 @@ def describe(p: PayoutSnap, note: str) -> str:
     text = (f"BTCPay payout {p.payout_id} (store {p.store_id}): {btc} to {p.destination or 'unknown destination'}"
             f"; {note}")
     return text[:4000]
+
+
+@dataclass(frozen=True)
+class FeeLookup:
+    """What the wallet says a payout's transaction cost in network fees. `msats` None: unknown, `reason`
+    says why (no proof, the key may not read the wallet, the numbers do not add up)."""
+
+    reference: str | None  # on-chain txid or Lightning payment hash (the proof)
+    msats: int | None
+    payout_ids: tuple[str, ...] = ()  # every payout the transaction paid
+    reason: str | None = None
+
+    @property
+    def sats(self) -> int | None:
+        return None if self.msats is None else int((Decimal(self.msats) / 1000).to_integral_value(ROUND_HALF_EVEN))
+
+
+def onchain_fee_msats(balance_change_sats: int, paid_out_sats: list[int | None]) -> tuple[int | None, str | None]:
+    """The miner fee of a wallet transaction that paid payouts: what left the wallet beyond the payouts'
+    amounts (the change output came back, so it is not in the balance change). (msats, None) or (None, why)."""
+    if any(s is None for s in paid_out_sats):
+        return None, "a payout of the transaction has no amount in BTC"
+    fee = -balance_change_sats - sum(s for s in paid_out_sats if s is not None)
+    if fee < 0:
+        return None, (f"the transaction changed the wallet by {balance_change_sats} sats, less than its payouts "
+                      f"({sum(s for s in paid_out_sats if s is not None)} sats): it also received, so its fee "
+                      "cannot be told")
+    return fee * 1000, None
+
+
+async def record_fee(conn: aiosqlite.Connection, store_id: str, fee: FeeLookup, payout_id: str) -> None:
+    """The wallet entry of a payout transaction's fee, once per transaction (kept if an earlier run or another
+    payout of the same batch recorded it). An unknown fee is recorded too (NULL sats, with why)."""
+    reference = fee.reference or job_key(payout_id)
+    note = (f"network fee of payout(s) {', '.join(fee.payout_ids or (payout_id,))}" if fee.sats is not None
+            else f"network fee of payout {payout_id} unknown: {fee.reason}")
+    await conn.execute(
+        "INSERT INTO wallet_entries(store_id, reference, kind, sats, note, created_at) VALUES(?, ?, 'fee', ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        (store_id, reference, None if fee.sats is None else -fee.sats, note, int(time.time())),
+    )
+
+
+def fee_value(fee: FeeLookup, p: PayoutSnap, payout_value: Decimal) -> Decimal | None:
+    """The fee in the home currency at the payout's own rate (its book value per BTC paid out); None when
+    the fee or the payout's BTC amount is unknown."""
+    if fee.msats is None or p.payout_currency != "BTC" or not p.payout_amount:
+        return None
+    return rules.cents(Decimal(fee.msats) / MSATS_PER_BTC * payout_value / p.payout_amount)
+
+
+def describe_fee(p: PayoutSnap, fee: FeeLookup, value: Decimal, home: str) -> str:
+    what = "routing fee of Lightning payment" if (p.payout_method or "").upper().endswith("LN") else \
+        "miner fee of transaction"
+    paid = ", ".join(fee.payout_ids or (p.payout_id,))
+    sats = Decimal(fee.msats or 0) / 1000
+    return (f"Network fee, BTCPay store {p.store_id}: {sats.normalize():f} sats, {what} {fee.reference} paying "
+            f"payout(s) {paid}; {value} {home} at the rate payout {p.payout_id} was booked at")[:4000]

@@ -1,25 +1,44 @@
-"""The reconciliation check: what BTCPay settled against what QuickBooks holds, day by day.
+"""The reconciliation check: what BTCPay settled against what QuickBooks holds, day by day, and what the
+ledger says the bitcoin account holds against what BTCPay's wallet holds.
 
-Expected: for every invoice in the ledger with money in the period, the net amount the rules say
-the books should show (recognised minus refunds). Actual: sovterm's documents found in QuickBooks by
-date (TxnDate in the period, carrying one of our markers), net of voids (a voided document counts
-0) and with refunds negative. Any invoice with no document, a wrong amount, or a document sovterm
-does not know, makes the books "differ" and the command exit non-zero.
+Documents. Expected: for every invoice in the ledger with money in the period, the net amount the rules
+say the books should show (recognised plus the network fee the customer paid, minus refunds); for every payout, its fee and every wallet
+transaction the operator booked, the posting sovterm meant to write. Actual: sovterm's documents found in
+QuickBooks by date (TxnDate in the period, carrying one of our markers), net of voids (a voided
+document counts 0) and with refunds negative. Any invoice or payout with no document, a wrong amount, or a
+document sovterm does not know, makes the books "differ". Day totals are per currency: sales, refunds,
+and transfers (payouts, their fees, booked wallet transactions).
+
+Balances (as of now, per store): the satoshis our own BTCPay ledger says the bitcoin account holds
+(`LedgerBalance`) against the on-chain wallet and the Lightning node; and the on-chain transactions no
+invoice payment, payout or booking explains. A difference, or an unexplained transaction, makes the
+books differ too; a balance BTCPay would not show (the key lacks the permission) is "not checked".
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from sovterm.btcpay import ledger
+from sovterm.btcpay.errors import BTCPayAuthError, BTCPayNotFound
+from sovterm.btcpay.models import btc_to_sats, payout_proof_reference
+from sovterm.errors import UserFacingError
 from sovterm.qbo.client import QBOClient, quote_literal
 from sovterm.qbo.postings import marker_of
-from sovterm.sync import rules, store
+from sovterm.sync import queue, rules, store
 
-ENTITIES = {"SalesReceipt": 1, "Deposit": 1, "Payment": 1, "RefundReceipt": -1}
+ENTITIES = {"SalesReceipt": 1, "Deposit": 1, "Payment": 1, "RefundReceipt": -1, "Transfer": 1, "Purchase": 1}
+CATEGORY = {"SalesReceipt": "sales", "Deposit": "sales", "Payment": "sales", "RefundReceipt": "refunds",
+            "Transfer": "transfers", "Purchase": "transfers"}
+WALLET_PREFIX = "wallet:"  # the postings of a wallet transaction the operator booked: `wallet:<txid>`
+NEEDS_WALLET = "btcpay.store.canviewwallet"
+NEEDS_LIGHTNING = "btcpay.store.canuselightningnode"
 
 
 @dataclass
@@ -28,18 +47,56 @@ class Report:
     date_to: str
     days: list[dict[str, Any]] = field(default_factory=list)
     differences: list[dict[str, Any]] = field(default_factory=list)
+    wallets: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.differences
+        return not self.differences and all(w["ok"] for w in self.wallets)
 
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.date_from, "to": self.date_to, "ok": self.ok, "days": self.days,
-                "differences": self.differences}
+                "differences": self.differences, "wallets": self.wallets}
 
 
-async def expected(db: Any, date_from: str, date_to: str, home: str) -> dict[tuple[str, str], tuple[str, Decimal, str]]:
-    """{(store, invoice): (day, net amount, currency)} for invoices with money in the period."""
+@dataclass(frozen=True)
+class LedgerBalance:
+    """Satoshis by what moved them, from sovterm's own BTCPay ledger (settled payments, completed payouts,
+    the fees of payout transactions, wallet transactions booked by hand; all positive but `booked`)."""
+
+    received: int = 0  # settled invoice payments, less the network fee the customer paid
+    fees_collected: int = 0  # the customer-paid network fee (paymentMethodFee) of those payments
+    paid_out: int = 0  # completed payouts (refunds' included)
+    fees_paid: int = 0  # miner and routing fees of payout transactions
+    booked: int = 0  # wallet transactions booked by hand: deposits positive, withdrawals negative
+    confirming: int = 0  # invoice payments still confirming: in the wallet, not yet in the books
+
+    @property
+    def ledger(self) -> int:
+        """What the books say the bitcoin account holds."""
+        return self.received + self.fees_collected - self.paid_out - self.fees_paid + self.booked
+
+    @property
+    def expected_in_wallet(self) -> int:
+        return self.ledger + self.confirming
+
+
+def compare_balance(ledger: LedgerBalance, onchain: int | None, lightning: int | None) -> dict[str, Any]:
+    """Ledger against wallet, in sats. A side BTCPay would not show (None) is not checked, and the totals
+    are compared only when both are known."""
+    out: dict[str, Any] = {
+        "received": ledger.received, "fees_collected": ledger.fees_collected, "paid_out": ledger.paid_out,
+        "fees_paid": ledger.fees_paid, "booked": ledger.booked, "ledger": ledger.ledger,
+        "confirming": ledger.confirming, "wallet_onchain": onchain, "wallet_lightning": lightning,
+        "wallet": None if onchain is None or lightning is None else onchain + lightning,
+    }
+    out["difference"] = None if out["wallet"] is None else out["wallet"] - ledger.expected_in_wallet
+    return out
+
+
+async def expected(db: Any, date_from: str, date_to: str,
+                   home: str) -> dict[tuple[str, str], tuple[str, Decimal, Decimal, str]]:
+    """{(store, invoice): (day, recognised plus the network fee collected, refunded, currency)} for invoices with
+    money in the period."""
     start = date.fromisoformat(date_from)
     end = date.fromisoformat(date_to)
     rows = await db.fetchall(
@@ -47,7 +104,7 @@ async def expected(db: Any, date_from: str, date_to: str, home: str) -> dict[tup
         "AND COALESCE(paid_at, created_at) BETWEEN ? AND ?",
         (_ts(start) - 86_400, _ts(end) + 2 * 86_400),
     )
-    out: dict[tuple[str, str], tuple[str, Decimal, str]] = {}
+    out: dict[tuple[str, str], tuple[str, Decimal, Decimal, str]] = {}
     for store_id, invoice_id in rows:
         snap = await store.load_snapshot(db, store_id, invoice_id)
         if snap is None:
@@ -62,9 +119,10 @@ async def expected(db: Any, date_from: str, date_to: str, home: str) -> dict[tup
         if resolution is not None and resolution.kind == "ignore":
             continue
         refunds = sum((rules.refund_fiat(snap, r) or Decimal(0) for r in snap.refunds), Decimal(0))
-        net = recognised - refunds if recognised > 0 else Decimal(0)
-        if net != 0 or recognised != 0:
-            out[(store_id, invoice_id)] = (day.isoformat(), net, snap.currency)
+        if recognised > 0:
+            recognised += rules.fee_value(snap)  # the network fee the customer paid has its own Deposit
+        if recognised != 0:
+            out[(store_id, invoice_id)] = (day.isoformat(), recognised, refunds, snap.currency.upper())
     return out
 
 
@@ -74,7 +132,7 @@ def _ts(d: date) -> int:
     return int(datetime.combine(d, datetime.min.time(), timezone.utc).timestamp())
 
 
-async def actual(client: QBOClient, db: Any, date_from: str, date_to: str) -> tuple[
+async def actual(client: QBOClient, db: Any, date_from: str, date_to: str, home: str = "USD") -> tuple[
         dict[tuple[str, str], list[dict[str, Any]]], list[dict[str, Any]]]:
     """Our documents in QuickBooks in the period, by invoice; and SV-marked ones sovterm does not know."""
     markers = {r[0]: (r[1], r[2]) for r in await db.fetchall("SELECT marker, store_id, invoice_id FROM sync_postings")}
@@ -89,9 +147,11 @@ async def actual(client: QBOClient, db: Any, date_from: str, date_to: str) -> tu
             if number is None:
                 continue
             voided = doc.get("TxnStatus") == "Voided"
+            total = doc.get("TotalAmt", doc.get("Amount", "0"))  # a Transfer has `Amount`
             entry = {"entity": entity, "id": str(doc["Id"]), "marker": number, "date": doc.get("TxnDate"),
-                     "amount": Decimal(0) if voided else sign * Decimal(str(doc.get("TotalAmt", "0"))),
-                     "voided": voided}
+                     "amount": Decimal(0) if voided else sign * Decimal(str(total)), "voided": voided,
+                     "category": CATEGORY[entity],
+                     "currency": str((doc.get("CurrencyRef") or {}).get("value") or home).upper()}
             if number in markers:
                 by_invoice[markers[number]].append(entry)
             else:
@@ -99,37 +159,72 @@ async def actual(client: QBOClient, db: Any, date_from: str, date_to: str) -> tu
     return by_invoice, unknown
 
 
-async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: str = "USD") -> Report:
+async def expected_transfers(db: Any, date_from: str, date_to: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """{(store, payout:<id> | wallet:<txid>): [posting]} for the Transfers and fees sovterm meant to write in
+    the period (their value was fixed when the posting was planned: the rate of the day)."""
+    rows = await db.fetchall(
+        "SELECT store_id, invoice_id, entity, amount, currency, txn_date FROM sync_postings "
+        "WHERE (invoice_id LIKE 'payout:%' OR invoice_id LIKE 'wallet:%') AND status != 'voided' "
+        "AND txn_date BETWEEN ? AND ?", (date_from, date_to))
+    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for store_id, key, entity, amount, currency, day in rows:
+        out[(store_id, key)].append({"entity": entity, "amount": Decimal(amount), "currency": currency, "date": day})
+    return out
+
+
+async def unbooked_payouts(db: Any, date_from: str, date_to: str) -> list[dict[str, Any]]:
+    """Completed payouts of the period that sovterm should have booked (since its sync first ran) and has
+    no posting for: a dead job, a job still waiting."""
+    since = await store.kv_get(db, store.SINCE_KEY)
+    if since is None:
+        return []
+    rows = await db.fetchall(
+        "SELECT p.store_id, p.payout_id, p.completed_at FROM payouts p WHERE p.state = 'Completed' "
+        "AND COALESCE(p.created_at, 0) >= ? AND p.completed_at BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM "
+        "sync_postings s WHERE s.store_id = p.store_id AND s.invoice_id = 'payout:' || p.payout_id) "
+        "AND NOT EXISTS (SELECT 1 FROM wallet_entries e WHERE e.store_id = p.store_id AND e.kind = 'fee' "
+        "AND e.note LIKE '%' || p.payout_id || '%')",
+        (int(since), _ts(date.fromisoformat(date_from)), _ts(date.fromisoformat(date_to)) + 86_399))
+    return [{"store_id": r[0], "invoice_id": f"payout:{r[1]}", "date": rules.day_of(int(r[2])).isoformat(),
+             "expected": "?", "booked": "0", "problem": "completed payout with no document in QuickBooks",
+             "documents": []} for r in rows]
+
+
+def _day_row() -> dict[str, Any]:
+    return {"btcpay_count": 0, "btcpay_sales": Decimal(0), "btcpay_refunds": Decimal(0),
+            "btcpay_transfers": Decimal(0), "qbo_count": 0, "qbo_sales": Decimal(0), "qbo_refunds": Decimal(0),
+            "qbo_transfers": Decimal(0)}
+
+
+async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: str = "USD",
+                btcpay: Callable[[str], Any] | None = None) -> Report:
+    """The whole report; `btcpay(store_id)` gives the BTCPay client for the balance check (None: skipped)."""
     want = await expected(db, date_from, date_to, home)
-    have, unknown = await actual(client, db, date_from, date_to)
+    transfers = await expected_transfers(db, date_from, date_to)
+    have, unknown = await actual(client, db, date_from, date_to, home)
     report = Report(date_from, date_to)
-    days: dict[str, dict[str, Any]] = defaultdict(lambda: {
-        "btcpay_count": 0, "btcpay_total": Decimal(0), "qbo_count": 0, "qbo_total": Decimal(0)})
-    for (store_id, invoice_id), (day, net, currency) in sorted(want.items(), key=lambda kv: kv[1][0]):
-        d = days[day]
+    days: dict[tuple[str, str], dict[str, Any]] = defaultdict(_day_row)
+    for (store_id, invoice_id), (day, recognised, refunds, currency) in sorted(want.items(), key=lambda kv: kv[1][0]):
+        net = recognised - refunds if recognised > 0 else Decimal(0)
+        d = days[(day, currency)]
         d["btcpay_count"] += 1
-        d["btcpay_total"] += net
-        docs = have.get((store_id, invoice_id), [])
-        booked = sum((x["amount"] for x in docs), Decimal(0))
-        live = [x for x in docs if not x["voided"]]
-        if net != 0 and not live:
-            problem = "no document in QuickBooks"
-        elif booked != net:
-            problem = f"QuickBooks shows {booked}, BTCPay says {net}"
-        else:
-            problem = None
-        if problem:
-            report.differences.append({"store_id": store_id, "invoice_id": invoice_id, "date": day,
-                                       "expected": str(net), "booked": str(booked), "currency": currency,
-                                       "problem": problem, "documents": [f"{x['entity']}:{x['id']}" for x in docs]})
+        d["btcpay_sales"] += recognised
+        d["btcpay_refunds"] += refunds if recognised > 0 else Decimal(0)
+        _compare(report, store_id, invoice_id, day, net, currency, have.get((store_id, invoice_id), []))
+    for (store_id, key), postings in transfers.items():
+        for x in postings:
+            days[(x["date"], x["currency"])]["btcpay_transfers"] += x["amount"]
+        total = sum((x["amount"] for x in postings), Decimal(0))
+        _compare(report, store_id, key, postings[0]["date"], total, postings[0]["currency"], have.get((store_id, key), []))
+    report.differences += await unbooked_payouts(db, date_from, date_to)
     for key, docs in have.items():
         for x in docs:
             if x["voided"]:
                 continue
-            day = str(x["date"])
-            days[day]["qbo_count"] += 1
-            days[day]["qbo_total"] += x["amount"]
-        if key not in want and any(not x["voided"] for x in docs):
+            d = days[(str(x["date"]), x["currency"])]
+            d["qbo_count"] += 1
+            d[f"qbo_{x['category']}"] += abs(x["amount"])
+        if key not in want and key not in transfers and any(not x["voided"] for x in docs):
             report.differences.append({"store_id": key[0], "invoice_id": key[1], "date": docs[0]["date"],
                                        "expected": "0", "booked": str(sum(x["amount"] for x in docs)),
                                        "problem": "document for an invoice BTCPay does not show as paid in the period",
@@ -139,21 +234,187 @@ async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: 
             report.differences.append({"store_id": None, "invoice_id": None, "date": x["date"], "expected": "0",
                                        "booked": str(x["amount"]), "problem": "sovterm-marked document unknown to this "
                                        "installation", "documents": [f"{x['entity']}:{x['id']}"]})
-    report.days = [{"date": day, **{k: str(v) for k, v in vals.items()}} for day, vals in sorted(days.items())]
+    report.days = [{"date": day, "currency": currency, **{k: str(v) for k, v in vals.items()}}
+                   for (day, currency), vals in sorted(days.items())]
+    if btcpay is not None:
+        report.wallets = [await wallet_check(db, btcpay(store_id), store_id)
+                          for store_id in await ledger.selected_stores(db)]
     return report
+
+
+def _compare(report: Report, store_id: str, key: str, day: str, net: Decimal, currency: str,
+             docs: list[dict[str, Any]]) -> None:
+    booked = sum((x["amount"] for x in docs), Decimal(0))
+    live = [x for x in docs if not x["voided"]]
+    if net != 0 and not live:
+        problem = "no document in QuickBooks"
+    elif booked != net:
+        problem = f"QuickBooks shows {booked}, BTCPay says {net}"
+    else:
+        return
+    report.differences.append({"store_id": store_id, "invoice_id": key, "date": day, "expected": str(net),
+                               "booked": str(booked), "currency": currency, "problem": problem,
+                               "documents": [f"{x['entity']}:{x['id']}" for x in docs]})
+
+
+# -- balances -----------------------------------------------------------------------------------------
+
+
+async def ledger_balance(db: Any, store_id: str) -> LedgerBalance:
+    """The store's satoshis by what moved them, from sovterm's BTCPay ledger tables."""
+    pays = await db.fetchall(
+        "SELECT status, COALESCE(SUM(amount_sats), 0), COALESCE(SUM(COALESCE(fee_sats, 0)), 0) FROM invoice_payments "
+        "WHERE store_id = ? AND currency = 'BTC' AND status IN ('Settled', 'Processing') GROUP BY status", (store_id,))
+    by_status = {r[0]: (int(r[1]), int(r[2])) for r in pays}
+    settled, fees = by_status.get("Settled", (0, 0))
+    out = await db.fetchone("SELECT COALESCE(SUM(amount_sats), 0) FROM payouts WHERE store_id = ? AND state = "
+                            "'Completed'", (store_id,))
+    entries = dict(await db.fetchall(
+        "SELECT kind, COALESCE(SUM(sats), 0) FROM wallet_entries WHERE store_id = ? GROUP BY kind", (store_id,)))
+    return LedgerBalance(received=settled - fees, fees_collected=fees, paid_out=int(out[0]),
+                         fees_paid=-int(entries.get("fee", 0)), booked=int(entries.get("booked", 0)),
+                         confirming=by_status.get("Processing", (0, 0))[0])
+
+
+async def explained_txids(db: Any, btcpay: Any, store_id: str) -> set[str]:
+    """On-chain transactions a document explains: invoice payments (`<txid>-<vout>`), payouts (the txid of
+    their proof, as BTCPay shows it and as the fee entries recorded it) and bookings by hand."""
+    rows = await db.fetchall(
+        "SELECT txid FROM invoice_payments WHERE store_id = ? AND txid IS NOT NULL UNION "
+        "SELECT reference FROM wallet_entries WHERE store_id = ?", (store_id, store_id))
+    known = {str(r[0]) for r in rows}
+    try:
+        known |= {ref for p in await btcpay.list_payouts(store_id)
+                  if (ref := payout_proof_reference(p.payment_proof)) is not None}
+    except BTCPayAuthError:
+        pass  # the fee entries still name the transactions of the payouts sovterm booked
+    return known
+
+
+async def wallet_check(db: Any, btcpay: Any, store_id: str) -> dict[str, Any]:
+    """One store's balance section: ledger against wallet, and the unexplained on-chain transactions."""
+    notes: list[str] = []
+    onchain: int | None = None
+    lightning: int | None = None
+    unexplained: list[dict[str, Any]] = []
+    try:
+        onchain = btc_to_sats((await btcpay.get_onchain_wallet(store_id)).balance)
+        known = await explained_txids(db, btcpay, store_id)
+        unexplained = [{"txid": t.transaction_hash, "sats": t.sats, "timestamp": t.timestamp,
+                        "confirmations": t.confirmations}
+                       for t in await btcpay.list_onchain_transactions(store_id) if t.transaction_hash not in known]
+    except BTCPayAuthError as exc:
+        notes.append(f"on-chain wallet not checked: needs {exc.missing_permission or NEEDS_WALLET}")
+    except BTCPayNotFound:
+        onchain = 0
+        notes.append("the store has no on-chain wallet")
+    try:
+        msats = (await btcpay.get_lightning_balance(store_id)).local_msats
+        lightning = int((Decimal(msats) / 1000).to_integral_value(ROUND_HALF_EVEN))
+    except BTCPayAuthError as exc:
+        notes.append(f"Lightning balance not checked: needs {exc.missing_permission or NEEDS_LIGHTNING}")
+    except BTCPayNotFound:
+        lightning = 0
+        notes.append("the store has no Lightning node")
+    section = compare_balance(await ledger_balance(db, store_id), onchain, lightning)
+    if section["difference"] is None:
+        notes.append("balance not checked")
+    section.update({"store_id": store_id, "unexplained": unexplained, "notes": notes,
+                    "ok": not section["difference"] and not unexplained})
+    return section
+
+
+def format_sats(sats: int | None) -> str:
+    return "?" if sats is None else f"{sats:,} sats"
 
 
 def format_report(data: dict[str, Any]) -> str:
     lines = [f"Reconciliation {data['from']} to {data['to']}: "
-             + ("BOOKS MATCH" if data["ok"] else f"BOOKS DIFFER ({len(data['differences'])} item(s))"), "",
-             f"{'date':<12}{'BTCPay #':>9}{'BTCPay total':>15}{'QBO #':>7}{'QBO total':>15}"]
+             + ("BOOKS MATCH" if data["ok"] else "BOOKS DIFFER"), "",
+             (f"{'date':<12}{'cur':<5}{'BTCPay #':>9}{'sales':>12}{'refunds':>10}{'transfers':>11}"
+              f"{'QBO #':>7}{'sales':>12}{'refunds':>10}{'transfers':>11}")]
     for d in data["days"]:
-        mark = "" if d["btcpay_total"] == d["qbo_total"] and d["btcpay_count"] == d["qbo_count"] else "  <-"
-        lines.append(f"{d['date']:<12}{d['btcpay_count']:>9}{d['btcpay_total']:>15}{d['qbo_count']:>7}"
-                     f"{d['qbo_total']:>15}{mark}")
+        same = all(d[f"btcpay_{k}"] == d[f"qbo_{k}"] for k in ("sales", "refunds", "transfers"))
+        lines.append(f"{d['date']:<12}{d['currency']:<5}{d['btcpay_count']:>9}{d['btcpay_sales']:>12}"
+                     f"{d['btcpay_refunds']:>10}{d['btcpay_transfers']:>11}{d['qbo_count']:>7}{d['qbo_sales']:>12}"
+                     f"{d['qbo_refunds']:>10}{d['qbo_transfers']:>11}" + ("" if same else "  <-"))
     if data["differences"]:
-        lines += ["", "Differences:"]
+        lines += ["", f"Differences ({len(data['differences'])}):"]
         for x in data["differences"]:
-            lines.append(f"  {x['date']}  invoice {x['invoice_id'] or '-'}: {x['problem']} "
+            lines.append(f"  {x['date']}  {x['invoice_id'] or '-'}: {x['problem']} "
                          f"(expected {x['expected']}, booked {x['booked']}) {' '.join(x['documents'])}")
+    for w in data.get("wallets") or []:
+        verdict = "DIFFERS" if not w["ok"] else "NOT CHECKED" if w["difference"] is None else "MATCHES"
+        lines += ["", f"Bitcoin held, store {w['store_id']} (now): {verdict}"]
+        for label, key, sign in (("received", "received", "+"), ("fees collected", "fees_collected", "+"),
+                                 ("paid out", "paid_out", "-"), ("fees paid", "fees_paid", "-"),
+                                 ("booked by hand", "booked", "+")):
+            lines.append(f"  {sign} {label:<26}{format_sats(w[key]):>20}")
+        lines.append(f"  = {'ledger balance':<26}{format_sats(w['ledger']):>20}")
+        if w["confirming"]:
+            lines.append(f"  + {'payments still confirming':<26}{format_sats(w['confirming']):>20}")
+        lines.append(f"    {'wallet on-chain':<26}{format_sats(w['wallet_onchain']):>20}")
+        lines.append(f"    {'wallet Lightning':<26}{format_sats(w['wallet_lightning']):>20}")
+        lines.append(f"    {'wallet balance':<26}{format_sats(w['wallet']):>20}"
+                     + (f"   difference {w['difference']:+,} sats" if w["difference"] else ""))
+        lines += [f"  ({n})" for n in w["notes"]]
+        if w["unexplained"]:
+            lines.append("  Wallet transactions no document explains (book one: sovterm reconcile book TXID "
+                         "--account ACCOUNT):")
+            lines += [f"    {t['txid']}  {t['sats']:+,} sats" for t in w["unexplained"]]
     return "\n".join(lines)
+
+
+# -- booking an unexplained wallet transaction ----------------------------------------------------------
+
+#: What a Transfer can move money to or from ("Must be a Balance Sheet account").
+BALANCE_SHEET = {"Bank", "Accounts Receivable", "Other Current Asset", "Fixed Asset", "Other Asset",
+                 "Accounts Payable", "Credit Card", "Other Current Liability", "Long Term Liability", "Equity"}
+
+
+async def find_account(client: QBOClient, account: str) -> dict[str, Any]:
+    """A QuickBooks account by Id or by name, refused unless a Transfer can use it."""
+    rows = await client.query(f"SELECT * FROM Account WHERE Id = {quote_literal(account)}", limit=1) \
+        if account.isdigit() else []
+    rows = rows or await client.query(f"SELECT * FROM Account WHERE Name = {quote_literal(account)}", limit=2)
+    if len(rows) != 1:
+        raise UserFacingError(f"QuickBooks has {'no' if not rows else 'more than one'} account {account!r}",
+                              fix="give the account's exact name or its Id (`sovterm setup accounts list`)")
+    found = rows[0]
+    if found.get("AccountType") not in BALANCE_SHEET:
+        raise UserFacingError(
+            f"account {found.get('Name')!r} is a {found.get('AccountType')} account; a Transfer needs a balance "
+            "sheet account (bank, asset, liability or equity)",
+            fix="book a fee or an expense by hand in QuickBooks, or choose e.g. the exchange's bank account")
+    return found
+
+
+async def book(db: Any, btcpay: Any, client: QBOClient, store_id: str, txid: str, account: str,
+               actor: str) -> dict[str, Any]:
+    """Record the operator's decision that a wallet transaction went to (or came from) `account`, and queue
+    its Transfer: the sync job posts it exactly once, through the postings ledger."""
+    try:
+        tx = await btcpay.get_onchain_transaction(store_id, txid)
+    except BTCPayNotFound:
+        raise UserFacingError(f"store {store_id}'s wallet has no transaction {txid}",
+                              fix="copy the txid from `sovterm reconcile`'s list") from None
+    if txid in await explained_txids(db, btcpay, store_id):
+        raise UserFacingError(f"transaction {txid} is already explained (an invoice payment, a payout, or booked)")
+    found = await find_account(client, account)
+
+    async def unit(conn: Any) -> bool:
+        cur = await conn.execute(
+            "INSERT INTO wallet_entries(store_id, reference, kind, sats, account_id, note, happened_at, created_by, "
+            "created_at) VALUES(?, ?, 'booked', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (store_id, txid, tx.sats, str(found["Id"]), f"{'from' if tx.sats > 0 else 'to'} {found.get('Name')}",
+             tx.timestamp, actor, int(time.time())))
+        if cur.rowcount != 1:
+            return False
+        await queue.enqueue(conn, store_id, WALLET_PREFIX + txid, payload={"cause": f"booked by {actor}"})
+        return True
+
+    async with db.transaction() as conn:
+        if not await unit(conn):
+            raise UserFacingError(f"transaction {txid} is already booked")
+    return {"store_id": store_id, "txid": txid, "sats": tx.sats, "account_id": str(found["Id"]),
+            "account": found.get("Name"), "direction": "in" if tx.sats > 0 else "out"}

@@ -94,6 +94,38 @@ def review_row(p: dict[str, Any]) -> tuple[str, ...]:
     return (*posting_row(p)[:4], str(p.get("review") or ""))
 
 
+def books_text(report: dict[str, Any] | None) -> str:
+    """The books-match report in short: the verdict, the day totals per currency, and per store the bitcoin
+    the ledger says it holds against the wallet (the unexplained transactions go in their own table)."""
+    if report is None:
+        return "[dim]checking the books…[/]"
+    verdict = "[green]BOOKS MATCH[/]" if report.get("ok") else "[red]BOOKS DIFFER[/]"
+    differences = len(report.get("differences") or [])
+    lines = [f"{verdict} · {_esc(report.get('from'))} to {_esc(report.get('to'))} · {differences} document difference(s)"]
+    totals: dict[str, list[Decimal]] = {}
+    for d in report.get("days") or []:
+        t = totals.setdefault(str(d.get("currency")), [Decimal(0)] * 4)
+        for i, key in enumerate(("btcpay_sales", "qbo_sales", "btcpay_transfers", "qbo_transfers")):
+            t[i] += Decimal(str(d.get(key, "0")))
+    for currency, (b_sales, q_sales, b_out, q_out) in sorted(totals.items()):
+        lines.append(f"{_esc(currency)}: sales BTCPay {b_sales} / QuickBooks {q_sales} · transfers BTCPay {b_out} / "
+                     f"QuickBooks {q_out}")
+    for w in report.get("wallets") or []:
+        state = ("[red]differs[/]" if not w.get("ok") else "[yellow]not checked[/]" if w.get("difference") is None
+                 else "[green]matches[/]")
+        lines.append(f"store {_esc(w.get('store_id'))}: ledger {sats(w.get('ledger'))} · wallet "
+                     f"{sats(w.get('wallet')) or '?'} {state}"
+                     + (f" ({w['difference']:+,} sats)" if w.get("difference") else ""))
+        lines += [f"  [dim]{_esc(n)}[/]" for n in w.get("notes") or []]
+    return "\n".join(lines)
+
+
+def unexplained_rows(report: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """(store, txid, sats) of every wallet transaction no document explains."""
+    return [(str(w.get("store_id")), str(t.get("txid")), f"{int(t.get('sats') or 0):+,} sats")
+            for w in (report or {}).get("wallets") or [] for t in w.get("unexplained") or []]
+
+
 # ---- payouts ---------------------------------------------------------------------------------------
 
 

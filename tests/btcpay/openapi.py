@@ -58,6 +58,13 @@ def _apply_patches(doc: dict[str, Any]) -> None:
     perks = schemas["CrowdfundAppData"]["allOf"][1]["properties"]["perks"]
     perks.clear()
     perks.update({"type": "array", "items": {"type": "object"}})
+    # the on-chain wallet (GreenfieldStoreOnChainWalletsController.ToModel, OnChainWalletTransactionData.cs):
+    # blockHeight and confirmations are numbers, labels a dictionary; the overview also carries `label`
+    tx = schemas["OnChainWalletTransactionData"]["properties"]
+    for name in ("blockHeight", "confirmations"):
+        tx[name] = {"anyOf": [{"type": "number"}, {"type": "string"}], "nullable": True}
+    tx["labels"] = {"type": "object"}
+    schemas["OnChainWalletOverviewData"]["properties"]["label"] = {"type": "string"}
     # refund 400 is `{"code":"non-refundable",...}` (GreenfieldInvoiceController.RefundInvoice), not a list
     refund_400 = doc["paths"]["/api/v1/invoices/{invoiceId}/refund"]["post"]["responses"]["400"]
     refund_400["content"]["application/json"]["schema"] = {"anyOf": [

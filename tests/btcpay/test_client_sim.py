@@ -19,7 +19,7 @@ from sovterm.btcpay.errors import (
     BTCPayUnavailable,
     BTCPayValidationError,
 )
-from sovterm.btcpay.models import PaymentMethodKind
+from sovterm.btcpay.models import PaymentMethodKind, payout_proof_reference
 from sovterm.btcpay.permissions import STORE
 from sovterm.sim.btcpay_state import Fault
 from sovterm.store.secrets import Secret
@@ -238,3 +238,48 @@ async def test_unreachable_is_unavailable_and_key_never_logged(caplog):
     assert "cannot reach BTCPay" in str(down.value)
     assert "super-secret-key-xyz" not in caplog.text and "super-secret-key-xyz" not in str(down.value)
     assert "GET /api/v1/server/info" in caplog.text  # DEBUG logging happened, without the key
+
+
+async def test_wallet_and_lightning_node_with_payout_fees(sim):
+    """On-chain payouts pay a miner fee (one transaction for a batch), Lightning payouts a routing fee; the
+    balances, transactions, payout proofs and payments say so, and match the spec."""
+    store_id, key = sim.store_with_key()
+    client, state = sim.client(key), sim.state
+    chain = state.create_invoice(store_id, Decimal(65), "USD")  # 0.001 BTC at 65,000
+    state.pay(chain.id)
+    state.confirm(chain.id)
+    ln = state.create_invoice(store_id, Decimal("32.50"), "USD")
+    state.pay(ln.id, method="BTC-LN")
+    a = state.create_payout(store_id, Decimal("0.0002"), approved=True)
+    b = state.create_payout(store_id, Decimal("0.0001"), approved=True)
+    tx = state.pay_payouts(store_id, [a.id, b.id], fee_sats=1_500)
+    c = state.create_payout(store_id, Decimal("0.0001"), payout_method_id="BTC-LN", destination="lnbc1sim",
+                            approved=True)
+    state.pay_lightning_payout(store_id, c.id, fee_msat=4_000)
+
+    wallet = await client.get_onchain_wallet(store_id)
+    assert wallet.balance == Decimal("0.001") - Decimal("0.0003") - Decimal("0.000015")
+    listed = await client.list_onchain_transactions(store_id)
+    assert [t.sats for t in listed] == [-31_500, 100_000]
+    one = await client.get_onchain_transaction(store_id, tx.txid)
+    assert one.sats == -31_500 and one.confirmations == 1
+    payouts = {p.id: p for p in await client.list_payouts(store_id)}
+    assert payout_proof_reference(payouts[a.id].payment_proof) == tx.txid == \
+        payout_proof_reference(payouts[b.id].payment_proof)
+    payment_hash = payout_proof_reference(payouts[c.id].payment_proof)
+    payment = await client.get_lightning_payment(store_id, payment_hash)
+    assert (payment.fee_amount, payment.total_amount) == (4_000, 10_004_000)
+    balance = await client.get_lightning_balance(store_id)
+    assert balance.local_msats == 50_000_000 - 10_004_000  # 0.0005 BTC in, 0.0001 BTC + fee out
+    with pytest.raises(BTCPayNotFound):
+        await client.get_onchain_transaction(store_id, "00" * 32)
+
+
+async def test_wallet_needs_its_own_permission(sim):
+    store_id, key = sim.store_with_key([STORE + "canviewstoresettings"])
+    with pytest.raises(BTCPayAuthError) as err:
+        await sim.client(key).get_onchain_wallet(store_id)
+    assert err.value.missing_permission == STORE + "canviewwallet"
+    with pytest.raises(BTCPayAuthError) as err:
+        await sim.client(key).get_lightning_balance(store_id)
+    assert err.value.missing_permission == STORE + "canuselightningnode"

@@ -300,7 +300,8 @@ async def test_reconcile_report_matches_then_detects_a_missing_document(db, engi
     await engine.drain()
     rep = await reconcile.check(db, books.qbo, "2026-01-01", "2026-01-01")
     assert rep.ok, rep.as_dict()
-    assert rep.days[0]["btcpay_total"] == "300.00" and rep.days[0]["qbo_total"] == "300.00"
+    assert rep.days[0]["btcpay_sales"] == "300.00" and rep.days[0]["qbo_sales"] == "300.00"
+    assert rep.days[0]["currency"] == "USD"
     victim = docs(qbo_state, "SalesReceipt")[0]
     del qbo_state.books["9341450000000001"].table("SalesReceipt")[victim["Id"]]
     rep = await reconcile.check(db, books.qbo, "2026-01-01", "2026-01-01")

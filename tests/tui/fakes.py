@@ -31,7 +31,7 @@ PART_METHODS = [
     {"name": name, "role": role} for name, role in [
         ("sync.recent", "viewer"), ("sync.dead", "viewer"), ("sync.unmatched", "viewer"), ("sync.retry", "admin"),
         ("sync.resolve", "admin"), ("sync.review", "viewer"), ("sync.reviewed", "admin"), ("sync.now", "admin"), ("sync.pause", "admin"), ("sync.resume", "admin"),
-        ("sync.backfill", "admin"), ("payouts.list", "viewer"), ("payouts.refresh", "viewer"),
+        ("sync.backfill", "admin"), ("reconcile", "viewer"), ("reconcile.book", "admin"), ("payouts.list", "viewer"), ("payouts.refresh", "viewer"),
         ("payouts.approve", "admin"), ("payouts.cancel", "admin"), ("payouts.mark_paid", "admin"),
         ("links.list", "viewer"), ("links.get", "viewer"), ("links.create", "admin"), ("links.expire", "admin"),
         ("links.bulk_create", "admin"), ("btcpay.status", "viewer"), ("qbo.status", "viewer"),
@@ -186,6 +186,23 @@ def search_invoices(query: str | None = None, limit: int = 50) -> list[dict[str,
     return [i for i in OPEN_INVOICES if needle in i["doc_number"].lower() or needle in i["customer"].lower()][:limit]
 
 
+#: A books-match report: the documents match, the wallet holds 20,500 sats less than the ledger says.
+BOOKS = {
+    "ok": False, "differences": [],
+    "days": [{"date": "2026-03-01", "currency": "USD", "btcpay_count": 2, "btcpay_sales": "97.50",
+              "btcpay_refunds": "0", "btcpay_transfers": "39.93", "qbo_count": 6, "qbo_sales": "97.50",
+              "qbo_refunds": "0", "qbo_transfers": "39.93"},
+             {"date": "2026-03-01", "currency": "EUR", "btcpay_count": 1, "btcpay_sales": "80.00",
+              "btcpay_refunds": "0", "btcpay_transfers": "0", "qbo_count": 1, "qbo_sales": "80.00",
+              "qbo_refunds": "0", "qbo_transfers": "0"}],
+    "wallets": [{"store_id": "S1", "ok": False, "received": 149_000, "fees_collected": 1_000, "paid_out": 60_000,
+                 "fees_paid": 1_430, "booked": 0, "ledger": 88_570, "confirming": 0, "wallet_onchain": 28_090,
+                 "wallet_lightning": 39_980, "wallet": 68_070, "difference": -20_500, "notes": [],
+                 "unexplained": [{"txid": "ab" * 32, "sats": -20_500, "timestamp": 1_772_000_000,
+                                  "confirmations": 1}]}],
+}
+
+
 def part_results() -> dict[str, Any]:
     """What the parts' methods answer in the fixed daemon; approving writes an audit entry as the daemon does."""
     audit = list(AUDIT)
@@ -214,6 +231,9 @@ def part_results() -> dict[str, Any]:
         "sync.resolve": lambda invoice_id, **kw: {"invoice_id": invoice_id, "store_id": "S1", "resolution": kw},
         "sync.review": lambda limit=50: REVIEW[:limit], "sync.reviewed": lambda invoice_id, **kw: {"reviewed": 1},
         "sync.status": FEEDS["sync.status"], "sync.totals": FEEDS["sync.totals"],
+        "reconcile": lambda date_from, date_to: {**BOOKS, "from": date_from, "to": date_to},
+        "reconcile.book": lambda txid, account, store_id: {"store_id": store_id, "txid": txid, "sats": -20_500,
+                                                          "account": account, "account_id": "35", "direction": "out"},
         "payouts.list": lambda include_final: PAYOUTS if include_final else PAYOUTS[:2],
         "payouts.approve": decide("approved", "payout.approve"),
         "payouts.cancel": decide("cancelled", "payout.cancel"),

@@ -12,7 +12,7 @@ from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.screens.links import LinkCreateScreen, LinksScreen, LinkShowScreen
 from sovterm.tui.screens.payouts import PayoutDecisionScreen, PayoutsScreen
-from sovterm.tui.screens.sync import ResolveScreen, SyncScreen
+from sovterm.tui.screens.sync import BookScreen, ResolveScreen, SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen
 from tests.tui.fakes import DESTINATION, OPEN_INVOICES, fixed_app, search_invoices
 from tests.tui.helpers import plain, until
@@ -153,6 +153,29 @@ async def test_a_posting_flagged_for_review_is_listed_and_marked_reviewed() -> N
         await pilot.press("v")
         await until(pilot, lambda: app.link.client.called("sync.reviewed"), what="reviewed call")
         assert app.link.client.called("sync.reviewed") == [{"invoice_id": "INV3"}]
+
+
+async def test_books_tab_shows_the_wallet_difference_and_books_an_unexplained_transaction() -> None:
+    app = fixed_app(parts=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await goto(app, pilot, "s", SyncScreen)
+        await pilot.press("5")
+        await until(pilot, lambda: screen.books, what="the books report")
+        text = plain(screen.query_one("#books-text", Static))
+        assert "BOOKS DIFFER" in text and "ledger 88,570 sats" in text and "(-20,500 sats)" in text
+        assert "USD: sales BTCPay 97.50 / QuickBooks 97.50" in text and "EUR: sales BTCPay 80.00" in text
+        assert rows(screen, "#books-table") == [["S1", "ab" * 32, "-20,500 sats"]]
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, BookScreen), what="book dialog")
+        dialog = app.screen
+        dialog.query_one("#book-apply", Button).press()
+        await pilot.pause()
+        assert "type the account" in plain(dialog.query_one("#book-problem", Static))
+        dialog.query_one("#book-account", Input).value = "Checking"
+        dialog.query_one("#book-apply", Button).press()
+        await until(pilot, lambda: app.link.client.called("reconcile.book"), what="book call")
+        assert app.link.client.called("reconcile.book") == [{"txid": "ab" * 32, "account": "Checking",
+                                                             "store_id": "S1"}]
 
 
 async def test_viewer_sees_sync_but_cannot_act() -> None:

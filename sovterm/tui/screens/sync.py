@@ -1,5 +1,6 @@
-"""Sync: live progress, recent postings with their QuickBooks ids, dead letters, unmatched payments and
-postings flagged for review.
+"""Sync: live progress, recent postings with their QuickBooks ids, dead letters, unmatched payments,
+postings flagged for review, and whether the books match (the last 30 days and the bitcoin held, with the
+wallet transactions no document explains, which an admin can book).
 
 The counts come from the app's `sync.status` feed; the lists are fetched when the screen is shown and
 again (debounced) when the daemon reports a job or an invoice changed; progress comes from
@@ -8,6 +9,7 @@ again (debounced) when the daemon reports a job or an invoice changed; progress 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from textual import on
@@ -32,12 +34,57 @@ from sovterm.tui.actions import actions_for
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen, render_actions
 from sovterm.tui.state import LinkState
-from sovterm.tui.views import SyncProgress, dead_row, posting_row, render_sync_status, review_row, unmatched_row
+from sovterm.tui.views import (
+    SyncProgress,
+    books_text,
+    dead_row,
+    posting_row,
+    render_sync_status,
+    review_row,
+    unexplained_rows,
+    unmatched_row,
+)
 
 ACTIONS = actions_for("sync")
 RELOAD_TOPICS = ("sync.job", "invoice.updated")
 RELOAD_DEBOUNCE_S = 0.3
 RECENT_LIMIT = 50
+BOOKS_DAYS = 30  # the Books tab checks this many days up to today
+
+
+class BookScreen(ModalScreen[dict[str, Any] | None]):
+    """Book a wallet transaction no document explains as a Transfer to/from an account; Esc books nothing."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, store_id: str, txid: str, amount: str) -> None:
+        super().__init__()
+        self.store_id, self.txid, self.amount = store_id, txid, amount
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="book-box", classes="dialog") as box:
+            box.border_title = "Book a wallet transaction"
+            yield Static(f"[b]{self.txid}[/] · {self.amount}\nno invoice payment or payout explains it", id="book-what")
+            yield Label("the QuickBooks account it went to or came from (a bank, asset, liability or equity)")
+            yield Input(placeholder="e.g. Checking", id="book-account", compact=True)
+            yield Static(id="book-problem", classes="problem")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="book-cancel", variant="primary")
+                yield Button("Book", id="book-apply")
+
+    def on_mount(self) -> None:
+        self.query_one("#book-cancel", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "book-apply":
+            self.dismiss(None)
+            return
+        account = self.query_one("#book-account", Input).value.strip()
+        if not account:
+            self.query_one("#book-problem", Static).update("type the account first")
+            return
+        self.dismiss({"txid": self.txid, "account": account, "store_id": self.store_id})
 
 
 class ResolveScreen(ModalScreen[dict[str, Any] | None]):
@@ -99,11 +146,13 @@ class SyncScreen(DaemonScreen):
         Binding("R", "retry_all", "Retry all"),
         Binding("e", "resolve", "Resolve"),
         Binding("v", "reviewed", "Reviewed"),
+        Binding("b", "book", "Book tx"),
         Binding("f", "reload", "Refresh"),
         Binding("1", "tab('recent')", "Recent", show=False),
         Binding("2", "tab('dead')", "Dead", show=False),
         Binding("3", "tab('unmatched')", "Unmatched", show=False),
         Binding("4", "tab('review')", "To review", show=False),
+        Binding("5", "tab('books')", "Books", show=False),
     ]
 
     def __init__(self) -> None:
@@ -113,6 +162,7 @@ class SyncScreen(DaemonScreen):
         self.unmatched: list[dict[str, Any]] = []
         self.review: list[dict[str, Any]] = []
         self.recent: list[dict[str, Any]] = []
+        self.books: dict[str, Any] | None = None
         self._reload_pending = False
 
     def compose(self) -> ComposeResult:
@@ -130,6 +180,9 @@ class SyncScreen(DaemonScreen):
                 yield DataTable(id="unmatched-table", cursor_type="row", zebra_stripes=True)
             with TabPane("To review", id="review"):
                 yield DataTable(id="review-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Books", id="books"):
+                yield Static(id="books-text")
+                yield DataTable(id="books-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="sync-actions", classes="actions-line")
         yield Footer()
 
@@ -140,6 +193,7 @@ class SyncScreen(DaemonScreen):
         self.query_one("#unmatched-table", DataTable).add_columns("BTCPay invoice", "amount", "reason")
         self.query_one("#review-table", DataTable).add_columns("date", "BTCPay invoice", "QuickBooks doc", "amount",
                                                               "why")
+        self.query_one("#books-table", DataTable).add_columns("store", "wallet transaction nothing explains", "amount")
         self.show_state(self.sovterm.state)
 
     def on_screen_resume(self) -> None:
@@ -215,6 +269,34 @@ class SyncScreen(DaemonScreen):
             if self.may(method) is None:
                 self.call(method, params, done=store(name), exclusive=True)
 
+    def load_books(self) -> None:
+        """The books-match report for the last `BOOKS_DAYS` days (asked only when the Books tab is shown: it
+        polls BTCPay and queries QuickBooks)."""
+        if (why := self.may("reconcile")) is not None:
+            self.query_one("#books-text", Static).update(f"[dim]{why}[/]")
+            return
+        today = datetime.fromtimestamp(self.sovterm.clock(), UTC).date()
+        period = {"date_from": (today - timedelta(days=BOOKS_DAYS - 1)).isoformat(), "date_to": today.isoformat()}
+
+        def done(report: dict[str, Any]) -> None:
+            self.books = report
+            self.show_books()
+
+        self.query_one("#books-text", Static).update(books_text(None))
+        self.call("reconcile", period, done=done, exclusive=True, group="books")
+
+    def show_books(self) -> None:
+        self.query_one("#books-text", Static).update(books_text(self.books))
+        table = self.query_one("#books-table", DataTable)
+        table.clear()
+        for row in unexplained_rows(self.books):
+            table.add_row(*row, key=f"{row[0]}/{row[1]}")
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "books":
+            self.load_books()
+
     def daemon_event(self, event: DaemonEvent) -> None:
         if event.topic == "sync.progress":
             self.progress = SyncProgress.from_event(event.data)
@@ -232,6 +314,8 @@ class SyncScreen(DaemonScreen):
             return True if self.may("sync.resolve") is None else None
         if action == "reviewed":
             return True if self.may("sync.reviewed") is None else None
+        if action == "book":
+            return True if self.may("reconcile.book") is None else None
         return super().check_action(action, parameters)
 
     def action_tab(self, tab: str) -> None:
@@ -239,6 +323,8 @@ class SyncScreen(DaemonScreen):
 
     def action_reload(self) -> None:
         self.reload()
+        if self.query_one(TabbedContent).active == "books":
+            self.load_books()
         self.sovterm.link.refresh_now()
 
     def _selected(self, table_id: str) -> str | None:
@@ -302,3 +388,25 @@ class SyncScreen(DaemonScreen):
             self.sovterm.link.refresh_now()
 
         self.call("sync.reviewed", {"invoice_id": invoice_id}, done=done)
+
+    def action_book(self) -> None:
+        self.action_tab("books")
+        key = self._selected("#books-table")
+        if key is None:
+            self.notify("no unexplained wallet transaction to book", severity="information")
+            return
+        store_id, txid = key.split("/", 1)
+        amount = next((r[2] for r in unexplained_rows(self.books) if r[1] == txid), "")
+
+        def decided(params: dict[str, Any] | None) -> None:
+            if params is None:
+                return
+
+            def done(result: dict[str, Any]) -> None:
+                self.notify(f"wallet transaction {txid} booked to {result.get('account')}: the Transfer is queued",
+                            title="Book")
+                self.load_books()
+
+            self.call("reconcile.book", params, done=done)
+
+        self.app.push_screen(BookScreen(store_id, txid, amount), decided)
