@@ -118,7 +118,8 @@ def cmd_mode(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    result = core.call(args, environ, "reconcile", date_from=args.date_from, date_to=args.date_to)
+    result = core.call(args, environ, "reconcile", date_from=args.date_from, date_to=args.date_to,
+                       store_id=args.store)
     core.emit(args, result, format_report)
     return 0 if result["ok"] else core.EXIT_FAILED
 
@@ -161,3 +162,4 @@ def add_commands(sub: Any, add: core.Adder) -> None:
             json_flag=True)
     p.add_argument("--from", required=True, dest="date_from", metavar="YYYY-MM-DD")
     p.add_argument("--to", required=True, dest="date_to", metavar="YYYY-MM-DD")
+    p.add_argument("--store", metavar="ID", help="only this store's books (default: every followed store together)")

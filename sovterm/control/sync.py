@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sovterm.btcpay import ledger
+from sovterm.control.btcpay import require_followed
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
@@ -155,6 +156,7 @@ class ModeParams(BaseModel):
 class RangeParams(BaseModel):
     date_from: str
     date_to: str
+    store_id: str | None = None  # one store's books; None: every store together
 
 
 def register(server: ControlServer, services: Services) -> None:
@@ -252,6 +254,8 @@ def register(server: ControlServer, services: Services) -> None:
     @server.method("setup.mode", role=Role.ADMIN, params=ModeParams)
     async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None) -> dict[str, Any]:
         """Deposit or invoicing mode, for one store or as the default."""
+        if store_id is not None:
+            await require_followed(services, store_id)
         value = await store.set_mode(services.require_db(), mode, deposit_as, store_id)
         if services.sync is not None:
             services.sync.engine.forget_store_settings()
@@ -259,16 +263,19 @@ def register(server: ControlServer, services: Services) -> None:
         return {"store_id": store_id or "default", **value}
 
     @server.method("reconcile", role=Role.VIEWER, params=RangeParams)
-    async def reconcile_(ctx: CallContext, date_from: str, date_to: str) -> dict[str, Any]:
-        """Compare what BTCPay settled with what QuickBooks holds, per day and per invoice."""
+    async def reconcile_(ctx: CallContext, date_from: str, date_to: str, store_id: str | None) -> dict[str, Any]:
+        """Compare what BTCPay settled with what QuickBooks holds, per day and per invoice (one store's, or all)."""
+        if store_id is not None:
+            await require_followed(services, store_id)
         if services.qbo is None:
             raise UserFacingError("QuickBooks is not connected")
         if services.btcpay is not None:
             await services.btcpay.poll_all()  # refresh the ledger first
         client = await services.qbo.client()
         ctx_currency = await services.qbo.currency_context()
-        report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home)
-        return report.as_dict()
+        report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home,
+                                       store_id=store_id)
+        return {**report.as_dict(), "store_id": store_id}
 
 
 PART = Part("sync", stage=sync_stage, loops=sync_loops, methods=register)

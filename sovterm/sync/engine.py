@@ -469,7 +469,7 @@ class SyncEngine:
             day = rules.day_of(payout.completed_at or int(time.time()))
             body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
                                         to_account_id=await self.clearing.get(client), amount=amount,
-                                        note=payouts.describe(payout, note)))
+                                        note=payouts.describe(payout, note), class_id=mapping.class_id))
             new_row = {
                 "store_id": job.store_id, "invoice_id": job.invoice_id, "kind": payouts.TRANSFER, "seq": 0,
                 "entity": "Transfer", "amount": str(amount), "currency": ctx.home, "ref": payout.payout_id,
@@ -608,7 +608,7 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
                                    customer_id=m.customer_id, payment_method_id=m.payment_method_id,
                                    class_id=m.class_id, tax_code_id=m.tax_code_id, description=p.memo, **common)
     if p.entity == "Deposit":
-        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id)
+        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id, m.class_id)
         return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
     if p.entity == "Payment":
         assert p.qbo_invoice is not None and p.applied is not None
@@ -619,7 +619,7 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
         customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
         return build_refund_receipt(item_id=m.item_id, amount=p.amount, refund_from_account_id=m.deposit_account_id,
                                     customer_id=customer, payment_method_id=m.payment_method_id,
-                                    description=p.memo, **common)
+                                    description=p.memo, class_id=m.class_id, **common)
     raise ValueError(f"no builder for {p.entity}")
 
 
