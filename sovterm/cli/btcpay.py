@@ -246,8 +246,8 @@ def cmd_stores(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def cmd_unfollow(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     result = core.call(args, environ, "btcpay.unfollow", store_id=args.store)
     core.emit(args, result, lambda r: f"no longer following store {r['store_id']}; its invoice history is kept"
-              + ("" if r["webhook_deleted"] else "\nBTCPay could not be reached to delete our webhook there: delete "
-                 "it in BTCPay (Store > Settings > Webhooks)"))
+              + ("" if r["webhook_deleted"] else "\nour webhook there could not be deleted (BTCPay unreachable, or "
+                 "the key refused): delete it in BTCPay (Store > Settings > Webhooks)"))
     return 0
 
 

@@ -75,10 +75,11 @@ class HistoryParams(BaseModel):
 
 
 async def require_followed(services: Services, store_id: str) -> str:
-    """`store_id` if sovterm follows it; else a clear refusal naming the followed stores (a typo must not
-    save a mode or a mapping nothing will ever use)."""
+    """`store_id`, unless stores are followed and it is not one of them: then a clear refusal naming them
+    (a typo must not save a mode or a mapping nothing will ever use). Before any store is followed a store
+    may be prepared (e.g. its accounts mapped before BTCPay is connected)."""
     followed = await ledger.selected_stores(services.require_db())
-    if store_id not in followed:
+    if followed and store_id not in followed:
         raise UserFacingError(f"store {store_id} is not followed",
                               fix=f"followed stores: {', '.join(followed) or 'none yet'} (`sovterm btcpay stores`)")
     return store_id
