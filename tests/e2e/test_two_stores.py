@@ -16,7 +16,6 @@ import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,7 +23,7 @@ from sovterm.btcpay.webhooks import sign
 from sovterm.store.secrets import Secret
 from tests.support.system import REALM, STORE_PERMISSIONS, System, start_system
 
-from .conftest import docs_about, postings
+from .conftest import docs_about, postings, settle
 
 COFFEE = "Satoshi's Coffee"  # the system's store
 
@@ -34,14 +33,6 @@ def _key_file(s: System, name: str, key: str) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return str(path)
-
-
-def _settle(s: System, store_id: str, amount: str, **metadata: Any) -> Any:
-    sim, state = s.btcpay, s.btcpay.state
-    inv = sim.call(state.create_invoice, store_id, Decimal(amount), "USD", metadata=metadata or None)
-    sim.call(state.pay, inv.id, method="BTC-LN")
-    assert inv.status == "Settled", inv.status
-    return inv
 
 
 class Shop:
@@ -147,9 +138,9 @@ def test_each_store_books_into_its_own_accounts_exactly_once(two: tuple[System, 
     if b.store_id not in [r[0] for r in s.sql("SELECT store_id FROM btcpay_stores WHERE selected = 1")]:
         pytest.skip("needs the second store set up by the test before")
     qbo_invoice = next(d for d in s.qbo_docs("Invoice") if d.get("DocNumber") == "1001")
-    sale_a = _settle(s, a, "25.00")
-    pay_b = _settle(s, b.store_id, "40.00", orderId="1001")
-    loose_b = _settle(s, b.store_id, "12.50", orderId="not-in-quickbooks")
+    sale_a = settle(s, "25.00")
+    pay_b = settle(s, "40.00", store_id=b.store_id, metadata={"orderId": "1001"})
+    loose_b = settle(s, "12.50", store_id=b.store_id, metadata={"orderId": "not-in-quickbooks"})
     s.wait_idle()
     listed = s.wait_for(lambda: [r for r in s.cli_json("sync", "unmatched") if r["invoice_id"] == loose_b.id],
                         what="B's unmatched invoice")
