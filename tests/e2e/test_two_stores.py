@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,7 +181,15 @@ def test_each_store_books_into_its_own_accounts_exactly_once(two: tuple[System, 
     b_docs = [d for e in ("SalesReceipt", "Deposit", "Payment") for d in s.qbo_docs(e)
               if b.store_id in str(d.get("PrivateNote"))]
     assert len(b_docs) == 2 and all(d["DepositToAccountRef"]["value"] == ids["bitcoin_b"] for d in b_docs)
-    assert ids["class_b"] not in json.dumps(a_docs) and ids["class_a"] not in json.dumps(b_docs)
+    assert set().union(*map(class_refs, a_docs)) == {ids["class_a"]}
+    assert set().union(*map(class_refs, b_docs)) == {ids["class_b"]}
+
+    # B's payout: a Transfer out of B's bitcoin account, with B's class (its mirror reads B with B's key)
+    payout = s.btcpay.call(s.btcpay.state.create_payout, b.store_id, Decimal("10.00"), "USD", approved=True)
+    s.btcpay.call(s.btcpay.state.mark_payout_paid, b.store_id, payout.id)
+    (transfer,) = s.wait_for(lambda: [d for d in s.qbo_docs("Transfer") if payout.id in str(d.get("PrivateNote"))],
+                             what="B's payout transfer")
+    assert (transfer["FromAccountRef"]["value"], transfer["ClassRef"]["value"]) == (ids["bitcoin_b"], ids["class_b"])
 
     # the poll and the history import cover both stores, B through its own key (the server-wide one
     # cannot read B at all)
@@ -212,6 +221,16 @@ def test_each_store_books_into_its_own_accounts_exactly_once(two: tuple[System, 
                                                                 "--store", b.store_id)
     logs = [p for p in (Path(s.daemon.root) / "data" / "logs").glob("*") if p.is_file()]
     assert logs and all(b.key not in p.read_text(errors="replace") for p in logs)
+
+
+def class_refs(node: Any) -> set[str]:
+    """Every ClassRef in a document, at any depth (header or lines)."""
+    if isinstance(node, dict):
+        found = {node["ClassRef"]["value"]} if "ClassRef" in node else set()
+        return found.union(*(class_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(class_refs(v) for v in node))
+    return set()
 
 
 def _post_webhook(s: System, store_id: str, body: bytes, secret: str) -> int:
