@@ -4,9 +4,11 @@ One connection serves the stores the operator selected: the URL (and what we lea
 `kv` as `btcpay:connection`, the server-wide API key in the SecretStore as `btcpay:api_key`, one webhook
 secret per store as `btcpay:webhook:<store>`. A store may have its own key (`btcpay:api_key:<store>`,
 e.g. a key its owner scoped to that store alone): every call for that store then uses it, and its
-permissions are checked against that store; stores without one use the server-wide key. BTCPay being down or refusing the key is a connector state
-(`not_configured`, `checking`, `connected`, `unreachable`, `unauthorized`) that /readyz, `sovterm
-status` and the TUI show, never a crash: the daemon keeps accepting webhooks and retries on its own.
+permissions are checked against that store; stores without one use the server-wide key. BTCPay being
+down or refusing the server-wide key is a connector state (`not_configured`, `checking`, `connected`,
+`unreachable`, `unauthorized`) that /readyz, `sovterm status` and the TUI show, never a crash: the
+daemon keeps accepting webhooks and retries on its own. BTCPay refusing a store's own key fails that
+store's polls alone (`store_error`), not the connection.
 
 Webhooks carry no invoice status, so an accepted invoice event schedules a quick re-read of that
 invoice (after the commit, outside the transaction); the poll loop remains the completeness guarantee.

@@ -274,7 +274,7 @@ def register(server: ControlServer, services: Services) -> None:
         client = await services.qbo.client()
         ctx_currency = await services.qbo.currency_context()
         report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home,
-                                       store_id=store_id)
+                                       only_store=store_id)
         return {**report.as_dict(), "store_id": store_id}
 
 

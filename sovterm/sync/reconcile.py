@@ -100,14 +100,14 @@ async def actual(client: QBOClient, db: Any, date_from: str, date_to: str) -> tu
 
 
 async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: str = "USD",
-                store_id: str | None = None) -> Report:
-    """With `store_id`, only that store's invoices and documents (the documents sovterm does not know
+                only_store: str | None = None) -> Report:
+    """With `only_store`, only that store's invoices and documents (the documents sovterm does not know
     belong to no store, so they show in the report over all stores)."""
     want = await expected(db, date_from, date_to, home)
     have, unknown = await actual(client, db, date_from, date_to)
-    if store_id is not None:
-        want = {k: v for k, v in want.items() if k[0] == store_id}
-        have = defaultdict(list, {k: v for k, v in have.items() if k[0] == store_id})
+    if only_store is not None:
+        want = {k: v for k, v in want.items() if k[0] == only_store}
+        have = defaultdict(list, {k: v for k, v in have.items() if k[0] == only_store})
         unknown = []
     report = Report(date_from, date_to)
     days: dict[str, dict[str, Any]] = defaultdict(lambda: {
