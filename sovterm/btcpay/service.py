@@ -1,10 +1,14 @@
 """The BTCPay connection as the daemon runs it: setup, status, webhook intake and polling.
 
 One connection serves the stores the operator selected: the URL (and what we learnt at connect) in
-`kv` as `btcpay:connection`, the API key in the SecretStore as `btcpay:api_key`, one webhook secret per
-store as `btcpay:webhook:<store>`. BTCPay being down or refusing the key is a connector state
-(`not_configured`, `checking`, `connected`, `unreachable`, `unauthorized`) that /readyz, `sovterm
-status` and the TUI show, never a crash: the daemon keeps accepting webhooks and retries on its own.
+`kv` as `btcpay:connection`, the server-wide API key in the SecretStore as `btcpay:api_key`, one webhook
+secret per store as `btcpay:webhook:<store>`. A store may have its own key (`btcpay:api_key:<store>`,
+e.g. a key its owner scoped to that store alone): every call for that store then uses it, and its
+permissions are checked against that store; stores without one use the server-wide key. BTCPay being
+down or refusing the server-wide key is a connector state (`not_configured`, `checking`, `connected`,
+`unreachable`, `unauthorized`) that /readyz, `sovterm status` and the TUI show, never a crash: the
+daemon keeps accepting webhooks and retries on its own. BTCPay refusing a store's own key fails that
+store's polls alone (`store_error`), not the connection.
 
 Webhooks carry no invoice status, so an accepted invoice event schedules a quick re-read of that
 invoice (after the commit, outside the transaction); the poll loop remains the completeness guarantee.
@@ -45,7 +49,12 @@ from sovterm.btcpay.permissions import (
     permission_warnings,
 )
 from sovterm.btcpay.poller import InvoicePoller, cursor_key
-from sovterm.btcpay.setup import ensure_webhook, webhook_path, webhook_secret_name
+from sovterm.btcpay.setup import (
+    ensure_webhook,
+    store_key_name,
+    webhook_path,
+    webhook_secret_name,
+)
 from sovterm.btcpay.webhooks import (
     SUBSCRIBED_EVENTS,
     IngestResult,
@@ -156,6 +165,11 @@ class BTCPayService:
         # store -> the secrets a delivery may be signed with (two only while a rotation is in flight)
         self._webhook_secrets: dict[str, list[Secret]] = {}
         self._selected: set[str] = set()
+        # stores with their own API key: the key and a client built on it
+        self._store_keys: dict[str, Secret] = {}
+        self._store_clients: dict[str, BTCPayClient] = {}
+        # store -> why its last poll failed (a store-level refusal that leaves the others polled)
+        self._store_errors: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh_pending: set[tuple[str, str]] = set()
         self._refresh_slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
@@ -180,6 +194,9 @@ class BTCPayService:
             secret = await self.secrets.get(webhook_secret_name(store_id))
             if secret is not None:
                 self._webhook_secrets[store_id] = [secret]
+            own_key = await self.secrets.get(store_key_name(store_id))
+            if own_key is not None:
+                self._use_store_key(store_id, own_key)
         self.connectors.set(CONNECTOR, "checking", f"first contact with {self.url} pending", ready=True)
         self._spawn(self._probe())
 
@@ -219,10 +236,31 @@ class BTCPayService:
     def _use_connection(self, connection: dict[str, Any], api_key: Secret) -> None:
         self._connection = connection
         self._api_key = api_key
+        self._client = self._full_client(api_key)
+        for store_id, key in self._store_keys.items():
+            self._store_clients[store_id] = self._full_client(key)
+
+    def _full_client(self, api_key: Secret) -> BTCPayClient:
+        """A client for the daemon's own work (polls, re-reads): normal timeout, reads retried."""
         cfg = self.settings.btcpay
-        self._client = BTCPayClient(
-            connection["url"], api_key, self.http, timeout_s=cfg.request_timeout_s, retry_attempts=cfg.retry_attempts
-        )
+        assert self.url is not None
+        return BTCPayClient(self.url, api_key, self.http, timeout_s=cfg.request_timeout_s,
+                            retry_attempts=cfg.retry_attempts)
+
+    def _use_store_key(self, store_id: str, api_key: Secret) -> None:
+        self._store_keys[store_id] = api_key
+        self._store_clients[store_id] = self._full_client(api_key)
+
+    def _drop_store_key(self, store_id: str) -> None:
+        self._store_keys.pop(store_id, None)
+        self._store_clients.pop(store_id, None)
+
+    def has_own_key(self, store_id: str) -> bool:
+        return store_id in self._store_keys
+
+    def store_error(self, store_id: str) -> str | None:
+        """Why the store's last poll failed, if it did."""
+        return self._store_errors.get(store_id)
 
     def _quick_client(self, url: str | None = None, api_key: Secret | None = None) -> BTCPayClient:
         key = api_key or self._api_key
@@ -234,10 +272,13 @@ class BTCPayService:
         )
 
     def client_for_store(self, store_id: str) -> BTCPayClient:
-        """The client for a store's calls (one key serves every selected store today)."""
+        """The client for a store's calls: on the store's own key if it has one, else the server-wide key."""
         if self._client is None:
             raise UserFacingError("BTCPay is not connected", fix="run `sovterm setup btcpay`")
-        return self._client
+        return self._store_clients.get(store_id, self._client)
+
+    def _quick_client_for(self, store_id: str) -> BTCPayClient:
+        return self._quick_client(api_key=self._store_keys.get(store_id))
 
     def _require_connection(self) -> BTCPayClient:
         if self._client is None:
@@ -311,7 +352,8 @@ class BTCPayService:
                 "url": url, "features": chosen, "server_version": info.version, "key_label": key_info.label,
                 "connected_at": int(time.time()),
             }
-            visible = [s.id for s in stores]
+            # a store with its own key stays followed whatever the server-wide key sees
+            visible = [s.id for s in stores] + list(self._store_keys)
             async with self.db.transaction() as conn:
                 await kv.put(None, CONNECTION_KEY, conn=conn, value=connection)
                 await kv.put(None, SETUP_KEY, conn=conn, value={"done": False, "step": "select_stores", "at": int(time.time())})
@@ -350,71 +392,148 @@ class BTCPayService:
             raise UserFacingError(f"cannot reach BTCPay at {self.url}: {exc.message}",
                                   fix="check that BTCPay Server is running and reachable") from None
         features = self._connection.get("features", [])
+        reports = [self._store_report(s, key_info.permissions, features) for s in visible
+                   if s.id not in self._store_keys]
+        for store_id in self._store_keys:
+            reports.append(await self._own_key_report(store_id, features))
         return {
             "url": self.url,
             "features": features,
-            "stores": [self._store_report(s, key_info.permissions, features) for s in visible],
+            "stores": reports,
             "selected": await ledger.selected_stores(self.db),
         }
 
     @staticmethod
-    def _store_report(store: Store, granted: Sequence[str], features: Sequence[str]) -> dict[str, Any]:
+    def _store_report(store: Store, granted: Sequence[str], features: Sequence[str],
+                      api_key: str = "server") -> dict[str, Any]:
         missing = permission_report(granted, features, store.id)
-        return {"id": store.id, "name": store.name, "missing": missing, "ready": not missing,
+        return {"id": store.id, "name": store.name, "missing": missing, "ready": not missing, "api_key": api_key,
                 "warnings": permission_warnings(granted, features, store.id)}
 
-    async def select_stores(self, store_ids: Sequence[str]) -> dict[str, Any]:
-        """Follow exactly these stores: register (or adopt) our webhook at each, forget the others."""
-        client = self._require_connection()
+    async def _own_key_report(self, store_id: str, features: Sequence[str]) -> dict[str, Any]:
+        """The permission report of a store with its own key, read with that key."""
+        client = self._quick_client_for(store_id)
+        try:
+            key_info = await client.current_api_key()
+            store = await client.get_store(store_id)
+        except BTCPayError as exc:
+            row = await ledger.store_row(self.db, store_id)
+            return {"id": store_id, "name": row["name"] if row else store_id, "ready": False, "api_key": "own",
+                    "missing": [], "problem": f"its own API key: {exc.message}"}
+        return self._store_report(store, key_info.permissions, features, api_key="own")
+
+    async def _check_access(self, client: BTCPayClient, store_id: str, features: Sequence[str],
+                            own: bool) -> tuple[Store, str | None, list[dict[str, Any]]]:
+        """The store as `client`'s key sees it, the key's label and what the key lacks for optional work (pay
+        links). A key that cannot see the store or lacks a required permission for it is refused, named by
+        its label (keys are never shown)."""
+        whose = f"the API key given for store {store_id}" if own else "the server-wide API key"
+        try:
+            key_info = await client.current_api_key()
+            visible = {s.id: s for s in await client.list_stores()}
+        except BTCPayAuthError as exc:
+            if exc.status == 401:
+                raise UserFacingError(f"BTCPay at {self.url} refuses {whose}",
+                                      fix="copy the key again from BTCPay (Account > API keys)") from None
+            raise
+        except BTCPayUnavailable as exc:
+            raise UserFacingError(f"cannot reach BTCPay at {self.url}: {exc.message}",
+                                  fix="check that BTCPay Server is running and reachable") from None
+        named = f"{whose} ({key_info.label or 'no label'!r})"
+        if store_id not in visible:
+            raise UserFacingError(
+                f"{named} cannot see store {store_id}",
+                fix=f"check the id, grant btcpay.store.canviewstoresettings:{store_id} to that key, or give the "
+                    "store its own key (`sovterm setup btcpay --store ID --store-key --api-key-file FILE`)",
+            )
+        missing = permission_report(key_info.permissions, features, store_id)
+        if missing:
+            lines = "; ".join(f"{m['grant']} (for {', '.join(m['features'])})" for m in missing)
+            raise UserFacingError(
+                f"{named} lacks permissions for store {store_id}: {lines}",
+                fix="create a key with these permissions in BTCPay and connect again",
+            )
+        return visible[store_id], key_info.label, permission_warnings(key_info.permissions, features, store_id)
+
+    async def select_stores(self, store_ids: Sequence[str], *, keep_others: bool = False,
+                            api_key: Secret | None = None) -> dict[str, Any]:
+        """Follow these stores: register (or adopt) our webhook at each. The wizard's list forgets the stores
+        it does not name; `keep_others` (the CLI) only adds. `api_key` is the one store's own key: it is
+        checked against that store, stored encrypted for it alone, and used for all its calls."""
+        self._require_connection()
         wanted = list(dict.fromkeys(store_ids))
         if not wanted:
             raise UserFacingError("no store given", fix="name at least one store id (see `sovterm setup btcpay`)")
+        if api_key is not None and len(wanted) != 1:
+            raise UserFacingError("a store's own API key is for exactly one store",
+                                  fix="name the one store it belongs to with --store")
         features = self.features
         async with self._admin_lock:
-            key_info = await client.current_api_key()
-            visible = {s.id: s for s in await client.list_stores()}
+            found: dict[str, tuple[Store, str | None, list[dict[str, Any]]]] = {}
             for store_id in wanted:
-                if store_id not in visible:
-                    raise UserFacingError(
-                        f"the API key cannot see store {store_id}",
-                        fix=f"check the id, or grant btcpay.store.canviewstoresettings:{store_id} to the key",
-                    )
-                missing = permission_report(key_info.permissions, features, store_id)
-                if missing:
-                    lines = "; ".join(f"{m['grant']} (for {', '.join(m['features'])})" for m in missing)
-                    raise UserFacingError(
-                        f"the API key lacks permissions for store {store_id}: {lines}",
-                        fix="create a key with these permissions in BTCPay and connect again",
-                    )
-            previous = await ledger.selected_stores(self.db)
-            done = []
-            for store_id in wanted:
-                store = visible[store_id]
-                settings = {"features": features, "default_currency": store.default_currency,
-                            "permission_warnings": permission_warnings(key_info.permissions, features, store_id)}
+                own = api_key is not None or store_id in self._store_keys
+                client = self._quick_client(api_key=api_key or self._store_keys.get(store_id))
+                found[store_id] = await self._check_access(client, store_id, features, own)
+            if api_key is not None:
                 async with self.db.transaction() as conn:
-                    await ledger.upsert_store(conn, store_id, name=store.name, selected=True, settings=settings)
-                self._selected.add(store_id)
-                entry: dict[str, Any] = {"id": store_id, "name": store.name, "webhook": None}
-                if "webhooks" in features:
-                    hook = await ensure_webhook(self.db, self.secrets, client, store_id, self.settings.btcpay_webhook_base)
-                    secret = await self.secrets.get(webhook_secret_name(store_id))
-                    assert secret is not None
-                    self._webhook_secrets[store_id] = [secret]
-                    entry["webhook"] = {"id": hook.id, "url": hook.url, "events": list(SUBSCRIBED_EVENTS)}
-                done.append(entry)
-            removed = [s for s in previous if s not in wanted]
+                    await self.secrets.put(store_key_name(wanted[0]), api_key, conn=conn)
+                self._use_store_key(wanted[0], api_key)
+            previous = await ledger.selected_stores(self.db)
+            done = [await self._adopt(store, label, features, warnings) for store, label, warnings in found.values()]
+            removed = [] if keep_others else [s for s in previous if s not in wanted]
             for store_id in removed:
-                await self._forget_store(client, store_id)
-            async with self.db.transaction() as conn:
-                await kv.put(None, SETUP_KEY, conn=conn, value={"done": True, "step": "done", "at": int(time.time()), "stores": wanted})
+                await self._forget_store(store_id)
+            await self._record_followed()
             self._set_connected()
-        log.info("following BTCPay store(s) %s", ", ".join(wanted))
+        log.info("following BTCPay store(s) %s", ", ".join(sorted(self._selected)))
         self._spawn(self._poll_logged())  # fill the ledger now rather than at the next interval
         return {"stores": done, "removed": removed}
 
-    async def _forget_store(self, client: BTCPayClient, store_id: str) -> bool:
+    async def _adopt(self, store: Store, key_label: str | None, features: Sequence[str],
+                     warnings: list[dict[str, Any]]) -> dict[str, Any]:
+        """Mark one store followed and make its webhook point at us."""
+        store_id = store.id
+        own = store_id in self._store_keys
+        settings = {"features": list(features), "default_currency": store.default_currency,
+                    "api_key": "own" if own else "server", "api_key_label": key_label if own else None,
+                    "permission_warnings": warnings}
+        async with self.db.transaction() as conn:
+            await ledger.upsert_store(conn, store_id, name=store.name, selected=True, settings=settings)
+        self._selected.add(store_id)
+        self._store_errors.pop(store_id, None)
+        entry: dict[str, Any] = {"id": store_id, "name": store.name, "webhook": None,
+                                 "api_key": settings["api_key"], "api_key_label": settings["api_key_label"]}
+        if "webhooks" in features:
+            hook = await ensure_webhook(self.db, self.secrets, self.client_for_store(store_id), store_id,
+                                        self.settings.btcpay_webhook_base)
+            secret = await self.secrets.get(webhook_secret_name(store_id))
+            assert secret is not None
+            self._webhook_secrets[store_id] = [secret]
+            entry["webhook"] = {"id": hook.id, "url": hook.url, "events": list(SUBSCRIBED_EVENTS)}
+        return entry
+
+    async def _record_followed(self) -> None:
+        """The setup progress lists every followed store (the wizard and `sovterm status` read it)."""
+        stores = await ledger.selected_stores(self.db)
+        step = "done" if stores else "select_stores"
+        await kv.put(self.db, SETUP_KEY, {"done": bool(stores), "step": step, "at": int(time.time()), "stores": stores})
+
+    async def unfollow_store(self, store_id: str) -> dict[str, Any]:
+        """Stop following one store (its webhook deleted at BTCPay, its own key forgotten); the others stay."""
+        self._require_connection()
+        async with self._admin_lock:
+            if store_id not in await ledger.selected_stores(self.db):
+                raise UserFacingError(f"store {store_id} is not followed",
+                                      fix="see the followed stores with `sovterm btcpay stores`")
+            gone = await self._forget_store(store_id)
+            await self._record_followed()
+            self._set_connected()
+        log.info("no longer following BTCPay store %s", store_id)
+        return {"store_id": store_id, "webhook_deleted": gone}
+
+    async def _forget_store(self, store_id: str) -> bool:
         """Stop following a store; remove our webhook at BTCPay if we can. True if it is gone there."""
+        client = self._quick_client_for(store_id)
         row = await ledger.store_row(self.db, store_id)
         gone = True
         if row is not None and row["webhook_id"]:
@@ -431,14 +550,17 @@ class BTCPayService:
                 (int(time.time()), store_id),
             )
             await self.secrets.delete(webhook_secret_name(store_id), conn=conn)
+            await self.secrets.delete(store_key_name(store_id), conn=conn)
         self._webhook_secrets.pop(store_id, None)
         self._selected.discard(store_id)
+        self._store_errors.pop(store_id, None)
+        self._drop_store_key(store_id)
         return gone
 
     async def rotate_webhook_secret(self, store_id: str) -> dict[str, Any]:
         """Give the store's webhook a new secret. Until BTCPay confirms, deliveries signed with either
         secret are accepted (BTCPay may already sign with the new one); after, only the new one."""
-        client = self._require_connection()
+        client = self.client_for_store(store_id)
         async with self._admin_lock:
             row = await ledger.store_row(self.db, store_id)
             if row is None or not row["selected"] or not row["webhook_id"]:
@@ -470,17 +592,22 @@ class BTCPayService:
         async with self._admin_lock:
             if self._client is None:
                 return {"disconnected": False, "detail": "BTCPay was not connected", "webhooks_left": []}
-            client = self._quick_client()
             rows = await self.db.fetchall("SELECT store_id FROM btcpay_stores WHERE webhook_id IS NOT NULL")
-            left = [r[0] for r in rows if not await self._forget_store(client, r[0])]
+            left = [r[0] for r in rows if not await self._forget_store(r[0])]
+            own_keys = await self.secrets.names(store_key_name(""))
             async with self.db.transaction() as conn:
                 await conn.execute("UPDATE btcpay_stores SET selected = 0")
                 await conn.execute("DELETE FROM kv WHERE key IN (?, ?)", (CONNECTION_KEY, SETUP_KEY))
                 await self.secrets.delete(API_KEY_SECRET, conn=conn)
+                for name in own_keys:
+                    await self.secrets.delete(name, conn=conn)
             url = self.url
             self._connection = self._api_key = self._client = None
             self._webhook_secrets.clear()
             self._selected.clear()
+            self._store_keys.clear()
+            self._store_clients.clear()
+            self._store_errors.clear()
             self.connectors.set(CONNECTOR, "not_configured", "disconnected; run `sovterm setup btcpay`", ready=True)
         log.info("disconnected from BTCPay at %s", url)
         return {"disconnected": True, "url": url, "webhooks_left": left}
@@ -507,15 +634,14 @@ class BTCPayService:
             "setup": setup,
             "stores": [],
         }
-        client = self._quick_client()
         for store_id in await ledger.selected_stores(self.db):
-            out["stores"].append(await self._store_status(client, store_id, probe["state"] == "connected"))
+            out["stores"].append(await self._store_status(store_id, probe["state"] == "connected"))
         state = self.connectors.get(CONNECTOR)
         out["state"] = state.state if state else probe["state"]
         out["detail"] = state.detail if state else ""
         return out
 
-    async def _store_status(self, client: BTCPayClient, store_id: str, reachable: bool) -> dict[str, Any]:
+    async def _store_status(self, store_id: str, reachable: bool) -> dict[str, Any]:
         row = await ledger.store_row(self.db, store_id)
         assert row is not None
         hook_id = row["webhook_id"]
@@ -523,7 +649,7 @@ class BTCPayService:
         if hook_id:
             webhook = {"id": hook_id, "url": self.webhook_url(store_id), "health": "unknown (BTCPay unreachable)"}
             if reachable:
-                webhook.update(await self._webhook_health(client, store_id, hook_id))
+                webhook.update(await self._webhook_health(self._quick_client_for(store_id), store_id, hook_id))
         local = await self.db.fetchone(
             "SELECT COUNT(*), MAX(received_at) FROM webhook_deliveries WHERE store_id = ?", (store_id,)
         )
@@ -534,6 +660,9 @@ class BTCPayService:
         return {
             "id": store_id,
             "name": row["name"],
+            "api_key": "own" if self.has_own_key(store_id) else "server",
+            "api_key_label": row["settings"].get("api_key_label") if self.has_own_key(store_id) else None,
+            "error": self._store_errors.get(store_id),
             "webhook": webhook,
             "deliveries_received": local[0],
             "last_delivery_received_at": local[1],
@@ -613,7 +742,7 @@ class BTCPayService:
                 changed = await self.poller.refresh_invoice(*key, commit=self.commit)
             except BTCPayError as exc:
                 log.warning("could not re-read invoice %s of store %s (the poll will): %s", key[1], key[0], exc.message)
-                if isinstance(exc, BTCPayUnavailable) or (isinstance(exc, BTCPayAuthError) and exc.status == 401):
+                if self._connection_failure(key[0], exc):
                     self._set_failure(exc)
                 return
         if changed and self.bus is not None:
@@ -638,19 +767,30 @@ class BTCPayService:
                 try:
                     result = await self.poller.poll_store(store_id, time.time())
                 except BTCPayError as exc:
-                    if isinstance(exc, BTCPayUnavailable) or (isinstance(exc, BTCPayAuthError) and exc.status == 401):
+                    if self._connection_failure(store_id, exc):
                         summary["state"] = self._set_failure(exc)
                         summary["error"] = exc.message
                         return summary
-                    log.warning("polling store %s failed: %s", store_id, exc.message)
-                    summary["stores"][store_id] = {"error": exc.message}
+                    problem = (f"BTCPay refuses store {store_id}'s own API key: {exc.message}"
+                               if self.has_own_key(store_id) else exc.message)
+                    log.warning("polling store %s failed: %s", store_id, problem)
+                    self._store_errors[store_id] = problem
+                    summary["stores"][store_id] = {"error": problem}
                     continue
+                self._store_errors.pop(store_id, None)
                 summary["stores"][store_id] = {
                     "listed": result.listed, "reread": result.reread, "changed": result.changed,
                 }
             self._set_connected()
             summary["state"] = "connected"
             return summary
+
+    def _connection_failure(self, store_id: str, exc: BTCPayError) -> bool:
+        """BTCPay down, or the server-wide key refused: the whole connection fails. A store's own key
+        refused (401) concerns that store alone; its neighbours keep being polled."""
+        if isinstance(exc, BTCPayUnavailable):
+            return True
+        return isinstance(exc, BTCPayAuthError) and exc.status == 401 and not self.has_own_key(store_id)
 
     async def import_history(self, since: int) -> dict[str, Any]:
         """Every selected store's invoices created since `since` (unix seconds) into the ledger; the

@@ -21,6 +21,11 @@ def webhook_secret_name(store_id: str) -> str:
     return f"btcpay:webhook:{store_id}"
 
 
+def store_key_name(store_id: str) -> str:
+    """The secret holding a store's own API key (a key scoped to that store only), when it has one."""
+    return f"btcpay:api_key:{store_id}"
+
+
 def webhook_path(store_id: str) -> str:
     """The route the daemon serves for this store's deliveries."""
     return f"/webhooks/btcpay/{store_id}"

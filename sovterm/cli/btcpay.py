@@ -18,7 +18,7 @@ from sovterm.btcpay.service import DEFAULT_FEATURES
 from sovterm.cli import core
 from sovterm.cli.core import EXIT_CONFIG, EXIT_FAILED, CommandError
 
-SETUP_HELP = "connect BTCPay Server: check the API key's permissions, pick the store, register the webhook"
+SETUP_HELP = "connect BTCPay Server: check the API key's permissions, follow stores, register their webhooks"
 SETUP_EPILOG = f"""\
 The API key: create it in BTCPay under Account > API keys, scoped to your store. To keep it out of
 your shell history, prefer --api-key-file FILE or --api-key - (reads one line from stdin, e.g.
@@ -29,8 +29,20 @@ permissions (btcpay.store.*) the key needs:
 {chr(10).join(f"  {f:<17} {', '.join(p.removeprefix('btcpay.store.') for p in ps)}"
               for f, ps in FEATURE_PERMISSIONS.items())}
 
+Several stores: each --store is added to the stores already followed (none is dropped; stop following one
+with `sovterm btcpay unfollow STORE`). Once connected, `sovterm setup btcpay --store ID` alone adds a store
+with the stored key. A store may have its own key, e.g. one its owner scoped to that store alone:
+`sovterm setup btcpay --store ID --store-key --api-key-file FILE` checks that key against that store,
+keeps it encrypted for it, and uses it for every call about it; the other stores keep the server-wide key.
+Each store then gets its own mode (`sovterm setup mode MODE --store ID`) and its own accounts and class
+(`sovterm setup accounts --store ID ...`).
+
 Exit status: 0 connected; 1 a required permission is missing or BTCPay refused; 2 several stores and
 no --store (they are listed), or bad usage; 3 the daemon is not running."""
+
+
+def _key_given(args: argparse.Namespace) -> bool:
+    return bool(args.api_key or args.api_key_file)
 
 
 def _read_api_key(args: argparse.Namespace) -> str:
@@ -89,13 +101,35 @@ def format_selection(result: dict[str, Any]) -> str:
             lines.append("  webhook secret stored encrypted")
         else:
             lines.append("  no webhook (feature 'webhooks' not enabled): polling only")
+        if store.get("api_key") == "own":
+            label = store.get("api_key_label")
+            lines.append(f"  its own API key{f' {label!r}' if label else ''} stored encrypted; every call "
+                         "about this store uses it")
     for store_id in result["removed"]:
         lines.append(f"No longer following store {store_id}")
     lines.append("The first poll of the invoice history has started (`sovterm btcpay status` shows progress).")
     return "\n".join(lines)
 
 
+def _follow(args: argparse.Namespace, environ: Mapping[str, str], stores: list[str], api_key: str | None) -> int:
+    """Add stores on the stored connection (with `api_key`: the one store's own key)."""
+    result = core.call(args, environ, "setup.btcpay.select_stores", store_ids=stores, keep_others=True,
+                       api_key=api_key)
+    core.emit(args, {"connect": None, "select": result}, lambda r: format_selection(r["select"]))
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    chosen = list(dict.fromkeys(args.store or []))
+    if args.store_key:
+        if len(chosen) != 1:
+            raise CommandError("--store-key needs exactly one --store: the store the key belongs to", EXIT_CONFIG)
+        if args.url:
+            raise CommandError("--store-key adds a store's own key to the connected BTCPay; connect the server "
+                               "first without --store-key", EXIT_CONFIG)
+        return _follow(args, environ, chosen, _read_api_key(args))
+    if chosen and not _key_given(args) and not args.url:
+        return _follow(args, environ, chosen, None)
     api_key = _read_api_key(args)
     url = args.url
     if not url:
@@ -109,7 +143,6 @@ def cmd_setup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if not args.json:
         print(format_report(report))
     stores = {s["id"]: s for s in report["stores"]}
-    chosen = list(dict.fromkeys(args.store or []))
     if not chosen:
         if len(stores) == 1:
             chosen = list(stores)
@@ -131,7 +164,7 @@ def cmd_setup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             f"required permissions are missing for store(s) {', '.join(lacking)} (see above); create a key "
             "with them in BTCPay and run this again", EXIT_FAILED,
         )
-    result = core.call(args, environ, "setup.btcpay.select_stores", store_ids=chosen)
+    result = core.call(args, environ, "setup.btcpay.select_stores", store_ids=chosen, keep_others=True)
     if args.json:
         _emit_json(args, report, result)
     else:
@@ -169,6 +202,9 @@ def format_status(st: dict[str, Any]) -> str:
     for store in st["stores"]:
         lines.append(f"  store {store['name']!r} ({store['id']}): {store['invoices']} invoices, "
                      f"polled until {_when(store['polled_until'])}")
+        lines.append(f"    {core.store_settings_text(store)}")
+        if store.get("error"):
+            lines.append(f"    last poll failed: {store['error']}")
         hook = store.get("webhook")
         if hook:
             last = hook.get("last_delivery") or {}
@@ -190,6 +226,36 @@ def cmd_rotate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     result = core.call(args, environ, "btcpay.rotate_webhook_secret", store_id=args.store)
     core.emit(args, result, lambda r: f"new webhook secret in place for store {r['store_id']} (webhook {r['webhook_id']});"
                                       " deliveries signed with the old one are now refused")
+    return 0
+
+
+def format_stores(r: dict[str, Any]) -> str:
+    followed = set(r["selected"])
+    lines = [f"Stores at {r['url']} (features: {', '.join(r['features'])}):"]
+    for store in r["stores"]:
+        state = "followed" if store["id"] in followed else "not followed"
+        key = "own key" if store.get("api_key") == "own" else "server-wide key"
+        ready = "ready" if store["ready"] else (store.get("problem") or "permissions missing")
+        lines.append(f"  {store['id']}  {store['name']!r}: {state}, {key}, {ready}")
+        for m in store.get("missing") or []:
+            lines.append(f"    add to the key: {m['grant']} (for {', '.join(m['features'])})")
+    if not r["stores"]:
+        lines.append("  the key sees no store (it needs btcpay.store.canviewstoresettings on your store)")
+    lines.append("Follow one more: sovterm setup btcpay --store ID [--store-key --api-key-file FILE]")
+    return "\n".join(lines)
+
+
+def cmd_stores(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "btcpay.stores")
+    core.emit(args, result, format_stores)
+    return 0
+
+
+def cmd_unfollow(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "btcpay.unfollow", store_id=args.store)
+    core.emit(args, result, lambda r: f"no longer following store {r['store_id']}; its invoice history is kept"
+              + ("" if r["webhook_deleted"] else "\nour webhook there could not be deleted (BTCPay unreachable, or "
+                 "the key refused): delete it in BTCPay (Store > Settings > Webhooks)"))
     return 0
 
 
@@ -243,12 +309,21 @@ def add_commands(sub: Any, add: core.Adder) -> None:
     setup.add_argument("--api-key", metavar="KEY", help="the API key, or - to read it from stdin (keeps it out of history)")
     setup.add_argument("--api-key-file", metavar="FILE", help="read the API key from this file")
     setup.add_argument("--store", action="append", metavar="ID",
-                       help="store id to follow (repeat for several); needed when the key sees several stores")
+                       help="store id to follow, added to those already followed (repeat for several); needed "
+                            "when the key sees several stores")
+    setup.add_argument("--store-key", action="store_true",
+                       help="the key given belongs to the one --store: kept for that store only and used for "
+                            "all its calls (the others keep the server-wide key)")
     setup.add_argument("--features", metavar="LIST",
                        help=f"comma-separated, from {','.join(FEATURE_PERMISSIONS)} (default {','.join(DEFAULT_FEATURES)})")
     group = core.group(sub, "btcpay", "the BTCPay Server connection")
     add("status", cmd_status, "reachability, followed stores and webhook health (exit 1 if unreachable)",
         json_flag=True, parent=group)
+    add("stores", cmd_stores, "the stores the API key(s) see: followed or not, which key, missing permissions",
+        json_flag=True, parent=group)
+    unfollow = add("unfollow", cmd_unfollow, "stop following one store (the others stay)", json_flag=True,
+                   parent=group)
+    unfollow.add_argument("store", metavar="STORE", help="store id")
     rotate = add("rotate-webhook-secret", cmd_rotate, "give a store's webhook a new secret", json_flag=True, parent=group)
     rotate.add_argument("store", metavar="STORE", help="store id")
     add("disconnect", cmd_disconnect, "delete our webhooks at BTCPay and forget the API key", json_flag=True, parent=group)

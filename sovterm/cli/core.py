@@ -84,6 +84,25 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def store_settings_text(store: dict[str, Any]) -> str:
+    """One line on how a followed store is booked: mode, accounts and class, and which key serves it."""
+    mode = store.get("mode") or "?"
+    if mode == "deposit":
+        mode += f" as {store.get('deposit_as')}"
+    if store.get("mode_source") == "default":
+        mode += " (the default mode)"
+    mapping = store.get("mapping")
+    if mapping:
+        books = (f"into {mapping['deposit_account']!r}, income {mapping['income_account']!r}, "
+                 + (f"class {mapping['class']!r}" if mapping.get("class") else "no class"))
+    else:
+        books = f"no QuickBooks mapping (`sovterm setup accounts --store {store['id']}`)"
+    key = "its own API key" if store.get("api_key") == "own" else "the server-wide API key"
+    if store.get("api_key_label"):
+        key += f" {store['api_key_label']!r}"
+    return f"{mode} mode, {books}; {key}"
+
+
 def format_status(st: dict[str, Any]) -> str:
     checks = st["checks"]
     lines = [
@@ -98,6 +117,11 @@ def format_status(st: dict[str, Any]) -> str:
     connectors = checks.get("connectors") or {}
     for name, c in sorted(connectors.items()):
         lines.append(f"  {name:<10} {c['state']}" + (f": {c['detail']}" if c.get("detail") else ""))
+    for store in st.get("stores") or []:
+        lines.append(f"  store      {store['name']!r} ({store['id']}): {store_settings_text(store)}"
+                     + ("" if store.get("webhook") else ", no webhook (polling only)"))
+        if store.get("error"):
+            lines.append(f"             last poll failed: {store['error']}")
     for name, loop in sorted((checks.get("loops") or {}).items()):
         flag = "ok" if loop["fresh"] else "STALE"
         if loop.get("paused"):

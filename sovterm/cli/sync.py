@@ -120,7 +120,8 @@ def cmd_mode(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.date_from is None or args.date_to is None:
         raise core.CommandError("give the period: --from YYYY-MM-DD --to YYYY-MM-DD", core.EXIT_CONFIG)
-    result = core.call(args, environ, "reconcile", date_from=args.date_from, date_to=args.date_to)
+    result = core.call(args, environ, "reconcile", date_from=args.date_from, date_to=args.date_to,
+                       store_id=args.store)
     core.emit(args, result, format_report)
     return 0 if result["ok"] else core.EXIT_FAILED
 
@@ -170,6 +171,7 @@ def add_commands(sub: Any, add: core.Adder) -> None:
             "with the books (exit 1 when they differ)", json_flag=True)
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
+    p.add_argument("--store", metavar="ID", help="only this store's books (default: every followed store together)")
     verbs = p.add_subparsers(dest="reconcile_cmd", required=False, metavar="book")
     p = add("book", cmd_book, "book a wallet transaction no document explains as a Transfer to/from an account "
             "(admin)", json_flag=True, parent=verbs)

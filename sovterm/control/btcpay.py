@@ -13,14 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sovterm.btcpay import ledger
 from sovterm.btcpay.service import BTCPayService
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
+from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts import Part
 from sovterm.services import Services
 from sovterm.store import audit
 from sovterm.store.secrets import Secret
+from sovterm.sync import store as sync_store
 from sovterm.web.btcpay import add_routes
 
 POLL_LOOP = "btcpay.poll"
@@ -59,6 +62,8 @@ class ConnectParams(BaseModel):
 
 class SelectParams(BaseModel):
     store_ids: list[str] = Field(min_length=1)
+    keep_others: bool = False  # add to the followed stores (the CLI) rather than replace them (the wizard)
+    api_key: Secret | None = None  # the one store's own key
 
 
 class StoreParams(BaseModel):
@@ -67,6 +72,45 @@ class StoreParams(BaseModel):
 
 class HistoryParams(BaseModel):
     since: date
+
+
+async def require_followed(services: Services, store_id: str) -> str:
+    """`store_id`, unless stores are followed and it is not one of them: then a clear refusal naming them
+    (a typo must not save a mode or a mapping nothing will ever use). Before any store is followed a store
+    may be prepared (e.g. its accounts mapped before BTCPay is connected)."""
+    followed = await ledger.selected_stores(services.require_db())
+    if followed and store_id not in followed:
+        raise UserFacingError(f"store {store_id} is not followed",
+                              fix=f"followed stores: {', '.join(followed) or 'none yet'} (`sovterm btcpay stores`)")
+    return store_id
+
+
+async def followed_stores(services: Services) -> list[dict[str, Any]]:
+    """Each followed store as the operator configured it, read locally (no BTCPay call): its mode, its
+    QuickBooks mapping (accounts and class, by name), its key (own or server-wide), webhook and last error."""
+    db = services.require_db()
+    btcpay = services.btcpay
+    out = []
+    for store_id in await ledger.selected_stores(db):
+        row = await ledger.store_row(db, store_id)
+        assert row is not None
+        mode = await sync_store.get_mode(db, store_id)
+        own_mode = await sync_store.kv_get(db, sync_store.MODE_KEY + store_id) is not None
+        mapping = await services.qbo.mapping_for(store_id) if services.qbo is not None else None
+        own_key = btcpay is not None and btcpay.has_own_key(store_id)
+        out.append({
+            "id": store_id, "name": row["name"], "mode": mode["mode"], "deposit_as": mode["deposit_as"],
+            "mode_source": "store" if own_mode else "default",
+            "mapping": None if mapping is None else {
+                "deposit_account": mapping.names.get("deposit_account_id"),
+                "income_account": mapping.names.get("income_account_id"),
+                "class": mapping.names.get("class_id"),
+            },
+            "api_key": "own" if own_key else "server",
+            "webhook": bool(row["webhook_id"]),
+            "error": None if btcpay is None else btcpay.store_error(store_id),
+        })
+    return out
 
 
 def register_methods(server: ControlServer, services: Services) -> None:
@@ -85,19 +129,34 @@ def register_methods(server: ControlServer, services: Services) -> None:
         return report
 
     @server.method("setup.btcpay.select_stores", role=Role.ADMIN, params=SelectParams)
-    async def select_stores(ctx: CallContext, store_ids: list[str]) -> dict[str, Any]:
-        """Follow these stores: register our webhook at each (or adopt the existing one)."""
-        result = await service().select_stores(store_ids)
+    async def select_stores(ctx: CallContext, store_ids: list[str], keep_others: bool,
+                            api_key: Secret | None) -> dict[str, Any]:
+        """Follow these stores: register our webhook at each (or adopt the existing one); with `api_key`,
+        the one store gets its own key."""
+        result = await service().select_stores(store_ids, keep_others=keep_others, api_key=api_key)
         await audit.record(
             services.require_db(), ctx.peer.user, "setup.btcpay.select_stores", ",".join(store_ids),
-            {"removed": result["removed"]}, "ok",
+            {"removed": result["removed"], "own_key": api_key is not None}, "ok",
         )
+        return result
+
+    @server.method("btcpay.unfollow", role=Role.ADMIN, params=StoreParams)
+    async def unfollow(ctx: CallContext, store_id: str) -> dict[str, Any]:
+        """Stop following one store: delete our webhook there and forget its own key; the others stay."""
+        result = await service().unfollow_store(store_id)
+        await audit.record(services.require_db(), ctx.peer.user, "btcpay.unfollow", store_id,
+                           {"webhook_deleted": result["webhook_deleted"]}, "ok")
         return result
 
     @server.method("btcpay.status", role=Role.VIEWER)
     async def status(ctx: CallContext) -> dict[str, Any]:
-        """Reachability, followed stores, webhook health, or the proposed URL when not set up."""
-        return await service().status()
+        """Reachability, followed stores (with mode and mapping), webhook health, or the proposed URL."""
+        status = await service().status()
+        configured = {s["id"]: s for s in await followed_stores(services)}
+        for entry in status["stores"]:
+            settings = configured.get(entry["id"], {})
+            entry.update({k: settings.get(k) for k in ("mode", "deposit_as", "mode_source", "mapping")})
+        return status
 
     @server.method("btcpay.rotate_webhook_secret", role=Role.ADMIN, params=StoreParams)
     async def rotate(ctx: CallContext, store_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from sovterm import __version__
 from sovterm.control import protocol as rpc
+from sovterm.control.btcpay import followed_stores
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
@@ -77,6 +78,7 @@ async def daemon_status(services: Services) -> dict[str, Any]:
         "ready": ready,
         "checks": checks,
         "last_runs": runs,
+        "stores": await followed_stores(services),
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sovterm.control.btcpay import require_followed
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
@@ -86,7 +87,7 @@ class ApplyParams(StoreParams):
 async def resolve_store(services: Services, store_id: str | None) -> str:
     """The given store, else the only BTCPay store selected for sync."""
     if store_id:
-        return store_id
+        return await require_followed(services, store_id)
     rows = await services.require_db().fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")
     if len(rows) == 1:
         return str(rows[0][0])

@@ -19,6 +19,7 @@ from sovterm.btcpay.models import (
     payment_method_kind,
     payout_proof_reference,
 )
+from sovterm.control.btcpay import require_followed
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
@@ -201,6 +202,7 @@ class ModeParams(BaseModel):
 class RangeParams(BaseModel):
     date_from: str
     date_to: str
+    store_id: str | None = None  # one store's books; None: every store together
 
 
 class BookParams(BaseModel):
@@ -304,6 +306,8 @@ def register(server: ControlServer, services: Services) -> None:
     @server.method("setup.mode", role=Role.ADMIN, params=ModeParams)
     async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None) -> dict[str, Any]:
         """Deposit or invoicing mode, for one store or as the default."""
+        if store_id is not None:
+            await require_followed(services, store_id)
         value = await store.set_mode(services.require_db(), mode, deposit_as, store_id)
         if services.sync is not None:
             services.sync.engine.forget_store_settings()
@@ -311,9 +315,12 @@ def register(server: ControlServer, services: Services) -> None:
         return {"store_id": store_id or "default", **value}
 
     @server.method("reconcile", role=Role.VIEWER, params=RangeParams)
-    async def reconcile_(ctx: CallContext, date_from: str, date_to: str) -> dict[str, Any]:
+    async def reconcile_(ctx: CallContext, date_from: str, date_to: str, store_id: str | None) -> dict[str, Any]:
         """Compare what BTCPay settled with what QuickBooks holds, per day, currency and invoice; and per store
-        the bitcoin the ledger says it holds with BTCPay's wallet, listing transactions no document explains."""
+        the bitcoin the ledger says it holds with BTCPay's wallet, listing transactions no document explains
+        (one store's, or all)."""
+        if store_id is not None:
+            await require_followed(services, store_id)
         if services.qbo is None:
             raise UserFacingError("QuickBooks is not connected")
         btcpay = services.btcpay
@@ -324,8 +331,8 @@ def register(server: ControlServer, services: Services) -> None:
         client = await services.qbo.client()
         ctx_currency = await services.qbo.currency_context()
         report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home,
-                                       btcpay.client_for_store if btcpay is not None else None)
-        return report.as_dict()
+                                       btcpay.client_for_store if btcpay is not None else None, only_store=store_id)
+        return {**report.as_dict(), "store_id": store_id}
 
     @server.method("reconcile.book", role=Role.ADMIN, params=BookParams)
     async def reconcile_book(ctx: CallContext, txid: str, account: str, store_id: str | None) -> dict[str, Any]:

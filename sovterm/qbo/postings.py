@@ -244,6 +244,7 @@ class DepositLine:
     amount: Decimal
     description: str | None = None
     customer_id: str | None = None
+    class_id: str | None = None
 
 
 def build_deposit(
@@ -260,6 +261,8 @@ def build_deposit(
         detail: dict[str, Any] = {"AccountRef": _ref(line.account_id)}
         if line.customer_id:
             detail["Entity"] = {"value": line.customer_id, "type": "Customer"}
+        if line.class_id:
+            detail["ClassRef"] = _ref(line.class_id)
         entry: dict[str, Any] = {"Amount": _amount(line.amount), "DetailType": "DepositLineDetail",
                                  "DepositLineDetail": detail}
         if line.description:
@@ -273,13 +276,14 @@ def build_refund_receipt(
     *, marker: str, txn_date: date, item_id: str, amount: Decimal, refund_from_account_id: str, currency: str,
     ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
     customer_id: str | None = None, payment_method_id: str | None = None, description: str | None = None,
+    class_id: str | None = None,
 ) -> dict[str, Any]:
     """Money paid back to a customer out of the BTC asset account."""
     body = _header(marker, txn_date, note)
     body.update(currency_fields(ctx, currency, exchange_rate))
     if customer_id:
         body["CustomerRef"] = _ref(customer_id)
-    body["Line"] = [_sales_line(item_id, _amount(amount), description, None, None)]
+    body["Line"] = [_sales_line(item_id, _amount(amount), description, class_id, None)]
     body["DepositToAccountRef"] = _ref(refund_from_account_id)
     if payment_method_id:
         body["PaymentMethodRef"] = _ref(payment_method_id)
@@ -289,12 +293,16 @@ def build_refund_receipt(
 def build_purchase(
     *, marker: str, txn_date: date, paying_account_id: str, expense_account_id: str, amount: Decimal,
     currency: str, ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
+    class_id: str | None = None,
 ) -> dict[str, Any]:
     """A network fee: an expense paid out of the BTC asset account."""
     body = _header(marker, txn_date, note)
     body.update(currency_fields(ctx, currency, exchange_rate))
+    detail: dict[str, Any] = {"AccountRef": _ref(expense_account_id)}
+    if class_id:
+        detail["ClassRef"] = _ref(class_id)
     body["Line"] = [{"Amount": _amount(amount), "DetailType": "AccountBasedExpenseLineDetail",
-                     "AccountBasedExpenseLineDetail": {"AccountRef": _ref(expense_account_id)}}]
+                     "AccountBasedExpenseLineDetail": detail}]
     body["AccountRef"] = _ref(paying_account_id)
     body["PaymentType"] = "Cash"
     return body
@@ -302,7 +310,7 @@ def build_purchase(
 
 def build_transfer(
     *, marker: str, txn_date: date, from_account_id: str, to_account_id: str, amount: Decimal,
-    note: BtcDetail | str | None = None,
+    note: BtcDetail | str | None = None, class_id: str | None = None,
 ) -> dict[str, Any]:
     """A payout: BTC leaves the asset account for another balance-sheet account."""
     if from_account_id == to_account_id:
@@ -310,6 +318,8 @@ def build_transfer(
     body = _header(marker, txn_date, note, doc_number=False)
     body.update({"FromAccountRef": _ref(from_account_id), "ToAccountRef": _ref(to_account_id),
                  "Amount": _amount(amount)})
+    if class_id:
+        body["ClassRef"] = _ref(class_id)
     return body
 
 

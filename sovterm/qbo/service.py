@@ -450,6 +450,10 @@ class QBOService:
             ids = await mapper.ensure_defaults(consent=True)
         else:
             ids = {p.key: p.existing_id for p in await mapper.propose_defaults() if p.existing_id}
+            current = await self.mapping_for(store_id)
+            if current is not None:  # a later run changes what it names, not the rest of this store's mapping
+                kept = asdict(current)
+                ids.update({f: kept[f] for f, _, _ in OVERRIDES.values() if kept.get(f)})
         for option, value in overrides.items():
             field, entity, name_field = OVERRIDES[option]
             ids[field] = (await self._resolve(client, entity, name_field, value))[0]

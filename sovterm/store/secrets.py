@@ -155,8 +155,8 @@ class SecretBox:
 class SecretStore:
     """Named secrets, encrypted in the `secrets` table.
 
-    Names are namespaced by part, e.g. `btcpay:api_key`, `btcpay:webhook:<store>`,
-    `qbo:tokens:<realm>`, `links:signing:<kid>`.
+    Names are namespaced by part, e.g. `btcpay:api_key` (server-wide), `btcpay:api_key:<store>` (a
+    store's own key), `btcpay:webhook:<store>`, `qbo:tokens:<realm>`, `links:signing:<kid>`.
     """
 
     def __init__(self, db: Database, box: SecretBox) -> None:

@@ -510,7 +510,7 @@ class SyncEngine:
             marker = marker_for(payouts.TRANSFER, job.store_id, payout.payout_id, 0)
             body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
                                         to_account_id=await self.clearing.get(client), amount=amount,
-                                        note=payouts.describe(payout, note)))
+                                        note=payouts.describe(payout, note), class_id=mapping.class_id))
             rows.append(self._posting_row(job, payouts.TRANSFER, "Transfer", amount, ctx.home, payout.payout_id,
                                          marker, body, day, review))
         fee_value = payouts.fee_value(fee, payout, amount)
@@ -520,7 +520,7 @@ class SyncEngine:
             text = payouts.describe_fee(payout, fee, fee_value, ctx.home)
             body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
                                         expense_account_id=mapping.fee_account_id, amount=fee_value,
-                                        currency=ctx.home, ctx=ctx, note=text))
+                                        currency=ctx.home, ctx=ctx, note=text, class_id=mapping.class_id))
             rows.append(self._posting_row(job, payouts.FEE, "Purchase", fee_value, ctx.home, fee.reference, marker,
                                          body, day, None))
 
@@ -581,7 +581,7 @@ class SyncEngine:
             body = dumps(build_transfer(
                 marker=marker, txn_date=day, amount=amount, note=text[:4000],
                 from_account_id=mapping.deposit_account_id if outgoing else account_id,
-                to_account_id=account_id if outgoing else mapping.deposit_account_id))
+                to_account_id=account_id if outgoing else mapping.deposit_account_id, class_id=mapping.class_id))
             row = self._posting_row(job, "booked", "Transfer", amount, ctx.home, txid, marker, body, day,
                                    f"wallet transaction booked by hand, {valued}: check against the day's rate")
             await self.commit.run(lambda conn: store.insert_pending(conn, row))
@@ -709,14 +709,14 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
     if p.kind == rules.FEE:
         assert m.fee_collected_account_id is not None
         customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
-        line = DepositLine(m.fee_collected_account_id, p.amount, p.memo, customer)
+        line = DepositLine(m.fee_collected_account_id, p.amount, p.memo, customer, m.class_id)
         return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
     if p.entity == "SalesReceipt":
         return build_sales_receipt(item_id=m.item_id, amount=p.amount, deposit_account_id=m.deposit_account_id,
                                    customer_id=m.customer_id, payment_method_id=m.payment_method_id,
                                    class_id=m.class_id, tax_code_id=m.tax_code_id, description=p.memo, **common)
     if p.entity == "Deposit":
-        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id)
+        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id, m.class_id)
         return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
     if p.entity == "Payment":
         assert p.qbo_invoice is not None and p.applied is not None
@@ -727,7 +727,7 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
         customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
         return build_refund_receipt(item_id=m.item_id, amount=p.amount, refund_from_account_id=m.deposit_account_id,
                                     customer_id=customer, payment_method_id=m.payment_method_id,
-                                    description=p.memo, **common)
+                                    description=p.memo, class_id=m.class_id, **common)
     raise ValueError(f"no builder for {p.entity}")
 
 

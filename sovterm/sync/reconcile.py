@@ -197,11 +197,18 @@ def _day_row() -> dict[str, Any]:
 
 
 async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: str = "USD",
-                btcpay: Callable[[str], Any] | None = None) -> Report:
-    """The whole report; `btcpay(store_id)` gives the BTCPay client for the balance check (None: skipped)."""
+                btcpay: Callable[[str], Any] | None = None, only_store: str | None = None) -> Report:
+    """The whole report; `btcpay(store_id)` gives the BTCPay client for the balance check (None: skipped).
+    With `only_store`, only that store's invoices, payouts, documents and wallet (the documents sovterm does
+    not know belong to no store, so they show in the report over all stores)."""
     want = await expected(db, date_from, date_to, home)
     transfers = await expected_transfers(db, date_from, date_to)
     have, unknown = await actual(client, db, date_from, date_to, home)
+    if only_store is not None:
+        want = {k: v for k, v in want.items() if k[0] == only_store}
+        transfers = {k: v for k, v in transfers.items() if k[0] == only_store}
+        have = defaultdict(list, {k: v for k, v in have.items() if k[0] == only_store})
+        unknown = []
     report = Report(date_from, date_to)
     days: dict[tuple[str, str], dict[str, Any]] = defaultdict(_day_row)
     for (store_id, invoice_id), (day, recognised, refunds, currency) in sorted(want.items(), key=lambda kv: kv[1][0]):
@@ -216,7 +223,8 @@ async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: 
             days[(x["date"], x["currency"])]["btcpay_transfers"] += x["amount"]
         total = sum((x["amount"] for x in postings), Decimal(0))
         _compare(report, store_id, key, postings[0]["date"], total, postings[0]["currency"], have.get((store_id, key), []))
-    report.differences += await unbooked_payouts(db, date_from, date_to)
+    report.differences += [x for x in await unbooked_payouts(db, date_from, date_to)
+                           if only_store is None or x["store_id"] == only_store]
     for key, docs in have.items():
         for x in docs:
             if x["voided"]:
@@ -238,7 +246,7 @@ async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: 
                    for (day, currency), vals in sorted(days.items())]
     if btcpay is not None:
         report.wallets = [await wallet_check(db, btcpay(store_id), store_id)
-                          for store_id in await ledger.selected_stores(db)]
+                          for store_id in await ledger.selected_stores(db) if only_store in (None, store_id)]
     return report
 
 
@@ -329,7 +337,8 @@ def format_sats(sats: int | None) -> str:
 
 
 def format_report(data: dict[str, Any]) -> str:
-    lines = [f"Reconciliation {data['from']} to {data['to']}: "
+    scope = f" for store {data['store_id']}" if data.get("store_id") else ""
+    lines = [f"Reconciliation {data['from']} to {data['to']}{scope}: "
              + ("BOOKS MATCH" if data["ok"] else "BOOKS DIFFER"), "",
              (f"{'date':<12}{'cur':<5}{'BTCPay #':>9}{'sales':>12}{'refunds':>10}{'transfers':>11}"
               f"{'QBO #':>7}{'sales':>12}{'refunds':>10}{'transfers':>11}")]

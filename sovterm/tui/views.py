@@ -401,8 +401,12 @@ def missing_permissions_text(report: dict[str, Any]) -> str:
     if not stores:
         lines.append("[$warning]the key sees no store[/]: grant it at least btcpay.store.canviewstoresettings")
     for s in stores:
+        own = " [dim](its own key)[/]" if s.get("api_key") == "own" else ""
         if s.get("ready"):
-            lines.append(f"[$success]✓[/] {_esc(s.get('name'))} ({_esc(s.get('id'))}): all permissions granted")
+            lines.append(f"[$success]✓[/] {_esc(s.get('name'))} ({_esc(s.get('id'))}){own}: all permissions granted")
+        elif s.get("problem"):
+            lines.append(f"[$error]✗[/] {_esc(s.get('name'))} ({_esc(s.get('id'))}){own}: {_esc(s['problem'])}")
+            continue
         else:
             lines.append(f"[$error]✗[/] {_esc(s.get('name'))} ({_esc(s.get('id'))}) lacks:")
         for m in s.get("missing") or []:

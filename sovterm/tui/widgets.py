@@ -75,7 +75,19 @@ def render_connectors(state: LinkState) -> str:
         mark = "[$success]●[/]" if c.get("ready") else "[$error]○[/]"
         detail = f" [dim]{escape(str(c['detail']))}[/]" if c.get("detail") else ""
         lines.append(f"{mark} {escape(name):<8} {escape(str(c.get('state', '?')))}{detail}")
+    lines += [store_line(s) for s in state.status.get("stores") or []]
     return "\n".join(lines)
+
+
+def store_line(store: dict[str, Any]) -> str:
+    """A followed store as it is booked: mode, class, which key serves it, and a failed poll."""
+    mark = "[$error]○[/]" if store.get("error") else "[$success]●[/]"
+    mapping = store.get("mapping")
+    books = "[$warning]no accounts mapped[/]" if not mapping else (
+        f"class {escape(str(mapping['class']))}" if mapping.get("class") else "no class")
+    key = " · own key" if store.get("api_key") == "own" else ""
+    error = f" [$error]{escape(str(store['error']))}[/]" if store.get("error") else ""
+    return f"{mark} store {escape(str(store.get('name')))}: {escape(str(store.get('mode')))} · {books}{key}{error}"
 
 
 def render_loops(state: LinkState) -> str:

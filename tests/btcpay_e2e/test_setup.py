@@ -8,7 +8,7 @@ import sys
 
 from sovterm.btcpay.webhooks import SUBSCRIBED_EVENTS
 
-from .conftest import VIEW_ONLY, connect, make_store, query, status_json
+from .conftest import VIEW_ONLY, connect, key_file, make_store, query, status_json
 
 
 def test_restricted_key_is_refused_with_the_exact_permission_to_add(daemon_factory, btcpay_sim):
@@ -72,6 +72,25 @@ def test_setup_selects_the_store_and_registers_the_webhook(daemon_factory, btcpa
     assert code == 0 and st["state"] == "connected" and st["server_version"] == "2.4.1"
     assert [s["id"] for s in st["stores"]] == [first]
     assert key not in json.dumps(st) and hook.secret not in json.dumps(st)
+
+    # a second store is added, the first one kept (with the key given again, as with the stored one)
+    both = connect(d, btcpay_sim, key, "--store", second)
+    assert both.returncode == 0, both.stderr
+    assert "No longer following" not in both.stdout
+    assert sorted(r[0] for r in query(d, "SELECT store_id FROM btcpay_stores WHERE selected = 1")) == sorted(
+        [first, second])
+    assert sorted(h.store_id for h in btcpay_sim.state.webhooks.values()) == sorted([first, second])
+    assert sorted(json.loads(query(d, "SELECT value FROM kv WHERE key = 'setup:btcpay'")[0][0])["stores"]) == sorted(
+        [first, second])
+    misuse = d.cli("setup", "btcpay", "--store-key", "--api-key-file", str(key_file(d.root, key)))
+    assert misuse.returncode == 2 and "--store-key needs exactly one --store" in misuse.stderr
+    # unfollowing one leaves the other followed, with its webhook
+    gone = d.cli("btcpay", "unfollow", first)
+    assert gone.returncode == 0 and f"no longer following store {first}" in gone.stdout, gone.stderr
+    assert [h.store_id for h in btcpay_sim.state.webhooks.values()] == [second]
+    assert query(d, "SELECT store_id FROM btcpay_stores WHERE selected = 1") == [(second,)]
+    again = d.cli("btcpay", "unfollow", first)
+    assert again.returncode == 1 and f"store {first} is not followed" in again.stderr
 
 
 def test_api_key_from_stdin_and_refused_key(daemon_factory, btcpay_sim):

@@ -45,10 +45,10 @@ def invoicing_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Syste
 
 
 def settle(system: System, amount: str, *, method: str = "BTC-LN", currency: str = "USD",
-           metadata: dict[str, Any] | None = None, pay_btc: Decimal | None = None) -> Any:
-    """A BTCPay invoice, paid (and, on-chain, confirmed) until Settled."""
+           metadata: dict[str, Any] | None = None, pay_btc: Decimal | None = None, store_id: str | None = None) -> Any:
+    """A BTCPay invoice (of the system's store unless `store_id`), paid (and, on-chain, confirmed) until Settled."""
     sim, state = system.btcpay, system.btcpay.state
-    inv = sim.call(state.create_invoice, system.store_id, Decimal(amount), currency, metadata=metadata)
+    inv = sim.call(state.create_invoice, store_id or system.store_id, Decimal(amount), currency, metadata=metadata)
     sim.call(state.pay, inv.id, method=method, amount_btc=pay_btc)
     if method == "BTC-CHAIN":
         sim.call(state.confirm, inv.id)

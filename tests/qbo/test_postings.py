@@ -55,16 +55,17 @@ def bodies() -> dict[str, tuple[str, dict]]:
             payment_method_id="3", reference="INV1")),
         "deposit": ("Deposit", build_deposit(
             marker=m("dep"), txn_date=DAY, deposit_account_id="92", currency="USD", ctx=USD, note=BTC,
-            lines=[DepositLine("79", Decimal("95.00"), "sale", customer_id="58"), DepositLine("80", Decimal("5.00"))])),
+            lines=[DepositLine("79", Decimal("95.00"), "sale", customer_id="58", class_id="4"),
+                   DepositLine("80", Decimal("5.00"))])),
         "refund receipt": ("RefundReceipt", build_refund_receipt(
             marker=m("ref"), txn_date=DAY, item_id="21", amount=Decimal("20.00"), refund_from_account_id="92",
-            currency="USD", ctx=USD, note=BTC, customer_id="58", payment_method_id="3")),
+            currency="USD", ctx=USD, note=BTC, customer_id="58", payment_method_id="3", class_id="4")),
         "purchase": ("Purchase", build_purchase(
             marker=m("fee"), txn_date=DAY, paying_account_id="92", expense_account_id="61", amount=Decimal("1.25"),
-            currency="USD", ctx=USD, note=BTC)),
+            currency="USD", ctx=USD, note=BTC, class_id="4")),
         "transfer": ("Transfer", build_transfer(
             marker=m("xfer"), txn_date=DAY, from_account_id="92", to_account_id="35", amount=Decimal("500.00"),
-            note="payout P1")),
+            note="payout P1", class_id="4")),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual.widgets import Button, Log
+from textual.widgets import Button, Log, Static
 
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.commands import SovtermCommands
@@ -152,3 +152,23 @@ def test_link_messages_arriving_after_the_last_screen_is_gone_are_dropped() -> N
     app.on_feed_updated(FeedUpdated("sync.status", {"queued": 1}))
     app.on_daemon_event(DaemonEvent("sync.job", 0.0, {}))
     assert app.state.feeds["sync.status"] == {"queued": 1}
+
+
+async def test_dashboard_lists_each_followed_store_with_its_mode_class_and_key(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.tui import fakes
+
+    two = [
+        {"id": "S1", "name": "Coffee", "mode": "deposit", "mapping": {"class": "Coffee"}, "api_key": "server",
+         "error": None},
+        {"id": "S2", "name": "Books", "mode": "invoicing", "mapping": None, "api_key": "own",
+         "error": "BTCPay refuses store S2's own API key"},
+    ]
+    monkeypatch.setattr(fakes, "STATUS", {**fakes.STATUS, "stores": two})
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.current_mode == "dashboard", what="dashboard")
+        await until(pilot, lambda: "store Books" in plain(app.screen.query_one("#connectors", Static)),
+                    what="stores in the connectors panel")
+        text = plain(app.screen.query_one("#connectors", Static))
+        assert "store Coffee: deposit · class Coffee" in text and "own key" not in text.split("store Books")[0]
+        assert "store Books: invoicing · no accounts mapped · own key BTCPay refuses store S2's own API key" in text

@@ -135,6 +135,12 @@ def test_permission_report_names_what_is_missing_and_for_which_feature() -> None
              "grant": "btcpay.store.canmanagepullpayments:S2"}]}]})
     assert "Main (S1): all permissions granted" in text
     assert "btcpay.store.canmanagepullpayments:S2  [dim]for payouts" in text
+    own = missing_permissions_text({"url": "https://b", "features": ["sync"], "stores": [
+        {"id": "S3", "name": "Books", "ready": True, "missing": [], "api_key": "own"},
+        {"id": "S4", "name": "Toys", "ready": False, "missing": [], "api_key": "own",
+         "problem": "its own API key: BTCPay refused GET /api/v1/api-keys/current (401)"}]})
+    assert "Books (S3) [dim](its own key)[/]: all permissions granted" in own
+    assert "Toys (S4) [dim](its own key)[/]: its own API key: BTCPay refused" in own
     stored = missing_permissions_text(BTCPAY_STORES)  # `btcpay.stores`: the stored key, no version or label
     assert stored.splitlines()[0] == "Connected to BTCPay at https://btcpay.example.com; features: sync, webhooks, payouts"
     assert "Side shop (S2) lacks:" in stored
