@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from sovterm.amounts import plain
 from sovterm.btcpay.errors import BTCPayAuthError, BTCPayError, BTCPayValidationError
 from sovterm.btcpay.models import QBO_REF_METADATA_KEY, Invoice
 from sovterm.config import Settings
@@ -322,7 +323,7 @@ class LinkService:
             raise UserFacingError(f"the memo is longer than {MEMO_MAX} characters")
         link = {
             "link_id": os.urandom(8).hex(), "kind": "fixed", "store_id": await self._store_id(store_id),
-            "amount": str(value), "currency": code, "memo": memo or None, "state": "active",
+            "amount": plain(value), "currency": code, "memo": memo or None, "state": "active",
             "created_at": self.now(), "created_by": actor, "expires_at": self._expiry(expires_days),
         }
         kid, _ = await self.keys.sign(self.claims_of(link))
@@ -330,7 +331,7 @@ class LinkService:
         async with self.db.transaction() as conn:
             await self._insert(conn, link)
             await audit.record(self.db, actor, "link.create", link["link_id"],
-                               {"amount": str(value), "currency": code, "memo": memo, "expires_at": link["expires_at"]},
+                               {"amount": plain(value), "currency": code, "memo": memo, "expires_at": link["expires_at"]},
                                "created", conn=conn)
         return {**link, "url": await self.url_of(link)}
 
@@ -620,7 +621,7 @@ class LinkService:
             await conn.execute(
                 "INSERT INTO link_reservations(link_id, store_id, btcpay_invoice_id, checkout_link, amount, currency,"
                 " state, created_at, expires_at) VALUES(?,?,?,?,?,?,'open',?,?)",
-                (link["link_id"], link["store_id"], invoice_id, checkout, str(amount), currency, now, expires),
+                (link["link_id"], link["store_id"], invoice_id, checkout, plain(amount), currency, now, expires),
             )
 
     async def _end_link(self, link_id: str, state: str) -> None:

@@ -148,8 +148,9 @@ def test_payments_and_transfers_survive_a_kill_and_a_lost_answer_without_docnumb
                 else:
                     state = s.btcpay.state
                     payout = s.btcpay.call(state.create_payout, s.store_id, Decimal(f"{20 + 10 * len(payouts)}.00"),
-                                           "USD", approved=True)
-                    s.btcpay.call(state.mark_payout_paid, s.store_id, payout.id)
+                                           "USD", approved=True, payout_method_id="BTC-LN")
+                    # paid from the node the Lightning invoices filled, with no routing fee: the Transfer alone
+                    s.btcpay.call(state.pay_lightning_payout, s.store_id, payout.id, fee_msat=0)
                     payouts.append(payout)
                     subject = payout.id
                 s.wait_for(lambda e=entity, x=subject: ours(e.capitalize(), x), what=f"{entity} committed")

@@ -69,7 +69,7 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[System, Shop
         s.close()
 
 
-def test_second_store_with_its_own_key_mode_accounts_and_class(two: tuple[System, Shop, dict[str, str]]) -> None:
+def second_store_with_its_own_key_mode_accounts_and_class(two: tuple[System, Shop, dict[str, str]]) -> None:
     s, b, ids = two
     a = s.store_id
     # the server-wide key (scoped to A by its owner) cannot serve B: refused, naming the key and the store
@@ -133,7 +133,7 @@ def test_second_store_with_its_own_key_mode_accounts_and_class(two: tuple[System
         assert b.key not in output and s.api_key not in output
 
 
-def test_each_store_books_into_its_own_accounts_exactly_once(two: tuple[System, Shop, dict[str, str]]) -> None:
+def each_store_books_into_its_own_accounts_exactly_once(two: tuple[System, Shop, dict[str, str]]) -> None:
     s, b, ids = two
     a = s.store_id
     if b.store_id not in [r[0] for r in s.sql("SELECT store_id FROM btcpay_stores WHERE selected = 1")]:
@@ -184,12 +184,18 @@ def test_each_store_books_into_its_own_accounts_exactly_once(two: tuple[System, 
     assert set().union(*map(class_refs, a_docs)) == {ids["class_a"]}
     assert set().union(*map(class_refs, b_docs)) == {ids["class_b"]}
 
-    # B's payout: a Transfer out of B's bitcoin account, with B's class (its mirror reads B with B's key)
-    payout = s.btcpay.call(s.btcpay.state.create_payout, b.store_id, Decimal("10.00"), "USD", approved=True)
-    s.btcpay.call(s.btcpay.state.mark_payout_paid, b.store_id, payout.id)
+    # B's payout, paid from B's Lightning node: a Transfer out of B's bitcoin account and the routing fee as a
+    # Purchase from it, both with B's class (its mirror reads B with B's key)
+    payout = s.btcpay.call(s.btcpay.state.create_payout, b.store_id, Decimal("10.00"), "USD", approved=True,
+                           payout_method_id="BTC-LN")
+    s.btcpay.call(s.btcpay.state.pay_lightning_payout, b.store_id, payout.id, fee_msat=1_000_000)
     (transfer,) = s.wait_for(lambda: [d for d in s.qbo_docs("Transfer") if payout.id in str(d.get("PrivateNote"))],
                              what="B's payout transfer")
     assert (transfer["FromAccountRef"]["value"], transfer["ClassRef"]["value"]) == (ids["bitcoin_b"], ids["class_b"])
+    (fee,) = s.wait_for(lambda: [d for d in s.qbo_docs("Purchase") if payout.id in str(d.get("PrivateNote"))],
+                        what="B's routing fee")
+    assert (fee["AccountRef"]["value"], fee["Line"][0]["AccountBasedExpenseLineDetail"]["ClassRef"]["value"]) == (
+        ids["bitcoin_b"], ids["class_b"])
 
     # the poll and the history import cover both stores, B through its own key (the server-wide one
     # cannot read B at all)
@@ -244,12 +250,10 @@ def _post_webhook(s: System, store_id: str, body: bytes, secret: str) -> int:
         return exc.code
 
 
-def test_one_store_losing_its_key_or_unfollowed_leaves_the_other_alone(
+def one_store_losing_its_key_or_unfollowed_leaves_the_other_alone(
         two: tuple[System, Shop, dict[str, str]]) -> None:
     s, b, _ = two
     a = s.store_id
-    if b.store_id not in [r[0] for r in s.sql("SELECT store_id FROM btcpay_stores WHERE selected = 1")]:
-        pytest.skip("needs the second store set up by the first test")
     # B's owner revokes B's key: B's poll fails with its own reason, A is still polled, BTCPay stays connected
     s.btcpay.call(s.btcpay.state.api_keys.pop, b.key)
     polled = s.cli("btcpay", "poll", "--json")
@@ -272,3 +276,10 @@ def test_one_store_losing_its_key_or_unfollowed_leaves_the_other_alone(
     names = [r[0] for r in s.sql("SELECT name FROM secrets WHERE name LIKE 'btcpay:%'")]
     assert f"btcpay:api_key:{b.store_id}" not in names and f"btcpay:webhook:{a}" in names
     assert [x["id"] for x in s.cli_json("btcpay", "status")["stores"]] == [a]
+
+
+def test_two_stores_followed_at_once(two: tuple[System, Shop, dict[str, str]]) -> None:
+    """One test in three steps, each building on the one before (one system, whatever worker runs it)."""
+    second_store_with_its_own_key_mode_accounts_and_class(two)
+    each_store_books_into_its_own_accounts_exactly_once(two)
+    one_store_losing_its_key_or_unfollowed_leaves_the_other_alone(two)

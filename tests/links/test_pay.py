@@ -186,6 +186,16 @@ async def test_retired_key_and_replayed_token_after_payment(world: World, page: 
     assert status == 410 and "expired" in body
 
 
+async def test_a_one_sat_link_is_stored_and_reserved_in_plain_digits(world: World, page: Page) -> None:
+    link = await page.links.create_fixed("0.00000001", "BTC", None, actor="alice")
+    assert link["amount"] == "0.00000001"
+    status, _, _ = await page.get(token_of(link["url"]))
+    assert status == 303
+    stored = await world.db.fetchone("SELECT l.amount, r.amount FROM pay_links l JOIN link_reservations r "
+                                     "USING (link_id) WHERE l.link_id = ?", (link["link_id"],))
+    assert stored == ("0.00000001", "0.00000001")  # not '1E-8'
+
+
 async def test_rate_limit_per_address(world: World) -> None:
     page = await Page(world, world.links(rate_limit_per_min=3)).start()
     try:

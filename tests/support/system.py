@@ -129,7 +129,8 @@ class System:
 
     def cli_ok(self, *args: str, timeout: float = 60.0) -> str:
         result = self.cli(*args, timeout=timeout)
-        assert result.returncode == 0, f"sovterm {' '.join(args)} → {result.returncode}: {result.stderr}"
+        assert result.returncode == 0, (f"sovterm {' '.join(args)} → {result.returncode}: {result.stderr}"
+                                        f"{result.stdout[-3000:]}")
         return result.stdout
 
     def cli_json(self, *args: str, timeout: float = 60.0) -> Any:
