@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from sovterm.sim.qbo import FaultRule
 from tests.support.system import System
 
 from .conftest import docs_about, postings, settle
@@ -119,3 +120,19 @@ def test_tiny_btc_amounts_are_stored_and_shown_in_plain_digits(deposit_system: S
     assert "1 sats" in line
     shown = s.cli_ok("payouts", "list", "--json") + receipt["PrivateNote"]
     assert "E-" not in shown
+
+
+def test_a_quickbooks_refusal_reaches_the_operator_in_intuits_words(system_factory) -> None:
+    """Issue 13, point 6, through the listener: a payment arrives by webhook, QuickBooks refuses the
+    SalesReceipt with 3100 (a token without the accounting scope); `sovterm sync status` says so in Intuit's
+    words with the intuit_tid and every cause of 3100, and the payment waits (held), nothing is lost."""
+    s = system_factory(mode="deposit")
+    s.qbo.call(s.qbo.state.faults.append, FaultRule("403_scope", "salesreceipt", times=2))
+    inv = settle(s, "12.00")
+    status = s.wait_for(lambda: (st := s.cli_json("sync", "status")).get("held") and st, what="the job held")
+    reason = status["held_reason"]
+    for words in ("3100", "does not have sufficient scope", "intuit_tid", "accounting scope", "other environment"):
+        assert words in reason, (words, reason)
+    assert "3100" in s.cli_ok("sync", "status") and "QuickBooks error 0" not in reason
+    assert not docs_about(s, "SalesReceipt", inv.id)
+    assert ("held",) in s.sql("SELECT state FROM sync_jobs WHERE invoice_id = ?", (inv.id,))  # waits, not dead
