@@ -32,7 +32,13 @@ from sovterm.btcpay.errors import BTCPayAuthError, BTCPayError, BTCPayValidation
 from sovterm.btcpay.models import QBO_REF_METADATA_KEY, Invoice
 from sovterm.config import Settings
 from sovterm.errors import UserFacingError
-from sovterm.links.tokens import LinkClaims, SigningKeys, TokenGone, TokenInvalid, encode
+from sovterm.links.tokens import (
+    LinkClaims,
+    SigningKeys,
+    TokenGone,
+    TokenInvalid,
+    encode,
+)
 from sovterm.qbo.client import quote_literal, request_id
 from sovterm.qbo.errors import QBOError, QBOStaleObject
 from sovterm.store import audit
@@ -453,13 +459,10 @@ class LinkService:
         if res is not None:
             # webhooks and polls close reservations within seconds, but a click must not trust that:
             # BTCPay says now whether the checkout can still be paid
-            try:
-                async with asyncio.timeout(BTCPAY_READ_TIMEOUT_S):
-                    res = await self._refresh(res)
-            except (TimeoutError, UserFacingError) as exc:
-                log.warning("pay link %s: cannot check invoice %s: %s", link["link_id"], res["btcpay_invoice_id"],
-                            exc or "timeout")
-                return _outage("payment server", "btcpay_unavailable")
+            checked = await self._checked(link, res)
+            if isinstance(checked, PayOutcome):
+                return checked
+            res = checked
             if res["state"] == "processing":
                 return CONFIRMING
             if res["state"] != "open":
@@ -535,13 +538,9 @@ class LinkService:
                 btcpay = await self.btcpay_for(res["store_id"])
                 marked = await btcpay.mark_invoice_status(res["store_id"], res["btcpay_invoice_id"], "Invalid")
         except BTCPayValidationError:
-            try:
-                async with asyncio.timeout(BTCPAY_READ_TIMEOUT_S):
-                    fresh = await self._refresh(res)
-            except (TimeoutError, UserFacingError) as exc:
-                log.warning("pay link %s: cannot re-read invoice %s: %s", link["link_id"], res["btcpay_invoice_id"],
-                            exc or "timeout")
-                return _outage("payment server", "btcpay_unavailable")
+            fresh = await self._checked(link, res)
+            if isinstance(fresh, PayOutcome):
+                return fresh
             if fresh["state"] == "processing":
                 return CONFIRMING
             if fresh["state"] == "open":
@@ -627,6 +626,17 @@ class LinkService:
     async def _end_link(self, link_id: str, state: str) -> None:
         await self.db.write("UPDATE pay_links SET state = ?, ended_at = ? WHERE link_id = ? AND state = 'active'",
                             (state, self.now(), link_id))
+
+    async def _checked(self, link: dict[str, Any], res: dict[str, Any]) -> dict[str, Any] | PayOutcome:
+        """`_refresh` for a customer who is waiting: the updated row, or the outage page when BTCPay does not
+        answer in time."""
+        try:
+            async with asyncio.timeout(BTCPAY_READ_TIMEOUT_S):
+                return await self._refresh(res)
+        except (TimeoutError, UserFacingError) as exc:
+            log.warning("pay link %s: cannot check invoice %s: %s", link["link_id"], res["btcpay_invoice_id"],
+                        exc or "timeout")
+            return _outage("payment server", "btcpay_unavailable")
 
     async def _refresh(self, res: dict[str, Any]) -> dict[str, Any]:
         """Ask BTCPay what became of a reservation's invoice and record it; the updated row, with
