@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -284,19 +284,39 @@ async def ledger_balance(db: Any, store_id: str) -> LedgerBalance:
                          confirming=by_status.get("Processing", (0, 0))[0])
 
 
-async def explained_txids(db: Any, btcpay: Any, store_id: str) -> set[str]:
+async def payout_transactions(btcpay: Any, store_id: str) -> dict[str, int]:
+    """{txid or payment hash: sats the store's completed payouts paid in it}, by their proofs as BTCPay shows
+    them (empty when the key may not read payouts: the fee entries still name the ones sovterm booked)."""
+    paid: dict[str, int] = defaultdict(int)
+    try:
+        for p in await btcpay.list_payouts(store_id):
+            ref = payout_proof_reference(p.payment_proof)
+            if ref is not None and p.state == "Completed" and p.payout_amount is not None:
+                paid[ref] += btc_to_sats(p.payout_amount)
+    except BTCPayAuthError:
+        pass
+    return paid
+
+
+async def explained_txids(db: Any, paid_by_payouts: dict[str, int], store_id: str) -> set[str]:
     """On-chain transactions a document explains: invoice payments (`<txid>-<vout>`), payouts (the txid of
     their proof, as BTCPay shows it and as the fee entries recorded it) and bookings by hand."""
     rows = await db.fetchall(
         "SELECT txid FROM invoice_payments WHERE store_id = ? AND txid IS NOT NULL UNION "
         "SELECT reference FROM wallet_entries WHERE store_id = ?", (store_id, store_id))
-    known = {str(r[0]) for r in rows}
-    try:
-        known |= {ref for p in await btcpay.list_payouts(store_id)
-                  if (ref := payout_proof_reference(p.payment_proof)) is not None}
-    except BTCPayAuthError:
-        pass  # the fee entries still name the transactions of the payouts sovterm booked
-    return known
+    return {str(r[0]) for r in rows} | set(paid_by_payouts)
+
+
+async def unrecorded_payout_fees(db: Any, transactions: list[Any], paid_by_payouts: dict[str, int],
+                                 store_id: str) -> int:
+    """Miner fees of payout transactions sovterm has no fee entry for (payouts completed before its sync first
+    ran are history and not booked, but their fee left the wallet all the same): what the transaction spent
+    beyond the payouts it paid."""
+    recorded = {str(r[0]) for r in await db.fetchall(
+        "SELECT reference FROM wallet_entries WHERE store_id = ? AND kind = 'fee'", (store_id,))}
+    return sum(-t.sats - paid_by_payouts[t.transaction_hash] for t in transactions
+               if t.transaction_hash in paid_by_payouts and t.transaction_hash not in recorded
+               and -t.sats > paid_by_payouts[t.transaction_hash])
 
 
 async def wallet_check(db: Any, btcpay: Any, store_id: str) -> dict[str, Any]:
@@ -305,12 +325,19 @@ async def wallet_check(db: Any, btcpay: Any, store_id: str) -> dict[str, Any]:
     onchain: int | None = None
     lightning: int | None = None
     unexplained: list[dict[str, Any]] = []
+    history_fees = 0
     try:
         onchain = btc_to_sats((await btcpay.get_onchain_wallet(store_id)).balance)
-        known = await explained_txids(db, btcpay, store_id)
+        paid_by_payouts = await payout_transactions(btcpay, store_id)
+        known = await explained_txids(db, paid_by_payouts, store_id)
+        transactions = await btcpay.list_onchain_transactions(store_id)
         unexplained = [{"txid": t.transaction_hash, "sats": t.sats, "timestamp": t.timestamp,
                         "confirmations": t.confirmations}
-                       for t in await btcpay.list_onchain_transactions(store_id) if t.transaction_hash not in known]
+                       for t in transactions if t.transaction_hash not in known]
+        history_fees = await unrecorded_payout_fees(db, transactions, paid_by_payouts, store_id)
+        if history_fees:
+            notes.append(f"fees paid include {history_fees:,} sats of miner fees of payouts sovterm did not book "
+                         "(completed before its sync first ran)")
     except BTCPayAuthError as exc:
         notes.append(f"on-chain wallet not checked: needs {exc.missing_permission or NEEDS_WALLET}")
     except BTCPayNotFound:
@@ -324,7 +351,10 @@ async def wallet_check(db: Any, btcpay: Any, store_id: str) -> dict[str, Any]:
     except BTCPayNotFound:
         lightning = 0
         notes.append("the store has no Lightning node")
-    section = compare_balance(await ledger_balance(db, store_id), onchain, lightning)
+    balance = await ledger_balance(db, store_id)
+    if history_fees:
+        balance = replace(balance, fees_paid=balance.fees_paid + history_fees)
+    section = compare_balance(balance, onchain, lightning)
     if section["difference"] is None:
         notes.append("balance not checked")
     section.update({"store_id": store_id, "unexplained": unexplained, "notes": notes,
@@ -407,7 +437,7 @@ async def book(db: Any, btcpay: Any, client: QBOClient, store_id: str, txid: str
     except BTCPayNotFound:
         raise UserFacingError(f"store {store_id}'s wallet has no transaction {txid}",
                               fix="copy the txid from `sovterm reconcile`'s list") from None
-    if txid in await explained_txids(db, btcpay, store_id):
+    if txid in await explained_txids(db, await payout_transactions(btcpay, store_id), store_id):
         raise UserFacingError(f"transaction {txid} is already explained (an invoice payment, a payout, or booked)")
     found = await find_account(client, account)
 

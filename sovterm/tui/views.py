@@ -113,7 +113,8 @@ def books_text(report: dict[str, Any] | None) -> str:
     for w in report.get("wallets") or []:
         state = ("[red]differs[/]" if not w.get("ok") else "[yellow]not checked[/]" if w.get("difference") is None
                  else "[green]matches[/]")
-        lines.append(f"store {_esc(w.get('store_id'))}: ledger {sats(w.get('ledger'))} · wallet "
+        confirming = f" + {sats(w['confirming'])} confirming" if w.get("confirming") else ""
+        lines.append(f"store {_esc(w.get('store_id'))}: ledger {sats(w.get('ledger'))}{confirming} · wallet "
                      f"{sats(w.get('wallet')) or '?'} {state}"
                      + (f" ({w['difference']:+,} sats)" if w.get("difference") else ""))
         lines += [f"  [dim]{_esc(n)}[/]" for n in w.get("notes") or []]

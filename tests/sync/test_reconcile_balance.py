@@ -3,9 +3,13 @@ and what it says when BTCPay will not show the wallet."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from types import SimpleNamespace
+
 from sovterm.btcpay.errors import BTCPayAuthError
 from sovterm.sync import reconcile
 from sovterm.sync.reconcile import LedgerBalance, compare_balance
+from tests.sync.helpers import STORE, invoice, put
 
 
 def test_ledger_balance_is_received_plus_fees_collected_minus_paid_out_and_fees_paid():
@@ -46,3 +50,35 @@ async def test_a_key_without_the_wallet_permissions_gets_not_checked_with_the_pe
     text = reconcile.format_report({"from": "2026-01-01", "to": "2026-01-31", "ok": True, "days": [],
                                     "differences": [], "wallets": [section]})
     assert "not checked: needs btcpay.store.canviewwallet" in text and "MATCHES" not in text
+
+
+class HistoryWallet:
+    """A wallet whose only spend is a payout paid before sovterm's sync first ran (history: no document, no
+    fee entry): 60,000 sats to the payee and 1,410 to the miners, from 149,000 received on-chain."""
+
+    def __init__(self) -> None:
+        self.tx = SimpleNamespace(transaction_hash="ab" * 32, sats=-61_410, timestamp=1, confirmations=6)
+
+    async def get_onchain_wallet(self, store_id):
+        return SimpleNamespace(balance=Decimal("0.00087590"))
+
+    async def list_payouts(self, store_id):
+        return [SimpleNamespace(payment_proof={"TransactionId": self.tx.transaction_hash}, state="Completed",
+                                payout_amount=Decimal("0.00060000"))]
+
+    async def list_onchain_transactions(self, store_id):
+        return [self.tx]
+
+    async def get_lightning_balance(self, store_id):
+        return SimpleNamespace(local_msats=0)
+
+
+async def test_the_miner_fee_of_a_payout_from_before_sovterm_counts_in_the_balance(db):
+    # the ledger knows the payout (the mirror's first poll) and the payment, but no fee entry for the payout
+    await put(db, invoice("i1", payments=[("BTC-CHAIN", "0.00149", "Settled")]))
+    await db.write("INSERT INTO payouts(store_id, payout_id, state, revision, payout_amount, payout_currency, "
+                   "amount_sats, updated_at) VALUES(?, 'p1', 'Completed', 1, '0.0006', 'BTC', 60000, 1)", (STORE,))
+    section = await reconcile.wallet_check(db, HistoryWallet(), STORE)
+    assert (section["fees_paid"], section["ledger"], section["wallet"]) == (1_410, 87_590, 87_590)
+    assert section["ok"] and section["unexplained"] == []
+    assert "1,410 sats of miner fees of payouts sovterm did not book" in section["notes"][0]

@@ -13,6 +13,7 @@ from sovterm.tui.text import ZERO_WIDTH_SPACE, escape
 from sovterm.tui.views import (
     SyncProgress,
     WizardProgress,
+    books_text,
     check_date,
     invoice_choice,
     invoice_option,
@@ -181,3 +182,12 @@ def test_daemon_text_is_shown_literally_inside_markup() -> None:
     for text in ["Brewers [Co-op]", "[Main]", "QuickBooks refused [6000]", "a\\[b]", "C:\\", "[b]not bold[/b]"]:
         shown = Content.from_markup(f"[b]{escape(text)}[/] after").plain
         assert shown.replace(ZERO_WIDTH_SPACE, "") == f"{text} after"
+
+
+def test_books_text_shows_payments_still_confirming_beside_the_ledger() -> None:
+    wallet = {"store_id": "S", "ledger": 78_613_854, "confirming": 10_438_524, "wallet": 89_050_968,
+              "difference": -1_410, "ok": False, "notes": []}
+    text = books_text({"ok": False, "from": "2026-11-03", "to": "2026-12-02", "days": [], "differences": [],
+                       "wallets": [wallet]})
+    assert "ledger 78,613,854 sats + 10,438,524 sats confirming · wallet 89,050,968 sats" in text
+    assert "(-1,410 sats)" in text
