@@ -127,12 +127,14 @@ def test_a_quickbooks_refusal_reaches_the_operator_in_intuits_words(system_facto
     SalesReceipt with 3100 (a token without the accounting scope); `sovterm sync status` says so in Intuit's
     words with the intuit_tid and every cause of 3100, and the payment waits (held), nothing is lost."""
     s = system_factory(mode="deposit")
-    s.qbo.call(s.qbo.state.faults.append, FaultRule("403_scope", "salesreceipt", times=2))
+    s.qbo.call(s.qbo.state.faults.append, FaultRule("403_scope", "salesreceipt"))  # until the scope is granted
     inv = settle(s, "12.00")
     status = s.wait_for(lambda: (st := s.cli_json("sync", "status")).get("held") and st, what="the job held")
     reason = status["held_reason"]
     for words in ("3100", "does not have sufficient scope", "intuit_tid", "accounting scope", "other environment"):
         assert words in reason, (words, reason)
-    assert "3100" in s.cli_ok("sync", "status") and "QuickBooks error 0" not in reason
+    assert "QuickBooks error 0" not in reason
+    # the held job is tried again on each tick and held again: the text view shows the reason whenever it is held
+    s.wait_for(lambda: "3100" in s.cli_ok("sync", "status"), what="the reason in `sovterm sync status`")
     assert not docs_about(s, "SalesReceipt", inv.id)
-    assert ("held",) in s.sql("SELECT state FROM sync_jobs WHERE invoice_id = ?", (inv.id,))  # waits, not dead
+    assert s.sql("SELECT COUNT(*) FROM sync_jobs WHERE invoice_id = ? AND state = 'dead'", (inv.id,)) == [(0,)]
