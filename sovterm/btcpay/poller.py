@@ -20,7 +20,7 @@ import aiosqlite
 from sovterm.btcpay import ledger
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayNotFound
-from sovterm.btcpay.group_commit import GroupCommit
+from sovterm.store.group_commit import GroupCommit
 from sovterm.btcpay.models import Invoice
 from sovterm.store import kv
 

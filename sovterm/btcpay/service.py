@@ -41,7 +41,7 @@ from sovterm.btcpay.errors import (
     BTCPayNotFound,
     BTCPayUnavailable,
 )
-from sovterm.btcpay.group_commit import GroupCommit
+from sovterm.store.group_commit import GroupCommit
 from sovterm.btcpay.models import Invoice, Store
 from sovterm.btcpay.permissions import (
     FEATURE_PERMISSIONS,

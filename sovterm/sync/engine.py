@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sovterm.errors import UserFacingError
-from sovterm.btcpay.group_commit import GroupCommit
+from sovterm.store.group_commit import GroupCommit
 from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import (
     QBOAuthError,

@@ -349,7 +349,7 @@ async def test_cancelled_lease_renewals_never_leave_the_writer_inside_a_transact
     BEGIN would leave one open and every later write would fail)."""
     import asyncio
 
-    from sovterm.btcpay.group_commit import GroupCommit
+    from sovterm.store.group_commit import GroupCommit
 
     await put(db, invoice("inv1"))
     commit = GroupCommit(db)

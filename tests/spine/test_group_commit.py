@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sovterm.btcpay.group_commit import GroupCommit
+from sovterm.store.group_commit import GroupCommit
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["threaded", "inline"])
