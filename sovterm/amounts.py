@@ -8,9 +8,10 @@ was stored as `1E-8` before still reads back (`Decimal("1E-8")` parses it).
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 SATS_PER_BTC = 100_000_000
+MSATS_PER_SAT = 1_000
 
 
 def plain(value: Decimal) -> str:
@@ -23,3 +24,8 @@ def sats_to_btc(sats: int) -> str:
     sign = "-" if sats < 0 else ""
     whole, frac = divmod(abs(sats), SATS_PER_BTC)
     return f"{sign}{whole}.{frac:08d}"
+
+
+def msats_to_sats(msats: int) -> int:
+    """Lightning millisatoshis as whole satoshis, rounded half-even (a wallet holds whole sats)."""
+    return int((Decimal(msats) / MSATS_PER_SAT).to_integral_value(ROUND_HALF_EVEN))

@@ -344,8 +344,6 @@ class Health(_Model):
     synchronized: bool
 
 
-MSATS_PER_SAT = 1_000
-
 
 def _msats(v: Any) -> int | None:
     """A millisatoshi amount, sent as a string (LightMoney) or a number."""

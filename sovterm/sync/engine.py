@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -511,8 +512,8 @@ class SyncEngine:
             body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
                                         to_account_id=await self.clearing.get(client), amount=amount,
                                         note=payouts.describe(payout, note), class_id=mapping.class_id))
-            rows.append(self._posting_row(job, payouts.TRANSFER, "Transfer", amount, ctx.home, payout.payout_id,
-                                         marker, body, day, review))
+            rows.append(posting_row(job.store_id, job.invoice_id, payouts.TRANSFER, 0, "Transfer", amount, ctx.home,
+                                    payout.payout_id, marker, body, day, review or None))
         fee_value = payouts.fee_value(fee, payout, amount)
         if fee_value is not None and fee_value > 0:
             assert fee.reference is not None
@@ -521,8 +522,8 @@ class SyncEngine:
             body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
                                         expense_account_id=mapping.fee_account_id, amount=fee_value,
                                         currency=ctx.home, ctx=ctx, note=text, class_id=mapping.class_id))
-            rows.append(self._posting_row(job, payouts.FEE, "Purchase", fee_value, ctx.home, fee.reference, marker,
-                                         body, day, None))
+            rows.append(posting_row(job.store_id, job.invoice_id, payouts.FEE, 0, "Purchase", fee_value, ctx.home,
+                                    fee.reference, marker, body, day, None))
 
         kept: list[dict[str, Any]] = []
 
@@ -538,16 +539,6 @@ class SyncEngine:
         await self.commit.run(intent)
         self._step("after_intent")
         return kept
-
-    @staticmethod
-    def _posting_row(job: Job, kind: str, entity: str, amount: Decimal, currency: str, ref: str, marker: str,
-                    body: str, day: Any, review: str | None) -> dict[str, Any]:
-        return {
-            "store_id": job.store_id, "invoice_id": job.invoice_id, "kind": kind, "seq": 0, "entity": entity,
-            "amount": str(amount), "currency": currency, "ref": ref, "marker": marker,
-            "request_id": request_id("sovterm", marker, hashlib.sha256(body.encode()).hexdigest()[:16]),
-            "body": body, "txn_date": day.isoformat(), "review": review or None,
-        }
 
     async def _wallet_booking(self, job: Job) -> list[str]:
         """A wallet transaction the operator booked (`reconcile book`): one Transfer between the bitcoin
@@ -582,8 +573,8 @@ class SyncEngine:
                 marker=marker, txn_date=day, amount=amount, note=text[:4000],
                 from_account_id=mapping.deposit_account_id if outgoing else account_id,
                 to_account_id=account_id if outgoing else mapping.deposit_account_id, class_id=mapping.class_id))
-            row = self._posting_row(job, "booked", "Transfer", amount, ctx.home, txid, marker, body, day,
-                                   f"wallet transaction booked by hand, {valued}: check against the day's rate")
+            row = posting_row(job.store_id, job.invoice_id, "booked", 0, "Transfer", amount, ctx.home, txid, marker,
+                              body, day, f"wallet transaction booked by hand, {valued}: check against the day's rate")
             await self.commit.run(lambda conn: store.insert_pending(conn, row))
             self._step("after_intent")
         result = await self._post(row, lookup_first=False) if row is not None else None
@@ -685,16 +676,23 @@ class SyncEngine:
             if rate is None:
                 raise Refused(f"no {snap.currency}→{ctx.home} exchange rate for {p.txn_date}")
         body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate))
-        # the body is part of the requestid: Intuit replays an answer (even a refusal) for a reused id, so a
-        # corrected posting after a validation fault must go out under a new one; a crash-retry resends the
-        # stored body and therefore the same id
-        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-        return {
-            "store_id": snap.store_id, "invoice_id": snap.invoice_id, "kind": p.kind, "seq": p.seq,
-            "entity": p.entity, "amount": str(p.amount), "currency": snap.currency, "ref": p.ref, "marker": marker,
-            "request_id": request_id("sovterm", marker, digest),
-            "body": body, "txn_date": p.txn_date.isoformat(), "review": p.review,
-        }
+        return posting_row(snap.store_id, snap.invoice_id, p.kind, p.seq, p.entity, p.amount, snap.currency, p.ref,
+                           marker, body, p.txn_date, p.review)
+
+
+def posting_row(store_id: str, invoice_id: str, kind: str, seq: int, entity: str, amount: Decimal, currency: str,
+                ref: str | None, marker: str, body: str, day: date, review: str | None) -> dict[str, Any]:
+    """A postings-ledger row: the intent, with the exact body and its requestid. The body is part of the
+    requestid: Intuit replays an answer (even a refusal) for a reused id, so a corrected posting after a
+    validation fault must go out under a new one; a crash-retry resends the stored body and therefore the
+    same id."""
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return {
+        "store_id": store_id, "invoice_id": invoice_id, "kind": kind, "seq": seq, "entity": entity,
+        "amount": str(amount), "currency": currency, "ref": ref, "marker": marker,
+        "request_id": request_id("sovterm", marker, digest), "body": body, "txn_date": day.isoformat(),
+        "review": review,
+    }
 
 
 def _is_void(doc: dict[str, Any]) -> bool:

@@ -22,12 +22,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 import aiosqlite
 
-from sovterm.amounts import plain
+from sovterm.amounts import msats_to_sats, plain
 from sovterm.qbo.client import QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import QBODuplicateName
 from sovterm.sync import queue, rules, store
@@ -176,7 +176,7 @@ class FeeLookup:
 
     @property
     def sats(self) -> int | None:
-        return None if self.msats is None else int((Decimal(self.msats) / 1000).to_integral_value(ROUND_HALF_EVEN))
+        return None if self.msats is None else msats_to_sats(self.msats)
 
 
 def onchain_fee_msats(balance_change_sats: int, paid_out_sats: list[int | None]) -> tuple[int | None, str | None]:

@@ -22,9 +22,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
+from sovterm.amounts import msats_to_sats
 from sovterm.btcpay import ledger
 from sovterm.btcpay.errors import BTCPayAuthError, BTCPayNotFound
 from sovterm.btcpay.models import btc_to_sats, payout_proof_reference
@@ -345,7 +346,7 @@ async def wallet_check(db: Any, btcpay: Any, store_id: str) -> dict[str, Any]:
         notes.append("the store has no on-chain wallet")
     try:
         msats = (await btcpay.get_lightning_balance(store_id)).local_msats
-        lightning = int((Decimal(msats) / 1000).to_integral_value(ROUND_HALF_EVEN))
+        lightning = msats_to_sats(msats)
     except BTCPayAuthError as exc:
         notes.append(f"Lightning balance not checked: needs {exc.missing_permission or NEEDS_LIGHTNING}")
     except BTCPayNotFound:
