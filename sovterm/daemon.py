@@ -24,19 +24,14 @@ from aiohttp import web
 
 from sovterm import __version__
 from sovterm.config import Settings, load_settings
-from sovterm.control import btcpay as btcpay_part
-from sovterm.control import links as links_part
-from sovterm.control import ops as ops_part
-from sovterm.control import payouts as payouts_part
-from sovterm.control import qbo as qbo_part
-from sovterm.control import sync as sync_part
-from sovterm.control.methods import register_core_methods
+from sovterm.parts.core import register_core_methods
 from sovterm.control.roles import RolePolicy, resolve_group
 from sovterm.control.server import ControlServer
 from sovterm.errors import StartupRefused, UserFacingError
 from sovterm.logs import get_logger, setup_logging
 from sovterm.loops import Loops, LoopSpec
-from sovterm.parts import Part
+from sovterm.parts import PARTS
+from sovterm.parts.base import Part
 from sovterm.services import Services
 from sovterm.store import keyring, lock
 from sovterm.store.db import Database
@@ -160,21 +155,6 @@ async def reaper_run(services: Services) -> dict[str, Any]:
     cutoff = int(time.time()) - services.settings.reaper.retention_days * 86400
     pruned = await services.require_db().write("DELETE FROM audit WHERE at < ?", (cutoff,))
     return {"audit_pruned": pruned}
-
-
-
-
-
-
-# The parts, in start order; each may use the services of those before it (see sovterm/parts.py).
-PARTS: list[Part] = [
-    btcpay_part.PART,
-    qbo_part.PART,
-    sync_part.PART,
-    links_part.PART,
-    payouts_part.PART,
-    ops_part.PART,
-]
 
 
 def part_stage(part: Part) -> Callable[[web.Application], AsyncIterator[None]]:

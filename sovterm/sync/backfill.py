@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sovterm.sync import queue, store
+from sovterm.sync import queue, records
 from sovterm.sync.engine import SyncEngine
 
 log = logging.getLogger("sovterm.sync.backfill")
@@ -49,7 +49,7 @@ def day_start(day: str) -> int:
 
 
 async def state(db: Any) -> dict[str, Any] | None:
-    return await store.kv_get(db, STATE_KEY)
+    return await records.kv_get(db, STATE_KEY)
 
 
 async def _unposted(db: Any, since_s: int) -> int:
@@ -60,7 +60,7 @@ async def start(db: Any, since: str) -> dict[str, Any]:
     """Begin (or restart) a backfill of everything settled since `since` (YYYY-MM-DD)."""
     value = {"since": since, "state": "running", "done": 0, "total": await _unposted(db, day_start(since)),
              "imported": False, "started_at": int(time.time()), "finished_at": None}
-    await store.kv_put(db, STATE_KEY, value)
+    await records.kv_put(db, STATE_KEY, value)
     return value
 
 
@@ -72,7 +72,7 @@ class Backfill:
 
     async def maybe_autostart(self) -> bool:
         """First connection: the wizard stored a start date and no backfill ran yet."""
-        since = await store.kv_get(self.db, SETUP_SINCE_KEY)
+        since = await records.kv_get(self.db, SETUP_SINCE_KEY)
         if since and await state(self.db) is None:
             await start(self.db, str(since))
             return True
@@ -90,7 +90,7 @@ class Backfill:
                 listed = await self.history(since_s)
                 st = {**st, "total": max(int(st["total"]), await _unposted(self.db, since_s)), "listed": listed}
             st["imported"] = True
-            await store.kv_put(self.db, STATE_KEY, st)
+            await records.kv_put(self.db, STATE_KEY, st)
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
             rows = await self.db.fetchall(CANDIDATES, (since_s, st["started_at"], CHUNK))
@@ -109,7 +109,7 @@ class Backfill:
         if not busy and not await self.db.fetchone(CANDIDATES, (since_s, st["started_at"], 1)):
             # what is still unposted was handed over and waits for BTCPay (a payment still confirming)
             st.update(state="done", finished_at=int(time.time()), waiting=left)
-        await store.kv_put(self.db, STATE_KEY, st)
+        await records.kv_put(self.db, STATE_KEY, st)
         elapsed = max(time.time() - st["started_at"], 1e-6)
         rate = st["done"] / elapsed * 60
         remaining = max(int(st["total"]) - st["done"], 0)

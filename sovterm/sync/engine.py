@@ -59,7 +59,7 @@ from sovterm.qbo.postings import (
     build_transfer,
     marker_for,
 )
-from sovterm.sync import payouts, queue, reconcile, rules, store
+from sovterm.sync import payouts, queue, reconcile, rules, records
 from sovterm.sync.queue import Job
 from sovterm.sync.sender import Sender
 
@@ -378,12 +378,12 @@ class SyncEngine:
             return await self._payout(job)
         if job.invoice_id.startswith(reconcile.WALLET_PREFIX):
             return await self._wallet_booking(job)
-        snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id)
+        snap = await records.load_snapshot(self.db, job.store_id, job.invoice_id)
         if snap is None:
             await self.commit.run(lambda conn: queue.complete(conn, job, self.owner))
             return []
         client = await self.books.client()
-        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+        rows = await records.load_postings(self.db, job.store_id, job.invoice_id)
         docs: list[str] = []
         # 1. finish what a crashed run left behind
         for row in rows:
@@ -397,25 +397,25 @@ class SyncEngine:
             for refund in snap.refunds:
                 if refund.amount is None:
                     currency, amount = await self.refunds.pull_payment(job.store_id, refund.pull_payment_id)
-                    await store.set_refund_amount(self.commit, job.store_id, job.invoice_id,
+                    await records.set_refund_amount(self.commit, job.store_id, job.invoice_id,
                                                   refund.pull_payment_id, currency, amount)
                     learnt = True
         if learnt:
-            snap = await store.load_snapshot(self.db, job.store_id, job.invoice_id) or snap
+            snap = await records.load_snapshot(self.db, job.store_id, job.invoice_id) or snap
         if any(r["status"] in ("pending", "voiding") for r in rows):
-            rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+            rows = await records.load_postings(self.db, job.store_id, job.invoice_id)
         # 3. the plan
-        mode = await self._cached(("mode", job.store_id), lambda: store.get_mode(self.db, job.store_id))
+        mode = await self._cached(("mode", job.store_id), lambda: records.get_mode(self.db, job.store_id))
         ctx = await self.books.currency()
         policy = rules.StorePolicy(mode["mode"], mode["deposit_as"], ctx.home, ctx.multicurrency)  # type: ignore[arg-type]
-        resolution = await store.get_resolution(self.db, job.store_id, job.invoice_id)
+        resolution = await records.get_resolution(self.db, job.store_id, job.invoice_id)
         link = None
         # a pay link's invoice (qboInvoiceId) pays its QuickBooks invoice in every mode
         wants_link = (policy.mode == "invoicing" or bool(snap.qbo_ref)) and (
             resolution is None or resolution.kind == "qbo_invoice")
         if wants_link:
             link = await find_qbo_invoice(client, snap, resolution)
-        plan = rules.plan(snap, store.as_posted(rows), policy, qbo_invoice=link, resolution=resolution)
+        plan = rules.plan(snap, records.as_posted(rows), policy, qbo_invoice=link, resolution=resolution)
         if plan.refuse:
             raise Refused(plan.refuse)
         mapping = None
@@ -432,9 +432,9 @@ class SyncEngine:
         if new_rows or plan.voids:
             async def intent(conn: Any) -> None:
                 for v in plan.voids:
-                    await store.mark_voiding(conn, job.store_id, job.invoice_id, v.kind, v.seq, v.reason)
+                    await records.mark_voiding(conn, job.store_id, job.invoice_id, v.kind, v.seq, v.reason)
                 for r in new_rows:
-                    if not await store.insert_pending(conn, r):
+                    if not await records.insert_pending(conn, r):
                         raise RuntimeError(f"posting {r['kind']}#{r['seq']} of {job.invoice_id} appeared meanwhile")
 
             await self.commit.run(intent)
@@ -444,7 +444,7 @@ class SyncEngine:
         # 5. QuickBooks
         voided_tokens: dict[tuple[str, int], str | None] = {}
         if plan.voids:
-            by_key = {(r["kind"], r["seq"]): r for r in await store.load_postings(self.db, job.store_id, job.invoice_id)}
+            by_key = {(r["kind"], r["seq"]): r for r in await records.load_postings(self.db, job.store_id, job.invoice_id)}
             for v in plan.voids:
                 voided_tokens[(v.kind, v.seq)] = await self._void(client, by_key[(v.kind, v.seq)], record=False)
         results = []
@@ -456,10 +456,10 @@ class SyncEngine:
 
         async def record(conn: Any) -> None:
             for (kind, seq), token in voided_tokens.items():
-                await store.mark_voided(conn, job.store_id, job.invoice_id, kind, seq, token)
+                await records.mark_voided(conn, job.store_id, job.invoice_id, kind, seq, token)
             for r, res in results:
-                await store.mark_posted(conn, job.store_id, job.invoice_id, r["kind"], r["seq"], res.id, res.sync_token)
-            await store.set_unmatched(conn, job.store_id, job.invoice_id, plan.unmatched, plan.recognised, snap.currency)
+                await records.mark_posted(conn, job.store_id, job.invoice_id, r["kind"], r["seq"], res.id, res.sync_token)
+            await records.set_unmatched(conn, job.store_id, job.invoice_id, plan.unmatched, plan.recognised, snap.currency)
             await queue.complete(conn, job, self.owner)
 
         await self.commit.run(record)
@@ -472,7 +472,7 @@ class SyncEngine:
     async def _payout(self, job: Job) -> list[str]:
         """A completed payout: one Transfer out of the bitcoin account (none for a refund's payout) and one
         Purchase for its network fee (once per transaction), through the same ledger."""
-        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+        rows = await records.load_postings(self.db, job.store_id, job.invoice_id)
         docs = [await self._send(r) for r in rows if r["status"] == "pending"]
         payout = await payouts.load(self.db, job.store_id, job.invoice_id.removeprefix(payouts.PREFIX))
         done = {r["kind"] for r in rows}
@@ -486,7 +486,7 @@ class SyncEngine:
 
         async def record(conn: Any) -> None:
             for r, res in results:
-                await store.mark_posted(conn, job.store_id, job.invoice_id, r["kind"], r["seq"], res.id, res.sync_token)
+                await records.mark_posted(conn, job.store_id, job.invoice_id, r["kind"], r["seq"], res.id, res.sync_token)
             await queue.complete(conn, job, self.owner)
 
         await self.commit.run(record)
@@ -531,7 +531,7 @@ class SyncEngine:
             kept.clear()
             await payouts.record_fee(conn, job.store_id, fee, payout.payout_id)
             for r in rows:
-                if await store.insert_pending(conn, r):
+                if await records.insert_pending(conn, r):
                     kept.append(r)
                 elif r["kind"] != payouts.FEE:  # a fee's marker is its transaction's: another payout took it
                     raise RuntimeError(f"the {r['kind']} of {job.invoice_id} appeared meanwhile")
@@ -543,7 +543,7 @@ class SyncEngine:
     async def _wallet_booking(self, job: Job) -> list[str]:
         """A wallet transaction the operator booked (`reconcile book`): one Transfer between the bitcoin
         account and the account they chose, valued like a BTC payout (P3) and flagged for review."""
-        rows = await store.load_postings(self.db, job.store_id, job.invoice_id)
+        rows = await records.load_postings(self.db, job.store_id, job.invoice_id)
         docs = [await self._send(r) for r in rows if r["status"] == "pending"]
         txid = job.invoice_id.removeprefix(reconcile.WALLET_PREFIX)
         entry = await self.db.fetchone(
@@ -575,13 +575,13 @@ class SyncEngine:
                 to_account_id=account_id if outgoing else mapping.deposit_account_id, class_id=mapping.class_id))
             row = posting_row(job.store_id, job.invoice_id, "booked", 0, "Transfer", amount, ctx.home, txid, marker,
                               body, day, f"wallet transaction booked by hand, {valued}: check against the day's rate")
-            await self.commit.run(lambda conn: store.insert_pending(conn, row))
+            await self.commit.run(lambda conn: records.insert_pending(conn, row))
             self._step("after_intent")
         result = await self._post(row, lookup_first=False) if row is not None else None
 
         async def record(conn: Any) -> None:
             if result is not None:
-                await store.mark_posted(conn, job.store_id, job.invoice_id, "booked", 0, result.id, result.sync_token)
+                await records.mark_posted(conn, job.store_id, job.invoice_id, "booked", 0, result.id, result.sync_token)
             await queue.complete(conn, job, self.owner)
 
         await self.commit.run(record)
@@ -623,7 +623,7 @@ class SyncEngine:
 
     async def _is_history(self, snap: rules.InvoiceSnap) -> bool:
         if self._since is None:
-            self._since = float(await store.kv_get(self.db, store.SINCE_KEY) or 0)
+            self._since = float(await records.kv_get(self.db, records.SINCE_KEY) or 0)
         return (snap.paid_at or snap.created_at) < self._since
 
     async def _post(self, row: dict[str, Any], *, lookup_first: bool) -> Any:
@@ -632,7 +632,7 @@ class SyncEngine:
         except QBOValidationError:
             # refused outright: no document exists; drop the intent so a retry builds it afresh
             async def drop(conn: Any) -> None:
-                await store.drop_pending(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"])
+                await records.drop_pending(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"])
 
             await self.commit.run(drop)
             raise
@@ -642,7 +642,7 @@ class SyncEngine:
         res = await self._post(row, lookup_first=True)
 
         async def record(conn: Any) -> None:
-            await store.mark_posted(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"], res.id,
+            await records.mark_posted(conn, row["store_id"], row["invoice_id"], row["kind"], row["seq"], res.id,
                                     res.sync_token)
 
         await self.commit.run(record)
@@ -663,7 +663,7 @@ class SyncEngine:
             else:
                 token = str((await client.void(entity, doc_id, str(doc["SyncToken"]), request_id=rid)).get("SyncToken"))
         if record:
-            await self.commit.run(lambda conn: store.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"],
+            await self.commit.run(lambda conn: records.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"],
                                                                  row["seq"], token))
         return token
 

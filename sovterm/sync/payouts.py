@@ -30,7 +30,7 @@ import aiosqlite
 from sovterm.amounts import msats_to_sats, plain
 from sovterm.qbo.client import QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import QBODuplicateName
-from sovterm.sync import queue, rules, store
+from sovterm.sync import queue, rules, records
 
 log = logging.getLogger("sovterm.sync.payouts")
 
@@ -92,7 +92,7 @@ async def on_completed(conn: aiosqlite.Connection, row: dict[str, Any]) -> bool:
     """Inside the transaction that first records the payout as Completed: queue its Transfer and fee (a
     refund's payout: its fee only). Payouts created before sovterm's sync first ran are history (the
     mirror's first poll sees them all)."""
-    async with conn.execute("SELECT value FROM kv WHERE key = ?", (store.SINCE_KEY,)) as cur:
+    async with conn.execute("SELECT value FROM kv WHERE key = ?", (records.SINCE_KEY,)) as cur:
         since = await cur.fetchone()
     if since is None or int(row.get("created_at") or 0) < int(json.loads(since[0])):
         return False
@@ -102,7 +102,7 @@ async def on_completed(conn: aiosqlite.Connection, row: dict[str, Any]) -> bool:
 async def catch_up(db: Any) -> int:
     """Queue Transfers for completed payouts (created since the sync part first ran) that have neither a
     job nor a posting: covers a payout completed while the daemon started, before the hook was attached."""
-    since = await store.kv_get(db, store.SINCE_KEY)
+    since = await records.kv_get(db, records.SINCE_KEY)
     if since is None:
         return 0
     rows = await db.fetchall(

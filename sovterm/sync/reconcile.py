@@ -32,7 +32,7 @@ from sovterm.btcpay.models import btc_to_sats, payout_proof_reference
 from sovterm.errors import UserFacingError
 from sovterm.qbo.client import QBOClient, quote_literal
 from sovterm.qbo.postings import marker_of
-from sovterm.sync import queue, rules, store
+from sovterm.sync import queue, rules, records
 
 ENTITIES = {"SalesReceipt": 1, "Deposit": 1, "Payment": 1, "RefundReceipt": -1, "Transfer": 1, "Purchase": 1}
 CATEGORY = {"SalesReceipt": "sales", "Deposit": "sales", "Payment": "sales", "RefundReceipt": "refunds",
@@ -107,7 +107,7 @@ async def expected(db: Any, date_from: str, date_to: str,
     )
     out: dict[tuple[str, str], tuple[str, Decimal, Decimal, str]] = {}
     for store_id, invoice_id in rows:
-        snap = await store.load_snapshot(db, store_id, invoice_id)
+        snap = await records.load_snapshot(db, store_id, invoice_id)
         if snap is None:
             continue
         day = rules.txn_date(snap)
@@ -116,7 +116,7 @@ async def expected(db: Any, date_from: str, date_to: str,
         _, recognised, _ = rules.recognise(snap)
         if recognised is None:
             continue
-        resolution = await store.get_resolution(db, store_id, invoice_id)
+        resolution = await records.get_resolution(db, store_id, invoice_id)
         if resolution is not None and resolution.kind == "ignore":
             continue
         refunds = sum((rules.refund_fiat(snap, r) or Decimal(0) for r in snap.refunds), Decimal(0))
@@ -176,7 +176,7 @@ async def expected_transfers(db: Any, date_from: str, date_to: str) -> dict[tupl
 async def unbooked_payouts(db: Any, date_from: str, date_to: str) -> list[dict[str, Any]]:
     """Completed payouts of the period that sovterm should have booked (since its sync first ran) and has
     no posting for: a dead job, a job still waiting."""
-    since = await store.kv_get(db, store.SINCE_KEY)
+    since = await records.kv_get(db, records.SINCE_KEY)
     if since is None:
         return []
     rows = await db.fetchall(

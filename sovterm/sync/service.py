@@ -15,7 +15,7 @@ from sovterm.btcpay.models import Invoice
 from sovterm.btcpay.webhooks import WebhookEvent
 from sovterm.errors import UserFacingError
 from sovterm.sync import backfill as backfill_mod
-from sovterm.sync import payouts, queue, store
+from sovterm.sync import payouts, queue, records
 from sovterm.sync.backfill import Backfill, HistoryImport
 from sovterm.sync.engine import SyncEngine
 
@@ -44,7 +44,7 @@ class SyncService:
         if not invoice_id or not event.store_id or event.type not in RECONCILE_EVENTS:
             return
         if event.type == "InvoiceRefund" and getattr(event, "pull_payment_id", None):
-            await store.record_refund(conn, event.store_id, invoice_id, event.pull_payment_id)  # type: ignore[attr-defined]
+            await records.record_refund(conn, event.store_id, invoice_id, event.pull_payment_id)  # type: ignore[attr-defined]
         if await queue.enqueue(conn, event.store_id, invoice_id, payload={"cause": event.type}):
             self.engine.kick()  # nothing new when the invoice's job was already waiting or held
 
@@ -61,8 +61,8 @@ class SyncService:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self, interval_s: float) -> None:
-        self.engine.paused = bool(await store.kv_get(self.db, PAUSED_KEY))
-        await store.mark_first_run(self.db)
+        self.engine.paused = bool(await records.kv_get(self.db, PAUSED_KEY))
+        await records.mark_first_run(self.db)
         self.engine.start(interval_s)
 
     async def stop(self) -> None:
@@ -84,12 +84,12 @@ class SyncService:
         return summary
 
     async def pause(self) -> dict[str, Any]:
-        await store.kv_put(self.db, PAUSED_KEY, True)
+        await records.kv_put(self.db, PAUSED_KEY, True)
         self.engine.paused = True
         return {"paused": True}
 
     async def resume(self) -> dict[str, Any]:
-        await store.kv_put(self.db, PAUSED_KEY, False)
+        await records.kv_put(self.db, PAUSED_KEY, False)
         self.engine.paused = False
         self.engine.kick()
         return {"paused": False}
@@ -224,7 +224,7 @@ class SyncService:
         else:
             resolution = {"ignore": ignore}
         async with self.db.transaction() as conn:
-            await store.resolve(conn, row[0], invoice_id, resolution, actor)
+            await records.resolve(conn, row[0], invoice_id, resolution, actor)
             await queue.enqueue(conn, row[0], invoice_id, payload={"cause": "resolved", "by": actor})
         self.engine.kick()
         return {"invoice_id": invoice_id, "store_id": row[0], "resolution": resolution}

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sovterm.btcpay import ledger
-from sovterm.sync import queue, store
+from sovterm.sync import queue, records
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.web.links import add_routes
 from tests.links.harness import REALM, World
@@ -37,7 +37,7 @@ async def test_settled_link_invoice_becomes_a_qbo_payment(world: World) -> None:
         async with world.db.transaction() as conn:
             await ledger.upsert_invoice(conn, world.store_id, snapshot, methods)
             await queue.enqueue(conn, world.store_id, inv.id)
-        await store.set_mode(world.db, "invoicing", store_id=world.store_id)
+        await records.set_mode(world.db, "invoicing", store_id=world.store_id)
         books = DirectBooks(await world.qbo(), {world.store_id: seeded_mapping(world.qbo_state, world.store_id, REALM)})
         engine = SyncEngine(world.db, books, EngineSettings(backoff_base_s=0, backoff_max_s=0), rng=random.Random(1))
         await engine.drain()

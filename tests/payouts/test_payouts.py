@@ -11,7 +11,7 @@ import pytest
 
 from sovterm.btcpay.webhooks import PayoutEvent
 from sovterm.control import protocol as rpc
-from sovterm.control.payouts import register_methods
+from sovterm.parts.payouts import register_methods
 from sovterm.control.roles import Peer, Role, RolePolicy
 from sovterm.control.server import Connection, ControlServer
 from sovterm.payouts.service import PayoutService

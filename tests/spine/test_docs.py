@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sovterm.control.docs import registry, render
+from sovterm.parts.docs import registry, render
 
 DOC = Path(__file__).parents[2] / "docs" / "control-api.md"
 
 
 def test_control_api_doc_is_current() -> None:
-    assert DOC.read_text() == render(), "regenerate: python -m sovterm.control.docs > docs/control-api.md"
+    assert DOC.read_text() == render(), "regenerate: python -m sovterm.parts.docs > docs/control-api.md"
 
 
 def test_every_method_says_what_it_does_and_its_role() -> None:

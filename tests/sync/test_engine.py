@@ -11,7 +11,7 @@ from sovterm.btcpay import ledger
 from sovterm.cli.sync import status_text
 from sovterm.errors import UserFacingError
 from sovterm.sim.qbo import FaultRule
-from sovterm.sync import backfill, queue, reconcile, store
+from sovterm.sync import backfill, queue, reconcile, records
 from sovterm.sync.backfill import Backfill
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.service import SyncService
@@ -49,7 +49,7 @@ async def test_crash_at_every_step_never_duplicates_or_loses(db, books, qbo_stat
     healthy = SyncEngine(db, books, EngineSettings(lease_s=30))
     await run_all(healthy, db)
     assert len(docs(qbo_state, "SalesReceipt")) == 1
-    rows = await store.load_postings(db, STORE, "inv1")
+    rows = await records.load_postings(db, STORE, "inv1")
     assert [(r["status"], r["seq"]) for r in rows] == [("posted", 0)]
     assert (await queue.counts(db))["done"] >= 1
 
@@ -82,7 +82,7 @@ async def test_validation_error_goes_dead_with_quickbooks_message_and_retry_work
     await engine.drain()
     [dead] = await queue.jobs_in_state(db, "dead")
     assert "Invalid Reference Id" in dead.last_error and dead.attempts == 1
-    assert await store.load_postings(db, STORE, "inv1") == []  # refused create: no intent left
+    assert await records.load_postings(db, STORE, "inv1") == []  # refused create: no intent left
     books.mappings[STORE].item_id = next(d["Id"] for d in qbo_state.books[books.qbo.realm_id].table("Item").values())
     svc = SyncService(engine)
     assert (await svc.retry(dead.id))["retried"] == 1
@@ -158,7 +158,7 @@ async def test_invoice_life_cycle_partial_late_invalid_resettled(db, engine, qbo
     await engine.drain()
     live = [d for d in docs(qbo_state, "SalesReceipt") if d.get("TxnStatus") != "Voided"]
     assert live == []
-    rows = await store.load_postings(db, STORE, "inv1")
+    rows = await records.load_postings(db, STORE, "inv1")
     assert {r["status"] for r in rows} == {"voided"} and "marked invalid by hand" in rows[0]["void_reason"]
     await put(db, invoice("inv1", status="Settled", extra="Marked"))
     await engine.drain()
@@ -175,7 +175,7 @@ async def test_refund_posts_a_refund_receipt(db, engine, qbo_state):
     await put(db, invoice("inv1"))
     await engine.drain()
     async with db.transaction() as conn:
-        await store.record_refund(conn, STORE, "inv1", "pp1")
+        await records.record_refund(conn, STORE, "inv1", "pp1")
         await queue.enqueue(conn, STORE, "inv1")
     await engine.drain()
     [refund] = docs(qbo_state, "RefundReceipt")
@@ -183,7 +183,7 @@ async def test_refund_posts_a_refund_receipt(db, engine, qbo_state):
 
 
 async def test_invoicing_mode_payment_unmatched_and_resolve(db, engine, qbo_state, bus):
-    await store.set_mode(db, "invoicing", store_id=STORE)
+    await records.set_mode(db, "invoicing", store_id=STORE)
     await put(db, invoice("inv1", metadata={"orderId": "1001"}))
     await put(db, invoice("inv2", metadata={"orderId": "nope"}))
     await engine.drain()
@@ -389,7 +389,7 @@ async def test_network_fee_is_a_deposit_from_the_fees_collected_account(db, engi
                           payments=[("BTC-CHAIN", "0.00201", "Settled", "0.00001")]))
     await engine.drain()
     assert docs(qbo_state, "Deposit") == []
-    rows = await store.load_postings(db, STORE, "inv1")
+    rows = await records.load_postings(db, STORE, "inv1")
     assert [(r["kind"], r["status"]) for r in rows] == [("fee", "voided"), ("sale", "voided")]
 
 

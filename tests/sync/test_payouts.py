@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from sovterm.sync import payouts, queue, store
+from sovterm.sync import payouts, queue, records
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from tests.sync.helpers import STORE, docs
 
@@ -28,13 +28,13 @@ async def _on_completed(db, row):
 
 
 async def test_only_payouts_since_sync_began_are_queued_refunds_too(db):
-    await store.mark_first_run(db)
-    since = await store.kv_get(db, store.SINCE_KEY)
+    await records.mark_first_run(db)
+    since = await records.kv_get(db, records.SINCE_KEY)
     old = await _payout(db, "old", created_at=since - 3600)
     new = await _payout(db, "new", created_at=since + 1)
     refund = await _payout(db, "ref", created_at=since + 1, pull_payment_id="PP1")
     async with db.transaction() as conn:
-        await store.record_refund(conn, "S", "INV1", "PP1")
+        await records.record_refund(conn, "S", "INV1", "PP1")
     assert await _on_completed(db, old) is False  # history: the mirror's first poll sees it as new
     assert await _on_completed(db, refund) is True  # its miner fee (the RefundReceipt booked its value)
     assert await payouts.is_refund(db, "S", "PP1") and not await payouts.is_refund(db, "S", None)
@@ -46,8 +46,8 @@ async def test_only_payouts_since_sync_began_are_queued_refunds_too(db):
 
 
 async def test_catch_up_queues_a_completed_payout_the_hook_missed(db):
-    await store.mark_first_run(db)
-    since = await store.kv_get(db, store.SINCE_KEY)
+    await records.mark_first_run(db)
+    since = await records.kv_get(db, records.SINCE_KEY)
     await _payout(db, "missed", created_at=since + 5)
     await _payout(db, "open", created_at=since + 5, state="AwaitingPayment")
     assert await payouts.catch_up(db) == 1
@@ -88,8 +88,8 @@ class BatchWallet:
 
 
 async def test_a_transaction_paying_two_payouts_has_its_fee_booked_once(db, books, qbo_state):
-    await store.mark_first_run(db)
-    since = await store.kv_get(db, store.SINCE_KEY)
+    await records.mark_first_run(db)
+    since = await records.kv_get(db, records.SINCE_KEY)
     for payout_id in ("A", "B"):
         await _on_completed(db, await _payout(db, payout_id, created_at=since + 1, store_id=STORE))
     wallet = BatchWallet()
@@ -115,8 +115,8 @@ class NoProofWallet:
 
 async def test_an_unknown_fee_leaves_the_transfer_flagged_and_guesses_nothing(db, books, qbo_state):
     """P10 in docs/accounting.md."""
-    await store.mark_first_run(db)
-    since = await store.kv_get(db, store.SINCE_KEY)
+    await records.mark_first_run(db)
+    since = await records.kv_get(db, records.SINCE_KEY)
     await _on_completed(db, await _payout(db, "M", created_at=since + 1, store_id=STORE))
     engine = SyncEngine(db, books, EngineSettings(backoff_base_s=0.0, backoff_max_s=0.0), wallet=NoProofWallet())
     await engine.drain()

@@ -15,7 +15,7 @@ from sovterm.links.reaper import reaper_run
 from sovterm.links.service import LinkService
 from sovterm.links.tokens import SigningKeys
 from sovterm.loops import LoopSpec
-from sovterm.parts import Part
+from sovterm.parts.base import Part
 from sovterm.services import Services
 from sovterm.store import audit
 from sovterm.web.app import SERVICES

@@ -1,7 +1,7 @@
 """How a part (btcpay, qbo, sync, links, payouts) plugs into the daemon.
 
 A part contributes, in its own modules: a service started and stopped as one `cleanup_ctx` stage, the
-scheduled loops it needs, its public HTTP routes, and its control methods. `sovterm.daemon.PARTS` lists
+scheduled loops it needs, its public HTTP routes, and its control methods. `sovterm.parts.PARTS` lists
 them in start order; a part may use the services of the parts before it.
 """
 

@@ -19,11 +19,11 @@ from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
-from sovterm.parts import Part
+from sovterm.parts.base import Part
 from sovterm.services import Services
 from sovterm.store import audit
 from sovterm.store.secrets import Secret
-from sovterm.sync import store as sync_store
+from sovterm.sync import records
 from sovterm.web.btcpay import add_routes
 
 POLL_LOOP = "btcpay.poll"
@@ -94,8 +94,8 @@ async def followed_stores(services: Services) -> list[dict[str, Any]]:
     for store_id in await ledger.selected_stores(db):
         row = await ledger.store_row(db, store_id)
         assert row is not None
-        mode = await sync_store.get_mode(db, store_id)
-        own_mode = await sync_store.kv_get(db, sync_store.MODE_KEY + store_id) is not None
+        mode = await records.get_mode(db, store_id)
+        own_mode = await records.kv_get(db, records.MODE_KEY + store_id) is not None
         mapping = await services.qbo.mapping_for(store_id) if services.qbo is not None else None
         own_key = btcpay is not None and btcpay.has_own_key(store_id)
         out.append({

@@ -19,18 +19,18 @@ from sovterm.btcpay.models import (
     payment_method_kind,
     payout_proof_reference,
 )
-from sovterm.control.btcpay import require_followed
+from sovterm.parts.btcpay import require_followed
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
-from sovterm.parts import Part
+from sovterm.parts.base import Part
 from sovterm.qbo.client import QBOClient
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext
 from sovterm.services import Services
 from sovterm.store import audit
-from sovterm.sync import payouts, reconcile, store
+from sovterm.sync import payouts, reconcile, records
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.service import SyncService
 
@@ -308,7 +308,7 @@ def register(server: ControlServer, services: Services) -> None:
         """Deposit or invoicing mode, for one store or as the default."""
         if store_id is not None:
             await require_followed(services, store_id)
-        value = await store.set_mode(services.require_db(), mode, deposit_as, store_id)
+        value = await records.set_mode(services.require_db(), mode, deposit_as, store_id)
         if services.sync is not None:
             services.sync.engine.forget_store_settings()
         await audit.record(services.require_db(), ctx.peer.user, "setup.mode", store_id or "default", value, "ok")

@@ -12,7 +12,7 @@ from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
-from sovterm.parts import Part
+from sovterm.parts.base import Part
 from sovterm.payouts.service import PayoutService
 from sovterm.services import Services
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sovterm.control.btcpay import require_followed
+from sovterm.parts.btcpay import require_followed
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
-from sovterm.parts import Part
+from sovterm.parts.base import Part
 from sovterm.qbo.oauth import STATE_TTL_S
 from sovterm.qbo.qr import render_qr
 from sovterm.qbo.service import TOKENS_LOOP_S, QBOService

@@ -1,6 +1,6 @@
 """Render `docs/control-api.md` from the method registry, so the reference never drifts from the code.
 
-`python -m sovterm.control.docs > docs/control-api.md`; a test fails when the file is out of date.
+`python -m sovterm.parts.docs > docs/control-api.md`; a test fails when the file is out of date.
 Every method's summary is the first line of its handler's docstring; its parameters come from its
 pydantic model.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from sovterm import __version__
 from sovterm.config import load_settings
-from sovterm.control.methods import register_core_methods
+from sovterm.parts.core import register_core_methods
 from sovterm.control.roles import RolePolicy
 from sovterm.control.server import ControlServer, Method
 from sovterm.logs import LogSetup, LogRing
@@ -60,14 +60,14 @@ it (replies are never dropped). Topics include `sync.progress` `{done, total, ra
 `qbo.connected`, `alert`, `btcpay.webhook`, `btcpay.invoice`.
 
 ## Methods
-Generated from the daemon's registry (`python -m sovterm.control.docs`). Role is the least role that
+Generated from the daemon's registry (`python -m sovterm.parts.docs`). Role is the least role that
 may call the method.
 """
 
 
 def registry() -> dict[str, Method]:
     """Every method the daemon registers, built without starting anything."""
-    from sovterm.daemon import PARTS
+    from sovterm.parts import PARTS
 
     settings = load_settings(None, {"SOVTERM_DATA_DIR": "/nonexistent", "HOME": "/nonexistent"})
     services = Services(settings, {}, Notifier({}), LogSetup(LogRing(size=100), []))

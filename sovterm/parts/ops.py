@@ -10,12 +10,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sovterm import __version__
-from sovterm.control.methods import daemon_status
+from sovterm.parts.core import daemon_status
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
 from sovterm.ops import backup, config_export, diag, files
-from sovterm.parts import Part
+from sovterm.parts.base import Part
 from sovterm.services import Services
 from sovterm.store import audit
 from sovterm.web.status import add_routes

@@ -12,14 +12,14 @@ from pydantic import BaseModel, Field
 
 from sovterm import __version__
 from sovterm.control import protocol as rpc
-from sovterm.control.btcpay import followed_stores
+from sovterm.parts.btcpay import followed_stores
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
 from sovterm.loops import Loops
 from sovterm.services import Services
 from sovterm.store import audit, keyring, kv
-from sovterm.sync.store import MODE_KEY
+from sovterm.sync.records import MODE_KEY
 from sovterm.web.app import readiness
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
