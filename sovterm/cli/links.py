@@ -7,8 +7,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from sovterm import qr
 from sovterm.cli.core import Adder, CommandError, call, emit, group
-from sovterm.links import qr
 
 
 def _when(ts: int | None) -> str:
@@ -86,7 +86,7 @@ def cmd_qr(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     link = call(args, environ, "links.get", link_id=args.id)
     if not link.get("url") or link["state"] != "active":
         raise CommandError(f"link {args.id} is {link['state']}; it has no working URL")
-    text = qr.terminal(link["url"])
+    text = qr.text_fitting(link["url"], 120)
     print(text if text is not None else "(the terminal is too narrow for the QR code)")
     print(link["url"])
     print(f"printable PNG: {link['url']}/qr.png")

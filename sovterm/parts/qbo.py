@@ -19,8 +19,8 @@ from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
 from sovterm.qbo.oauth import STATE_TTL_S
-from sovterm.qbo.qr import render_qr
 from sovterm.qbo.service import TOKENS_LOOP_S, QBOService
+from sovterm.qr import text_fitting
 from sovterm.services import Services
 from sovterm.store import audit
 from sovterm.web.qbo import add_routes
@@ -107,7 +107,7 @@ def register(server: ControlServer, services: Services) -> None:
             raise UserFacingError(f"QuickBooks is not configured: {service.problem}",
                                   fix="create your own Intuit app:\n" + service.guide)
         started = await service.start()
-        return {**started, "qr": render_qr(started["authorization_url"]), "intuit_app_guide": service.guide}
+        return {**started, "qr": text_fitting(started["authorization_url"], 80), "intuit_app_guide": service.guide}
 
     @server.method("setup.qbo.complete", role=Role.ADMIN, params=CompleteParams)
     async def setup_complete(ctx: CallContext, redirected_url: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from aiohttp import web
 
-from sovterm.links import qr
+from sovterm import qr
 from sovterm.links.service import NOT_FOUND, LinkService, PayOutcome
 from sovterm.links.tokens import TokenGone, TokenInvalid
 

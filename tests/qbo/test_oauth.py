@@ -14,7 +14,6 @@ from sovterm.qbo.endpoint import TokenEndpoint
 from sovterm.qbo.models import Connection
 from sovterm.qbo.errors import OAuthError, OAuthStateError, QBOReconnectRequired
 from sovterm.qbo.oauth import SCOPE, STATE_TTL_S, QBOOAuth
-from sovterm.qbo.qr import render_qr
 from sovterm.qbo.tokens import TokenSet, token_secret_name
 
 from .conftest import CLIENT_ID, REALM, REDIRECT_URI, follow_consent
@@ -134,13 +133,6 @@ def test_callback_page_success_and_errors():
     assert status == 400 and "link &lt;expired&gt;" in page and "Nothing was stored" in page
     status, page = render_callback_page(RuntimeError("secret internal detail"))
     assert status == 500 and "secret internal detail" not in page
-
-
-def test_qr_code_fits_an_80_column_terminal():
-    url = "https://appcenter.intuit.com/connect/oauth2?" + "x" * 250
-    text = render_qr(url)
-    assert text is not None and max(len(line) for line in text.splitlines()) <= 80
-    assert render_qr("https://example.com/" + "y" * 2000) is None
 
 
 async def test_tokens_are_encrypted_at_rest(connected, db, secrets):

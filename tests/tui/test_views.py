@@ -7,7 +7,6 @@ from datetime import date, timedelta
 from textual.content import Content
 
 from sovterm.amounts import sats_to_btc as btc
-from sovterm.tui.qr import qr_lines
 from sovterm.tui.state import LinkState
 from sovterm.tui.text import ZERO_WIDTH_SPACE, escape
 from sovterm.tui.views import (
@@ -171,11 +170,6 @@ def test_sync_feed_alerts() -> None:
     texts = [a.text for a in sync_alerts({**FEEDS["sync.status"], "review": 2})]
     assert texts[-1].startswith("2 posting(s) flagged for review") and "see Sync (s)" in texts[-1]
     assert sync_alerts(None) == []
-
-
-def test_qr_of_a_pay_link_fits_a_small_terminal() -> None:
-    lines = qr_lines("https://shop.example.com/pay/" + "x" * 120)
-    assert len(lines) <= 25 and all(len(line) == len(lines[0]) <= 60 for line in lines)
 
 
 def test_daemon_text_is_shown_literally_inside_markup() -> None:

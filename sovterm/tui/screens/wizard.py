@@ -36,7 +36,7 @@ from textual.widgets.option_list import Option
 
 from sovterm.tui.link import ActionFailed
 from sovterm.tui.messages import DaemonEvent
-from sovterm.tui.qr import qr_text
+from sovterm.qr import text as qr_text
 from sovterm.tui.screens.base import DaemonScreen
 from sovterm.tui.state import LinkState
 from sovterm.tui.text import escape
