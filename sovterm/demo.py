@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from sovterm.control.client import ControlClient
+from sovterm.formatting import age
 from sovterm.sim.runner import ThreadedApp
 
 REALM = "9341450000000001"
@@ -216,8 +217,8 @@ def progress_line(status: Mapping[str, Any]) -> str:
     elif backfill.get("state") == "done":
         parts.append(f"backfill done ({counts})")
     parts += [f"{status['queued']} queued", f"{status['dead']} dead", f"{status.get('review', 0)} to review"]
-    age = status.get("last_posting_age_s")
-    parts.append("nothing posted yet" if age is None else f"last posting {age:.0f} s ago")
+    posted_age = status.get("last_posting_age_s")
+    parts.append("nothing posted yet" if posted_age is None else f"last posting {age(posted_age)}")
     return "sync: " + ", ".join(parts)
 
 

@@ -16,6 +16,7 @@ from sovterm import __version__
 from sovterm.config import Settings, load_settings
 from sovterm.control.client import CallFailed, ControlClient, DaemonUnavailable
 from sovterm.errors import UserFacingError
+from sovterm.formatting import age
 
 Adder = Callable[..., argparse.ArgumentParser]
 
@@ -74,16 +75,6 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> No
 # ---- formatting -------------------------------------------------------------------------------
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
-
-
 def store_settings_text(store: dict[str, Any]) -> str:
     """One line on how a followed store is booked: mode, accounts and class, and which key serves it."""
     mode = store.get("mode") or "?"
@@ -130,7 +121,7 @@ def format_status(st: dict[str, Any]) -> str:
         summary = last.get("summary") or ""
         lines.append(
             f"  loop {name:<8} {flag:<6} every {loop['interval_s']:.0f} s, last run "
-            f"{_age(loop['last_run_age_s'])}" + (f"  {summary}" if summary and summary != "{}" else "")
+            f"{age(loop['last_run_age_s'])}" + (f"  {summary}" if summary and summary != "{}" else "")
         )
     return "\n".join(lines)
 

@@ -8,14 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sovterm.cli.core import Adder, call, emit, group
+from sovterm.formatting import sats_text
 
 
 def _amount(p: dict[str, Any]) -> str:
     text = f"{p['original_amount']} {p['original_currency']}"
     if p.get("amount_sats") is not None and p["original_currency"] != "BTC":
-        text += f" ({p['amount_sats']:,} sats)"
+        text += f" ({sats_text(p['amount_sats'])})"
     elif p.get("amount_sats") is not None:
-        text = f"{p['amount_sats']:,} sats"
+        text = sats_text(p["amount_sats"])
     return text
 
 

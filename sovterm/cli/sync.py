@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sovterm.cli import core
+from sovterm.formatting import age, signed_sats_text
 from sovterm.sync.reconcile import format_report
 
 
@@ -16,8 +17,8 @@ def status_text(st: dict[str, Any]) -> str:
     lines = [
         f"sync {'PAUSED' if st.get('paused') else 'running'}: {st['queued']} queued, {st['running']} running, "
         f"{st['dead']} dead, {st['held']} held, {st['unmatched']} unmatched, {st.get('review', 0)} to review",
-        f"  last BTCPay poll   {core._age(st['last_poll_age_s'])}",
-        f"  last posting       {core._age(st['last_posting_age_s'])}",
+        f"  last BTCPay poll   {age(st['last_poll_age_s'])}",
+        f"  last posting       {age(st['last_posting_age_s'])}",
         f"  backfill           {bf.get('state', 'none')}"
         + (f" since {bf['since']}: {bf.get('done', 0)}/{bf.get('total', 0)}" if bf.get("since") else "")
         + (f", {bf['waiting']} waiting for BTCPay to confirm a payment" if bf.get("waiting") else ""),
@@ -128,7 +129,7 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_book(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     result = core.call(args, environ, "reconcile.book", txid=args.txid, account=args.account, store_id=args.store)
-    core.emit(args, result, lambda r: f"wallet transaction {r['txid']} ({r['sats']:+,} sats) booked "
+    core.emit(args, result, lambda r: f"wallet transaction {r['txid']} ({signed_sats_text(r['sats'])}) booked "
               f"{'from' if r['direction'] == 'in' else 'to'} {r['account']}: the Transfer is queued for posting")
     return 0
 

@@ -30,6 +30,7 @@ from sovterm.btcpay import ledger
 from sovterm.btcpay.errors import BTCPayAuthError, BTCPayNotFound
 from sovterm.btcpay.models import btc_to_sats, payout_proof_reference
 from sovterm.errors import UserFacingError
+from sovterm.formatting import sats_text, signed_sats_text
 from sovterm.qbo.client import QBOClient, quote_literal
 from sovterm.qbo.postings import marker_of
 from sovterm.sync import queue, rules, records
@@ -337,7 +338,7 @@ async def wallet_check(db: Any, btcpay: Any, store_id: str) -> dict[str, Any]:
                        for t in transactions if t.transaction_hash not in known]
         history_fees = await unrecorded_payout_fees(db, transactions, paid_by_payouts, store_id)
         if history_fees:
-            notes.append(f"fees paid include {history_fees:,} sats of miner fees of payouts sovterm did not book "
+            notes.append(f"fees paid include {sats_text(history_fees)} of miner fees of payouts sovterm did not book "
                          "(completed before its sync first ran)")
     except BTCPayAuthError as exc:
         notes.append(f"on-chain wallet not checked: needs {exc.missing_permission or NEEDS_WALLET}")
@@ -363,10 +364,6 @@ async def wallet_check(db: Any, btcpay: Any, store_id: str) -> dict[str, Any]:
     return section
 
 
-def format_sats(sats: int | None) -> str:
-    return "?" if sats is None else f"{sats:,} sats"
-
-
 def format_report(data: dict[str, Any]) -> str:
     scope = f" for store {data['store_id']}" if data.get("store_id") else ""
     lines = [f"Reconciliation {data['from']} to {data['to']}{scope}: "
@@ -389,19 +386,19 @@ def format_report(data: dict[str, Any]) -> str:
         for label, key, sign in (("received", "received", "+"), ("fees collected", "fees_collected", "+"),
                                  ("paid out", "paid_out", "-"), ("fees paid", "fees_paid", "-"),
                                  ("booked by hand", "booked", "+")):
-            lines.append(f"  {sign} {label:<26}{format_sats(w[key]):>20}")
-        lines.append(f"  = {'ledger balance':<26}{format_sats(w['ledger']):>20}")
+            lines.append(f"  {sign} {label:<26}{sats_text(w[key]):>20}")
+        lines.append(f"  = {'ledger balance':<26}{sats_text(w['ledger']):>20}")
         if w["confirming"]:
-            lines.append(f"  + {'payments still confirming':<26}{format_sats(w['confirming']):>20}")
-        lines.append(f"    {'wallet on-chain':<26}{format_sats(w['wallet_onchain']):>20}")
-        lines.append(f"    {'wallet Lightning':<26}{format_sats(w['wallet_lightning']):>20}")
-        lines.append(f"    {'wallet balance':<26}{format_sats(w['wallet']):>20}"
-                     + (f"   difference {w['difference']:+,} sats" if w["difference"] else ""))
+            lines.append(f"  + {'payments still confirming':<26}{sats_text(w['confirming']):>20}")
+        lines.append(f"    {'wallet on-chain':<26}{sats_text(w['wallet_onchain']):>20}")
+        lines.append(f"    {'wallet Lightning':<26}{sats_text(w['wallet_lightning']):>20}")
+        lines.append(f"    {'wallet balance':<26}{sats_text(w['wallet']):>20}"
+                     + (f"   difference {signed_sats_text(w['difference'])}" if w["difference"] else ""))
         lines += [f"  ({n})" for n in w["notes"]]
         if w["unexplained"]:
             lines.append("  Wallet transactions no document explains (book one: sovterm reconcile book TXID "
                          "--account ACCOUNT):")
-            lines += [f"    {t['txid']}  {t['sats']:+,} sats" for t in w["unexplained"]]
+            lines += [f"    {t['txid']}  {signed_sats_text(t['sats'])}" for t in w["unexplained"]]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 from sovterm.amounts import sats_to_btc
+from sovterm.formatting import sats_text
 
 CENT = Decimal("0.01")
 SATS_PER_BTC = Decimal(100_000_000)
@@ -227,7 +228,7 @@ def memo(inv: InvoiceSnap, sats: int, note: str | None = None) -> str:
     kinds = sorted({method_label(p.method) for p in inv.payments if p.status != "Invalid"}) or ["none"]
     rate = f"{inv.rate} {inv.currency}/BTC" if inv.rate is not None else "rate unknown"
     fee = fee_sats(inv)
-    with_fee = f" incl. network fee {fee:,} sats" if fee else ""
+    with_fee = f" incl. network fee {sats_text(fee)}" if fee else ""
     text = (
         f"BTCPay invoice {inv.invoice_id} (store {inv.store_id}): {sats_to_btc(sats)} BTC{with_fee} at {rate}, "
         f"paid {'/'.join(kinds)}; status {inv.status}/{inv.additional_status}"
@@ -400,6 +401,6 @@ def _fee_plan(inv: InvoiceSnap, posted: tuple[PostedDoc, ...], decided: bool, bo
         to_post = wanted
     if to_post <= 0:
         return [], voids, wanted
-    note = f"network fee of {fee_sats(inv):,} sats paid by the customer on top of the price"
+    note = f"network fee of {sats_text(fee_sats(inv))} paid by the customer on top of the price"
     return [NewPosting(FEE, _next_seq(posted, FEE), "Deposit", to_post, memo=memo(inv, sats, note),
                        txn_date=txn_date(inv), qbo_invoice=qbo_invoice)], voids, wanted

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from sovterm.formatting import age
+
 ROLE_RANK = {"none": 0, "viewer": 1, "admin": 2}
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LEVEL_RANK = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -43,27 +45,6 @@ class Capabilities:
         if ROLE_RANK.get(self.role, 0) < ROLE_RANK.get(need, 2):
             return f"needs the {need} role; {self.user} is {self.role}"
         return None
-
-
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
-
-
-def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
 @dataclass(frozen=True)

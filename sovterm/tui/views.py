@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sovterm.tui.state import age, duration
+from sovterm.formatting import age, duration, sats_text, signed_sats_text
 from sovterm.tui.text import escape
 
 
@@ -113,32 +113,28 @@ def books_text(report: dict[str, Any] | None) -> str:
     for w in report.get("wallets") or []:
         state = ("[red]differs[/]" if not w.get("ok") else "[yellow]not checked[/]" if w.get("difference") is None
                  else "[green]matches[/]")
-        confirming = f" + {sats(w['confirming'])} confirming" if w.get("confirming") else ""
-        lines.append(f"store {_esc(w.get('store_id'))}: ledger {sats(w.get('ledger'))}{confirming} · wallet "
-                     f"{sats(w.get('wallet')) or '?'} {state}"
-                     + (f" ({w['difference']:+,} sats)" if w.get("difference") else ""))
+        confirming = f" + {sats_text(w['confirming'])} confirming" if w.get("confirming") else ""
+        lines.append(f"store {_esc(w.get('store_id'))}: ledger {sats_text(w.get('ledger'))}{confirming} · wallet "
+                     f"{sats_text(w.get('wallet'))} {state}"
+                     + (f" ({signed_sats_text(w['difference'])})" if w.get("difference") else ""))
         lines += [f"  [dim]{_esc(n)}[/]" for n in w.get("notes") or []]
     return "\n".join(lines)
 
 
 def unexplained_rows(report: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """(store, txid, sats) of every wallet transaction no document explains."""
-    return [(str(w.get("store_id")), str(t.get("txid")), f"{int(t.get('sats') or 0):+,} sats")
+    return [(str(w.get("store_id")), str(t.get("txid")), signed_sats_text(int(t.get("sats") or 0)))
             for w in (report or {}).get("wallets") or [] for t in w.get("unexplained") or []]
 
 
 # ---- payouts ---------------------------------------------------------------------------------------
 
 
-def sats(value: int | None) -> str:
-    return "" if value is None else f"{value:,} sats"
-
-
 def payout_amount(p: dict[str, Any]) -> str:
     """'0.0025 BTC (250,000 sats)' or '25.00 USD' when the satoshi amount is decided only at approval."""
     text = f"{p.get('original_amount') or '?'} {p.get('original_currency') or ''}".strip()
     if p.get("amount_sats") is not None and (p.get("original_currency") or "").upper() != "SATS":
-        text += f" ({sats(p['amount_sats'])})"
+        text += f" ({sats_text(p['amount_sats'])})"
     return text
 
 
@@ -168,7 +164,7 @@ def payout_status(p: dict[str, Any]) -> str:
 def short_amount(p: dict[str, Any]) -> str:
     """The table's amount: satoshis when known (what leaves the wallet), else the claimed amount."""
     if p.get("amount_sats") is not None:
-        return sats(p["amount_sats"])
+        return sats_text(p["amount_sats"])
     return f"{p.get('original_amount') or '?'} {p.get('original_currency') or ''}".strip()
 
 

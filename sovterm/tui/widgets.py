@@ -11,7 +11,8 @@ from typing import Any
 from textual.widgets import Static
 
 from sovterm.amounts import sats_to_btc
-from sovterm.tui.state import Alert, LinkState, age, alerts_from_status, duration, sparkline
+from sovterm.formatting import age, duration
+from sovterm.tui.state import Alert, LinkState, alerts_from_status, sparkline
 from sovterm.tui.text import escape
 from sovterm.tui.views import SyncProgress
 

@@ -12,11 +12,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from decimal import Decimal
 
 from aiohttp import web
 
 from sovterm import qr
+from sovterm.formatting import money_text
 from sovterm.links.service import NOT_FOUND, LinkService, PayOutcome
 from sovterm.links.tokens import TokenGone, TokenInvalid
 
@@ -51,15 +51,11 @@ def render(title: str, body_html: str, *, refresh_to: str | None = None) -> str:
     return PAGE.format(title=html.escape(title), body=body_html, refresh=refresh)
 
 
-def format_amount(amount: Decimal, currency: str) -> str:
-    return f"{amount:,.2f} {currency}" if amount == amount.quantize(Decimal("0.01")) else f"{amount} {currency}"
-
-
 def outcome_response(outcome: PayOutcome) -> web.Response:
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
     if outcome.location is not None:
         assert outcome.amount is not None and outcome.currency is not None
-        amount = format_amount(outcome.amount, outcome.currency)
+        amount = money_text(outcome.amount, outcome.currency)
         body = (f'<p>Amount due</p><p class="amount">{html.escape(amount)}</p>'
                 f'<p><a class="button" href="{html.escape(outcome.location, quote=True)}">Pay in bitcoin</a></p>'
                 '<p class="small">You are being taken to the checkout page.</p>')

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from sovterm import __version__
+from sovterm.formatting import age
 from sovterm.services import Services
 from sovterm.web.app import SERVICES, readiness
 
@@ -133,18 +134,6 @@ async def status_view(services: Services) -> dict[str, Any]:
 
 
 # ---- HTML -----------------------------------------------------------------------------------------
-
-
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.0f} days ago"
 
 
 def _badge(ok: bool | None, text: str) -> str:
