@@ -1,14 +1,15 @@
 """QuickBooks documents for the sync engine: drafted here from what the rules planned, written through
-one call down to `qbo/`.
+one call down to `qbo/` (`qbo.sender.Sender.create`).
 
 The engine never talks to QuickBooks itself. It asks this module for what the plan needs to know from
 the books (the QuickBooks invoice a payment settles, an exchange rate), for the ledger rows of the
 documents it must write (each row the intent: marker, exact body, deterministic requestid, see
 `posting_row`), and then, after it committed those rows as `pending`, to write or void them:
 
-- `write(row)` is the one way down: the `Sender` looks the marker up first when the document may exist
-  already, packs concurrent jobs' documents into batch requests, and creates each document once;
-- `void(row)` voids a document (or deletes it where QuickBooks has no void), harmless if already done.
+- `write(row)` is the one way down: `qbo.sender.Sender` looks the marker up first when the document may
+  exist already, packs concurrent jobs' documents into batch requests, and creates each document once;
+- `void(row)` voids a document (`qbo.postings.void_document`: deleted where QuickBooks has no void),
+  harmless if already done.
 
 Customers, items and accounts come from the store's mapping, or from the QuickBooks invoice a payment
 is applied to; the payouts' clearing account is looked up by name and created once per company.
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 from sovterm.errors import UserFacingError
 from sovterm.qbo.client import QBOClient, quote_literal, request_id
-from sovterm.qbo.errors import QBODuplicateName, QBOValidationError
+from sovterm.qbo.errors import QBODuplicateName
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.models import dumps
 from sovterm.qbo.postings import (
@@ -38,11 +39,11 @@ from sovterm.qbo.postings import (
     build_sales_receipt,
     build_transfer,
     marker_for,
+    void_document,
 )
+from sovterm.qbo.sender import Sender
 from sovterm.sync import payouts, reconcile, rules
-from sovterm.sync.sender import Sender
 
-VOID_BY_DELETE = {"Deposit", "RefundReceipt"}  # QuickBooks has no void for these: delete
 CLEARING_ACCOUNT = "Bitcoin Payouts Clearing"
 
 ClientSource = Callable[[], Awaitable[QBOClient]]
@@ -198,20 +199,7 @@ class Documents:
     async def void(self, row: dict[str, Any]) -> str | None:
         """Void (or delete, where QuickBooks cannot void) a posted document; harmless if already done.
         Returns the voided document's SyncToken (None when deleted or gone)."""
-        client = await self._client()
-        entity, doc_id = row["entity"], row["qbo_id"]
-        token: str | None = None
-        try:
-            doc = await client.read(entity, doc_id)
-        except QBOValidationError:
-            doc = None  # gone already (deleted)
-        if doc is not None and not _is_void(doc):
-            rid = request_id("void", row["marker"], doc.get("SyncToken"))
-            if entity in VOID_BY_DELETE:
-                await client.delete(entity, doc_id, str(doc["SyncToken"]), request_id=rid)
-            else:
-                token = str((await client.void(entity, doc_id, str(doc["SyncToken"]), request_id=rid)).get("SyncToken"))
-        return token
+        return await void_document(await self._client(), row["entity"], row["qbo_id"], row["marker"])
 
 
 def posting_row(store_id: str, invoice_id: str, kind: str, seq: int, entity: str, amount: Decimal, currency: str,
@@ -227,10 +215,6 @@ def posting_row(store_id: str, invoice_id: str, kind: str, seq: int, entity: str
         "request_id": request_id("sovterm", marker, digest), "body": body, "txn_date": day.isoformat(),
         "review": review,
     }
-
-
-def _is_void(doc: dict[str, Any]) -> bool:
-    return doc.get("TxnStatus") == "Voided" or Decimal(str(doc.get("TotalAmt", "1"))) == 0
 
 
 def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping, ctx: CurrencyContext,
