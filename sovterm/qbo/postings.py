@@ -33,8 +33,8 @@ from typing import Any
 
 from sovterm.amounts import sats_to_btc
 from sovterm.errors import UserFacingError
-from sovterm.qbo.client import QBOClient, quote_literal
-from sovterm.qbo.errors import QBODuplicateDocNumber, QBOUnavailable
+from sovterm.qbo.client import QBOClient, quote_literal, request_id
+from sovterm.qbo.errors import QBODuplicateDocNumber, QBOUnavailable, QBOValidationError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ MARKER_LENGTH = 21  # Intuit's DocNumber limit
 FOUND_BY_MEMO = frozenset({"Payment", "Transfer"})
 #: one look-up query covers documents dated at most this many days apart (a backfill spans months)
 LOOKUP_SPAN_DAYS = 7
+VOID_BY_DELETE = frozenset({"Deposit", "RefundReceipt"})  # QuickBooks has no void for these: delete
 _MARKER_IN_NOTE = re.compile(r"sovterm:(SV[A-Z2-7]{19})(?![A-Z2-7])")
 
 
@@ -381,3 +382,19 @@ class Poster:
 
     async def void_payment(self, doc_id: str, sync_token: str, *, request_id: str) -> dict[str, Any]:
         return await self._client.void("Payment", doc_id, sync_token, request_id=request_id)
+
+
+async def void_document(client: QBOClient, entity: str, doc_id: str, marker: str) -> str | None:
+    """Void a document sovterm wrote (delete it where QuickBooks has no void); harmless if already done.
+    Returns the voided document's SyncToken, None when it was deleted or was void or gone already."""
+    try:
+        doc = await client.read(entity, doc_id)
+    except QBOValidationError:
+        return None  # gone already (deleted)
+    if doc.get("TxnStatus") == "Voided" or Decimal(str(doc.get("TotalAmt", "1"))) == 0:
+        return None
+    rid = request_id("void", marker, doc.get("SyncToken"))
+    if entity in VOID_BY_DELETE:
+        await client.delete(entity, doc_id, str(doc["SyncToken"]), request_id=rid)
+        return None
+    return str((await client.void(entity, doc_id, str(doc["SyncToken"]), request_id=rid)).get("SyncToken"))

@@ -1,13 +1,17 @@
-"""The sync engine: claims jobs, asks the rules what is owed, writes it to QuickBooks exactly once.
+"""The sync engine: claims jobs, asks the rules what is owed, has it written to QuickBooks exactly once
+and records it.
+
+The engine schedules and records; it never talks to QuickBooks itself. What the plan needs from the
+books, the documents' bodies and the writes all go through `sync.documents` (`Documents`).
 
 One job, step by step (each step survives a crash before or after it):
 1. finish what a crashed run left: `pending` postings are looked up by marker and sent again only if
    absent (same body, same requestid); `voiding` ones are re-read and voided if still live;
 2. read refund amounts BTCPay has not told us yet (the pull payment);
 3. compute the plan (pure rules) from the ledger snapshot and the postings;
-4. commit the intent: `pending` rows with their exact bodies, `voiding` marks;
-5. call QuickBooks (new documents through the `Sender`, which packs concurrent jobs' documents into
-   batch requests and looks history up by marker first);
+4. commit the intent: `pending` rows with their exact bodies (drafted by `Documents`), `voiding` marks;
+5. call QuickBooks through `Documents` (`write` packs concurrent jobs' documents into batch requests and
+   looks history up by marker first; `void` voids);
 6. one transaction records the QuickBooks ids and completes the job.
 
 Many jobs are in flight at once (one per invoice); the ledger writes of jobs finishing together share
@@ -22,22 +26,19 @@ store without an account mapping holds its jobs, without burning attempts.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
 
 import aiohttp
 
 from sovterm.errors import UserFacingError
-from sovterm.store.group_commit import GroupCommit
-from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient, quote_literal, request_id
+from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient
 from sovterm.qbo.errors import (
     QBOAuthError,
     QBOError,
@@ -47,25 +48,14 @@ from sovterm.qbo.errors import (
     QBOValidationError,
 )
 from sovterm.qbo.mapping import StoreMapping
-from sovterm.qbo.models import dumps
-from sovterm.qbo.postings import (
-    CurrencyContext,
-    DepositLine,
-    build_deposit,
-    build_payment,
-    build_purchase,
-    build_refund_receipt,
-    build_sales_receipt,
-    build_transfer,
-    marker_for,
-)
-from sovterm.sync import payouts, queue, reconcile, rules, records
+from sovterm.qbo.postings import CurrencyContext, PostResult
+from sovterm.store.group_commit import GroupCommit
+from sovterm.sync import payouts, queue, reconcile, records, rules
+from sovterm.sync.documents import Documents, ExchangeRates, Refused
 from sovterm.sync.queue import Job
-from sovterm.sync.sender import Sender
 
 log = logging.getLogger("sovterm.sync")
 
-VOID_BY_DELETE = {"Deposit", "RefundReceipt"}  # QuickBooks has no void for these: delete
 CONF_TTL_S = 2.0
 MIN_RATE_WINDOW_S = 1.0  # progress events give a documents-per-minute rate only over at least this long
 # a setup step still missing, not a fault of the job: held (no attempt burnt) until the next tick
@@ -95,33 +85,8 @@ class WalletFees(Protocol):
     async def payout_fee(self, store_id: str, payout_id: str) -> payouts.FeeLookup: ...
 
 
-class ExchangeRates(Protocol):
-    async def rate(self, currency: str, home: str, day: str) -> Decimal | None: ...
-
-
-class BooksRates:
-    """Exchange rates from QuickBooks' own ExchangeRate entity (the rates the company books with),
-    asked once per currency and day."""
-
-    def __init__(self, books: Books) -> None:
-        self._books = books
-        self._cache: dict[tuple[str, str, str], Decimal] = {}
-
-    async def rate(self, currency: str, home: str, day: str) -> Decimal | None:
-        key = (currency.upper(), home.upper(), day)
-        if key not in self._cache:
-            if len(self._cache) > 1000:
-                self._cache.clear()
-            self._cache[key] = await (await self._books.client()).exchange_rate(currency, day)
-        return self._cache[key]
-
-
 class Bus(Protocol):
     def publish(self, topic: str, **data: Any) -> None: ...
-
-
-class Refused(UserFacingError):
-    """Nothing can be posted until the operator changes something (dead-letter, with the reason)."""
 
 
 class Hold(Exception):
@@ -180,13 +145,12 @@ class SyncEngine:
     ) -> None:
         self.db = db
         self.commit = commit or GroupCommit(db)  # jobs finishing together share one transaction
-        self.sender = Sender(books.client)
         self.books = books
+        self.documents = Documents(books.client, fx=fx)
         self.settings = settings or EngineSettings()
         self.bus: Bus = bus or _NullBus()
         self.refunds = refunds
         self.wallet = wallet
-        self.fx: ExchangeRates = fx or BooksRates(books)
         self.owner = owner or f"w-{uuid.uuid4().hex[:12]}"
         self.rng = rng or random.Random()
         self._fault = fault  # tests: raise at a named step to simulate a crash there
@@ -194,7 +158,6 @@ class SyncEngine:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self.paused = False
-        self.clearing = payouts.ClearingAccounts()
         self.drained_done = 0
         self._drain_started: float | None = None
         self._since: float | None = None
@@ -225,7 +188,7 @@ class SyncEngine:
             await asyncio.wait(set(self._running), timeout=timeout_s)
             for t in self._running:
                 t.cancel()
-        await self.sender.close()
+        await self.documents.close()
         await self.commit.close()
 
     async def _dispatch_forever(self, interval_s: float) -> None:
@@ -329,7 +292,7 @@ class SyncEngine:
             ok, reason = await self.books.can_sync()
             if not ok:
                 raise Hold(reason)
-            docs = await self._reconcile(job)
+            docs = await self._settle(job)
         except (Hold, QBOReconnectRequired) as exc:
             reason = str(exc)
             await queue.hold(self.commit, job, self.owner, reason)
@@ -373,7 +336,9 @@ class SyncEngine:
 
     # -- the accounting --------------------------------------------------------------------------
 
-    async def _reconcile(self, job: Job) -> list[str]:
+    async def _settle(self, job: Job) -> list[str]:
+        """Bring one invoice's documents in QuickBooks to what the rules say it owes now (a payout's or a
+        booked wallet transaction's documents, for those jobs)."""
         if payouts.is_payout_key(job.invoice_id):
             return await self._payout(job)
         if job.invoice_id.startswith(reconcile.WALLET_PREFIX):
@@ -382,7 +347,6 @@ class SyncEngine:
         if snap is None:
             await self.commit.run(lambda conn: queue.complete(conn, job, self.owner))
             return []
-        client = await self.books.client()
         rows = await records.load_postings(self.db, job.store_id, job.invoice_id)
         docs: list[str] = []
         # 1. finish what a crashed run left behind
@@ -390,7 +354,7 @@ class SyncEngine:
             if row["status"] == "pending":
                 docs.append(await self._send(row))
             elif row["status"] == "voiding":
-                await self._void(client, row)
+                await self._void(row)
         # 2. refund amounts
         learnt = False
         if self.refunds is not None:
@@ -414,7 +378,7 @@ class SyncEngine:
         wants_link = (policy.mode == "invoicing" or bool(snap.qbo_ref)) and (
             resolution is None or resolution.kind == "qbo_invoice")
         if wants_link:
-            link = await find_qbo_invoice(client, snap, resolution)
+            link = await self.documents.find_invoice(snap, resolution)
         plan = rules.plan(snap, records.as_posted(rows), policy, qbo_invoice=link, resolution=resolution)
         if plan.refuse:
             raise Refused(plan.refuse)
@@ -426,7 +390,7 @@ class SyncEngine:
         fee_posts = any(p.kind == rules.FEE for p in plan.posts)
         if mapping is not None and fee_posts and not mapping.fee_collected_account_id:
             raise Hold(NO_FEE_ACCOUNT.format(store=job.store_id))
-        new_rows = [await self._row(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
+        new_rows = [await self.documents.for_invoice(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
         # 4. the intent
         self._step("before_intent")
         if new_rows or plan.voids:
@@ -446,7 +410,7 @@ class SyncEngine:
         if plan.voids:
             by_key = {(r["kind"], r["seq"]): r for r in await records.load_postings(self.db, job.store_id, job.invoice_id)}
             for v in plan.voids:
-                voided_tokens[(v.kind, v.seq)] = await self._void(client, by_key[(v.kind, v.seq)], record=False)
+                voided_tokens[(v.kind, v.seq)] = await self.documents.void(by_key[(v.kind, v.seq)])
         results = []
         for r in new_rows:
             results.append((r, await self._post(r, lookup_first=lookup)))
@@ -497,7 +461,6 @@ class SyncEngine:
         mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
         if mapping is None:
             raise Hold(NO_MAPPING.format(store=job.store_id))
-        client = await self.books.client()
         ctx = await self.books.currency()
         amount, note, review = await self._payout_value(payout, ctx.home)
         fee = (await self.wallet.payout_fee(job.store_id, payout.payout_id) if self.wallet is not None
@@ -508,22 +471,11 @@ class SyncEngine:
             review = "; ".join(x for x in (review, f"network fee not booked: {fee.reason}") if x)
         rows = []
         if not refund:
-            marker = marker_for(payouts.TRANSFER, job.store_id, payout.payout_id, 0)
-            body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
-                                        to_account_id=await self.clearing.get(client), amount=amount,
-                                        note=payouts.describe(payout, note), class_id=mapping.class_id))
-            rows.append(posting_row(job.store_id, job.invoice_id, payouts.TRANSFER, 0, "Transfer", amount, ctx.home,
-                                    payout.payout_id, marker, body, day, review or None))
+            rows.append(await self.documents.payout_transfer(job.invoice_id, payout, mapping, ctx.home, amount, note,
+                                                             review or None, day))
         fee_value = payouts.fee_value(fee, payout, amount)
         if fee_value is not None and fee_value > 0:
-            assert fee.reference is not None
-            marker = marker_for(payouts.FEE, job.store_id, fee.reference, 0)  # the transaction's: booked once
-            text = payouts.describe_fee(payout, fee, fee_value, ctx.home)
-            body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
-                                        expense_account_id=mapping.fee_account_id, amount=fee_value,
-                                        currency=ctx.home, ctx=ctx, note=text, class_id=mapping.class_id))
-            rows.append(posting_row(job.store_id, job.invoice_id, payouts.FEE, 0, "Purchase", fee_value, ctx.home,
-                                    fee.reference, marker, body, day, None))
+            rows.append(self.documents.network_fee(job.invoice_id, payout, fee, fee_value, mapping, ctx, day))
 
         kept: list[dict[str, Any]] = []
 
@@ -564,17 +516,14 @@ class SyncEngine:
             btc = Decimal(abs(sats)) / payouts.SATS_PER_BTC
             amount = rules.cents(btc * rate)
             outgoing = sats < 0
-            marker = marker_for(reconcile.WALLET_PREFIX, job.store_id, txid, 0)
             day = rules.day_of(happened_at or int(time.time()))
             valued = f"valued at {rate} {ctx.home}/BTC, the rate of invoice {invoice_id}"
             text = (f"BTCPay wallet transaction {txid} (store {job.store_id}): {'-' if outgoing else '+'}{btc:.8f} BTC "
                     f"{note}, booked by {actor}; {valued}")
-            body = dumps(build_transfer(
-                marker=marker, txn_date=day, amount=amount, note=text[:4000],
-                from_account_id=mapping.deposit_account_id if outgoing else account_id,
-                to_account_id=account_id if outgoing else mapping.deposit_account_id, class_id=mapping.class_id))
-            row = posting_row(job.store_id, job.invoice_id, "booked", 0, "Transfer", amount, ctx.home, txid, marker,
-                              body, day, f"wallet transaction booked by hand, {valued}: check against the day's rate")
+            row = self.documents.wallet_transfer(
+                job.invoice_id, job.store_id, txid, amount=amount, home=ctx.home, outgoing=outgoing,
+                account_id=account_id, mapping=mapping, note=text, day=day,
+                review=f"wallet transaction booked by hand, {valued}: check against the day's rate")
             await self.commit.run(lambda conn: records.insert_pending(conn, row))
             self._step("after_intent")
         result = await self._post(row, lookup_first=False) if row is not None else None
@@ -593,7 +542,7 @@ class SyncEngine:
             if p.original_currency == home.upper():
                 return rules.cents(p.original_amount), f"{p.original_amount} {home} as requested", None
             day = rules.day_of(p.completed_at or int(time.time())).isoformat()
-            rate = await self.fx.rate(p.original_currency, home, day)
+            rate = await self.documents.exchange_rate(p.original_currency, home, day)
             if rate is None:
                 raise Refused(f"no {p.original_currency}→{home} exchange rate for {day}")
             amount = rules.cents(p.original_amount * rate)
@@ -626,9 +575,9 @@ class SyncEngine:
             self._since = float(await records.kv_get(self.db, records.SINCE_KEY) or 0)
         return (snap.paid_at or snap.created_at) < self._since
 
-    async def _post(self, row: dict[str, Any], *, lookup_first: bool) -> Any:
+    async def _post(self, row: dict[str, Any], *, lookup_first: bool) -> PostResult:
         try:
-            return await self.sender.create(row, lookup_first=lookup_first)
+            return await self.documents.write(row, lookup_first=lookup_first)
         except QBOValidationError:
             # refused outright: no document exists; drop the intent so a retry builds it afresh
             async def drop(conn: Any) -> None:
@@ -648,104 +597,8 @@ class SyncEngine:
         await self.commit.run(record)
         return f"{row['entity']}:{res.id}"
 
-    async def _void(self, client: QBOClient, row: dict[str, Any], *, record: bool = True) -> str | None:
-        """Void (or delete, where QuickBooks cannot void) a document; harmless if already done."""
-        entity, doc_id = row["entity"], row["qbo_id"]
-        token: str | None = None
-        try:
-            doc = await client.read(entity, doc_id)
-        except QBOValidationError:
-            doc = None  # gone already (deleted)
-        if doc is not None and not _is_void(doc):
-            rid = request_id("void", row["marker"], doc.get("SyncToken"))
-            if entity in VOID_BY_DELETE:
-                await client.delete(entity, doc_id, str(doc["SyncToken"]), request_id=rid)
-            else:
-                token = str((await client.void(entity, doc_id, str(doc["SyncToken"]), request_id=rid)).get("SyncToken"))
-        if record:
-            await self.commit.run(lambda conn: records.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"],
-                                                                 row["seq"], token))
-        return token
-
-    async def _row(self, snap: rules.InvoiceSnap, p: rules.NewPosting, mapping: StoreMapping,
-                   ctx: CurrencyContext) -> dict[str, Any]:
-        marker = marker_for(p.kind, snap.store_id, snap.invoice_id, p.seq)
-        rate = None
-        if snap.currency.upper() != ctx.home.upper() and ctx.multicurrency:
-            rate = await self.fx.rate(snap.currency, ctx.home, p.txn_date.isoformat())
-            if rate is None:
-                raise Refused(f"no {snap.currency}→{ctx.home} exchange rate for {p.txn_date}")
-        body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate))
-        return posting_row(snap.store_id, snap.invoice_id, p.kind, p.seq, p.entity, p.amount, snap.currency, p.ref,
-                           marker, body, p.txn_date, p.review)
-
-
-def posting_row(store_id: str, invoice_id: str, kind: str, seq: int, entity: str, amount: Decimal, currency: str,
-                ref: str | None, marker: str, body: str, day: date, review: str | None) -> dict[str, Any]:
-    """A postings-ledger row: the intent, with the exact body and its requestid. The body is part of the
-    requestid: Intuit replays an answer (even a refusal) for a reused id, so a corrected posting after a
-    validation fault must go out under a new one; a crash-retry resends the stored body and therefore the
-    same id."""
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return {
-        "store_id": store_id, "invoice_id": invoice_id, "kind": kind, "seq": seq, "entity": entity,
-        "amount": str(amount), "currency": currency, "ref": ref, "marker": marker,
-        "request_id": request_id("sovterm", marker, digest), "body": body, "txn_date": day.isoformat(),
-        "review": review,
-    }
-
-
-def _is_void(doc: dict[str, Any]) -> bool:
-    return doc.get("TxnStatus") == "Voided" or Decimal(str(doc.get("TotalAmt", "1"))) == 0
-
-
-def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping, ctx: CurrencyContext,
-               rate: Decimal | None) -> dict[str, Any]:
-    """The QuickBooks request body for one planned posting."""
-    common = {"marker": marker, "txn_date": p.txn_date, "currency": currency, "ctx": ctx, "exchange_rate": rate,
-              "note": p.memo}
-    if p.kind == rules.FEE:
-        assert m.fee_collected_account_id is not None
-        customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
-        line = DepositLine(m.fee_collected_account_id, p.amount, p.memo, customer, m.class_id)
-        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
-    if p.entity == "SalesReceipt":
-        return build_sales_receipt(item_id=m.item_id, amount=p.amount, deposit_account_id=m.deposit_account_id,
-                                   customer_id=m.customer_id, payment_method_id=m.payment_method_id,
-                                   class_id=m.class_id, tax_code_id=m.tax_code_id, description=p.memo, **common)
-    if p.entity == "Deposit":
-        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id, m.class_id)
-        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
-    if p.entity == "Payment":
-        assert p.qbo_invoice is not None and p.applied is not None
-        return build_payment(customer_id=p.qbo_invoice.customer_id, invoice_id=p.qbo_invoice.id, amount=p.applied,
-                             total=p.amount, deposit_account_id=m.deposit_account_id,
-                             payment_method_id=m.payment_method_id, reference=None, **common)
-    if p.entity == "RefundReceipt":
-        customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
-        return build_refund_receipt(item_id=m.item_id, amount=p.amount, refund_from_account_id=m.deposit_account_id,
-                                    customer_id=customer, payment_method_id=m.payment_method_id,
-                                    description=p.memo, class_id=m.class_id, **common)
-    raise ValueError(f"no builder for {p.entity}")
-
-
-async def find_qbo_invoice(client: QBOClient, snap: rules.InvoiceSnap,
-                           resolution: rules.Resolution | None) -> rules.QBOInvoiceRef | None:
-    """The QuickBooks invoice this payment settles: the operator's pick, metadata `qboInvoiceId`, or the
-    orderId as DocNumber. None when nothing matches (the invoice goes to the unmatched list)."""
-    rows: list[dict[str, Any]] = []
-    if resolution is not None and resolution.kind == "qbo_invoice":
-        rows = await client.query(f"SELECT * FROM Invoice WHERE DocNumber = {quote_literal(resolution.value)}", limit=2)
-        if not rows:
-            rows = await client.query(f"SELECT * FROM Invoice WHERE Id = {quote_literal(resolution.value)}", limit=1)
-    elif snap.qbo_ref:
-        rows = await client.query(f"SELECT * FROM Invoice WHERE Id = {quote_literal(snap.qbo_ref)}", limit=1)
-    elif snap.order_id:
-        rows = await client.query(f"SELECT * FROM Invoice WHERE DocNumber = {quote_literal(snap.order_id)}", limit=2)
-    if len(rows) != 1:
-        return None
-    doc = rows[0]
-    return rules.QBOInvoiceRef(
-        id=str(doc["Id"]), doc_number=doc.get("DocNumber"), customer_id=str(doc["CustomerRef"]["value"]),
-        balance=Decimal(str(doc.get("Balance", "0"))), currency=str((doc.get("CurrencyRef") or {}).get("value", snap.currency)),
-    )
+    async def _void(self, row: dict[str, Any]) -> None:
+        """Finish a `voiding` posting from a crashed run and record it at once."""
+        token = await self.documents.void(row)
+        await self.commit.run(lambda conn: records.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"],
+                                                               row["seq"], token))

@@ -2,7 +2,7 @@
 (see docs/accounting.md, "Payouts").
 
 Bitcoin leaving through a payout leaves the bitcoin asset account for a clearing account ("Bitcoin
-Payouts Clearing", created on first use) from which the accountant books where it went (an exchange,
+Payouts Clearing", created on first use by `sync.documents`) from which the accountant books where it went (an exchange,
 a supplier, the owner). A payout is queued as a sync job keyed `payout:<id>` in the transaction that
 first records it as Completed, so it goes through the same ledger, markers and retries as invoices.
 
@@ -28,16 +28,13 @@ from typing import Any
 import aiosqlite
 
 from sovterm.amounts import msats_to_sats, plain
-from sovterm.qbo.client import QBOClient, quote_literal, request_id
-from sovterm.qbo.errors import QBODuplicateName
-from sovterm.sync import queue, rules, records
+from sovterm.sync import queue, records, rules
 
 log = logging.getLogger("sovterm.sync.payouts")
 
 PREFIX = "payout:"
 TRANSFER = "transfer"
 FEE = "networkfee"
-CLEARING_ACCOUNT = "Bitcoin Payouts Clearing"
 SATS_PER_BTC = Decimal(100_000_000)
 MSATS_PER_BTC = Decimal(100_000_000_000)
 
@@ -132,29 +129,6 @@ async def store_btc_rate(db: Any, store_id: str, currency: str, before: int | No
         (store_id, currency.upper(), before if before is not None else int(time.time())),
     )
     return None if row is None else (Decimal(str(row[0])), str(row[1]))
-
-
-class ClearingAccounts:
-    """The clearing account's id per company: looked up by name, created once if missing."""
-
-    def __init__(self) -> None:
-        self._ids: dict[str, str] = {}
-
-    async def get(self, client: QBOClient) -> str:
-        if client.realm_id in self._ids:
-            return self._ids[client.realm_id]
-        sql = f"SELECT * FROM Account WHERE Name = {quote_literal(CLEARING_ACCOUNT)}"
-        rows = await client.query(sql, limit=1)
-        if not rows:
-            body = {"Name": CLEARING_ACCOUNT, "AccountType": "Other Current Asset",
-                    "AccountSubType": "OtherCurrentAssets",
-                    "Description": "Bitcoin paid out through BTCPay payouts, waiting to be booked to where it went"}
-            try:
-                rows = [await client.create("Account", body, request_id=request_id("account", CLEARING_ACCOUNT))]
-            except QBODuplicateName:
-                rows = await client.query(sql, limit=1)
-        self._ids[client.realm_id] = str(rows[0]["Id"])
-        return self._ids[client.realm_id]
 
 
 def describe(p: PayoutSnap, note: str) -> str:

@@ -25,6 +25,7 @@ from sovterm.qbo.postings import (
     lookup_queries,
     marker_for,
     marker_of,
+    void_document,
 )
 from sovterm.qbo.errors import QBOValidationError
 from sovterm.sim.qbo import FaultRule
@@ -174,6 +175,23 @@ async def test_payment_reduces_invoice_balance_and_void_restores_it(connected, b
     assert (await connected.client.read("Invoice", invoice["Id"]))["Balance"] == Decimal("100.00")
     await poster.void_payment(paid.id, paid.sync_token, request_id=request_id("void-payment", paid.id))
     assert (await connected.client.read("Invoice", invoice["Id"]))["Balance"] == Decimal("125.00")
+
+
+async def test_void_document_voids_deletes_where_quickbooks_cannot_void_and_is_harmless_twice(connected, books,
+                                                                                              sim_state):
+    ids, ctx, poster = books
+    receipt = await poster.post("SalesReceipt", await receipt_body(books, "void"), request_id=request_id("sr", "void"))
+    deposit = await poster.post("Deposit", build_deposit(
+        marker=marker_for("dep", "void"), txn_date=DAY, deposit_account_id=ids["deposit_account_id"],
+        lines=[DepositLine(ids["income_account_id"], Decimal("40.00"))], currency="USD", ctx=ctx),
+        request_id=request_id("dep", "void"))
+    client = connected.client
+    assert await void_document(client, "SalesReceipt", receipt.id, receipt.marker) is not None  # its new SyncToken
+    assert await void_document(client, "SalesReceipt", receipt.id, receipt.marker) is None  # void already
+    assert (await client.read("SalesReceipt", receipt.id))["TotalAmt"] == 0
+    assert await void_document(client, "Deposit", deposit.id, deposit.marker) is None  # deleted
+    assert await void_document(client, "Deposit", deposit.id, deposit.marker) is None  # gone already
+    assert all(d["Id"] != deposit.id for d in sim_state.documents(REALM, "Deposit"))
 
 
 async def receipt_body(books, tag: str) -> dict:

@@ -232,7 +232,7 @@ async def test_backfill_batches_resumes_and_skips_what_quickbooks_has(db, books,
     assert len(receipts) == 70 and len({d["DocNumber"] for d in receipts}) == 70
     requests = [r[3] for r in qbo_state.request_log]
     assert 1 <= requests.count("batch") and requests.count("salesreceipt") < 69  # batches carried most
-    assert restarted.sender.stats["found"] == 1 and restarted.sender.stats["lookups"] >= 2
+    assert restarted.documents.sender.stats["found"] == 1 and restarted.documents.sender.stats["lookups"] >= 2
     assert (await queue.counts(db))["dead"] == 0
 
 

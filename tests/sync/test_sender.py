@@ -30,7 +30,7 @@ async def test_payments_a_crash_left_pending_are_found_by_memo_in_one_lookup(db,
     healthy = SyncEngine(db, books, EngineSettings(workers=4, lease_s=30))
     await run_all(healthy, db)
     assert len(docs(qbo_state, "Payment")) == 3  # found, not sent again
-    assert healthy.sender.stats["found"] == 3 and healthy.sender.stats["lookups"] == 1
+    assert healthy.documents.sender.stats["found"] == 3 and healthy.documents.sender.stats["lookups"] == 1
     ledger = {r["marker"]: r["qbo_id"] for n in range(3) for r in await records.load_postings(db, STORE, f"inv{n}")}
     assert ledger == {marker_of(p): p["Id"] for p in payments}
     balances = {d["DocNumber"]: d["Balance"] for d in qbo_state.documents("9341450000000001", "Invoice")}

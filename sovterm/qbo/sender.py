@@ -1,6 +1,8 @@
 """Creating documents in QuickBooks: in batches when many wait, one by one otherwise, never twice.
 
-Jobs hand their fresh postings to `Sender.create` and await the result. When enough wait (a burst,
+This is the one way sync's documents go down to QuickBooks (`sync.documents.Documents.write`). Jobs hand
+their fresh postings (ledger rows: entity, marker, exact body, requestid) to `Sender.create` and await
+the result. When enough wait (a burst,
 a backfill), one batch request carries up to 30 of them; while that batch waits for Intuit's batch
 window (40 a minute), the others go out as single requests within the request window (500 a minute),
 so both budgets are used at once. A lone posting goes out at once as a single request.
@@ -18,18 +20,20 @@ exists": looked up, not an error.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient, request_id
-from sovterm.qbo.errors import QBODuplicateDocNumber, QBOError, QBOUnavailable, QBOValidationError
+from sovterm.qbo.errors import (
+    QBODuplicateDocNumber,
+    QBOError,
+    QBOUnavailable,
+    QBOValidationError,
+)
 from sovterm.qbo.models import BatchItem, loads
 from sovterm.qbo.postings import Poster, PostResult, find_documents
-
-log = logging.getLogger("sovterm.sync.sender")
 
 
 @dataclass
