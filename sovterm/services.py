@@ -17,6 +17,7 @@ from sovterm.logs import LogSetup
 if TYPE_CHECKING:
     from sovterm.links.service import LinkService
     from sovterm.payouts.service import PayoutService
+    from sovterm.btcpay.intake import BTCPayIntake
     from sovterm.btcpay.service import BTCPayService
     from sovterm.qbo.service import QBOService
     from sovterm.sync.service import SyncService
@@ -53,6 +54,7 @@ class Services:
     sync: SyncService | None = None
     links: LinkService | None = None
     payouts: PayoutService | None = None
+    intake: BTCPayIntake | None = None
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

@@ -1,4 +1,4 @@
-"""The BTCPay connection as the daemon runs it: setup, status, webhook intake and polling.
+"""The BTCPay connection as the daemon runs it: the stored connection, the clients per store, setup.
 
 One connection serves the stores the operator selected: the URL (and what we learnt at connect) in
 `kv` as `btcpay:connection`, the server-wide API key in the SecretStore as `btcpay:api_key`, one webhook
@@ -10,8 +10,8 @@ down or refusing the server-wide key is a connector state (`not_configured`, `ch
 daemon keeps accepting webhooks and retries on its own. BTCPay refusing a store's own key fails that
 store's polls alone (`store_error`), not the connection.
 
-Webhooks carry no invoice status, so an accepted invoice event schedules a quick re-read of that
-invoice (after the commit, outside the transaction); the poll loop remains the completeness guarantee.
+Webhook intake and polling live in `btcpay.intake` (built later, with the ports of the parts it feeds);
+the status report in `btcpay.status`.
 
 Where the setup wizard's proposed URL comes from, in this order, and only while nothing is connected:
 1. the `btcpay.url` setting (config file, or `SOVTERM_BTCPAY__URL`, which the Umbrel and StartOS
@@ -27,11 +27,10 @@ import asyncio
 import logging
 import secrets as token
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-import aiosqlite
 
 from sovterm.btcpay import ledger
 from sovterm.btcpay.client import BTCPayClient
@@ -42,27 +41,19 @@ from sovterm.btcpay.errors import (
     BTCPayUnavailable,
 )
 from sovterm.store.group_commit import GroupCommit
-from sovterm.btcpay.models import Invoice, Store
+from sovterm.btcpay.models import Store
 from sovterm.btcpay.permissions import (
     FEATURE_PERMISSIONS,
     missing_permissions,
     permission_warnings,
 )
-from sovterm.btcpay.poller import InvoicePoller, cursor_key
 from sovterm.btcpay.setup import (
     ensure_webhook,
     store_key_name,
     webhook_path,
     webhook_secret_name,
 )
-from sovterm.btcpay.webhooks import (
-    SUBSCRIBED_EVENTS,
-    IngestResult,
-    InvoiceEvent,
-    PayoutEvent,
-    WebhookEvent,
-    ingest,
-)
+from sovterm.btcpay.webhooks import SUBSCRIBED_EVENTS
 from sovterm.config import Settings
 from sovterm.errors import UserFacingError
 from sovterm.events import EventBus
@@ -73,21 +64,14 @@ from sovterm.store.secrets import Secret, SecretStore
 
 log = logging.getLogger(__name__)
 
-#: Called inside the ingest transaction for each accepted delivery (the sync part enqueues its job here).
-EventHandler = Callable[[aiosqlite.Connection, WebhookEvent], Awaitable[None]]
-#: Called inside the poller's transaction when an invoice snapshot changed.
-InvoiceHandler = Callable[[aiosqlite.Connection, str, Invoice], Awaitable[None]]
-
 CONNECTOR = "btcpay"
 CONNECTION_KEY = "btcpay:connection"
 SETUP_KEY = "setup:btcpay"
 API_KEY_SECRET = "btcpay:api_key"
 DEFAULT_FEATURES = ("sync", "webhooks", "payouts")
 QUICK_TIMEOUT_S = 10.0  # status and setup answer an operator who is waiting: no retries, short timeout
-REFRESH_CONCURRENCY = 4
-#: BTCPay sends an invoice's events back to back (a Lightning payment: four); waiting this long before
-#: the re-read lets one read cover the burst.
-REFRESH_DELAY_S = 1.0
+
+
 def propose_url(settings: Settings, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
     """(url, where it came from) for the setup wizard; see the module docstring for the order."""
     if settings.btcpay.url:
@@ -126,13 +110,10 @@ def _check_url(url: str) -> str:
 
 
 class BTCPayService:
-    """`services.btcpay`: everything the daemon does with BTCPay, behind one object.
+    """`services.btcpay`: the connection every part calls BTCPay through (`client_for_store`), and setup.
 
-    Extension points for the parts that build on BTCPay data (sync, payouts), registered at their own
-    stage: `event_handlers` run inside the transaction that records an accepted delivery;
-    `invoice_handlers` run inside the transaction that stores a changed invoice snapshot (poll or
-    post-webhook re-read). A handler that raises rolls its transaction back (BTCPay then retries the
-    delivery; the poller re-reads the invoice next run).
+    Started first, before the parts that call BTCPay; it hands nothing on to them. What BTCPay sends us
+    (webhooks, polls) goes through `btcpay.intake.BTCPayIntake`, built once those parts exist.
     """
 
     def __init__(
@@ -153,12 +134,6 @@ class BTCPayService:
         self.settings = settings
         self.environ = environ
         self.bus = bus
-        self.event_handlers: list[EventHandler] = []
-        self.invoice_handlers: list[InvoiceHandler] = []
-        self.poller = InvoicePoller(
-            db, self.client_for_store, window_days=settings.btcpay.poll_window_days,
-            on_invoice_changed=self._on_invoice_changed,
-        )
         self._connection: dict[str, Any] | None = None
         self._api_key: Secret | None = None
         self._client: BTCPayClient | None = None
@@ -171,13 +146,12 @@ class BTCPayService:
         # store -> why its last poll failed (a store-level refusal that leaves the others polled)
         self._store_errors: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._refresh_pending: set[tuple[str, str]] = set()
-        self._refresh_slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
-        self.refresh_delay_s = REFRESH_DELAY_S
-        self._poll_lock = asyncio.Lock()
-        # concurrent deliveries (and the re-reads they cause) share one transaction, hence one fsync
+        # concurrent deliveries (and the re-reads they cause) share one transaction, hence one fsync;
+        # the sync engine's job writes share it too
         self.commit = GroupCommit(db, inline=True)
         self._admin_lock = asyncio.Lock()
+        #: set when the operator selects stores: the intake polls them at once
+        self.stores_selected = asyncio.Event()
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -198,7 +172,7 @@ class BTCPayService:
             if own_key is not None:
                 self._use_store_key(store_id, own_key)
         self.connectors.set(CONNECTOR, "checking", f"first contact with {self.url} pending", ready=True)
-        self._spawn(self._probe())
+        self._spawn(self.probe())
 
     async def stop(self) -> None:
         tasks = list(self._tasks)
@@ -262,6 +236,21 @@ class BTCPayService:
         """Why the store's last poll failed, if it did."""
         return self._store_errors.get(store_id)
 
+    def set_store_error(self, store_id: str, problem: str | None) -> None:
+        """The intake's poll records why a store failed (None: it was polled fine)."""
+        if problem is None:
+            self._store_errors.pop(store_id, None)
+        else:
+            self._store_errors[store_id] = problem
+
+    def webhook_secrets(self, store_id: str) -> list[Secret] | None:
+        """The secrets a delivery for this store may be signed with (two only while a rotation is in flight)."""
+        return self._webhook_secrets.get(store_id)
+
+    @property
+    def key_label(self) -> str | None:
+        return (self._connection or {}).get("key_label")
+
     def _quick_client(self, url: str | None = None, api_key: Secret | None = None) -> BTCPayClient:
         key = api_key or self._api_key
         target = url or self.url
@@ -277,7 +266,7 @@ class BTCPayService:
             raise UserFacingError("BTCPay is not connected", fix="run `sovterm setup btcpay`")
         return self._store_clients.get(store_id, self._client)
 
-    def _quick_client_for(self, store_id: str) -> BTCPayClient:
+    def quick_client_for(self, store_id: str) -> BTCPayClient:
         return self._quick_client(api_key=self._store_keys.get(store_id))
 
     def _require_connection(self) -> BTCPayClient:
@@ -292,12 +281,12 @@ class BTCPayService:
 
     # -- connector state -------------------------------------------------------------------------
 
-    def _set_connected(self) -> None:
+    def set_connected(self) -> None:
         n = len(self._selected)
         following = f"following {n} store(s)" if n else "no store selected yet"
         self.connectors.set(CONNECTOR, "connected", f"{self.url}: {following}", ready=True)
 
-    def _set_failure(self, exc: BTCPayError) -> str:
+    def set_failure(self, exc: BTCPayError) -> str:
         """Record a BTCPay failure as the connector state; returns the state's name."""
         if isinstance(exc, BTCPayAuthError) and exc.status == 401:
             self.connectors.set(
@@ -310,17 +299,17 @@ class BTCPayService:
         self.connectors.set(CONNECTOR, "unreachable", f"BTCPay at {self.url}: {exc.message}", ready=False)
         return "unreachable"
 
-    async def _probe(self) -> dict[str, Any]:
+    async def probe(self) -> dict[str, Any]:
         """One quick look at BTCPay (health + server info) that also sets the connector state."""
         client = self._quick_client()
         try:
             health = await client.health()
             info = await client.server_info()
         except BTCPayAuthError as exc:
-            return {"reachable": True, "state": self._set_failure(exc)}
+            return {"reachable": True, "state": self.set_failure(exc)}
         except BTCPayError as exc:
-            return {"reachable": False, "state": self._set_failure(exc), "error": exc.message}
-        self._set_connected()
+            return {"reachable": False, "state": self.set_failure(exc), "error": exc.message}
+        self.set_connected()
         return {"reachable": True, "state": "connected", "server_version": info.version,
                 "synchronized": health.synchronized}
 
@@ -367,7 +356,7 @@ class BTCPayService:
                 del self._webhook_secrets[store_id]
             self._selected &= set(visible)
             self._use_connection(connection, api_key)
-            self._set_connected()
+            self.set_connected()
         log.info("connected to BTCPay %s at %s; %d store(s) visible", info.version, url, len(stores))
         return {
             "url": url,
@@ -412,7 +401,7 @@ class BTCPayService:
 
     async def _own_key_report(self, store_id: str, features: Sequence[str]) -> dict[str, Any]:
         """The permission report of a store with its own key, read with that key."""
-        client = self._quick_client_for(store_id)
+        client = self.quick_client_for(store_id)
         try:
             key_info = await client.current_api_key()
             store = await client.get_store(store_id)
@@ -484,9 +473,9 @@ class BTCPayService:
             for store_id in removed:
                 await self._forget_store(store_id)
             await self._record_followed()
-            self._set_connected()
+            self.set_connected()
         log.info("following BTCPay store(s) %s", ", ".join(sorted(self._selected)))
-        self._spawn(self._poll_logged())  # fill the ledger now rather than at the next interval
+        self.stores_selected.set()  # the intake fills the ledger now rather than at the next interval
         return {"stores": done, "removed": removed}
 
     async def _adopt(self, store: Store, key_label: str | None, features: Sequence[str],
@@ -527,13 +516,13 @@ class BTCPayService:
                                       fix="see the followed stores with `sovterm btcpay stores`")
             gone = await self._forget_store(store_id)
             await self._record_followed()
-            self._set_connected()
+            self.set_connected()
         log.info("no longer following BTCPay store %s", store_id)
         return {"store_id": store_id, "webhook_deleted": gone}
 
     async def _forget_store(self, store_id: str) -> bool:
         """Stop following a store; remove our webhook at BTCPay if we can. True if it is gone there."""
-        client = self._quick_client_for(store_id)
+        client = self.quick_client_for(store_id)
         row = await ledger.store_row(self.db, store_id)
         gone = True
         if row is not None and row["webhook_id"]:
@@ -612,198 +601,9 @@ class BTCPayService:
         log.info("disconnected from BTCPay at %s", url)
         return {"disconnected": True, "url": url, "webhooks_left": left}
 
-    # -- status ----------------------------------------------------------------------------------
-
-    async def status(self) -> dict[str, Any]:
-        """Reachability, stores with their webhook's health at BTCPay, and the connector state."""
-        setup = await kv.get(self.db, SETUP_KEY)
-        if self._client is None:
-            proposed, source = propose_url(self.settings, self.environ)
-            state = self.connectors.get(CONNECTOR)
-            return {
-                "state": "not_configured", "detail": state.detail if state else "", "proposed_url": proposed,
-                "proposed_source": source, "setup": setup, "stores": [],
-            }
-        probe = await self._probe()
-        out: dict[str, Any] = {
-            "url": self.url,
-            "features": self.features,
-            "key_label": (self._connection or {}).get("key_label"),
-            "server_version": probe.get("server_version"),
-            "synchronized": probe.get("synchronized"),
-            "setup": setup,
-            "stores": [],
-        }
-        for store_id in await ledger.selected_stores(self.db):
-            out["stores"].append(await self._store_status(store_id, probe["state"] == "connected"))
-        state = self.connectors.get(CONNECTOR)
-        out["state"] = state.state if state else probe["state"]
-        out["detail"] = state.detail if state else ""
-        return out
-
-    async def _store_status(self, store_id: str, reachable: bool) -> dict[str, Any]:
-        row = await ledger.store_row(self.db, store_id)
-        assert row is not None
-        hook_id = row["webhook_id"]
-        webhook: dict[str, Any] | None = None
-        if hook_id:
-            webhook = {"id": hook_id, "url": self.webhook_url(store_id), "health": "unknown (BTCPay unreachable)"}
-            if reachable:
-                webhook.update(await self._webhook_health(self._quick_client_for(store_id), store_id, hook_id))
-        local = await self.db.fetchone(
-            "SELECT COUNT(*), MAX(received_at) FROM webhook_deliveries WHERE store_id = ?", (store_id,)
-        )
-        refused = await self.db.fetchone(
-            "SELECT COUNT(*) FROM webhook_refusals WHERE store_id = ? AND at > ?", (store_id, int(time.time()) - 86_400)
-        )
-        cursor = await kv.get(self.db, cursor_key(store_id))
-        return {
-            "id": store_id,
-            "name": row["name"],
-            "api_key": "own" if self.has_own_key(store_id) else "server",
-            "api_key_label": row["settings"].get("api_key_label") if self.has_own_key(store_id) else None,
-            "error": self._store_errors.get(store_id),
-            "webhook": webhook,
-            "deliveries_received": local[0],
-            "last_delivery_received_at": local[1],
-            "refused_last_24h": refused[0],
-            "invoices": await ledger.count_invoices(self.db, store_id),
-            "polled_until": None if cursor is None else cursor.get("covered_until"),
-            "permission_warnings": row["settings"].get("permission_warnings", []),
-        }
-
-    @staticmethod
-    async def _webhook_health(client: BTCPayClient, store_id: str, hook_id: str) -> dict[str, Any]:
-        """BTCPay's own view: did its last delivery to us succeed?"""
-        try:
-            hook = await client.get_webhook(store_id, hook_id)
-            deliveries = await client.list_webhook_deliveries(store_id, hook_id, count=1)
-        except BTCPayNotFound:
-            return {"health": "missing at BTCPay (run `sovterm setup btcpay` again to repair)"}
-        except BTCPayError as exc:
-            return {"health": f"unknown ({exc.message})"}
-        if not hook.enabled:
-            return {"health": "disabled at BTCPay (run `sovterm setup btcpay` again to repair)", "last_delivery": None}
-        if not deliveries:
-            return {"health": "no deliveries yet", "last_delivery": None}
-        last = deliveries[0]
-        ok = last.status == "HttpSuccess"
-        return {
-            "health": "ok" if ok else "failing",
-            "last_delivery": {
-                "at": last.delivery_time or last.timestamp, "status": last.status, "http_code": last.http_code,
-                "ok": ok, "error": last.error_message,
-            },
-        }
-
-    # -- webhooks --------------------------------------------------------------------------------
-
-    async def handle_webhook(self, store_id: str, raw: bytes, headers: Mapping[str, str]) -> IngestResult:
-        """Verify and durably record one delivery (see `webhooks.ingest`); then, outside the
-        transaction, schedule a re-read of the invoice it announces."""
-        result = await ingest(
-            self.db, store_id=store_id, secret=self._webhook_secrets.get(store_id), raw=raw, headers=headers,
-            max_bytes=self.settings.listener.max_body_bytes, on_event=self._on_event, commit=self.commit,
-        )
-        event = result.event
-        if result.reason == "accepted" and event is not None:
-            invoice_id = event.invoice_id if isinstance(event, InvoiceEvent) else None
-            if invoice_id is not None and self._client is not None:
-                self.schedule_refresh(store_id, invoice_id)
-            if self.bus is not None:
-                self.bus.publish(
-                    "btcpay.webhook", store_id=store_id, type=event.type, invoice_id=invoice_id,
-                    payout_id=event.payout_id if isinstance(event, PayoutEvent) else None,
-                )
-        return result
-
-    async def _on_event(self, conn: aiosqlite.Connection, event: WebhookEvent) -> None:
-        for handler in self.event_handlers:
-            await handler(conn, event)
-
-    async def _on_invoice_changed(self, conn: aiosqlite.Connection, store_id: str, invoice: Invoice) -> None:
-        for handler in self.invoice_handlers:
-            await handler(conn, store_id, invoice)
-
-    def schedule_refresh(self, store_id: str, invoice_id: str) -> None:
-        """Re-read an invoice soon. Events for an invoice whose re-read has not started yet (it waits
-        `refresh_delay_s` first) coalesce into that one read, sent after all of them were recorded."""
-        key = (store_id, invoice_id)
-        if key in self._refresh_pending:
-            return
-        self._refresh_pending.add(key)
-        self._spawn(self._refresh(key))
-
-    async def _refresh(self, key: tuple[str, str]) -> None:
-        await asyncio.sleep(self.refresh_delay_s)
-        async with self._refresh_slots:
-            self._refresh_pending.discard(key)
-            try:
-                changed = await self.poller.refresh_invoice(*key, commit=self.commit)
-            except BTCPayError as exc:
-                log.warning("could not re-read invoice %s of store %s (the poll will): %s", key[1], key[0], exc.message)
-                if self._connection_failure(key[0], exc):
-                    self._set_failure(exc)
-                return
-        if changed and self.bus is not None:
-            self.bus.publish("btcpay.invoice", store_id=key[0], invoice_id=key[1])
-
-    # -- polling ---------------------------------------------------------------------------------
-
-    async def poll_all(self) -> dict[str, Any]:
-        """The `btcpay.poll` loop: converge every selected store's ledger with BTCPay.
-
-        BTCPay down or refusing the key ends the run with the connector state set and a summary; a
-        store-level refusal (a permission removed) is reported and the other stores still polled."""
-        if self._client is None:
-            return {"state": "not_configured"}
-        async with self._poll_lock:
-            stores = await ledger.selected_stores(self.db)
-            if not stores:
-                probe = await self._probe()
-                return {"state": probe["state"], "stores": 0}
-            summary: dict[str, Any] = {"stores": {}}
-            for store_id in stores:
-                try:
-                    result = await self.poller.poll_store(store_id, time.time())
-                except BTCPayError as exc:
-                    if self._connection_failure(store_id, exc):
-                        summary["state"] = self._set_failure(exc)
-                        summary["error"] = exc.message
-                        return summary
-                    problem = (f"BTCPay refuses store {store_id}'s own API key: {exc.message}"
-                               if self.has_own_key(store_id) else exc.message)
-                    log.warning("polling store %s failed: %s", store_id, problem)
-                    self._store_errors[store_id] = problem
-                    summary["stores"][store_id] = {"error": problem}
-                    continue
-                self._store_errors.pop(store_id, None)
-                summary["stores"][store_id] = {
-                    "listed": result.listed, "reread": result.reread, "changed": result.changed,
-                }
-            self._set_connected()
-            summary["state"] = "connected"
-            return summary
-
-    def _connection_failure(self, store_id: str, exc: BTCPayError) -> bool:
+    def connection_failure(self, store_id: str, exc: BTCPayError) -> bool:
         """BTCPay down, or the server-wide key refused: the whole connection fails. A store's own key
         refused (401) concerns that store alone; its neighbours keep being polled."""
         if isinstance(exc, BTCPayUnavailable):
             return True
         return isinstance(exc, BTCPayAuthError) and exc.status == 401 and not self.has_own_key(store_id)
-
-    async def import_history(self, since: int) -> dict[str, Any]:
-        """Every selected store's invoices created since `since` (unix seconds) into the ledger; the
-        invoice handlers see each one, so the sync part queues what is owed."""
-        if self._client is None:
-            raise UserFacingError("BTCPay is not connected", fix="run `sovterm setup btcpay` first")
-        async with self._poll_lock:
-            out: dict[str, Any] = {}
-            for store_id in await ledger.selected_stores(self.db):
-                result = await self.poller.import_history(store_id, since, time.time())
-                out[store_id] = {"listed": result.listed, "changed": result.changed}
-            return out
-
-    async def _poll_logged(self) -> None:
-        summary = await self.poll_all()
-        log.info("first poll after selecting stores: %s", summary)

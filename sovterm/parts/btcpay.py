@@ -1,4 +1,6 @@
-"""The BTCPay part: its service stage, the poll loop, the webhook route and the control methods.
+"""The BTCPay part: the connection's stage and the control methods (setup, status, polls on demand).
+
+The poll loop and the webhook route belong to the intake part (`parts/intake.py`), started later.
 
 Methods never return the API key or a webhook secret. Changes made by an operator are audited with
 their Unix user; the TUI wizard resumes from `kv` `setup:btcpay` (shown in `btcpay.status`).
@@ -14,20 +16,17 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sovterm.btcpay import ledger
+from sovterm.btcpay import status as btcpay_status
+from sovterm.btcpay.intake import BTCPayIntake
 from sovterm.btcpay.service import BTCPayService
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
-from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
 from sovterm.services import Services
 from sovterm.store import audit
 from sovterm.store.secrets import Secret
 from sovterm.sync import records
-from sovterm.web.btcpay import add_routes
-
-POLL_LOOP = "btcpay.poll"
-FIRST_POLL_DELAY_S = 1.0  # soon after start: re-reads what changed while the daemon was down
 
 
 @asynccontextmanager
@@ -44,14 +43,6 @@ async def btcpay_stage(services: Services) -> AsyncIterator[None]:
     finally:
         services.btcpay = None
         await service.stop()
-
-
-def loops(services: Services) -> list[LoopSpec]:
-    async def poll() -> dict[str, Any]:
-        service = services.btcpay
-        return {"state": "stopped"} if service is None else await service.poll_all()
-
-    return [LoopSpec(POLL_LOOP, services.settings.btcpay.poll_interval_s, poll, first_delay_s=FIRST_POLL_DELAY_S)]
 
 
 class ConnectParams(BaseModel):
@@ -118,6 +109,10 @@ def register_methods(server: ControlServer, services: Services) -> None:
         assert services.btcpay is not None, "btcpay stage has not started"
         return services.btcpay
 
+    def intake() -> BTCPayIntake:
+        assert services.intake is not None, "intake stage has not started"
+        return services.intake
+
     @server.method("setup.btcpay.connect", role=Role.ADMIN, params=ConnectParams)
     async def connect(ctx: CallContext, url: str, api_key: Secret, features: list[str] | None) -> dict[str, Any]:
         """Check BTCPay and the API key; report missing permissions and the stores the key sees."""
@@ -151,7 +146,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.status", role=Role.VIEWER)
     async def status(ctx: CallContext) -> dict[str, Any]:
         """Reachability, followed stores (with mode and mapping), webhook health, or the proposed URL."""
-        status = await service().status()
+        status = await btcpay_status.report(service())
         configured = {s["id"]: s for s in await followed_stores(services)}
         for entry in status["stores"]:
             settings = configured.get(entry["id"], {})
@@ -188,7 +183,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.poll_now", role=Role.ADMIN)
     async def poll_now(ctx: CallContext) -> dict[str, Any]:
         """Poll every followed store now and return what changed."""
-        return await service().poll_all()
+        return await intake().poll_all()
 
     @server.method("btcpay.stores", role=Role.VIEWER)
     async def stores(ctx: CallContext) -> dict[str, Any]:
@@ -199,10 +194,10 @@ def register_methods(server: ControlServer, services: Services) -> None:
     async def import_history(ctx: CallContext, since: date) -> dict[str, Any]:
         """Read every invoice created since a date into the ledger (the sync part queues what is owed)."""
         start = int(datetime.combine(since, datetime.min.time(), tzinfo=timezone.utc).timestamp())
-        result = await service().import_history(start)
+        result = await intake().import_history(start)
         await audit.record(services.require_db(), ctx.peer.user, "btcpay.import_history", None,
                            {"since": since.isoformat()}, "ok")
         return {"since": since.isoformat(), "stores": result}
 
 
-PART = Part("btcpay", stage=btcpay_stage, loops=loops, routes=add_routes, methods=register_methods)
+PART = Part("btcpay", stage=btcpay_stage, methods=register_methods)

@@ -143,16 +143,12 @@ async def links_stage(services: Services) -> AsyncIterator[None]:
         return await service.client()
 
     links = LinkService(db, SigningKeys(db, services.require_secrets()), lambda: services.settings, btcpay_for, qbo)
+    # a reservation closes when its invoice settles, expires or turns invalid: the BTCPay intake, built
+    # after this part, hands changed snapshots to `links.on_invoice`
     services.links = links
-    # a reservation closes when its invoice settles, expires or turns invalid (webhook re-read or poll)
-    btcpay = getattr(services, "btcpay", None)
-    if btcpay is not None:
-        btcpay.invoice_handlers.append(links.on_invoice)
     try:
         yield
     finally:
-        if btcpay is not None:
-            btcpay.invoice_handlers.remove(links.on_invoice)
         services.links = None
 
 

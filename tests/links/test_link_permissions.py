@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sovterm.btcpay.permissions import STORE, permission_warnings
+from sovterm.btcpay import status as btcpay_status
 from sovterm.btcpay.service import BTCPayService
 from sovterm.cli import build_parser
 from sovterm.cli.btcpay import format_report, format_status
@@ -46,7 +47,7 @@ async def test_setup_warns_and_status_keeps_showing_it(world: World) -> None:
                 f"(add to the key: {STORE}cancreateinvoice:{world.store_id})") in text
         assert f"warning: the key lacks {STORE}canmodifyinvoices: pay links cannot invalidate a superseded checkout" in text
         await service.select_stores([world.store_id])
-        status = await service.status()
+        status = await btcpay_status.report(service)
         assert [w["permission"] for w in status["stores"][0]["permission_warnings"]] == [
             STORE + "cancreateinvoice", STORE + "canmodifyinvoices"]
         assert f"warning: the key lacks {STORE}canmodifyinvoices" in format_status(status)

@@ -14,6 +14,7 @@ import pytest
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayValidationError
 from sovterm.btcpay.permissions import STORE
+from sovterm.btcpay.intake import BTCPayIntake
 from sovterm.btcpay.service import BTCPayService
 from sovterm.btcpay.webhooks import sign
 from sovterm.health import Connectors
@@ -150,17 +151,18 @@ async def test_key_without_canmodifyinvoices_is_named_and_no_second_checkout_ope
 
 
 async def test_webhook_closes_the_reservation_without_the_reaper(world: World) -> None:
-    """No reaper runs here at all: the expiry webhook's re-read reaches the links hook."""
+    """No reaper runs here at all: the expiry webhook's re-read reaches the links port."""
     service = BTCPayService(db=world.db, secrets=world.secrets, http=world.session, connectors=Connectors(),
                             settings=world.settings, environ={})
-    service.refresh_delay_s = 0.05
+    links = world.links()
+    intake = BTCPayIntake(service, events=[], invoices=[links])  # what the intake part's stage does
+    intake.refresh_delay_s = 0.05
     await service.start()
+    intake.start()
     try:
         await service.connect(world.btcpay_url, Secret(world.api_key))
         await service.select_stores([world.store_id])
         await asyncio.sleep(0.2)  # the first poll after selecting
-        links = world.links()
-        service.invoice_handlers.append(links.on_invoice)  # what the links part's stage does
         state = world.btcpay_state
         state.muted = True  # the test posts the delivery itself (the public URL is not reachable)
         _, inv = await first_click(world, links, "1002")
@@ -168,7 +170,7 @@ async def test_webhook_closes_the_reservation_without_the_reaper(world: World) -
         hook_id = next(iter(state.webhooks))
         raw = delivery(state, hook_id, "InvoiceExpired", inv.id, 1)
         signature = sign(Secret(state.webhooks[hook_id].secret), raw)
-        result = await service.handle_webhook(world.store_id, raw, {"BTCPay-Sig": signature})
+        result = await intake.handle_webhook(world.store_id, raw, {"BTCPay-Sig": signature})
         assert result.reason == "accepted"
         for _ in range(100):
             if (await reservations(world))[0][2] != "open":
@@ -176,6 +178,7 @@ async def test_webhook_closes_the_reservation_without_the_reaper(world: World) -
             await asyncio.sleep(0.02)
         assert await reservations(world) == [(inv.id, "125.00", "expired")]
     finally:
+        await intake.stop()
         await service.stop()
 
 
