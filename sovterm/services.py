@@ -15,6 +15,7 @@ from sovterm.health import Connectors, Heartbeats, Metrics
 from sovterm.logs import LogSetup
 
 if TYPE_CHECKING:
+    from sovterm.links.pay import PayPage
     from sovterm.links.service import LinkService
     from sovterm.payouts.service import PayoutService
     from sovterm.btcpay.intake import BTCPayIntake
@@ -53,6 +54,7 @@ class Services:
     qbo: QBOService | None = None
     sync: SyncService | None = None
     links: LinkService | None = None
+    pay_page: PayPage | None = None
     payouts: PayoutService | None = None
     intake: BTCPayIntake | None = None
 
