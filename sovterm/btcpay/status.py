@@ -11,7 +11,8 @@ from sovterm.btcpay import ledger
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayError, BTCPayNotFound
 from sovterm.btcpay.poller import cursor_key
-from sovterm.btcpay.service import CONNECTOR, SETUP_KEY, BTCPayService, propose_url
+from sovterm.btcpay.service import CONNECTOR, SETUP_KEY, BTCPayService
+from sovterm.btcpay.setup import propose_url
 from sovterm.store import kv
 
 

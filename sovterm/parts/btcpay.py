@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sovterm.btcpay import ledger
+from sovterm.btcpay import setup as btcpay_setup
 from sovterm.btcpay import status as btcpay_status
 from sovterm.btcpay.intake import BTCPayIntake
 from sovterm.btcpay.service import BTCPayService
@@ -116,7 +117,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("setup.btcpay.connect", role=Role.ADMIN, params=ConnectParams)
     async def connect(ctx: CallContext, url: str, api_key: Secret, features: list[str] | None) -> dict[str, Any]:
         """Check BTCPay and the API key; report missing permissions and the stores the key sees."""
-        report = await service().connect(url, api_key, features)
+        report = await btcpay_setup.connect(service(), url, api_key, features)
         await audit.record(
             services.require_db(), ctx.peer.user, "setup.btcpay.connect", url,
             {"features": report["features"], "stores_visible": len(report["stores"])}, "ok",
@@ -128,7 +129,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
                             api_key: Secret | None) -> dict[str, Any]:
         """Follow these stores: register our webhook at each (or adopt the existing one); with `api_key`,
         the one store gets its own key."""
-        result = await service().select_stores(store_ids, keep_others=keep_others, api_key=api_key)
+        result = await btcpay_setup.select_stores(service(), store_ids, keep_others=keep_others, api_key=api_key)
         await audit.record(
             services.require_db(), ctx.peer.user, "setup.btcpay.select_stores", ",".join(store_ids),
             {"removed": result["removed"], "own_key": api_key is not None}, "ok",
@@ -138,7 +139,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.unfollow", role=Role.ADMIN, params=StoreParams)
     async def unfollow(ctx: CallContext, store_id: str) -> dict[str, Any]:
         """Stop following one store: delete our webhook there and forget its own key; the others stay."""
-        result = await service().unfollow_store(store_id)
+        result = await btcpay_setup.unfollow_store(service(), store_id)
         await audit.record(services.require_db(), ctx.peer.user, "btcpay.unfollow", store_id,
                            {"webhook_deleted": result["webhook_deleted"]}, "ok")
         return result
@@ -157,7 +158,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     async def rotate(ctx: CallContext, store_id: str) -> dict[str, Any]:
         """Give a store's webhook a new secret (old signatures refused afterwards)."""
         try:
-            result = await service().rotate_webhook_secret(store_id)
+            result = await btcpay_setup.rotate_webhook_secret(service(), store_id)
         except Exception as exc:
             await audit.record(
                 services.require_db(), ctx.peer.user, "btcpay.rotate_webhook_secret", store_id,
@@ -173,7 +174,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.disconnect", role=Role.ADMIN)
     async def disconnect(ctx: CallContext) -> dict[str, Any]:
         """Delete our webhooks at BTCPay (if reachable) and forget the API key; the ledger stays."""
-        result = await service().disconnect()
+        result = await btcpay_setup.disconnect(service())
         await audit.record(
             services.require_db(), ctx.peer.user, "btcpay.disconnect", result.get("url"),
             {"webhooks_left": result["webhooks_left"]}, "ok" if result["disconnected"] else "noop",
@@ -188,7 +189,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.stores", role=Role.VIEWER)
     async def stores(ctx: CallContext) -> dict[str, Any]:
         """The stores the stored API key can see, with missing permissions per store."""
-        return await service().stores()
+        return await btcpay_setup.stores(service())
 
     @server.method("btcpay.import_history", role=Role.ADMIN, params=HistoryParams)
     async def import_history(ctx: CallContext, since: date) -> dict[str, Any]:

@@ -15,9 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sovterm.btcpay import setup as btcpay_setup
 from sovterm.btcpay import status as btcpay_status
 from sovterm.btcpay.intake import BTCPayIntake
-from sovterm.btcpay.service import BTCPayService, propose_url
+from sovterm.btcpay.service import BTCPayService
+from sovterm.btcpay.setup import propose_url
 from sovterm.btcpay.webhooks import sign
 from sovterm.config import Settings
 from sovterm.health import Connectors
@@ -57,8 +59,8 @@ class Harness:
     async def connect(self) -> str:
         store = self.state.create_store("Shop")
         key = self.state.create_api_key([f"{p}:{store.id}" for p in FULL])
-        await self.service.connect(self.url, Secret(key), None)
-        await self.service.select_stores([store.id])
+        await btcpay_setup.connect(self.service, self.url, Secret(key), None)
+        await btcpay_setup.select_stores(self.service, [store.id])
         return store.id
 
 
@@ -171,7 +173,7 @@ async def test_during_rotation_both_secrets_verify_and_after_only_the_new(harnes
     old = state.webhooks[hook_id].secret
     # BTCPay applies the new secret at once but its answer to us is slow
     harness.slow_answers[f"/api/v1/stores/{store_id}/webhooks/{hook_id}"] = 0.3
-    rotation = asyncio.create_task(service.rotate_webhook_secret(store_id))
+    rotation = asyncio.create_task(btcpay_setup.rotate_webhook_secret(service, store_id))
     for _ in range(100):
         if state.webhooks[hook_id].secret != old:
             break
@@ -216,7 +218,7 @@ def test_webhook_base_is_the_internal_address_when_set(tmp_path):
 async def test_stores_lists_what_the_stored_key_sees_without_the_key_again(harness):
     store_id = await harness.connect()
     limited = harness.state.create_store("Second shop")
-    listing = await harness.service.stores()
+    listing = await btcpay_setup.stores(harness.service)
     by_id = {s["id"]: s for s in listing["stores"]}
     assert listing["selected"] == [store_id] and by_id[store_id]["ready"] is True
     assert limited.id not in by_id  # the key has no permission on it: BTCPay does not list it

@@ -15,6 +15,7 @@ from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayValidationError
 from sovterm.btcpay.permissions import STORE
 from sovterm.btcpay.intake import BTCPayIntake
+from sovterm.btcpay import setup as btcpay_setup
 from sovterm.btcpay.service import BTCPayService
 from sovterm.btcpay.webhooks import sign
 from sovterm.health import Connectors
@@ -160,8 +161,8 @@ async def test_webhook_closes_the_reservation_without_the_reaper(world: World) -
     await service.start()
     intake.start()
     try:
-        await service.connect(world.btcpay_url, Secret(world.api_key))
-        await service.select_stores([world.store_id])
+        await btcpay_setup.connect(service, world.btcpay_url, Secret(world.api_key))
+        await btcpay_setup.select_stores(service, [world.store_id])
         await asyncio.sleep(0.2)  # the first poll after selecting
         state = world.btcpay_state
         state.muted = True  # the test posts the delivery itself (the public URL is not reachable)
