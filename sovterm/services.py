@@ -49,7 +49,7 @@ class Services:
     scheduler: AsyncIOScheduler | None = None
     control: ControlServer | None = None
     config_path: str | None = None
-    # part services, set by each part's stage (see sovterm/parts/base.py)
+    # part services, set by each part's stage in start order (see sovterm/parts/__init__.py)
     btcpay: BTCPayService | None = None
     qbo: QBOService | None = None
     sync: SyncService | None = None
