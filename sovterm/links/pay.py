@@ -282,8 +282,8 @@ class PayPage:
                             (state, self.links.now(), link_id))
 
     async def _checked(self, link: dict[str, Any], res: dict[str, Any]) -> dict[str, Any] | PayOutcome:
-        """`_refresh` for a customer who is waiting: the updated row, or the outage page when BTCPay does not
-        answer in time."""
+        """`LinkService.refresh_reservation` for a customer who is waiting: the updated row, or the outage
+        page when BTCPay does not answer in time."""
         try:
             async with asyncio.timeout(BTCPAY_READ_TIMEOUT_S):
                 return await self.links.refresh_reservation(res)

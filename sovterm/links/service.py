@@ -1,8 +1,8 @@
 """Pay links: creation, listing and expiry, the QuickBooks memo, and the reservations' states.
 
 A reservation (one BTCPay invoice reserved for a link) closes as soon as its invoice settles, expires
-or turns invalid: on the click (`links.pay`), on the re-read that follows BTCPay's webhook or a poll
-(`on_invoice`, the BTCPay intake's invoice port), or when the reaper comes by (`links.reaper`).
+or turns invalid: on the click (`links.pay.PayPage`), on the re-read that follows BTCPay's webhook or a
+poll (`on_invoice`, the BTCPay intake's invoice port), or when the reaper comes by (`links.reaper.reap`).
 """
 
 from __future__ import annotations
