@@ -1,7 +1,8 @@
 """`sovterm daemon`: wiring, start-up order, signals and shutdown.
 
 Resources are aiohttp `cleanup_ctx` stages, started top to bottom and closed bottom to top:
-lock → database and keys → HTTP client → loops → control socket → watchdog. The TCP site starts
+lock → database and keys → HTTP client → the parts in `PARTS` order (BTCPay connection, QuickBooks,
+sync, links, payouts, BTCPay intake, ops) → loops → control socket → watchdog. The TCP site starts
 only after every stage is up, then READY=1 goes to systemd. SIGTERM stops the control socket,
 drains running loops (bounded), closes the database, and exits 0. SIGHUP re-reads the configuration.
 """

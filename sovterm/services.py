@@ -15,8 +15,10 @@ from sovterm.health import Connectors, Heartbeats, Metrics
 from sovterm.logs import LogSetup
 
 if TYPE_CHECKING:
+    from sovterm.links.pay import PayPage
     from sovterm.links.service import LinkService
     from sovterm.payouts.service import PayoutService
+    from sovterm.btcpay.intake import BTCPayIntake
     from sovterm.btcpay.service import BTCPayService
     from sovterm.qbo.service import QBOService
     from sovterm.sync.service import SyncService
@@ -47,12 +49,14 @@ class Services:
     scheduler: AsyncIOScheduler | None = None
     control: ControlServer | None = None
     config_path: str | None = None
-    # part services, set by each part's stage (see sovterm/parts/base.py)
+    # part services, set by each part's stage in start order (see sovterm/parts/__init__.py)
     btcpay: BTCPayService | None = None
     qbo: QBOService | None = None
     sync: SyncService | None = None
     links: LinkService | None = None
+    pay_page: PayPage | None = None
     payouts: PayoutService | None = None
+    intake: BTCPayIntake | None = None
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

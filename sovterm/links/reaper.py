@@ -1,41 +1,38 @@
-"""The reaper's link work (loop `links.reaper`): reservations and links, plus pruning webhook intake rows.
-
-The spine's own `reaper` loop prunes audit rows; this loop runs next to it on the same interval.
-"""
+"""The reaper's link work (loop `links.reaper`): follow open reservations at BTCPay and expire links past
+their date. A reservation rarely waits for it: the click and the BTCPay intake's invoice port close most
+as soon as their invoice settles, expires or turns invalid."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import logging
 from typing import Any
 
-from sovterm.links.service import LinkService
-from sovterm.store.db import Database
+from sovterm.btcpay.errors import BTCPayError
+from sovterm.links.service import RES_COLUMNS, LinkService
+
+log = logging.getLogger("sovterm.links")
 
 
-PRUNE_DELIVERIES = (
-    "DELETE FROM webhook_deliveries WHERE store_id IN (SELECT store_id FROM btcpay_stores) AND received_at < ?"
-)
-
-
-async def prune_webhooks(db: Database, retention_days: int, *, now: float | None = None) -> dict[str, int]:
-    """Drop webhook deliveries and refusals older than the retention (the dedupe window is far shorter).
-
-    Deliveries are pruned store by store through their (store_id, received_at) index: every recorded
-    delivery belongs to a store in `btcpay_stores` (a delivery for any other store is refused, and
-    store rows are never deleted). A plain `received_at < ?` scanned the whole table on every run
-    (38 ms at 450,000 rows here, holding the write lock that webhook intake waits on); this takes
-    well under a millisecond when nothing is due."""
-    cutoff = int(time.time() if now is None else now) - retention_days * 86_400
-    deliveries = await db.write(PRUNE_DELIVERIES, (cutoff,))
-    refusals = await db.write("DELETE FROM webhook_refusals WHERE at < ?", (cutoff,))
-    return {"deliveries_pruned": deliveries, "refusals_pruned": refusals}
-
-
-def reaper_run(links: LinkService, retention_days: Callable[[], int]) -> Callable[[], Any]:
-    async def run() -> dict[str, Any]:
-        summary = await links.reap()
-        summary.update(await prune_webhooks(links.db, retention_days(), now=links.clock()))
-        return summary
-
-    return run
+async def reap(links: LinkService) -> dict[str, Any]:
+    """Follow every open reservation's invoice (few: each lives minutes): close those that can no longer be
+    paid or were paid, keep Processing ones open, and expire links past their date."""
+    now = links.now()
+    rows = await links.db.fetchall(
+        f"SELECT {', '.join(RES_COLUMNS)} FROM link_reservations "
+        "WHERE state IN ('open', 'processing')")
+    counts = {"reservations_expired": 0, "reservations_paid": 0, "reservations_processing": 0, "check_failed": 0}
+    for row in rows:
+        res = dict(zip(RES_COLUMNS, row, strict=True))
+        try:
+            new = await links.refresh_reservation(res)
+        except BTCPayError as exc:
+            counts["check_failed"] += 1
+            log.warning("reaper: cannot check BTCPay invoice %s: %s", res["btcpay_invoice_id"], exc)
+            continue
+        key = {"expired": "reservations_expired", "paid": "reservations_paid",
+               "processing": "reservations_processing"}.get(new["state"])
+        if key:
+            counts[key] += 1
+    counts["links_expired"] = await links.db.write(
+        "UPDATE pay_links SET state = 'expired', ended_at = ? WHERE state = 'active' AND expires_at <= ?", (now, now))
+    return counts

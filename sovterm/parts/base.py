@@ -1,8 +1,10 @@
-"""How a part (btcpay, qbo, sync, links, payouts) plugs into the daemon.
+"""How a part (btcpay, qbo, sync, links, payouts, intake, ops) plugs into the daemon.
 
 A part contributes, in its own modules: a service started and stopped as one `cleanup_ctx` stage, the
 scheduled loops it needs, its public HTTP routes, and its control methods. `sovterm.parts.PARTS` lists
-them in start order; a part may use the services of the parts before it.
+them in start order; a part may use the services of the parts before it, and is handed them in its
+service's constructor (a part that hands work on to others, like BTCPay intake, therefore starts after
+them). Nothing is registered into a running service after it is built.
 """
 
 from __future__ import annotations

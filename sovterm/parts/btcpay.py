@@ -1,4 +1,6 @@
-"""The BTCPay part: its service stage, the poll loop, the webhook route and the control methods.
+"""The BTCPay part: the connection's stage and the control methods (setup, status, polls on demand).
+
+The poll loop and the webhook route belong to the intake part (`parts/intake.py`), started later.
 
 Methods never return the API key or a webhook secret. Changes made by an operator are audited with
 their Unix user; the TUI wizard resumes from `kv` `setup:btcpay` (shown in `btcpay.status`).
@@ -14,20 +16,18 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sovterm.btcpay import ledger
+from sovterm.btcpay import setup as btcpay_setup
+from sovterm.btcpay import status as btcpay_status
+from sovterm.btcpay.intake import BTCPayIntake
 from sovterm.btcpay.service import BTCPayService
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
 from sovterm.errors import UserFacingError
-from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
 from sovterm.services import Services
 from sovterm.store import audit
 from sovterm.store.secrets import Secret
 from sovterm.sync import records
-from sovterm.web.btcpay import add_routes
-
-POLL_LOOP = "btcpay.poll"
-FIRST_POLL_DELAY_S = 1.0  # soon after start: re-reads what changed while the daemon was down
 
 
 @asynccontextmanager
@@ -44,14 +44,6 @@ async def btcpay_stage(services: Services) -> AsyncIterator[None]:
     finally:
         services.btcpay = None
         await service.stop()
-
-
-def loops(services: Services) -> list[LoopSpec]:
-    async def poll() -> dict[str, Any]:
-        service = services.btcpay
-        return {"state": "stopped"} if service is None else await service.poll_all()
-
-    return [LoopSpec(POLL_LOOP, services.settings.btcpay.poll_interval_s, poll, first_delay_s=FIRST_POLL_DELAY_S)]
 
 
 class ConnectParams(BaseModel):
@@ -118,10 +110,14 @@ def register_methods(server: ControlServer, services: Services) -> None:
         assert services.btcpay is not None, "btcpay stage has not started"
         return services.btcpay
 
+    def intake() -> BTCPayIntake:
+        assert services.intake is not None, "intake stage has not started"
+        return services.intake
+
     @server.method("setup.btcpay.connect", role=Role.ADMIN, params=ConnectParams)
     async def connect(ctx: CallContext, url: str, api_key: Secret, features: list[str] | None) -> dict[str, Any]:
         """Check BTCPay and the API key; report missing permissions and the stores the key sees."""
-        report = await service().connect(url, api_key, features)
+        report = await btcpay_setup.connect(service(), url, api_key, features)
         await audit.record(
             services.require_db(), ctx.peer.user, "setup.btcpay.connect", url,
             {"features": report["features"], "stores_visible": len(report["stores"])}, "ok",
@@ -133,7 +129,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
                             api_key: Secret | None) -> dict[str, Any]:
         """Follow these stores: register our webhook at each (or adopt the existing one); with `api_key`,
         the one store gets its own key."""
-        result = await service().select_stores(store_ids, keep_others=keep_others, api_key=api_key)
+        result = await btcpay_setup.select_stores(service(), store_ids, keep_others=keep_others, api_key=api_key)
         await audit.record(
             services.require_db(), ctx.peer.user, "setup.btcpay.select_stores", ",".join(store_ids),
             {"removed": result["removed"], "own_key": api_key is not None}, "ok",
@@ -143,7 +139,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.unfollow", role=Role.ADMIN, params=StoreParams)
     async def unfollow(ctx: CallContext, store_id: str) -> dict[str, Any]:
         """Stop following one store: delete our webhook there and forget its own key; the others stay."""
-        result = await service().unfollow_store(store_id)
+        result = await btcpay_setup.unfollow_store(service(), store_id)
         await audit.record(services.require_db(), ctx.peer.user, "btcpay.unfollow", store_id,
                            {"webhook_deleted": result["webhook_deleted"]}, "ok")
         return result
@@ -151,7 +147,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.status", role=Role.VIEWER)
     async def status(ctx: CallContext) -> dict[str, Any]:
         """Reachability, followed stores (with mode and mapping), webhook health, or the proposed URL."""
-        status = await service().status()
+        status = await btcpay_status.report(service())
         configured = {s["id"]: s for s in await followed_stores(services)}
         for entry in status["stores"]:
             settings = configured.get(entry["id"], {})
@@ -162,7 +158,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     async def rotate(ctx: CallContext, store_id: str) -> dict[str, Any]:
         """Give a store's webhook a new secret (old signatures refused afterwards)."""
         try:
-            result = await service().rotate_webhook_secret(store_id)
+            result = await btcpay_setup.rotate_webhook_secret(service(), store_id)
         except Exception as exc:
             await audit.record(
                 services.require_db(), ctx.peer.user, "btcpay.rotate_webhook_secret", store_id,
@@ -178,7 +174,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.disconnect", role=Role.ADMIN)
     async def disconnect(ctx: CallContext) -> dict[str, Any]:
         """Delete our webhooks at BTCPay (if reachable) and forget the API key; the ledger stays."""
-        result = await service().disconnect()
+        result = await btcpay_setup.disconnect(service())
         await audit.record(
             services.require_db(), ctx.peer.user, "btcpay.disconnect", result.get("url"),
             {"webhooks_left": result["webhooks_left"]}, "ok" if result["disconnected"] else "noop",
@@ -188,21 +184,21 @@ def register_methods(server: ControlServer, services: Services) -> None:
     @server.method("btcpay.poll_now", role=Role.ADMIN)
     async def poll_now(ctx: CallContext) -> dict[str, Any]:
         """Poll every followed store now and return what changed."""
-        return await service().poll_all()
+        return await intake().poll_all()
 
     @server.method("btcpay.stores", role=Role.VIEWER)
     async def stores(ctx: CallContext) -> dict[str, Any]:
         """The stores the stored API key can see, with missing permissions per store."""
-        return await service().stores()
+        return await btcpay_setup.stores(service())
 
     @server.method("btcpay.import_history", role=Role.ADMIN, params=HistoryParams)
     async def import_history(ctx: CallContext, since: date) -> dict[str, Any]:
         """Read every invoice created since a date into the ledger (the sync part queues what is owed)."""
         start = int(datetime.combine(since, datetime.min.time(), tzinfo=timezone.utc).timestamp())
-        result = await service().import_history(start)
+        result = await intake().import_history(start)
         await audit.record(services.require_db(), ctx.peer.user, "btcpay.import_history", None,
                            {"since": since.isoformat()}, "ok")
         return {"since": since.isoformat(), "stores": result}
 
 
-PART = Part("btcpay", stage=btcpay_stage, loops=loops, routes=add_routes, methods=register_methods)
+PART = Part("btcpay", stage=btcpay_stage, methods=register_methods)

@@ -1,4 +1,4 @@
-"""Control methods `links.*` and the links part (service stage, reaper loop, pay-page routes)."""
+"""Control methods `links.*` and the links part (service and pay-page stage, reaper loop, pay-page routes)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer
+from sovterm.btcpay.webhooks import prune_webhooks
 from sovterm.errors import UserFacingError
-from sovterm.links.reaper import reaper_run
+from sovterm.links.pay import PayPage
+from sovterm.links.reaper import reap
 from sovterm.links.service import LinkService
 from sovterm.links.tokens import SigningKeys
 from sovterm.loops import LoopSpec
@@ -127,7 +129,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
 
 @asynccontextmanager
 async def links_stage(services: Services) -> AsyncIterator[None]:
-    """Build the link service on the BTCPay and QuickBooks services started before it."""
+    """Build the link service and its pay page on the BTCPay and QuickBooks services started before it."""
     db = services.require_db()
 
     async def btcpay_for(store_id: str) -> Any:
@@ -143,23 +145,24 @@ async def links_stage(services: Services) -> AsyncIterator[None]:
         return await service.client()
 
     links = LinkService(db, SigningKeys(db, services.require_secrets()), lambda: services.settings, btcpay_for, qbo)
+    # a reservation closes when its invoice settles, expires or turns invalid: the BTCPay intake, built
+    # after this part, hands changed snapshots to `links.on_invoice`
     services.links = links
-    # a reservation closes when its invoice settles, expires or turns invalid (webhook re-read or poll)
-    btcpay = getattr(services, "btcpay", None)
-    if btcpay is not None:
-        btcpay.invoice_handlers.append(links.on_invoice)
+    services.pay_page = PayPage(links)
     try:
         yield
     finally:
-        if btcpay is not None:
-            btcpay.invoice_handlers.remove(links.on_invoice)
-        services.links = None
+        services.links = services.pay_page = None
 
 
 def _loops(services: Services) -> list[LoopSpec]:
     async def run() -> dict[str, Any]:
-        assert services.links is not None
-        return await reaper_run(services.links, lambda: services.settings.reaper.retention_days)()
+        """The links' reaping, then BTCPay's old webhook rows (one interval, one summary)."""
+        links = services.links
+        assert links is not None
+        summary = await reap(links)
+        summary.update(await prune_webhooks(links.db, services.settings.reaper.retention_days, now=links.clock()))
+        return summary
 
     return [LoopSpec("links.reaper", services.settings.reaper.interval_s, run)]
 
@@ -168,6 +171,6 @@ PART = Part(
     "links",
     stage=links_stage,
     loops=_loops,
-    routes=lambda app: add_routes(app, lambda request: request.app[SERVICES].links),
+    routes=lambda app: add_routes(app, lambda request: request.app[SERVICES].pay_page),
     methods=register_methods,
 )

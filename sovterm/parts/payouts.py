@@ -60,7 +60,8 @@ def register_methods(server: ControlServer, services: Services) -> None:
 
 @asynccontextmanager
 async def payouts_stage(services: Services) -> AsyncIterator[None]:
-    """Build the mirror on the BTCPay service and subscribe it to payout webhooks."""
+    """Build the mirror on the BTCPay connection, handing completed payouts to sync (its Transfer). Payout
+    webhooks reach `PayoutService.on_event` through the BTCPay intake, built after this part."""
     db = services.require_db()
 
     async def btcpay_for(store_id: str) -> Any:
@@ -72,16 +73,12 @@ async def payouts_stage(services: Services) -> AsyncIterator[None]:
     async def stores() -> list[str]:
         return [r[0] for r in await db.fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")]
 
-    service = PayoutService(db, btcpay_for, stores, lambda: services.settings.payouts.four_eyes_above_sats)
-    btcpay = getattr(services, "btcpay", None)
-    if btcpay is not None:
-        btcpay.event_handlers.append(service.on_webhook)
+    service = PayoutService(db, btcpay_for, stores, lambda: services.settings.payouts.four_eyes_above_sats,
+                            completed=services.sync)
     services.payouts = service
     try:
         yield
     finally:
-        if btcpay is not None and service.on_webhook in btcpay.event_handlers:
-            btcpay.event_handlers.remove(service.on_webhook)
         services.payouts = None
         await service.close()
 

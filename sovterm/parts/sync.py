@@ -1,5 +1,6 @@
-"""The sync part in the daemon: its stage (engine + hooks into the BTCPay service), its loop, and the
-`sync.*`, `setup.mode` and `reconcile` control methods."""
+"""The sync part in the daemon: its stage (the engine and the service that BTCPay intake and the payout
+mirror hand work to, see `parts/intake.py`), its loop, and the `sync.*`, `setup.mode` and `reconcile`
+control methods."""
 
 from __future__ import annotations
 
@@ -123,41 +124,26 @@ async def sync_stage(services: Services) -> AsyncIterator[None]:
                         commit=btcpay.commit if btcpay else None)
 
     async def import_history(since_s: int) -> int:
-        """BTCPay's invoices since then into the ledger (the BTCPay hook queues each new one)."""
-        if btcpay is None:
+        """BTCPay's invoices since then into the ledger (the intake's invoice ports queue each new one).
+
+        The one call from sync back up to BTCPay intake, which is built after sync (it hands work to
+        sync): looked up when the backfill runs, from the sync loop, once every stage is up."""
+        intake = services.intake
+        if intake is None:
             return 0
         listed = 0
         for store_id in await ledger.selected_stores(services.require_db()):
-            listed += (await btcpay.poller.import_history(store_id, since_s, time.time())).listed
+            listed += (await intake.poller.import_history(store_id, since_s, time.time())).listed
         return listed
 
     sync = SyncService(engine, import_history)
-    if services.btcpay is not None:
-        services.btcpay.event_handlers.append(sync.on_event)
-        services.btcpay.invoice_handlers.append(sync.on_invoice)
     services.sync = sync
-    attach_payouts(services)
     await sync.start(settings.interval_s)
     try:
         yield
     finally:
         await sync.stop()
-        if services.btcpay is not None:
-            services.btcpay.event_handlers.remove(sync.on_event)
-            services.btcpay.invoice_handlers.remove(sync.on_invoice)
-        if services.payouts is not None and sync.on_payout_completed in services.payouts.completed_handlers:
-            services.payouts.completed_handlers.remove(sync.on_payout_completed)
         services.sync = None
-
-
-def attach_payouts(services: Services) -> None:
-    """Hook the Transfer of completed payouts into the payouts part, once. The payouts part may start
-    after this one, so `register` (run once every part is up) calls this again; a payout completed in
-    between is picked up by the sync loop's catch-up."""
-    if services.sync is None or services.payouts is None:
-        return
-    if services.sync.on_payout_completed not in services.payouts.completed_handlers:
-        services.payouts.completed_handlers.append(services.sync.on_payout_completed)
 
 
 def sync_loops(services: Services) -> list[LoopSpec]:
@@ -212,8 +198,6 @@ class BookParams(BaseModel):
 
 
 def register(server: ControlServer, services: Services) -> None:
-    attach_payouts(services)
-
     def svc() -> SyncService:
         if services.sync is None:
             raise UserFacingError("the sync part is not running")
@@ -280,7 +264,7 @@ def register(server: ControlServer, services: Services) -> None:
     @server.method("sync.now", role=Role.ADMIN)
     async def now(ctx: CallContext) -> dict[str, Any]:
         """Poll BTCPay now, then work the queue."""
-        polled = await services.btcpay.poll_all() if services.btcpay is not None else {"skipped": "no BTCPay"}
+        polled = await services.intake.poll_all() if services.intake is not None else {"skipped": "no BTCPay"}
         drained = await svc().engine.drain()
         return {"poll": polled, **drained, "status": await svc().status()}
 
@@ -325,7 +309,8 @@ def register(server: ControlServer, services: Services) -> None:
             raise UserFacingError("QuickBooks is not connected")
         btcpay = services.btcpay
         if btcpay is not None:
-            await btcpay.poll_all()  # refresh the ledger first
+            if services.intake is not None:
+                await services.intake.poll_all()  # refresh the ledger first
             if services.payouts is not None:
                 await services.payouts.poll()  # and the payouts the wallet paid
         client = await services.qbo.client()

@@ -43,8 +43,14 @@ class PayoutBTCPay(Protocol):
     async def get_pull_payment(self, pull_payment_id: str) -> PullPayment: ...
 
 
+class CompletedPort(Protocol):
+    """Who acts on a payout the mirror first records as Completed (sync queues its Transfer), inside the
+    transaction that records it."""
+
+    async def on_payout_completed(self, conn: aiosqlite.Connection, row: dict[str, Any]) -> None: ...
+
+
 BTCPayFor = Callable[[str], Awaitable[PayoutBTCPay]]
-CompletedHandler = Callable[[aiosqlite.Connection, dict[str, Any]], Awaitable[None]]
 
 
 class StalePayout(UserFacingError):
@@ -74,6 +80,7 @@ class PayoutService:
         stores: Callable[[], Awaitable[list[str]]],
         four_eyes_above_sats: Callable[[], int | None],
         *,
+        completed: CompletedPort | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
@@ -81,8 +88,7 @@ class PayoutService:
         self.stores = stores
         self.four_eyes_above_sats = four_eyes_above_sats
         self.clock = clock
-        #: called with (conn, payout row) inside the transaction that first records a payout as Completed
-        self.completed_handlers: list[CompletedHandler] = []
+        self.completed = completed
         self._pp_names: dict[str, str | None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -122,7 +128,7 @@ class PayoutService:
 
     async def upsert(self, conn: aiosqlite.Connection, store_id: str, p: Payout, pp_name: str | None) -> str:
         """Record one read of a payout; 'new', 'changed' or 'same'. A final state is never overwritten by a
-        non-final one (an older read racing a newer one), and reaching Completed calls the handlers."""
+        non-final one (an older read racing a newer one), and reaching Completed calls the `completed` port."""
         now = int(self.clock())
         async with conn.execute("SELECT state, revision, pull_payment_name FROM payouts WHERE store_id = ? AND payout_id = ?",
                                 (store_id, p.id)) as cur:
@@ -151,8 +157,8 @@ class PayoutService:
             async with conn.execute(f"SELECT {', '.join(COLUMNS)} FROM payouts WHERE store_id = ? AND payout_id = ?",
                                     (store_id, p.id)) as cur:
                 row = _row(await cur.fetchone())
-            for handler in self.completed_handlers:
-                await handler(conn, row)
+            if self.completed is not None:
+                await self.completed.on_payout_completed(conn, row)
         if old is None:
             return "new"
         return "changed" if (old[0], old[1]) != (p.state, p.revision) else "same"
@@ -202,9 +208,9 @@ class PayoutService:
             summary["changed"] += counts["changed"]
         return summary
 
-    async def on_webhook(self, conn: aiosqlite.Connection, event: WebhookEvent) -> None:
-        """Payout events (inside the delivery transaction): note the new state, then re-read the payout
-        from BTCPay after the commit (the event carries no amounts)."""
+    async def on_event(self, conn: aiosqlite.Connection, event: WebhookEvent) -> None:
+        """The BTCPay intake's event port. Payout events (inside the delivery transaction): note the new
+        state, then re-read the payout from BTCPay after the commit (the event carries no amounts)."""
         if not isinstance(event, PayoutEvent) or event.store_id is None:
             return  # (isinstance, not getattr: on an invoice event a missing attribute costs an exception)
         payout_id, state = event.payout_id, event.payout_state
@@ -213,7 +219,7 @@ class PayoutService:
                 f"UPDATE payouts SET state = ?, updated_at = ? WHERE store_id = ? AND payout_id = ? "
                 f"AND state NOT IN ({', '.join('?' for _ in FINAL_STATES)})",
                 (state, int(self.clock()), event.store_id, payout_id, *FINAL_STATES))
-        # a final state is taken only from a full read, so the Completed handlers get the whole payout
+        # a final state is taken only from a full read, so the `completed` port gets the whole payout
         self._spawn(self._refresh_quietly(event.store_id, payout_id))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:

@@ -1,5 +1,6 @@
-"""The sync part as the daemon runs it: BTCPay hooks that enqueue, the engine and backfill, and the
-read models the control socket serves (status, totals, recent postings, dead letters, unmatched).
+"""The sync part as the daemon runs it: the ports BTCPay intake and the payout mirror hand work to (each
+enqueues a job), the engine and backfill, and the read models the control socket serves (status,
+totals, recent postings, dead letters, unmatched).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class SyncService:
         self.db = engine.db
         self.backfill = Backfill(engine, history)
 
-    # -- hooks the BTCPay service calls inside its transactions ---------------------------------------
+    # -- ports: `btcpay.intake.EventPort`/`InvoicePort`, `payouts.service.CompletedPort` ---------------
+    # (each runs inside the caller's recording transaction)
 
     async def on_event(self, conn: aiosqlite.Connection, event: WebhookEvent) -> None:
         """A webhook delivery was recorded: enqueue its consequence in the same transaction."""

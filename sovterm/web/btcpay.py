@@ -14,12 +14,12 @@ from sovterm.web.app import SERVICES
 
 async def btcpay_webhook(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    service = services.btcpay
-    if service is None:  # only while starting or stopping: BTCPay retries a 503
+    intake = services.intake
+    if intake is None:  # only while starting or stopping: BTCPay retries a 503
         services.metrics.count_webhook("not_ready")
         return web.Response(status=503, text="not_ready\n")
     raw = await read_limited(request.content, services.settings.listener.max_body_bytes)
-    result = await service.handle_webhook(request.match_info["store_id"], raw, request.headers)
+    result = await intake.handle_webhook(request.match_info["store_id"], raw, request.headers)
     outcome = result.reason.split(":", 1)[0]  # "unreadable: <detail>" counts as "unreadable"
     services.metrics.count_webhook(outcome)
     return web.Response(status=result.status, text=outcome + "\n")

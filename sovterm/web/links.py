@@ -17,12 +17,12 @@ from aiohttp import web
 
 from sovterm import qr
 from sovterm.formatting import money_text
-from sovterm.links.service import NOT_FOUND, LinkService, PayOutcome
+from sovterm.links.pay import NOT_FOUND, PayOutcome, PayPage
 from sovterm.links.tokens import TokenGone, TokenInvalid
 
 log = logging.getLogger("sovterm.web.links")
 
-LinksFor = Callable[[web.Request], LinkService | None]
+PayPageFor = Callable[[web.Request], PayPage | None]
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -93,31 +93,29 @@ UNAVAILABLE = PayOutcome(503, "Temporarily unavailable",
 TOO_MANY = PayOutcome(429, "Too many requests", "Please wait a minute and try again.", retry_after_s=60)
 
 
-def add_routes(app: web.Application, links_for: LinksFor, limiter: RateLimiter | None = None) -> None:
-    def service(request: web.Request) -> LinkService | None:
-        return links_for(request)
-
+def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter | None = None) -> None:
     lim = limiter or RateLimiter()
 
-    def limited(request: web.Request, links: LinkService) -> bool:
-        return not lim.allow(request.remote or "unknown", links.settings().links.rate_limit_per_min)
+    def limited(request: web.Request, page: PayPage) -> bool:
+        return not lim.allow(request.remote or "unknown", page.links.settings().links.rate_limit_per_min)
 
     async def pay(request: web.Request) -> web.Response:
-        links = service(request)
-        if links is None:
+        page = page_for(request)
+        if page is None:
             return outcome_response(UNAVAILABLE)
-        if limited(request, links):
+        if limited(request, page):
             return outcome_response(TOO_MANY)
-        outcome = await links.pay(request.match_info["token"])
+        outcome = await page.pay(request.match_info["token"])
         log.info("pay page: %s (%d)", outcome.reason, outcome.status)
         return outcome_response(outcome)
 
     async def qr_png(request: web.Request) -> web.Response:
-        links = service(request)
-        if links is None:
+        page = page_for(request)
+        if page is None:
             return outcome_response(UNAVAILABLE)
-        if limited(request, links):
+        if limited(request, page):
             return outcome_response(TOO_MANY)
+        links = page.links
         token = request.match_info["token"]
         try:
             await links.keys.verify(token)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from sovterm.btcpay import ledger
-from sovterm.btcpay.setup import ensure_webhook, webhook_secret_name
+from sovterm.btcpay.service import webhook_secret_name
+from sovterm.btcpay.setup import ensure_webhook
 from sovterm.btcpay.webhooks import SUBSCRIBED_EVENTS
 from sovterm.store.secrets import SecretBox, SecretStore
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from sovterm.btcpay.webhooks import (
+    PRUNE_DELIVERIES,
     SUBSCRIBED_EVENTS,
     InvoiceEvent,
     PayoutEvent,
@@ -15,11 +16,13 @@ from sovterm.btcpay.webhooks import (
     WebhookParseError,
     ingest,
     parse_event,
+    prune_webhooks,
     read_limited,
     sign,
     verify_signature,
 )
 from sovterm.sim.btcpay_state import BTCPaySimState, SimClock
+from sovterm.store.db import Database
 from sovterm.store.secrets import Secret
 
 from .conftest import T0, validator
@@ -256,3 +259,26 @@ async def test_read_limited_stops_after_the_limit():
     got = await read_limited(big, 4096)
     assert len(got) == 4097 and big.reads == 5  # detected as oversized without reading 10 MB
     assert await read_limited(_Stream(b"abc", chunk=2), 4096) == b"abc"
+
+
+async def test_prune_webhooks(db: Database) -> None:
+    now = 2_000_000_000
+    # deliveries are only ever recorded for a store we follow, so the store has its row
+    await db.write("INSERT OR IGNORE INTO btcpay_stores(store_id, updated_at) VALUES('s', 0)")
+    for key, at in (("old", now - 91 * 86_400), ("new", now - 86_400)):
+        await db.write(
+            "INSERT INTO webhook_deliveries(dedupe_key, delivery_id, store_id, event_type, received_at) "
+            "VALUES(?,?,?,?,?)", (key, key, "s", "InvoiceCreated", at))
+        await db.write("INSERT INTO webhook_refusals(at, reason, http_status, body_bytes) VALUES(?,?,?,?)",
+                             (at, "bad_signature", 401, 10))
+    assert await prune_webhooks(db, 90, now=now) == {"deliveries_pruned": 1, "refusals_pruned": 1}
+    assert [r[0] for r in await db.fetchall("SELECT dedupe_key FROM webhook_deliveries")] == ["new"]
+
+
+async def test_prune_webhooks_seeks_by_store_instead_of_scanning(db: Database) -> None:
+    """The prune runs every 30 s under the write lock webhook intake waits on: it must seek through
+    the (store_id, received_at) index, never scan months of deliveries."""
+    plan = await db.fetchall("EXPLAIN QUERY PLAN " + PRUNE_DELIVERIES, (0,))
+    details = [r[3] for r in plan]
+    assert any("SEARCH webhook_deliveries USING INDEX webhook_deliveries_store" in d for d in details), details
+    assert not any(d.startswith("SCAN webhook_deliveries") for d in details), details

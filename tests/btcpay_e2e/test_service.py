@@ -1,5 +1,6 @@
-"""`BTCPayService` in-process against the simulator: the hooks for the sync part, the post-webhook
-re-read, secret rotation's overlap window, URL discovery. (The daemon-level tests live next door.)"""
+"""`BTCPayService` and `BTCPayIntake` in-process against the simulator: the intake's ports (what the sync
+part is handed), the post-webhook re-read, secret rotation's overlap window, URL discovery. (The
+daemon-level tests live next door.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from sovterm.btcpay.service import BTCPayService, propose_url
+from sovterm.btcpay import setup as btcpay_setup
+from sovterm.btcpay import status as btcpay_status
+from sovterm.btcpay.intake import BTCPayIntake
+from sovterm.btcpay.service import BTCPayService
+from sovterm.btcpay.setup import propose_url
 from sovterm.btcpay.webhooks import sign
 from sovterm.config import Settings
 from sovterm.health import Connectors
@@ -26,16 +31,36 @@ from sovterm.store.secrets import Secret, SecretBox, SecretStore
 from .conftest import FULL
 
 
+class Ports:
+    """Stands in for the parts the intake hands work to: records what reached it, inside its transaction."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.invoices: list[tuple[str, str]] = []
+        self.broken = False
+
+    async def on_event(self, conn, event) -> None:
+        assert conn.in_transaction
+        if self.broken:
+            raise RuntimeError("sync part bug")
+        self.events.append(event.type)
+
+    async def on_invoice(self, conn, store_id, invoice) -> None:
+        assert conn.in_transaction
+        self.invoices.append((invoice.id, invoice.status))
+
+
 class Harness:
-    def __init__(self, service: BTCPayService, state: BTCPaySimState, url: str, slow_answers: dict) -> None:
-        self.service, self.state, self.url = service, state, url
+    def __init__(self, service: BTCPayService, intake: BTCPayIntake, ports: Ports, state: BTCPaySimState, url: str,
+                 slow_answers: dict) -> None:
+        self.service, self.intake, self.ports, self.state, self.url = service, intake, ports, state, url
         self.slow_answers = slow_answers  # path -> seconds BTCPay takes to answer after acting
 
     async def connect(self) -> str:
         store = self.state.create_store("Shop")
         key = self.state.create_api_key([f"{p}:{store.id}" for p in FULL])
-        await self.service.connect(self.url, Secret(key), None)
-        await self.service.select_stores([store.id])
+        await btcpay_setup.connect(self.service, self.url, Secret(key), None)
+        await btcpay_setup.select_stores(self.service, [store.id])
         return store.id
 
 
@@ -63,11 +88,15 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         db=db, secrets=SecretStore(db, SecretBox(os.urandom(32))), http=session, connectors=Connectors(),
         settings=settings, environ={},
     )
-    service.refresh_delay_s = 0.1  # long enough to coalesce a test's burst, short enough to wait for
+    ports = Ports()
+    intake = BTCPayIntake(service, events=[ports], invoices=[ports])
+    intake.refresh_delay_s = 0.1  # long enough to coalesce a test's burst, short enough to wait for
     await service.start()
+    intake.start()
     try:
-        yield Harness(service, state, url, slow_answers)
+        yield Harness(service, intake, ports, state, url, slow_answers)
     finally:
+        await intake.stop()
         await service.stop()
         await session.close()
         await db.close()
@@ -86,23 +115,10 @@ def delivery(state: BTCPaySimState, hook_id: str, event_type: str, invoice_id: s
     return body.encode()
 
 
-async def test_hooks_run_in_the_transaction_and_events_coalesce_into_one_reread(harness):
-    service, state = harness.service, harness.state
+async def test_ports_run_in_the_transaction_and_events_coalesce_into_one_reread(harness):
+    service, intake, state = harness.service, harness.intake, harness.state
     store_id = await harness.connect()
     await asyncio.sleep(0.05)  # the first poll after selecting
-    seen_events: list[str] = []
-    seen_invoices: list[tuple[str, str]] = []
-
-    async def on_event(conn, event) -> None:
-        assert conn.in_transaction
-        seen_events.append(event.type)
-
-    async def on_invoice(conn, store, invoice) -> None:
-        assert conn.in_transaction
-        seen_invoices.append((invoice.id, invoice.status))
-
-    service.event_handlers.append(on_event)
-    service.invoice_handlers.append(on_invoice)
     state.muted = True  # we post the deliveries ourselves
     inv = state.create_invoice(store_id, Decimal("10"), "USD")
     state.pay(inv.id, method="BTC-LN")
@@ -110,20 +126,20 @@ async def test_hooks_run_in_the_transaction_and_events_coalesce_into_one_reread(
     reads: list[str] = []
     state.latency_s[f"/api/v1/stores/{store_id}/invoices/{inv.id}"] = 0.05
 
-    original = service.poller.refresh_invoice
+    original = intake.poller.refresh_invoice
 
     async def counting(store: str, invoice_id: str, **kw) -> bool:
         reads.append(invoice_id)
         return await original(store, invoice_id, **kw)
 
-    service.poller.refresh_invoice = counting  # type: ignore[method-assign]
+    intake.poller.refresh_invoice = counting  # type: ignore[method-assign]
     secret = state.webhooks[hook_id].secret
     results = []
     for n, etype in enumerate(["InvoiceCreated", "InvoiceReceivedPayment", "InvoicePaymentSettled", "InvoiceSettled"]):
         raw = delivery(state, hook_id, etype, inv.id, n)
-        results.append(await service.handle_webhook(store_id, raw, {"BTCPay-Sig": sign(Secret(secret), raw)}))
+        results.append(await intake.handle_webhook(store_id, raw, {"BTCPay-Sig": sign(Secret(secret), raw)}))
     assert [r.reason for r in results] == ["accepted"] * 4
-    assert seen_events == ["InvoiceCreated", "InvoiceReceivedPayment", "InvoicePaymentSettled", "InvoiceSettled"]
+    assert harness.ports.events == ["InvoiceCreated", "InvoiceReceivedPayment", "InvoicePaymentSettled", "InvoiceSettled"]
     query = "SELECT status FROM invoices WHERE invoice_id = ?"
     for _ in range(100):  # the re-read's transaction has committed once the reader sees the row
         if await service.db.fetchone(query, (inv.id,)):
@@ -131,22 +147,19 @@ async def test_hooks_run_in_the_transaction_and_events_coalesce_into_one_reread(
         await asyncio.sleep(0.02)
     assert (await service.db.fetchone(query, (inv.id,)))[0] == "Settled"
     assert reads == [inv.id]  # four events, none re-read yet when the next came: one read
-    assert seen_invoices == [(inv.id, "Settled")]
+    assert harness.ports.invoices == [(inv.id, "Settled")]
 
 
-async def test_a_failing_event_handler_rolls_back_and_asks_for_a_retry(harness):
+async def test_a_failing_event_port_rolls_back_and_asks_for_a_retry(harness):
     service, state = harness.service, harness.state
     store_id = await harness.connect()
     state.muted = True
     inv = state.create_invoice(store_id, Decimal("10"), "USD")
     hook_id = next(iter(state.webhooks))
 
-    async def broken(conn, event) -> None:
-        raise RuntimeError("sync part bug")
-
-    service.event_handlers.append(broken)
+    harness.ports.broken = True
     raw = delivery(state, hook_id, "InvoiceCreated", inv.id, 1)
-    result = await service.handle_webhook(store_id, raw, {"BTCPay-Sig": sign(Secret(state.webhooks[hook_id].secret), raw)})
+    result = await harness.intake.handle_webhook(store_id, raw, {"BTCPay-Sig": sign(Secret(state.webhooks[hook_id].secret), raw)})
     assert result.status == 500  # BTCPay retries; nothing half-recorded
     assert (await service.db.fetchone("SELECT COUNT(*) FROM webhook_deliveries"))[0] == 0
 
@@ -160,7 +173,7 @@ async def test_during_rotation_both_secrets_verify_and_after_only_the_new(harnes
     old = state.webhooks[hook_id].secret
     # BTCPay applies the new secret at once but its answer to us is slow
     harness.slow_answers[f"/api/v1/stores/{store_id}/webhooks/{hook_id}"] = 0.3
-    rotation = asyncio.create_task(service.rotate_webhook_secret(store_id))
+    rotation = asyncio.create_task(btcpay_setup.rotate_webhook_secret(service, store_id))
     for _ in range(100):
         if state.webhooks[hook_id].secret != old:
             break
@@ -169,12 +182,12 @@ async def test_during_rotation_both_secrets_verify_and_after_only_the_new(harnes
     assert new != old and not rotation.done()
     for n, secret in enumerate((new, old), start=1):  # in the window, BTCPay may have signed with either
         raw = delivery(state, hook_id, "InvoiceCreated", inv.id, n)
-        during = await service.handle_webhook(store_id, raw, {"BTCPay-Sig": sign(Secret(secret), raw)})
+        during = await harness.intake.handle_webhook(store_id, raw, {"BTCPay-Sig": sign(Secret(secret), raw)})
         assert during.reason == "accepted"
     await rotation
     raw2 = delivery(state, hook_id, "InvoiceExpired", inv.id, 3)
-    after_old = await service.handle_webhook(store_id, raw2, {"BTCPay-Sig": sign(Secret(old), raw2)})
-    after_new = await service.handle_webhook(store_id, raw2, {"BTCPay-Sig": sign(Secret(new), raw2)})
+    after_old = await harness.intake.handle_webhook(store_id, raw2, {"BTCPay-Sig": sign(Secret(old), raw2)})
+    after_new = await harness.intake.handle_webhook(store_id, raw2, {"BTCPay-Sig": sign(Secret(new), raw2)})
     assert (after_old.reason, after_new.reason) == ("bad_signature", "accepted")
 
 
@@ -189,10 +202,10 @@ async def test_status_proposes_a_url_in_discovery_order(tmp_path, harness):
     assert url == "http://btcpay-server_web_1:3003" and "btcpay.url" in source
 
     harness.service.settings = packaged
-    st = await harness.service.status()
+    st = await btcpay_status.report(harness.service)
     assert st["state"] == "not_configured" and st["proposed_url"] == "http://btcpay-server_web_1:3003"
     await harness.connect()
-    assert "proposed_url" not in await harness.service.status()  # only while nothing is connected
+    assert "proposed_url" not in await btcpay_status.report(harness.service)  # only while nothing is connected
 
 
 def test_webhook_base_is_the_internal_address_when_set(tmp_path):
@@ -205,7 +218,7 @@ def test_webhook_base_is_the_internal_address_when_set(tmp_path):
 async def test_stores_lists_what_the_stored_key_sees_without_the_key_again(harness):
     store_id = await harness.connect()
     limited = harness.state.create_store("Second shop")
-    listing = await harness.service.stores()
+    listing = await btcpay_setup.stores(harness.service)
     by_id = {s["id"]: s for s in listing["stores"]}
     assert listing["selected"] == [store_id] and by_id[store_id]["ready"] is True
     assert limited.id not in by_id  # the key has no permission on it: BTCPay does not list it

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sovterm.links.pay import PayPage
 from sovterm.web.links import add_routes
 from tests.links.harness import World
 
@@ -33,7 +34,8 @@ async def test_pay_page_redirects_to_checkout_with_amount(world: World, tmp_path
     world.btcpay_state.public_url = world.btcpay_url  # checkout links the browser can open
     links = world.links()
     app = web.Application()
-    add_routes(app, lambda request: links)
+    pay_page = PayPage(links)
+    add_routes(app, lambda request: pay_page)
     server = TestServer(app, port=0)
     await server.start_server()
     try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from sovterm.btcpay.permissions import STORE, permission_warnings
+from sovterm.btcpay import status as btcpay_status
+from sovterm.btcpay import setup as btcpay_setup
 from sovterm.btcpay.service import BTCPayService
 from sovterm.cli import build_parser
 from sovterm.cli.btcpay import format_report, format_status
@@ -38,22 +40,22 @@ async def test_setup_warns_and_status_keeps_showing_it(world: World) -> None:
                             settings=world.settings, environ={})
     await service.start()
     try:
-        report = await service.connect(world.btcpay_url, Secret(key))
+        report = await btcpay_setup.connect(service, world.btcpay_url, Secret(key))
         [store] = report["stores"]
         assert store["ready"]  # the sync works without pay links: setup goes on
         text = format_report(report)
         assert (f"warning: the key lacks {STORE}cancreateinvoice: pay links cannot create invoices "
                 f"(add to the key: {STORE}cancreateinvoice:{world.store_id})") in text
         assert f"warning: the key lacks {STORE}canmodifyinvoices: pay links cannot invalidate a superseded checkout" in text
-        await service.select_stores([world.store_id])
-        status = await service.status()
+        await btcpay_setup.select_stores(service, [world.store_id])
+        status = await btcpay_status.report(service)
         assert [w["permission"] for w in status["stores"][0]["permission_warnings"]] == [
             STORE + "cancreateinvoice", STORE + "canmodifyinvoices"]
         assert f"warning: the key lacks {STORE}canmodifyinvoices" in format_status(status)
         # with --features ...,paylinks the permissions are required: the store is refused
-        await service.connect(world.btcpay_url, Secret(key), ["sync", "paylinks"])
+        await btcpay_setup.connect(service, world.btcpay_url, Secret(key), ["sync", "paylinks"])
         with pytest.raises(UserFacingError, match="canmodifyinvoices"):
-            await service.select_stores([world.store_id])
+            await btcpay_setup.select_stores(service, [world.store_id])
     finally:
         await service.stop()
 

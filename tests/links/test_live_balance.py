@@ -14,10 +14,12 @@ import pytest
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayValidationError
 from sovterm.btcpay.permissions import STORE
+from sovterm.btcpay.intake import BTCPayIntake
+from sovterm.btcpay import setup as btcpay_setup
 from sovterm.btcpay.service import BTCPayService
 from sovterm.btcpay.webhooks import sign
 from sovterm.health import Connectors
-from sovterm.links.service import LinkService
+from sovterm.links.pay import PayPage
 from sovterm.qbo.client import request_id
 from sovterm.store.secrets import Secret
 from tests.btcpay.conftest import SimHarness
@@ -44,38 +46,38 @@ async def reservations(world: World) -> list[tuple[str, str, str]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-async def first_click(world: World, links: LinkService, doc_number: str) -> tuple[str, Any]:
+async def first_click(world: World, page: PayPage, doc_number: str) -> tuple[str, Any]:
     """A link for QuickBooks invoice `doc_number` and the click that reserves its first BTCPay invoice."""
-    link = await links.create_qbo(doc_number, actor="alice")
+    link = await page.links.create_qbo(doc_number, actor="alice")
     token = token_of(link["url"])
-    outcome = await links.pay(token)
+    outcome = await page.pay(token)
     assert outcome.status == 303 and outcome.reason == "created"
     [inv] = world.btcpay_invoices()
     return token, inv
 
 
 async def test_balance_changed_invalidates_the_checkout_and_reserves_the_new_balance(world: World) -> None:
-    links = world.links()
-    token, old = await first_click(world, links, "1001")  # invoice 1001: 100.00
+    page = PayPage(world.links())
+    token, old = await first_click(world, page, "1001")  # invoice 1001: 100.00
     assert old.amount == Decimal("100.00")
     await cheque(world, "1001", "40.00")
-    outcome = await links.pay(token)
+    outcome = await page.pay(token)
     assert outcome.status == 303 and outcome.reason == "created" and outcome.amount == Decimal("60.00")
     assert (old.status, old.additional_status) == ("Invalid", "Marked")
     new = next(i for i in world.btcpay_invoices() if i.id != old.id)
     assert new.amount == Decimal("60.00") and outcome.location == f"{world.btcpay_state.public_url}/i/{new.id}"
     assert await reservations(world) == [(old.id, "100.00", "superseded"), (new.id, "60.00", "open")]
     # same balance: the same checkout, nothing created or invalidated
-    again = await links.pay(token)
+    again = await page.pay(token)
     assert (again.status, again.reason, again.location) == (303, "reused", outcome.location)
     assert len(world.btcpay_invoices()) == 2 and new.status == "New"
 
 
 async def test_balance_zero_is_the_paid_page_and_the_open_checkout_is_invalidated(world: World) -> None:
-    links = world.links()
-    token, old = await first_click(world, links, "1001")
+    page = PayPage(world.links())
+    token, old = await first_click(world, page, "1001")
     await cheque(world, "1001", "100.00")
-    outcome = await links.pay(token)
+    outcome = await page.pay(token)
     assert (outcome.status, outcome.reason) == (410, "paid") and "has been paid" in outcome.message
     assert old.status == "Invalid"  # nobody can pay the old checkout from an open tab either
     assert await reservations(world) == [(old.id, "100.00", "superseded")]
@@ -83,11 +85,11 @@ async def test_balance_zero_is_the_paid_page_and_the_open_checkout_is_invalidate
 
 
 async def test_payment_in_flight_is_neither_invalidated_nor_doubled(world: World) -> None:
-    links = world.links()
-    token, old = await first_click(world, links, "1001")
+    page = PayPage(world.links())
+    token, old = await first_click(world, page, "1001")
     world.btcpay_state.pay(old.id, method="BTC-CHAIN")  # seen on chain, not confirmed: Processing
     await cheque(world, "1001", "40.00")  # and the bookkeeper records a cheque meanwhile
-    outcome = await links.pay(token)
+    outcome = await page.pay(token)
     assert (outcome.status, outcome.reason, outcome.location) == (202, "payment_processing", None)
     assert old.status == "Processing" and len(world.btcpay_invoices()) == 1
     assert await reservations(world) == [(old.id, "100.00", "processing")]
@@ -111,16 +113,16 @@ class PaidJustBeforeTheMark(BTCPayClient):
 
 
 async def test_mark_refused_because_settled_refreshes_and_acts_on_the_fresh_state(world: World) -> None:
-    links = world.links()
-    token, old = await first_click(world, links, "1001")
+    page = PayPage(world.links())
+    token, old = await first_click(world, page, "1001")
     racing = PaidJustBeforeTheMark(world)
 
     async def btcpay_for(store_id: str) -> BTCPayClient:
         return racing
 
-    links.btcpay_for = btcpay_for
+    page.links.btcpay_for = btcpay_for
     await cheque(world, "1001", "40.00")
-    outcome = await links.pay(token)
+    outcome = await page.pay(token)
     assert racing.marks == [422]  # BTCPay: "Status can only be marked to invalid or settled within certain conditions."
     assert old.status == "Settled"
     # the customer paid 100.00 through the link; the sync has not posted it: no invoice for the 60.00 left
@@ -132,43 +134,44 @@ async def test_mark_refused_because_settled_refreshes_and_acts_on_the_fresh_stat
 async def test_key_without_canmodifyinvoices_is_named_and_no_second_checkout_opens(
     world: World, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    links = world.links()
-    token, old = await first_click(world, links, "1001")
+    page = PayPage(world.links())
+    token, old = await first_click(world, page, "1001")
     create_only = world.btcpay_state.create_api_key(
         [f"{STORE}{p}:{world.store_id}" for p in ("canviewinvoices", "cancreateinvoice")])
 
     async def btcpay_for(store_id: str) -> BTCPayClient:
         return BTCPayClient(world.btcpay_url, Secret(create_only), world.session, timeout_s=5, retry_attempts=0)
 
-    links.btcpay_for = btcpay_for
+    page.links.btcpay_for = btcpay_for
     await cheque(world, "1001", "40.00")
     with caplog.at_level(logging.ERROR, logger="sovterm.links"):
-        outcome = await links.pay(token)
+        outcome = await page.pay(token)
     assert (outcome.status, outcome.reason) == (503, "btcpay_cannot_invalidate")
     assert "btcpay.store.canmodifyinvoices" in caplog.text and create_only not in caplog.text
     assert old.status == "New" and len(world.btcpay_invoices()) == 1
 
 
 async def test_webhook_closes_the_reservation_without_the_reaper(world: World) -> None:
-    """No reaper runs here at all: the expiry webhook's re-read reaches the links hook."""
+    """No reaper runs here at all: the expiry webhook's re-read reaches the links port."""
     service = BTCPayService(db=world.db, secrets=world.secrets, http=world.session, connectors=Connectors(),
                             settings=world.settings, environ={})
-    service.refresh_delay_s = 0.05
+    links = world.links()
+    intake = BTCPayIntake(service, events=[], invoices=[links])  # what the intake part's stage does
+    intake.refresh_delay_s = 0.05
     await service.start()
+    intake.start()
     try:
-        await service.connect(world.btcpay_url, Secret(world.api_key))
-        await service.select_stores([world.store_id])
+        await btcpay_setup.connect(service, world.btcpay_url, Secret(world.api_key))
+        await btcpay_setup.select_stores(service, [world.store_id])
         await asyncio.sleep(0.2)  # the first poll after selecting
-        links = world.links()
-        service.invoice_handlers.append(links.on_invoice)  # what the links part's stage does
         state = world.btcpay_state
         state.muted = True  # the test posts the delivery itself (the public URL is not reachable)
-        _, inv = await first_click(world, links, "1002")
+        _, inv = await first_click(world, PayPage(links), "1002")
         state.expire(inv.id)
         hook_id = next(iter(state.webhooks))
         raw = delivery(state, hook_id, "InvoiceExpired", inv.id, 1)
         signature = sign(Secret(state.webhooks[hook_id].secret), raw)
-        result = await service.handle_webhook(world.store_id, raw, {"BTCPay-Sig": signature})
+        result = await intake.handle_webhook(world.store_id, raw, {"BTCPay-Sig": signature})
         assert result.reason == "accepted"
         for _ in range(100):
             if (await reservations(world))[0][2] != "open":
@@ -176,12 +179,13 @@ async def test_webhook_closes_the_reservation_without_the_reaper(world: World) -
             await asyncio.sleep(0.02)
         assert await reservations(world) == [(inv.id, "125.00", "expired")]
     finally:
+        await intake.stop()
         await service.stop()
 
 
 async def test_hook_ignores_invoices_no_link_created(world: World) -> None:
     links = world.links()
-    _, inv = await first_click(world, links, "1002")
+    _, inv = await first_click(world, PayPage(links), "1002")
     client = world.btcpay_client()
     other = world.btcpay_state.create_invoice(world.store_id, Decimal(5), "USD")
     world.btcpay_state.expire(other.id)
@@ -208,12 +212,12 @@ async def test_mark_status_request_follows_the_greenfield_spec(sim: SimHarness) 
 
 
 async def test_voided_invoice_invalidates_the_open_checkout(world: World) -> None:
-    links = world.links()
-    token, old = await first_click(world, links, "1001")
+    page = PayPage(world.links())
+    token, old = await first_click(world, page, "1001")
     qbo = await world.qbo()
     invoice = world.qbo_invoice("1001")
     await qbo.void("Invoice", invoice["Id"], invoice["SyncToken"], request_id=request_id("void", invoice["Id"]))
-    outcome = await links.pay(token)
+    outcome = await page.pay(token)
     assert (outcome.status, outcome.reason) == (410, "voided")
     assert old.status == "Invalid" and await reservations(world) == [(old.id, "100.00", "superseded")]
 
@@ -221,11 +225,11 @@ async def test_voided_invoice_invalidates_the_open_checkout(world: World) -> Non
 async def test_checkout_with_money_on_it_is_not_invalidated(world: World) -> None:
     """Part of the old amount already arrived (New / PaidPartial): invalidating would leave those coins
     outside the books, so the customer finishes that checkout."""
-    links = world.links()
-    token, old = await first_click(world, links, "1001")
+    page = PayPage(world.links())
+    token, old = await first_click(world, page, "1001")
     world.btcpay_state.pay(old.id, method="BTC-CHAIN", amount_btc=old.amount_btc() / 4)
     assert (old.status, old.additional_status) == ("New", "PaidPartial")
     await cheque(world, "1001", "40.00")
-    outcome = await links.pay(token)
+    outcome = await page.pay(token)
     assert (outcome.status, outcome.reason, outcome.amount) == (303, "part_paid", Decimal("100.00"))
     assert old.status == "New" and len(world.btcpay_invoices()) == 1

@@ -11,7 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sovterm.btcpay.models import QBO_REF_METADATA_KEY
-from sovterm.links.reaper import PRUNE_DELIVERIES, prune_webhooks, reaper_run
+from sovterm.links.pay import PayPage
+from sovterm.links.reaper import reap
 from sovterm.links.service import LinkService
 from sovterm.qbo.client import request_id
 from sovterm.sim.btcpay_state import Fault
@@ -27,7 +28,8 @@ class Page:
 
     async def start(self) -> Page:
         app = web.Application()
-        add_routes(app, lambda request: self.links)
+        pay_page = PayPage(self.links)
+        add_routes(app, lambda request: pay_page)
         self.server = TestServer(app, port=0)
         await self.server.start_server()
         return self
@@ -87,11 +89,11 @@ async def test_reaper_expires_reservation_and_next_click_creates_new_invoice(wor
     link = await page.links.create_qbo("1001", actor="alice")
     _, _, first = await page.get(token_of(link["url"]))
     [inv] = world.btcpay_invoices()
-    summary = await reaper_run(page.links, lambda: 90)()
+    summary = await reap(page.links)
     assert summary["reservations_expired"] == 0  # not due yet
     world.btcpay_state.expire(inv.id)
     world.clock.now += 31 * 60
-    summary = await reaper_run(page.links, lambda: 90)()
+    summary = await reap(page.links)
     assert summary["reservations_expired"] == 1
     _, _, second = await page.get(token_of(link["url"]))
     assert second["Location"] != first["Location"]
@@ -104,13 +106,13 @@ async def test_processing_keeps_reservation_then_payment_guards_double_invoicing
     [inv] = world.btcpay_invoices()
     world.btcpay_state.pay(inv.id, method="BTC-CHAIN")  # seen, not confirmed: Processing
     world.clock.now += 31 * 60
-    summary = await page.links.reap()
+    summary = await reap(page.links)
     assert summary["reservations_processing"] == 1 and summary["reservations_expired"] == 0
     status, body, again = await page.get(token_of(link["url"]))  # a payment in flight: no checkout, no new invoice
     assert status == 202 and "being confirmed" in body and "Location" not in again
     assert len(world.btcpay_invoices()) == 1
     world.btcpay_state.confirm(inv.id)
-    assert (await page.links.reap())["reservations_paid"] == 1
+    assert (await reap(page.links))["reservations_paid"] == 1
     # settled at BTCPay, but the Payment is not in QuickBooks yet: no second invoice for the same balance
     status, body, _ = await page.get(token_of(link["url"]))
     assert status == 409 and "received your payment" in body
@@ -172,9 +174,9 @@ async def test_retired_key_and_replayed_token_after_payment(world: World, page: 
     assert inv.amount == Decimal("25.00") and inv.currency == "USD"
     assert inv.metadata["orderId"] == f"link-{fixed['link_id']}" and inv.metadata["itemDesc"] == "Gift card"
     world.btcpay_state.pay(inv.id, method="BTC-LN")  # Lightning settles at once
-    await page.links.reap()
+    await reap(page.links)
     world.clock.now += 31 * 60
-    await page.links.reap()
+    await reap(page.links)
     status, body, _ = await page.get(token)  # replay after payment
     assert status == 410 and "has been paid" in body
     assert len(world.btcpay_invoices()) == 1
@@ -237,28 +239,3 @@ async def test_bulk_create_and_memo(world: World) -> None:
     assert again["memo_written"].startswith("skipped")
     rows = await world.db.fetchall("SELECT actor, action, outcome FROM audit WHERE action = 'link.create'")
     assert len(rows) == 4 and all(r[0] == "alice" for r in rows)
-
-
-async def test_prune_webhooks(world: World) -> None:
-    now = 2_000_000_000
-    # deliveries are only ever recorded for a store we follow, so the store has its row
-    await world.db.write("INSERT OR IGNORE INTO btcpay_stores(store_id, updated_at) VALUES('s', 0)")
-    for key, at in (("old", now - 91 * 86_400), ("new", now - 86_400)):
-        await world.db.write(
-            "INSERT INTO webhook_deliveries(dedupe_key, delivery_id, store_id, event_type, received_at) "
-            "VALUES(?,?,?,?,?)", (key, key, "s", "InvoiceCreated", at))
-        await world.db.write("INSERT INTO webhook_refusals(at, reason, http_status, body_bytes) VALUES(?,?,?,?)",
-                             (at, "bad_signature", 401, 10))
-    assert await prune_webhooks(world.db, 90, now=now) == {"deliveries_pruned": 1, "refusals_pruned": 1}
-    assert [r[0] for r in await world.db.fetchall("SELECT dedupe_key FROM webhook_deliveries")] == ["new"]
-
-
-async def test_prune_webhooks_seeks_by_store_instead_of_scanning(world: World) -> None:
-    """The prune runs every 30 s under the write lock webhook intake waits on: it must seek through
-    the (store_id, received_at) index, never scan months of deliveries."""
-    plan = await world.db.fetchall("EXPLAIN QUERY PLAN " + PRUNE_DELIVERIES, (0,))
-    details = [r[3] for r in plan]
-    assert any("SEARCH webhook_deliveries USING INDEX webhook_deliveries_store" in d for d in details), details
-    assert not any(d.startswith("SCAN webhook_deliveries") for d in details), details
-
-

@@ -11,6 +11,8 @@ from aiohttp.test_utils import TestServer
 from sovterm.btcpay import ledger
 from sovterm.sync import queue, records
 from sovterm.sync.engine import EngineSettings, SyncEngine
+from sovterm.links.pay import PayPage
+from sovterm.links.reaper import reap
 from sovterm.web.links import add_routes
 from tests.links.harness import REALM, World
 from tests.sync.helpers import DirectBooks, seeded_mapping
@@ -19,7 +21,8 @@ from tests.sync.helpers import DirectBooks, seeded_mapping
 async def test_settled_link_invoice_becomes_a_qbo_payment(world: World) -> None:
     links = world.links()
     app = web.Application()
-    add_routes(app, lambda request: links)
+    pay_page = PayPage(links)
+    add_routes(app, lambda request: pay_page)
     server = TestServer(app, port=0)
     await server.start_server()
     try:
@@ -45,7 +48,7 @@ async def test_settled_link_invoice_becomes_a_qbo_payment(world: World) -> None:
         [payment] = [p for p in world.qbo_state.documents(REALM, "Payment")]
         assert payment["Line"][0]["LinkedTxn"][0]["TxnId"] == qbo_invoice["Id"]
         assert payment["TotalAmt"] == Decimal("125.00") and qbo_invoice["Balance"] == Decimal("0.00")
-        assert (await links.reap())["reservations_paid"] == 1
+        assert (await reap(links))["reservations_paid"] == 1
         async with world.session.get(pay_url, allow_redirects=False) as resp:
             assert resp.status == 410 and "has been paid" in await resp.text()
     finally:

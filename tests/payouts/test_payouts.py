@@ -14,15 +14,16 @@ from sovterm.control import protocol as rpc
 from sovterm.parts.payouts import register_methods
 from sovterm.control.roles import Peer, Role, RolePolicy
 from sovterm.control.server import Connection, ControlServer
-from sovterm.payouts.service import PayoutService
+from sovterm.payouts.service import CompletedPort, PayoutService
 from tests.links.harness import World
 
 
-def service(world: World, four_eyes: int | None = None) -> PayoutService:
+def service(world: World, four_eyes: int | None = None, completed: CompletedPort | None = None) -> PayoutService:
     async def stores() -> list[str]:
         return [world.store_id]
 
-    return PayoutService(world.db, world.btcpay_for, stores, lambda: four_eyes, clock=world.clock)
+    return PayoutService(world.db, world.btcpay_for, stores, lambda: four_eyes, completed=completed,
+                         clock=world.clock)
 
 
 class Control:
@@ -135,25 +136,25 @@ async def test_four_eyes_needs_a_second_different_admin(world: World) -> None:
     assert rows[3][4]["first_approval_by"] == "alice"
 
 
-async def test_completed_handlers_run_once_in_the_mirror_transaction(world: World) -> None:
+async def test_the_completed_port_runs_once_in_the_mirror_transaction(world: World) -> None:
     sim = world.btcpay_state
     p = sim.create_payout(world.store_id, Decimal("0.0005"), "BTC", approved=True)
-    payouts = service(world)
     seen: list[dict[str, Any]] = []
 
-    async def handler(conn: Any, row: dict[str, Any]) -> None:
-        async with conn.execute("SELECT state FROM payouts WHERE payout_id = ?", (row["payout_id"],)) as cur:
-            assert (await cur.fetchone())[0] == "Completed"  # same transaction, row already written
-        seen.append(row)
+    class Sync:  # what the sync part is to the mirror: given at construction, no registration
+        async def on_payout_completed(self, conn: Any, row: dict[str, Any]) -> None:
+            async with conn.execute("SELECT state FROM payouts WHERE payout_id = ?", (row["payout_id"],)) as cur:
+                assert (await cur.fetchone())[0] == "Completed"  # same transaction, row already written
+            seen.append(row)
 
-    payouts.completed_handlers.append(handler)
+    payouts = service(world, completed=Sync())
     await payouts.poll()
     assert seen == []
     sim.mark_payout_paid(world.store_id, p.id)
     event = PayoutEvent.model_validate({"deliveryId": "d1", "type": "PayoutUpdated", "storeId": world.store_id,
                                         "payoutId": p.id, "payoutState": "Completed"})
     async with world.db.transaction() as conn:
-        await payouts.on_webhook(conn, event)
+        await payouts.on_event(conn, event)
     await payouts.idle()
     await payouts.poll()
     assert [r["payout_id"] for r in seen] == [p.id]
@@ -167,6 +168,6 @@ async def test_webhook_for_unknown_payout_adds_it(world: World) -> None:
     event = PayoutEvent.model_validate({"deliveryId": "d2", "type": "PayoutCreated", "storeId": world.store_id,
                                         "payoutId": p.id, "payoutState": "AwaitingApproval"})
     async with world.db.transaction() as conn:
-        await payouts.on_webhook(conn, event)
+        await payouts.on_event(conn, event)
     await payouts.idle()
     assert (await payouts.get(p.id))["amount_sats"] == 70_000
