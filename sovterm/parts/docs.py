@@ -1,8 +1,8 @@
 """Render `docs/control-api.md` from the method registry, so the reference never drifts from the code.
 
 `python -m sovterm.parts.docs > docs/control-api.md`; a test fails when the file is out of date.
-Every method's summary is the first line of its handler's docstring; its parameters come from its
-pydantic model.
+Every method's summary is the first line of its handler's docstring; its parameters and its result come
+from its pydantic models; its part and audit action from its declaration.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from sovterm import __version__
 from sovterm.config import load_settings
@@ -61,7 +63,11 @@ it (replies are never dropped). Topics include `sync.progress` `{done, total, ra
 
 ## Methods
 Generated from the daemon's registry (`python -m sovterm.parts.docs`). Role is the least role that
-may call the method.
+may call the method. Part is the daemon part the method needs: while it is not running (the daemon is
+starting or stopping) the call is refused with a user-facing error. "Audited as" is the action of the
+one audit row every call writes (`audit.list`): outcome "ok" (or what the method says it did),
+"refused" with the error's message, or "failed" with the error's type. Result lists the fields of the
+answer.
 """
 
 
@@ -71,7 +77,12 @@ def registry() -> dict[str, Method]:
 
     settings = load_settings(None, {"SOVTERM_DATA_DIR": "/nonexistent", "HOME": "/nonexistent"})
     services = Services(settings, {}, Notifier({}), LogSetup(LogRing(size=100), []))
-    server = ControlServer(Path("/nonexistent"), RolePolicy(0, None, None), version=__version__)
+    async def no_audit(*row: Any, conn: Any = None) -> None:
+        raise AssertionError("the registry is never called")
+
+    server = ControlServer(
+        Path("/nonexistent"), RolePolicy(0, None, None), parts=lambda name: None, audit=no_audit, version=__version__
+    )
 
     async def no_reload() -> dict[str, Any]:
         return {}
@@ -83,15 +94,29 @@ def registry() -> dict[str, Method]:
     return server.methods
 
 
+def _fields(model: type[BaseModel], *, defaults: bool) -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        default = "" if not defaults or field.is_required() else f" = {field.default!r}"
+        out.append(f"`{name}`: {kind}{default}")
+    return out
+
+
 def _params(method: Method) -> str:
     if method.params is None:
         return "none"
-    out = []
-    for name, field in method.params.model_fields.items():
-        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-        default = "" if field.is_required() else f" = {field.default!r}"
-        out.append(f"`{name}`: {kind}{default}")
-    return "<br>".join(out) or "none"
+    return "<br>".join(_fields(method.params, defaults=True)) or "none"
+
+
+def _result(method: Method) -> str:
+    """The result model's fields (a list of them when the method answers a list), else the plain type."""
+    model = method.result_model
+    if model is None:
+        kind = method.result
+        return "none" if kind in (None, type(None)) else f"`{getattr(kind, '__name__', None) or kind}`"
+    fields = "<br>".join(_fields(model, defaults=False))
+    return f"list of {model.__name__}:<br>{fields}" if model is not method.result else fields
 
 
 def render() -> str:
@@ -102,11 +127,14 @@ def render() -> str:
         groups.setdefault(m.name.split(".")[0], []).append(m)
     for group in sorted(groups):
         lines.append(f"\n### `{group}`\n")
-        lines.append("| method | role | params | what it does |")
-        lines.append("|---|---|---|---|")
+        lines.append("| method | role | part | audited as | params | result | what it does |")
+        lines.append("|---|---|---|---|---|---|---|")
         for m in sorted(groups[group], key=lambda m: m.name):
             summary = m.summary.replace("|", "\\|")
-            lines.append(f"| `{m.name}` | {m.role.name.lower()} | {_params(m)} | {summary} |")
+            part = f"`{m.part}`" if m.part else "-"
+            audited = f"`{m.audit}`" if m.audit else "-"
+            lines.append(f"| `{m.name}` | {m.role.name.lower()} | {part} | {audited} | {_params(m)} | {_result(m)} "
+                         f"| {summary} |")
     return "\n".join(lines) + "\n"
 
 
