@@ -15,6 +15,7 @@ from sovterm.parts.payouts import register_methods
 from sovterm.control.roles import Peer, Role, RolePolicy
 from sovterm.control.server import Connection, ControlServer
 from sovterm.payouts.service import PayoutService
+from sovterm.store import audit
 from tests.links.harness import World
 
 
@@ -29,11 +30,13 @@ class Control:
     """The control server's dispatch with callers of our choosing (no socket needed)."""
 
     def __init__(self, payouts: PayoutService) -> None:
-        async def no_audit(*row: object, conn: object = None) -> None:
-            raise AssertionError("payout methods audit in the payout service")
+        async def write_audit(actor: str, action: str, subject: str | None, detail: dict[str, Any], outcome: str,
+                              *, conn: Any = None) -> None:
+            await audit.record(payouts.db, actor, action, subject, detail, outcome, conn=conn)
 
-        self.server = ControlServer(None, RolePolicy(0, None, None), parts=lambda name: None,  # type: ignore[arg-type]
-                                    audit=no_audit, version="t")
+        self.running: dict[str, object] = {"payouts": payouts}
+        self.server = ControlServer(None, RolePolicy(0, None, None), parts=self.running.get,  # type: ignore[arg-type]
+                                    audit=write_audit, version="t")
         register_methods(self.server, SimpleNamespace(payouts=payouts))  # type: ignore[arg-type]
 
     async def call(self, user: str, role: Role, method: str, **params: Any) -> Any:
