@@ -99,7 +99,7 @@ def _fields(model: type[BaseModel], *, defaults: bool) -> list[str]:
     for name, field in model.model_fields.items():
         kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
         default = "" if not defaults or field.is_required() else f" = {field.default!r}"
-        out.append(f"`{name}`: {kind}{default}")
+        out.append(f"`{field.alias or name}`: {kind}{default}")
     return out
 
 
