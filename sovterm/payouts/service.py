@@ -258,8 +258,8 @@ class PayoutService:
         return {"store_id": row["store_id"], "amount": row["original_amount"], "currency": row["original_currency"],
                 "sats": row["amount_sats"], "revision": row["revision"], "destination": row["destination"], **extra}
 
-    async def _audit(self, audit: Recorder, row: dict[str, Any], outcome: str, *, conn: aiosqlite.Connection | None = None,
-                     **extra: Any) -> None:
+    async def _audit(self, audit: Recorder, row: dict[str, Any], outcome: str, *,
+                     conn: aiosqlite.Connection | None = None, **extra: Any) -> None:
         await audit(row["payout_id"], self._detail(row, **extra), outcome, conn=conn)
 
     async def _stale(self, audit: Recorder, row: dict[str, Any], why: str) -> StalePayout:
