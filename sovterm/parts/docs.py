@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel
 
@@ -110,13 +110,15 @@ def _params(method: Method) -> str:
 
 
 def _result(method: Method) -> str:
-    """The result model's fields (a list of them when the method answers a list), else the plain type."""
-    model = method.result_model
-    if model is None:
+    """The result models' fields (which list or variant they are), else the plain type."""
+    models = method.result_models
+    if not models:
         kind = method.result
         return "none" if kind in (None, type(None)) else f"`{getattr(kind, '__name__', None) or kind}`"
-    fields = "<br>".join(_fields(model, defaults=False))
-    return f"list of {model.__name__}:<br>{fields}" if model is not method.result else fields
+    if models == [method.result]:
+        return "<br>".join(_fields(models[0], defaults=False))
+    how = "list of" if get_origin(method.result) is list else "one of"
+    return "<br>".join(f"{how} {m.__name__}:<br>" + "<br>".join(_fields(m, defaults=False)) for m in models)
 
 
 def render() -> str:

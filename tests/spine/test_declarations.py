@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from sovterm.control import protocol as rpc
 from sovterm.control.roles import Peer, Role, RolePolicy
-from sovterm.control.server import CallContext, Connection, ControlServer
+from sovterm.control.server import CallContext, Connection, ControlServer, Result
 from sovterm.errors import UserFacingError
 
 
-class Greeting(BaseModel):
+class Greeting(Result):
     text: str
     count: int
 
@@ -79,8 +78,8 @@ async def test_a_method_whose_part_is_not_running_answers_one_clear_error(fx: Fi
 
 async def test_result_models_are_serialized_as_json_objects(fx: Fixture) -> None:
     assert await fx.call("greet.all") == [{"text": "a", "count": 1}, {"text": "b", "count": 2}]
-    assert fx.server.methods["greet.all"].result_model is Greeting
-    assert fx.server.methods["thing.change"].result_model is None
+    assert fx.server.methods["greet.all"].result_models == [Greeting]
+    assert fx.server.methods["thing.change"].result_models == []
 
 
 async def test_an_audited_call_writes_exactly_one_row(fx: Fixture) -> None:
