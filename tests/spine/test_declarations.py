@@ -10,6 +10,7 @@ from sovterm.control import protocol as rpc
 from sovterm.control.roles import Peer, Role, RolePolicy
 from sovterm.control.server import CallContext, Connection, ControlServer, Result
 from sovterm.errors import UserFacingError
+from sovterm.parts.docs import registry, render
 
 
 class Greeting(Result):
@@ -99,3 +100,15 @@ async def test_an_audited_call_writes_exactly_one_row(fx: Fixture) -> None:
     assert await fx.call("thing.change", dry=True) == {"changed": False}
     assert fx.rows == []  # a dry run changed nothing
 
+
+def test_the_daemons_declarations_are_in_the_reference() -> None:
+    methods = registry()
+    assert methods["btcpay.unfollow"].part == "btcpay" and methods["btcpay.unfollow"].audit == "btcpay.unfollow"
+    assert methods["loops.pause"].audit == "loops.pause" and methods["loops.pause"].part is None
+    doc = render()
+    assert "| `btcpay.unfollow` | admin | `btcpay` | `btcpay.unfollow` |" in doc
+    [hello] = methods["hello"].result_models
+    row = next(line for line in doc.splitlines() if line.startswith("| `hello` |"))
+    assert all(f"`{name}`" in row for name in hello.model_fields)
+    status = next(line for line in doc.splitlines() if line.startswith("| `btcpay.status` |"))
+    assert "one of BTCPayStatus:" in status and "one of BTCPayNotConfigured:" in status
