@@ -13,7 +13,8 @@ A method declares what the server does around it, so handlers do not repeat it:
   that changed nothing says `ctx.skip_audit()`); a `UserFacingError` writes outcome "refused" with its
   message in the detail, any other exception "failed" with the exception's type. Never secrets in a detail.
 - The result type is the handler's return annotation (read with `typing.get_type_hints` at registration
-  into `Method.result`): a pydantic model, or a list of them, serialized with `model_dump(mode="json")`.
+  into `Method.result`): a `Result` model, a list of them, or a union of them when the answer has variants;
+  the server serializes it with `model_dump(mode="json")`, so the models are the wire shape.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, get_args, get_type_hints
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sovterm.control import protocol as rpc
 from sovterm.control.roles import Peer, Role, RolePolicy
@@ -65,12 +66,21 @@ class Method:
     result: Any = None  # the handler's return annotation
 
     @property
-    def result_model(self) -> type[BaseModel] | None:
-        """The pydantic model the method answers (or answers a list of), if it declares one."""
-        for candidate in (self.result, *get_args(self.result)):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                return candidate
-        return None
+    def result_models(self) -> list[type[BaseModel]]:
+        """The result models the method may answer (a list of, or one of), in declaration order."""
+        return _models(self.result)
+
+
+def _models(kind: Any) -> list[type[BaseModel]]:
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return [kind]
+    return [model for arg in get_args(kind) for model in _models(arg)]
+
+
+class Result(BaseModel):
+    """A control method's answer. Unknown keys are refused, so the model is the whole shape on the wire."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(eq=False)

@@ -12,7 +12,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import SerializerFunctionWrapHandler, model_serializer
+
+from sovterm.control.server import Result
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -21,12 +23,6 @@ if TYPE_CHECKING:
     from sovterm.loops import LoopSpec
     from sovterm.services import Services
     from sovterm.store.audit import Recorder
-
-
-class Result(BaseModel):
-    """A control method's answer: every key declared (an undeclared one fails here, not silently on the wire)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class CaseResult(Result):

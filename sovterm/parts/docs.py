@@ -7,11 +7,15 @@ from its pydantic models; its part and audit action from its declaration.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from sovterm import __version__
 from sovterm.config import load_settings
@@ -94,12 +98,20 @@ def registry() -> dict[str, Method]:
     return server.methods
 
 
+def _type_name(kind: Any) -> str:
+    """`list[StoreStatus] \\| None` rather than `typing.Optional[list[sovterm.parts.btcpay.StoreStatus]]`."""
+    if isinstance(kind, type) and not get_args(kind):
+        text = kind.__name__
+    else:
+        text = re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", str(kind))
+    return text.replace("NoneType", "None").replace("|", "\\|")
+
+
 def _fields(model: type[BaseModel], *, defaults: bool) -> list[str]:
     out = []
     for name, field in model.model_fields.items():
-        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
         default = "" if not defaults or field.is_required() else f" = {field.default!r}"
-        out.append(f"`{field.alias or name}`: {kind}{default}")
+        out.append(f"`{field.alias or name}`: {_type_name(field.annotation)}{default}")
     return out
 
 
@@ -110,13 +122,51 @@ def _params(method: Method) -> str:
 
 
 def _result(method: Method) -> str:
-    """The result model's fields (a list of them when the method answers a list), else the plain type."""
-    model = method.result_model
-    if model is None:
+    """The result models' fields (which list or variant they are), else the plain type."""
+    models = method.result_models
+    if not models:
         kind = method.result
-        return "none" if kind in (None, type(None)) else f"`{getattr(kind, '__name__', None) or kind}`"
-    fields = "<br>".join(_fields(model, defaults=False))
-    return f"list of {model.__name__}:<br>{fields}" if model is not method.result else fields
+        return "none" if kind in (None, type(None)) else f"`{_type_name(kind)}`"
+    if models == [method.result]:
+        return "<br>".join(_fields(models[0], defaults=False))
+    how = "list of" if get_origin(method.result) is list else "one of"
+    return "<br>".join(f"{how} {m.__name__}:<br>" + "<br>".join(_fields(m, defaults=False)) for m in models)
+
+
+def _nested(kind: Any) -> list[type]:
+    """The models and dataclasses named inside a field's type."""
+    if isinstance(kind, type) and (issubclass(kind, BaseModel) or dataclasses.is_dataclass(kind)):
+        return [kind]
+    return [found for arg in get_args(kind) for found in _nested(arg)]
+
+
+def _result_types(methods: dict[str, Method]) -> list[str]:
+    """Every model or dataclass found inside a result (its fields, its why), for the closing section."""
+    seen: set[type] = set()
+    todo = [model for m in methods.values() for model in m.result_models]
+    while todo:
+        kind = todo.pop()
+        hints = (kind.model_fields.items() if issubclass(kind, BaseModel)
+                 else ((f.name, f) for f in dataclasses.fields(kind)))
+        for _, field in hints:
+            annotation = field.annotation if isinstance(field, FieldInfo) else get_type_hints(kind)[field.name]
+            for inner in _nested(annotation):
+                if inner not in seen:
+                    seen.add(inner)
+                    todo.append(inner)
+    lines = ["\n## Result types\n", "The types named in the results above.\n",
+             "| type | fields | what it is |", "|---|---|---|"]
+    for kind in sorted(seen, key=lambda kind: kind.__name__):
+        name = kind.__name__
+        if issubclass(kind, BaseModel):
+            fields = _fields(kind, defaults=False)
+        else:
+            hints = get_type_hints(kind)
+            fields = [f"`{f.name}`: {_type_name(hints[f.name])}" for f in dataclasses.fields(kind)]
+        own = kind.__dict__.get("__doc__") or ""  # not the base class's, nor a dataclass's generated signature
+        why = "" if own.startswith(f"{name}(") else inspect.cleandoc(own).split("\n")[0]
+        lines.append(f"| `{name}` | {'<br>'.join(fields)} | {why.replace('|', chr(92) + '|')} |")
+    return lines
 
 
 def render() -> str:
@@ -135,6 +185,7 @@ def render() -> str:
             audited = f"`{m.audit}`" if m.audit else "-"
             lines.append(f"| `{m.name}` | {m.role.name.lower()} | {part} | {audited} | {_params(m)} | {_result(m)} "
                          f"| {summary} |")
+    lines += _result_types(methods)
     return "\n".join(lines) + "\n"
 
 

@@ -9,13 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.links.reaper import reaper_run
 from sovterm.links.service import LinkService
 from sovterm.links.tokens import SigningKeys
 from sovterm.loops import LoopSpec
-from sovterm.parts.base import CaseResult, Part, Result, audit_recorder
+from sovterm.parts.base import CaseResult, Part, audit_recorder
 from sovterm.services import Services
 from sovterm.web.app import SERVICES
 from sovterm.web.links import add_routes

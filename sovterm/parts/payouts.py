@@ -9,10 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
-from sovterm.parts.base import CaseResult, Part, Result, audit_recorder
+from sovterm.parts.base import CaseResult, Part, audit_recorder
 from sovterm.payouts.service import PayoutService
 from sovterm.services import Services
 

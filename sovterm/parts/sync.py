@@ -21,10 +21,10 @@ from sovterm.btcpay.models import (
 )
 from sovterm.parts.btcpay import require_followed
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
-from sovterm.parts.base import Part, Result
+from sovterm.parts.base import Part
 from sovterm.qbo.client import QBOClient
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from sovterm.control import protocol as rpc
 from sovterm.control.roles import Peer, Role, RolePolicy
-from sovterm.control.server import CallContext, Connection, ControlServer
+from sovterm.control.server import CallContext, Connection, ControlServer, Result
 from sovterm.errors import UserFacingError
+from sovterm.parts.docs import registry, render
 
 
-class Greeting(BaseModel):
+class Greeting(Result):
     text: str
     count: int
 
@@ -79,8 +79,8 @@ async def test_a_method_whose_part_is_not_running_answers_one_clear_error(fx: Fi
 
 async def test_result_models_are_serialized_as_json_objects(fx: Fixture) -> None:
     assert await fx.call("greet.all") == [{"text": "a", "count": 1}, {"text": "b", "count": 2}]
-    assert fx.server.methods["greet.all"].result_model is Greeting
-    assert fx.server.methods["thing.change"].result_model is None
+    assert fx.server.methods["greet.all"].result_models == [Greeting]
+    assert fx.server.methods["thing.change"].result_models == []
 
 
 async def test_an_audited_call_writes_exactly_one_row(fx: Fixture) -> None:
@@ -100,3 +100,15 @@ async def test_an_audited_call_writes_exactly_one_row(fx: Fixture) -> None:
     assert await fx.call("thing.change", dry=True) == {"changed": False}
     assert fx.rows == []  # a dry run changed nothing
 
+
+def test_the_daemons_declarations_are_in_the_reference() -> None:
+    methods = registry()
+    assert methods["btcpay.unfollow"].part == "btcpay" and methods["btcpay.unfollow"].audit == "btcpay.unfollow"
+    assert methods["loops.pause"].audit == "loops.pause" and methods["loops.pause"].part is None
+    doc = render()
+    assert "| `btcpay.unfollow` | admin | `btcpay` | `btcpay.unfollow` |" in doc
+    [hello] = methods["hello"].result_models
+    row = next(line for line in doc.splitlines() if line.startswith("| `hello` |"))
+    assert all(f"`{name}`" in row for name in hello.model_fields)
+    status = next(line for line in doc.splitlines() if line.startswith("| `btcpay.status` |"))
+    assert "one of BTCPayStatus:" in status and "one of BTCPayNotConfigured:" in status
