@@ -297,8 +297,8 @@ class LinkService:
         link["kid"] = kid
         async with self.db.transaction() as conn:
             await self._insert(conn, link)
-            await audit(link["link_id"], {"qbo_invoice": doc, "balance": str(balance), "expires_at": link["expires_at"]},
-                        "created", conn=conn)
+            await audit(link["link_id"], {"qbo_invoice": doc, "balance": str(balance),
+                                          "expires_at": link["expires_at"]}, "created", conn=conn)
         url = await self.url_of(link)
         assert url is not None
         result = {**link, "url": url, "balance": str(balance), "memo_written": None}
