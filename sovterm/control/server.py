@@ -149,8 +149,8 @@ class CallContext:
         """Write the row now, inside the caller's open transaction, so it commits with the change."""
         await self._write(conn=conn)
 
-    async def finish_audit(self, outcome: str | None = None, error: str | None = None) -> None:
-        """Write the row of an audited call that ended (the server calls this, never a handler)."""
+    async def _finish_audit(self, outcome: str | None = None, error: str | None = None) -> None:
+        """Write the row of an audited call that ended (the server's, when the handler returns or raises)."""
         if self.entry is None:
             return
         if outcome is not None:
@@ -364,23 +364,15 @@ class ControlServer:
         ctx = CallContext(conn.peer, conn, self, method=method)
         try:
             ctx.part = self._running_part(method)
-            audited = method.audit is not None
             try:
                 result = await method.handler(ctx, **kwargs)
-            except UserFacingError as exc:
-                if audited:
-                    await ctx.finish_audit("refused", exc.message)
-                raise
-            except rpc.RpcError as exc:
-                if audited:
-                    await ctx.finish_audit("refused", exc.message)
+            except (UserFacingError, rpc.RpcError) as exc:
+                await ctx._finish_audit("refused", exc.message)
                 raise
             except Exception as exc:
-                if audited:
-                    await ctx.finish_audit("failed", type(exc).__name__)
+                await ctx._finish_audit("failed", type(exc).__name__)
                 raise
-            if audited:
-                await ctx.finish_audit()
+            await ctx._finish_audit()
             return _json(result)
         except rpc.RpcError:
             raise
@@ -394,7 +386,6 @@ class ControlServer:
             raise rpc.RpcError(
                 rpc.INTERNAL_ERROR, f"internal error (see the daemon log, id {cid})", {"cid": cid}
             ) from None
-
 
     def _running_part(self, method: Method) -> Any:
         """The service of the part `method` needs, or one clear refusal while it is not running."""
