@@ -34,7 +34,7 @@ from sovterm.loops import Loops, LoopSpec
 from sovterm.parts import PARTS
 from sovterm.parts.base import Part
 from sovterm.services import Services
-from sovterm.store import keyring, lock
+from sovterm.store import audit, keyring, lock
 from sovterm.store.db import Database
 from sovterm.systemd import Notifier
 from sovterm.web.app import SERVICES, create_listener_app
@@ -108,9 +108,16 @@ async def loops_stage(app: web.Application) -> AsyncIterator[None]:
 async def control_stage(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     settings = services.settings
+
+    async def write_audit(actor: str, action: str, subject: str | None, detail: dict[str, Any], outcome: str,
+                          *, conn: Any = None) -> None:
+        await audit.record(services.require_db(), actor, action, subject, detail, outcome, conn=conn)
+
     server = ControlServer(
         settings.socket_path,
         RolePolicy.from_names(settings.control.admin_group, settings.control.viewer_group),
+        parts=lambda name: getattr(services, name),
+        audit=write_audit,
         version=__version__,
         socket_gid=resolve_group(settings.control.socket_group),
         max_clients=settings.control.max_clients,

@@ -231,7 +231,7 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     rows = call(args, environ, "audit.list", limit=args.limit)
     emit(args, rows, lambda rs: "\n".join(
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['at']))}  {r['actor']:<12} "
-        f"{r['action']:<18} {r['subject'] or '-':<24} {r['outcome']}  {r['detail']}"
+        f"{r['action']:<18} {r['subject'] or '-':<24} {r['outcome']}  {json.dumps(r['detail'])}"
         for r in rs
     ) or "no audit entries")
     return 0

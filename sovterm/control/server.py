@@ -3,6 +3,18 @@
 The socket is created under a umask so it is born 0660 inside a 0750 directory (never chmod-ed after
 binding). Each connection has an unbounded lane for replies and a bounded lane for notifications: a
 client that reads slowly loses notifications (and is told how many) but never slows the daemon.
+
+A method declares what the server does around it, so handlers do not repeat it:
+- `part="btcpay"`: the daemon part it needs. The server asks the `parts` resolver for it before the call;
+  when the part is not running the caller gets one clear `UserFacingError`, else the handler finds the
+  part's service in `ctx.part`.
+- `audit="btcpay.unfollow"`: the audit action. The server writes exactly one row per call through the
+  `audit` writer: the handler says what it did with `ctx.audit(subject=, detail=, outcome=)` (a dry run
+  that changed nothing says `ctx.skip_audit()`); a `UserFacingError` writes outcome "refused" with its
+  message in the detail, any other exception "failed" with the exception's type. Never secrets in a detail.
+- The result type is the handler's return annotation (read with `typing.get_type_hints` at registration
+  into `Method.result`): a `Result` model, a list of them, or a union of them when the answer has variants;
+  the server serializes it with `model_dump(mode="json")`, so the models are the wire shape.
 """
 
 from __future__ import annotations
@@ -18,9 +30,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, get_args, get_type_hints
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sovterm.control import protocol as rpc
 from sovterm.control.roles import Peer, Role, RolePolicy
@@ -30,6 +42,16 @@ from sovterm.logs import get_logger
 log = get_logger("control")
 
 Handler = Callable[..., Awaitable[Any]]
+PartResolver = Callable[[str], object | None]
+
+
+class AuditWriter(Protocol):
+    """Writes one audit row; with `conn`, inside that open transaction."""
+
+    def __call__(
+        self, actor: str, action: str, subject: str | None, detail: dict[str, Any], outcome: str,
+        *, conn: Any = None,
+    ) -> Awaitable[None]: ...
 
 
 @dataclass
@@ -39,6 +61,26 @@ class Method:
     role: Role
     summary: str
     params: type[BaseModel] | None
+    part: str | None = None  # the daemon part (a `Services` attribute) the method needs
+    audit: str | None = None  # the audit action written for every call
+    result: Any = None  # the handler's return annotation
+
+    @property
+    def result_models(self) -> list[type[BaseModel]]:
+        """The result models the method may answer (a list of, or one of), in declaration order."""
+        return _models(self.result)
+
+
+def _models(kind: Any) -> list[type[BaseModel]]:
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return [kind]
+    return [model for arg in get_args(kind) for model in _models(arg)]
+
+
+class Result(BaseModel):
+    """A control method's answer. Unknown keys are refused, so the model is the whole shape on the wire."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(eq=False)
@@ -74,12 +116,54 @@ class Connection:
 
 
 @dataclass
+class AuditEntry:
+    """What an audited call did: the row the server writes for it (`outcome` "ok" unless said)."""
+
+    subject: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    outcome: str = "ok"
+
+
+@dataclass
 class CallContext:
-    """What a method handler knows about its call."""
+    """What a method handler knows about its call: the caller, the part it declared, its audit row."""
 
     peer: Peer
     connection: Connection
     server: ControlServer
+    part: Any = None  # the service of the method's declared part, resolved and running
+    method: Method | None = None
+    entry: AuditEntry | None = field(default_factory=AuditEntry)  # None: nothing to audit
+
+    def audit(self, *, subject: str | None = None, detail: dict[str, Any] | None = None,
+              outcome: str = "ok") -> None:
+        """Say what this call did; the server writes the row when the call ends (once)."""
+        assert self.method is not None and self.method.audit is not None, "the method declares no audit"
+        self.entry = AuditEntry(subject, dict(detail or {}), outcome)
+
+    def skip_audit(self) -> None:
+        """This call changed nothing (a dry run): no row."""
+        self.entry = None
+
+    async def write_audit(self, conn: Any) -> None:
+        """Write the row now, inside the caller's open transaction, so it commits with the change."""
+        await self._write(conn=conn)
+
+    async def _finish_audit(self, outcome: str | None = None, error: str | None = None) -> None:
+        """Write the row of an audited call that ended (the server's, when the handler returns or raises)."""
+        if self.entry is None:
+            return
+        if outcome is not None:
+            self.entry.outcome = outcome
+            self.entry.detail = {**self.entry.detail, "error": error}
+        await self._write()
+
+    async def _write(self, conn: Any = None) -> None:
+        if self.method is None or self.method.audit is None or self.entry is None:
+            return
+        entry, self.entry = self.entry, None
+        await self.server.audit(self.peer.user, self.method.audit, entry.subject, entry.detail, entry.outcome,
+                                conn=conn)
 
 
 class ControlServer:
@@ -88,6 +172,8 @@ class ControlServer:
         path: Path,
         policy: RolePolicy,
         *,
+        parts: PartResolver,
+        audit: AuditWriter,
         version: str,
         socket_gid: int | None = None,
         max_clients: int = 64,
@@ -95,6 +181,8 @@ class ControlServer:
     ) -> None:
         self.path = path
         self.policy = policy
+        self.parts = parts
+        self.audit = audit
         self.version = version
         self.socket_gid = socket_gid
         self.max_clients = max_clients
@@ -105,15 +193,23 @@ class ControlServer:
         self.requests_served = 0
 
     def method(
-        self, name: str, *, role: Role, params: type[BaseModel] | None = None
+        self,
+        name: str,
+        *,
+        role: Role,
+        params: type[BaseModel] | None = None,
+        part: str | None = None,
+        audit: str | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register `handler(ctx, **params)` as `name`, callable by `role` and above."""
+        """Register `handler(ctx, **params)` as `name`, callable by `role` and above; it runs only while
+        `part` runs (its service in `ctx.part`), and every call writes one `audit` row."""
 
         def register(handler: Handler) -> Handler:
             if name in self.methods:
                 raise ValueError(f"method {name} registered twice")
             summary = (inspect.getdoc(handler) or "").split("\n")[0]
-            self.methods[name] = Method(name, handler, role, summary, params)
+            result = get_type_hints(handler).get("return")
+            self.methods[name] = Method(name, handler, role, summary, params, part, audit, result)
             return handler
 
         return register
@@ -265,9 +361,19 @@ class ControlServer:
                     f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors()
                 )
                 raise rpc.RpcError(rpc.INVALID_PARAMS, f"invalid parameters for {name}: {detail}") from None
-        ctx = CallContext(conn.peer, conn, self)
+        ctx = CallContext(conn.peer, conn, self, method=method)
         try:
-            return await method.handler(ctx, **kwargs)
+            ctx.part = self._running_part(method)
+            try:
+                result = await method.handler(ctx, **kwargs)
+            except (UserFacingError, rpc.RpcError) as exc:
+                await ctx._finish_audit("refused", exc.message)
+                raise
+            except Exception as exc:
+                await ctx._finish_audit("failed", type(exc).__name__)
+                raise
+            await ctx._finish_audit()
+            return _json(result)
         except rpc.RpcError:
             raise
         except UserFacingError as exc:
@@ -280,6 +386,27 @@ class ControlServer:
             raise rpc.RpcError(
                 rpc.INTERNAL_ERROR, f"internal error (see the daemon log, id {cid})", {"cid": cid}
             ) from None
+
+    def _running_part(self, method: Method) -> Any:
+        """The service of the part `method` needs, or one clear refusal while it is not running."""
+        if method.part is None:
+            return None
+        service = self.parts(method.part)
+        if service is None:
+            raise UserFacingError(
+                f"the {method.part} part is not running",
+                fix="the daemon is starting or stopping; try again, or see `sovterm logs`",
+            )
+        return service
+
+
+def _json(result: Any) -> Any:
+    """A handler's answer as JSON values: result models are dumped, everything else passes as is."""
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    if isinstance(result, list):
+        return [_json(item) for item in result]
+    return result
 
 
 def _error(req_id: Any, exc: rpc.RpcError) -> bytes:

@@ -21,7 +21,7 @@ from sovterm.errors import UserFacingError
 from sovterm.links.tokens import LinkClaims, SigningKeys, encode
 from sovterm.qbo.client import quote_literal, request_id
 from sovterm.qbo.errors import QBOError, QBOStaleObject
-from sovterm.store import audit
+from sovterm.store.audit import Recorder
 from sovterm.store.db import Database
 
 log = logging.getLogger("sovterm.links")
@@ -218,7 +218,8 @@ class LinkService:
         return rows[0]
 
     async def create_for_invoice(
-        self, invoice: dict[str, Any], *, actor: str, expires_days: int | None = None, store_id: str | None = None,
+        self, invoice: dict[str, Any], *, actor: str, audit: Recorder, expires_days: int | None = None,
+        store_id: str | None = None,
     ) -> dict[str, Any]:
         """A link for one open QuickBooks invoice (read by the caller); optionally written into its memo."""
         balance = qbo_amount(invoice.get("Balance", 0))
@@ -234,9 +235,8 @@ class LinkService:
         link["kid"] = kid
         async with self.db.transaction() as conn:
             await self._insert(conn, link)
-            await audit.record(self.db, actor, "link.create", link["link_id"],
-                               {"qbo_invoice": doc, "balance": str(balance), "expires_at": link["expires_at"]},
-                               "created", conn=conn)
+            await audit(link["link_id"], {"qbo_invoice": doc, "balance": str(balance),
+                                          "expires_at": link["expires_at"]}, "created", conn=conn)
         url = await self.url_of(link)
         assert url is not None
         result = {**link, "url": url, "balance": str(balance), "memo_written": None}
@@ -244,15 +244,16 @@ class LinkService:
             result["memo_written"] = await self.write_memo(invoice, url, link["link_id"])
         return result
 
-    async def create_qbo(self, doc_number: str, *, actor: str, expires_days: int | None = None,
+    async def create_qbo(self, doc_number: str, *, actor: str, audit: Recorder, expires_days: int | None = None,
                          store_id: str | None = None) -> dict[str, Any]:
         return await self.create_for_invoice(
-            await self.find_qbo_invoice(doc_number), actor=actor, expires_days=expires_days, store_id=store_id
+            await self.find_qbo_invoice(doc_number), actor=actor, audit=audit, expires_days=expires_days,
+            store_id=store_id,
         )
 
     async def create_fixed(
-        self, amount: str, currency: str, memo: str | None, *, actor: str, expires_days: int | None = None,
-        store_id: str | None = None,
+        self, amount: str, currency: str, memo: str | None, *, actor: str, audit: Recorder,
+        expires_days: int | None = None, store_id: str | None = None,
     ) -> dict[str, Any]:
         try:
             value = Decimal(amount)
@@ -274,9 +275,8 @@ class LinkService:
         link["kid"] = kid
         async with self.db.transaction() as conn:
             await self._insert(conn, link)
-            await audit.record(self.db, actor, "link.create", link["link_id"],
-                               {"amount": plain(value), "currency": code, "memo": memo, "expires_at": link["expires_at"]},
-                               "created", conn=conn)
+            await audit(link["link_id"], {"amount": plain(value), "currency": code, "memo": memo,
+                                          "expires_at": link["expires_at"]}, "created", conn=conn)
         return {**link, "url": await self.url_of(link)}
 
     async def _open_invoices(self) -> list[dict[str, Any]]:
@@ -311,9 +311,9 @@ class LinkService:
         found.sort(key=lambda i: (i["due_date"] or "", i["doc_number"] or ""))
         return found[:limit]
 
-    async def bulk_create(self, *, actor: str, dry_run: bool, expires_days: int | None = None,
+    async def bulk_create(self, *, actor: str, audit: Recorder, dry_run: bool, expires_days: int | None = None,
                           store_id: str | None = None) -> dict[str, Any]:
-        """Links for every open QuickBooks invoice that has no active link yet."""
+        """Links for every open QuickBooks invoice that has no active link yet (each with its own audit row)."""
         invoices = await self._open_invoices()
         have = await self._linked()
         todo = [i for i in invoices if str(i["Id"]) not in have]
@@ -325,7 +325,8 @@ class LinkService:
             return result
         for invoice in todo:
             try:
-                link = await self.create_for_invoice(invoice, actor=actor, expires_days=expires_days, store_id=store_id)
+                link = await self.create_for_invoice(invoice, actor=actor, audit=audit, expires_days=expires_days,
+                                                     store_id=store_id)
             except UserFacingError as exc:
                 result["failed"].append({"qbo_doc_number": invoice.get("DocNumber"), "error": exc.message})
                 continue
@@ -352,7 +353,7 @@ class LinkService:
                 invoice = await qbo.read("Invoice", str(invoice["Id"]))
         raise AssertionError("unreachable")
 
-    async def expire(self, link_id: str, *, actor: str) -> dict[str, Any]:
+    async def expire(self, link_id: str, *, audit: Recorder) -> dict[str, Any]:
         link = await self.link(link_id)
         if link is None:
             raise UserFacingError(f"no pay link {link_id}", fix="see `sovterm link list`")
@@ -362,8 +363,8 @@ class LinkService:
                 "UPDATE pay_links SET state = 'expired', ended_at = ? WHERE link_id = ? AND state = 'active'",
                 (now, link_id),
             )
-            await audit.record(self.db, actor, "link.expire", link_id, {"previous_state": link["state"]},
-                               "expired" if link["state"] == "active" else f"already {link['state']}", conn=conn)
+            await audit(link_id, {"previous_state": link["state"]},
+                        "expired" if link["state"] == "active" else f"already {link['state']}", conn=conn)
         return {**link, "state": "expired" if link["state"] == "active" else link["state"]}
 
     async def refresh_reservation(self, res: dict[str, Any]) -> dict[str, Any]:

@@ -13,19 +13,17 @@ from datetime import date, datetime, timezone
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from sovterm.btcpay import ledger
 from sovterm.btcpay import setup as btcpay_setup
 from sovterm.btcpay import status as btcpay_status
-from sovterm.btcpay.intake import BTCPayIntake
 from sovterm.btcpay.service import BTCPayService
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.parts.base import Part
 from sovterm.services import Services
-from sovterm.store import audit
 from sovterm.store.secrets import Secret
 from sovterm.sync import records
 
@@ -105,100 +103,281 @@ async def followed_stores(services: Services) -> list[dict[str, Any]]:
     return out
 
 
+class MissingPermission(Result):
+    """A permission the key lacks for a store: the features needing it and the string to grant."""
+
+    permission: str
+    features: list[str]
+    grant: str
+
+
+class PermissionWarning(MissingPermission):
+    """A permission for optional work (pay links) the key lacks, and what that stops."""
+
+    consequence: str
+
+
+class StoreAccess(Result):
+    """A store the key sees, and what the key lacks there."""
+
+    id: str
+    name: str
+    missing: list[MissingPermission]
+    ready: bool
+    api_key: str  # "server" or "own"
+    warnings: list[PermissionWarning]
+
+
+class StoreAccessProblem(Result):
+    """A store with its own key that could not be read with it."""
+
+    id: str
+    name: str
+    ready: bool
+    api_key: str
+    missing: list[MissingPermission]
+    problem: str
+
+
+class Connected(Result):
+    url: str
+    server_version: str | None
+    key_label: str | None
+    granted: list[str]
+    features: list[str]
+    stores: list[StoreAccess]
+    selected: list[str]
+
+
+class VisibleStores(Result):
+    url: str | None
+    features: list[str]
+    stores: list[StoreAccess | StoreAccessProblem]
+    selected: list[str]
+
+
+class Webhook(Result):
+    id: str
+    url: str
+    events: list[str]
+
+
+class FollowedStore(Result):
+    id: str
+    name: str
+    webhook: Webhook | None  # None without the webhooks feature
+    api_key: str
+    api_key_label: str | None
+
+
+class Followed(Result):
+    stores: list[FollowedStore]
+    removed: list[str]
+
+
+class Unfollowed(Result):
+    store_id: str
+    webhook_deleted: bool
+
+
+class LastDelivery(Result):
+    at: int | None
+    status: str | None
+    http_code: int | None
+    ok: bool
+    error: str | None
+
+
+class WebhookHealth(Result):
+    """Our webhook at a store, and BTCPay's own view of it."""
+
+    id: str
+    url: str
+    health: str
+
+
+class WebhookDeliveries(WebhookHealth):
+    """BTCPay answered: its last delivery to us (None: disabled, or none yet)."""
+
+    last_delivery: LastDelivery | None
+
+
+class StoreStatus(Result):
+    """A followed store: its key, webhook health, deliveries, ledger and its local settings."""
+
+    id: str
+    name: str
+    api_key: str
+    api_key_label: str | None
+    error: str | None
+    webhook: WebhookHealth | WebhookDeliveries | None
+    deliveries_received: int
+    last_delivery_received_at: int | None
+    refused_last_24h: int
+    invoices: int
+    polled_until: int | None
+    permission_warnings: list[PermissionWarning]
+    mode: str | None
+    deposit_as: str | None
+    mode_source: str | None
+    mapping: dict[str, str | None] | None
+
+
+class BTCPayStatus(Result):
+    url: str | None
+    features: list[str]
+    key_label: str | None
+    server_version: str | None
+    synchronized: bool | None
+    setup: dict[str, Any] | None
+    stores: list[StoreStatus]
+    state: str
+    detail: str
+
+
+class BTCPayNotConfigured(Result):
+    state: str
+    detail: str
+    proposed_url: str | None
+    proposed_source: str | None
+    setup: dict[str, Any] | None
+    stores: list[StoreStatus]  # none
+
+
+class SecretRotated(Result):
+    store_id: str
+    webhook_id: str
+    rotated_at: int
+
+
+class Disconnected(Result):
+    disconnected: bool  # True
+    url: str | None
+    webhooks_left: list[str]  # stores whose webhook could not be deleted
+
+
+class NotDisconnected(Result):
+    disconnected: bool  # False: there was nothing to disconnect
+    detail: str
+    webhooks_left: list[str]
+
+
+class StorePolled(Result):
+    listed: int
+    reread: int
+    changed: int
+
+
+class StoreRefused(Result):
+    error: str
+
+
+class Polled(Result):
+    stores: dict[str, StorePolled | StoreRefused]
+    state: str
+
+
+class PollFailed(Polled):
+    error: str  # BTCPay down or the server-wide key refused: the run stopped here
+
+
+class NothingPolled(Result):
+    state: str
+    stores: int  # 0: no store followed
+
+
+class PollNotConfigured(Result):
+    state: str
+
+
+PollSummary = Polled | PollFailed | NothingPolled | PollNotConfigured
+
+
+class StoreImported(Result):
+    listed: int
+    changed: int
+
+
+class HistoryImported(Result):
+    since: str
+    stores: dict[str, StoreImported]
+
+
 def register_methods(server: ControlServer, services: Services) -> None:
-    def service() -> BTCPayService:
-        assert services.btcpay is not None, "btcpay stage has not started"
-        return services.btcpay
-
-    def intake() -> BTCPayIntake:
-        assert services.intake is not None, "intake stage has not started"
-        return services.intake
-
-    @server.method("setup.btcpay.connect", role=Role.ADMIN, params=ConnectParams)
-    async def connect(ctx: CallContext, url: str, api_key: Secret, features: list[str] | None) -> dict[str, Any]:
+    @server.method("setup.btcpay.connect", role=Role.ADMIN, params=ConnectParams, part="btcpay",
+                   audit="setup.btcpay.connect")
+    async def connect(ctx: CallContext, url: str, api_key: Secret, features: list[str] | None) -> Connected:
         """Check BTCPay and the API key; report missing permissions and the stores the key sees."""
-        report = await btcpay_setup.connect(service(), url, api_key, features)
-        await audit.record(
-            services.require_db(), ctx.peer.user, "setup.btcpay.connect", url,
-            {"features": report["features"], "stores_visible": len(report["stores"])}, "ok",
-        )
+        ctx.audit(subject=url)
+        report = Connected.model_validate(await btcpay_setup.connect(ctx.part, url, api_key, features))
+        ctx.audit(subject=url, detail={"features": report.features, "stores_visible": len(report.stores)})
         return report
 
-    @server.method("setup.btcpay.select_stores", role=Role.ADMIN, params=SelectParams)
+    @server.method("setup.btcpay.select_stores", role=Role.ADMIN, params=SelectParams, part="btcpay",
+                   audit="setup.btcpay.select_stores")
     async def select_stores(ctx: CallContext, store_ids: list[str], keep_others: bool,
-                            api_key: Secret | None) -> dict[str, Any]:
+                            api_key: Secret | None) -> Followed:
         """Follow these stores: register our webhook at each (or adopt the existing one); with `api_key`,
         the one store gets its own key."""
-        result = await btcpay_setup.select_stores(service(), store_ids, keep_others=keep_others, api_key=api_key)
-        await audit.record(
-            services.require_db(), ctx.peer.user, "setup.btcpay.select_stores", ",".join(store_ids),
-            {"removed": result["removed"], "own_key": api_key is not None}, "ok",
+        ctx.audit(subject=",".join(store_ids))
+        result = Followed.model_validate(
+            await btcpay_setup.select_stores(ctx.part, store_ids, keep_others=keep_others, api_key=api_key)
         )
+        ctx.audit(subject=",".join(store_ids), detail={"removed": result.removed, "own_key": api_key is not None})
         return result
 
-    @server.method("btcpay.unfollow", role=Role.ADMIN, params=StoreParams)
-    async def unfollow(ctx: CallContext, store_id: str) -> dict[str, Any]:
+    @server.method("btcpay.unfollow", role=Role.ADMIN, params=StoreParams, part="btcpay", audit="btcpay.unfollow")
+    async def unfollow(ctx: CallContext, store_id: str) -> Unfollowed:
         """Stop following one store: delete our webhook there and forget its own key; the others stay."""
-        result = await btcpay_setup.unfollow_store(service(), store_id)
-        await audit.record(services.require_db(), ctx.peer.user, "btcpay.unfollow", store_id,
-                           {"webhook_deleted": result["webhook_deleted"]}, "ok")
+        ctx.audit(subject=store_id)
+        result = Unfollowed.model_validate(await btcpay_setup.unfollow_store(ctx.part, store_id))
+        ctx.audit(subject=store_id, detail={"webhook_deleted": result.webhook_deleted})
         return result
 
-    @server.method("btcpay.status", role=Role.VIEWER)
-    async def status(ctx: CallContext) -> dict[str, Any]:
+    @server.method("btcpay.status", role=Role.VIEWER, part="btcpay")
+    async def status(ctx: CallContext) -> BTCPayStatus | BTCPayNotConfigured:
         """Reachability, followed stores (with mode and mapping), webhook health, or the proposed URL."""
-        status = await btcpay_status.report(service())
+        status = await btcpay_status.report(ctx.part)
         configured = {s["id"]: s for s in await followed_stores(services)}
         for entry in status["stores"]:
             settings = configured.get(entry["id"], {})
             entry.update({k: settings.get(k) for k in ("mode", "deposit_as", "mode_source", "mapping")})
-        return status
+        return TypeAdapter(BTCPayStatus | BTCPayNotConfigured).validate_python(status)
 
-    @server.method("btcpay.rotate_webhook_secret", role=Role.ADMIN, params=StoreParams)
-    async def rotate(ctx: CallContext, store_id: str) -> dict[str, Any]:
+    @server.method("btcpay.rotate_webhook_secret", role=Role.ADMIN, params=StoreParams, part="btcpay",
+                   audit="btcpay.rotate_webhook_secret")
+    async def rotate(ctx: CallContext, store_id: str) -> SecretRotated:
         """Give a store's webhook a new secret (old signatures refused afterwards)."""
-        try:
-            result = await btcpay_setup.rotate_webhook_secret(service(), store_id)
-        except Exception as exc:
-            await audit.record(
-                services.require_db(), ctx.peer.user, "btcpay.rotate_webhook_secret", store_id,
-                {"error": type(exc).__name__}, "failed",
-            )
-            raise
-        await audit.record(
-            services.require_db(), ctx.peer.user, "btcpay.rotate_webhook_secret", store_id,
-            {"webhook_id": result["webhook_id"]}, "ok",
-        )
+        ctx.audit(subject=store_id)
+        result = SecretRotated.model_validate(await btcpay_setup.rotate_webhook_secret(ctx.part, store_id))
+        ctx.audit(subject=store_id, detail={"webhook_id": result.webhook_id})
         return result
 
-    @server.method("btcpay.disconnect", role=Role.ADMIN)
-    async def disconnect(ctx: CallContext) -> dict[str, Any]:
+    @server.method("btcpay.disconnect", role=Role.ADMIN, part="btcpay", audit="btcpay.disconnect")
+    async def disconnect(ctx: CallContext) -> Disconnected | NotDisconnected:
         """Delete our webhooks at BTCPay (if reachable) and forget the API key; the ledger stays."""
-        result = await btcpay_setup.disconnect(service())
-        await audit.record(
-            services.require_db(), ctx.peer.user, "btcpay.disconnect", result.get("url"),
-            {"webhooks_left": result["webhooks_left"]}, "ok" if result["disconnected"] else "noop",
-        )
-        return result
+        result = await btcpay_setup.disconnect(ctx.part)
+        ctx.audit(subject=result.get("url"), detail={"webhooks_left": result["webhooks_left"]},
+                  outcome="ok" if result["disconnected"] else "noop")
+        return TypeAdapter(Disconnected | NotDisconnected).validate_python(result)
 
-    @server.method("btcpay.poll_now", role=Role.ADMIN)
-    async def poll_now(ctx: CallContext) -> dict[str, Any]:
+    @server.method("btcpay.poll_now", role=Role.ADMIN, part="intake")
+    async def poll_now(ctx: CallContext) -> PollSummary:
         """Poll every followed store now and return what changed."""
-        return await intake().poll_all()
+        return TypeAdapter(PollSummary).validate_python(await ctx.part.poll_all())
 
-    @server.method("btcpay.stores", role=Role.VIEWER)
-    async def stores(ctx: CallContext) -> dict[str, Any]:
+    @server.method("btcpay.stores", role=Role.VIEWER, part="btcpay")
+    async def stores(ctx: CallContext) -> VisibleStores:
         """The stores the stored API key can see, with missing permissions per store."""
-        return await btcpay_setup.stores(service())
+        return VisibleStores.model_validate(await btcpay_setup.stores(ctx.part))
 
-    @server.method("btcpay.import_history", role=Role.ADMIN, params=HistoryParams)
-    async def import_history(ctx: CallContext, since: date) -> dict[str, Any]:
+    @server.method("btcpay.import_history", role=Role.ADMIN, params=HistoryParams, part="intake",
+                   audit="btcpay.import_history")
+    async def import_history(ctx: CallContext, since: date) -> HistoryImported:
         """Read every invoice created since a date into the ledger (the sync part queues what is owed)."""
+        ctx.audit(detail={"since": since.isoformat()})
         start = int(datetime.combine(since, datetime.min.time(), tzinfo=timezone.utc).timestamp())
-        result = await intake().import_history(start)
-        await audit.record(services.require_db(), ctx.peer.user, "btcpay.import_history", None,
-                           {"since": since.isoformat()}, "ok")
-        return {"since": since.isoformat(), "stores": result}
+        return HistoryImported(since=since.isoformat(), stores=await ctx.part.import_history(start))
 
 
 PART = Part("btcpay", stage=btcpay_stage, methods=register_methods)

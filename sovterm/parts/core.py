@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sovterm import __version__
 from sovterm.control import protocol as rpc
 from sovterm.parts.btcpay import followed_stores
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import Loops
 from sovterm.services import Services
@@ -86,6 +87,76 @@ class LoopParams(BaseModel):
     name: str
 
 
+class Hello(Result):
+    version: str
+    protocol: int
+    role: str
+    user: str
+
+
+class MethodInfo(Result):
+    name: str
+    role: str
+    summary: str
+
+
+class LogTail(Result):
+    lines: list[dict[str, Any]]  # {seq, ts, level, component, msg, cid?}
+
+
+class Subscribed(Result):
+    subscribed: list[str]
+
+
+class SecretsRotated(Result):
+    reencrypted: int
+    key_file: str
+
+
+class Reloaded(Result):
+    applied: list[str]
+    restart_needed: list[str]
+
+
+class ReloadRefused(Reloaded):
+    error: str  # the configuration is invalid; the running one is kept
+
+
+class SetupState(Result):
+    """Each part's `setup:*` progress under its name (btcpay, qbo, accounts...), and the modes."""
+
+    model_config = ConfigDict(extra="allow")
+    modes: dict[str, Any]
+
+
+class LoopTriggered(Result):
+    triggered: str
+
+
+class LoopPaused(Result):
+    paused: str
+
+
+class LoopResumed(Result):
+    resumed: str
+
+
+class AuditRow(Result):
+    id: int
+    at: int
+    actor: str
+    action: str
+    subject: str | None
+    detail: dict[str, Any]
+    outcome: str
+
+    @field_validator("detail", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        """Stored as JSON text; answered as an object (no JSON text inside the JSON answer)."""
+        return json.loads(value) if isinstance(value, str) else value
+
+
 def register_core_methods(
     server: ControlServer,
     services: Services,
@@ -93,7 +164,7 @@ def register_core_methods(
     loops: Loops,
 ) -> None:
     @server.method("hello", role=Role.VIEWER, params=HelloParams)
-    async def hello(ctx: CallContext, client: str, protocol: int) -> dict[str, Any]:
+    async def hello(ctx: CallContext, client: str, protocol: int) -> Hello:
         """Handshake: the daemon's version and the caller's role."""
         if protocol != rpc.PROTOCOL_VERSION:
             raise rpc.RpcError(
@@ -101,12 +172,9 @@ def register_core_methods(
                 f"protocol {protocol} not supported (daemon speaks {rpc.PROTOCOL_VERSION}); "
                 "upgrade the client and the daemon together",
             )
-        return {
-            "version": __version__,
-            "protocol": rpc.PROTOCOL_VERSION,
-            "role": ctx.peer.role.name.lower(),
-            "user": ctx.peer.user,
-        }
+        return Hello(
+            version=__version__, protocol=rpc.PROTOCOL_VERSION, role=ctx.peer.role.name.lower(), user=ctx.peer.user
+        )
 
     @server.method("ping", role=Role.VIEWER)
     async def ping(ctx: CallContext) -> str:
@@ -114,10 +182,10 @@ def register_core_methods(
         return "pong"
 
     @server.method("methods.list", role=Role.VIEWER)
-    async def methods_list(ctx: CallContext) -> list[dict[str, str]]:
+    async def methods_list(ctx: CallContext) -> list[MethodInfo]:
         """Every method with the role it needs (the TUI greys out what the caller cannot do)."""
         return [
-            {"name": m.name, "role": m.role.name.lower(), "summary": m.summary}
+            MethodInfo(name=m.name, role=m.role.name.lower(), summary=m.summary)
             for m in sorted(server.methods.values(), key=lambda m: m.name)
         ]
 
@@ -129,7 +197,7 @@ def register_core_methods(
     @server.method("logs.tail", role=Role.VIEWER, params=LogsParams)
     async def logs_tail(
         ctx: CallContext, lines: int, follow: bool, level: str, component: str | None, search: str | None
-    ) -> dict[str, Any]:
+    ) -> LogTail:
         """Recent log lines; with follow, new lines arrive as `logs.line` notifications."""
         keep = log_filter(level, component, search)
         ring = services.logs.ring
@@ -151,10 +219,10 @@ def register_core_methods(
                     stop()
 
             conn.spawn(hold())
-        return {"lines": backlog[-lines:] if lines else []}
+        return LogTail(lines=backlog[-lines:] if lines else [])
 
     @server.method("events.subscribe", role=Role.VIEWER, params=SubscribeParams)
-    async def subscribe(ctx: CallContext, topics: list[str]) -> dict[str, Any]:
+    async def subscribe(ctx: CallContext, topics: list[str]) -> Subscribed:
         """Server-pushed `event` notifications for the topics (all when empty)."""
         sub = services.bus.subscribe(topics, limit=server.notify_limit)
         conn = ctx.connection
@@ -172,59 +240,58 @@ def register_core_methods(
                 services.bus.unsubscribe(sub)
 
         conn.spawn(forward())
-        return {"subscribed": sorted(topics) or ["*"]}
+        return Subscribed(subscribed=sorted(topics) or ["*"])
 
-    @server.method("secrets.rotate", role=Role.ADMIN)
-    async def secrets_rotate(ctx: CallContext) -> dict[str, Any]:
+    @server.method("secrets.rotate", role=Role.ADMIN, audit="secrets.rotate")
+    async def secrets_rotate(ctx: CallContext) -> SecretsRotated:
         """Re-encrypt every stored secret under a new key file."""
         count = await keyring.rotate(services.require_secrets(), services.settings.data_dir)
-        await audit.record(
-            services.require_db(), ctx.peer.user, "secrets.rotate", None, {"secrets": count}, "ok"
-        )
-        return {"reencrypted": count, "key_file": str(services.settings.data_dir / "sovterm.key")}
+        ctx.audit(detail={"secrets": count})
+        return SecretsRotated(reencrypted=count, key_file=str(services.settings.data_dir / "sovterm.key"))
 
     @server.method("daemon.reload", role=Role.ADMIN)
-    async def daemon_reload(ctx: CallContext) -> dict[str, Any]:
+    async def daemon_reload(ctx: CallContext) -> Reloaded | ReloadRefused:
         """Re-read the configuration (as SIGHUP does) and say what changed."""
-        return await reload()
+        answer = await reload()
+        return ReloadRefused(**answer) if "error" in answer else Reloaded(**answer)
 
     @server.method("setup.state", role=Role.VIEWER)
-    async def setup_state(ctx: CallContext) -> dict[str, Any]:
+    async def setup_state(ctx: CallContext) -> SetupState:
         """Where setup stands (each part's `setup:*` progress and the modes), for the wizard to resume."""
         db = services.require_db()
         progress = {k.removeprefix("setup:"): v for k, v in (await kv.with_prefix(db, "setup:")).items()}
         modes = {k.removeprefix(MODE_KEY): v for k, v in (await kv.with_prefix(db, MODE_KEY)).items()}
-        return {**progress, "modes": modes}
+        return SetupState(**progress, modes=modes)
 
     def known_loop(name: str) -> None:
         if name not in loops.specs:
             raise UserFacingError(f"no loop named {name!r}", fix=f"one of: {', '.join(sorted(loops.specs))}")
 
     @server.method("loops.run", role=Role.ADMIN, params=LoopParams)
-    async def loops_run(ctx: CallContext, name: str) -> dict[str, Any]:
+    async def loops_run(ctx: CallContext, name: str) -> LoopTriggered:
         """Run a scheduled loop now (skipped if it is already running)."""
         known_loop(name)
         loops.trigger(name)
-        return {"triggered": name}
+        return LoopTriggered(triggered=name)
 
-    @server.method("loops.pause", role=Role.ADMIN, params=LoopParams)
-    async def loops_pause(ctx: CallContext, name: str) -> dict[str, Any]:
+    @server.method("loops.pause", role=Role.ADMIN, params=LoopParams, audit="loops.pause")
+    async def loops_pause(ctx: CallContext, name: str) -> LoopPaused:
         """Pause a loop (maintenance); /readyz reports it until it is resumed."""
+        ctx.audit(subject=name)
         known_loop(name)
         loops.pause(name, True)
-        await audit.record(services.require_db(), ctx.peer.user, "loops.pause", name, {}, "ok")
-        return {"paused": name}
+        return LoopPaused(paused=name)
 
-    @server.method("loops.resume", role=Role.ADMIN, params=LoopParams)
-    async def loops_resume(ctx: CallContext, name: str) -> dict[str, Any]:
+    @server.method("loops.resume", role=Role.ADMIN, params=LoopParams, audit="loops.resume")
+    async def loops_resume(ctx: CallContext, name: str) -> LoopResumed:
         """Resume a paused loop."""
+        ctx.audit(subject=name)
         known_loop(name)
         loops.pause(name, False)
-        await audit.record(services.require_db(), ctx.peer.user, "loops.resume", name, {}, "ok")
-        return {"resumed": name}
+        return LoopResumed(resumed=name)
 
     @server.method("audit.list", role=Role.VIEWER, params=AuditParams)
-    async def audit_list(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
+    async def audit_list(ctx: CallContext, limit: int) -> list[AuditRow]:
         """The most recent audit entries, newest first."""
-        return await audit.recent(services.require_db(), limit)
+        return [AuditRow.model_validate(row) for row in await audit.recent(services.require_db(), limit)]
 

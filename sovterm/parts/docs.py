@@ -1,15 +1,21 @@
 """Render `docs/control-api.md` from the method registry, so the reference never drifts from the code.
 
 `python -m sovterm.parts.docs > docs/control-api.md`; a test fails when the file is out of date.
-Every method's summary is the first line of its handler's docstring; its parameters come from its
-pydantic model.
+Every method's summary is the first line of its handler's docstring; its parameters and its result come
+from its pydantic models; its part and audit action from its declaration.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from sovterm import __version__
 from sovterm.config import load_settings
@@ -61,7 +67,11 @@ it (replies are never dropped). Topics include `sync.progress` `{done, total, ra
 
 ## Methods
 Generated from the daemon's registry (`python -m sovterm.parts.docs`). Role is the least role that
-may call the method.
+may call the method. Part is the daemon part the method needs: while it is not running (the daemon is
+starting or stopping) the call is refused with a user-facing error. "Audited as" is the action of the
+one audit row every call writes (`audit.list`): outcome "ok" (or what the method says it did),
+"refused" with the error's message, or "failed" with the error's type. Result lists the fields of the
+answer.
 """
 
 
@@ -71,7 +81,12 @@ def registry() -> dict[str, Method]:
 
     settings = load_settings(None, {"SOVTERM_DATA_DIR": "/nonexistent", "HOME": "/nonexistent"})
     services = Services(settings, {}, Notifier({}), LogSetup(LogRing(size=100), []))
-    server = ControlServer(Path("/nonexistent"), RolePolicy(0, None, None), version=__version__)
+    async def no_audit(*row: Any, conn: Any = None) -> None:
+        raise AssertionError("the registry is never called")
+
+    server = ControlServer(
+        Path("/nonexistent"), RolePolicy(0, None, None), parts=lambda name: None, audit=no_audit, version=__version__
+    )
 
     async def no_reload() -> dict[str, Any]:
         return {}
@@ -83,15 +98,75 @@ def registry() -> dict[str, Method]:
     return server.methods
 
 
+def _type_name(kind: Any) -> str:
+    """`list[StoreStatus] \\| None` rather than `typing.Optional[list[sovterm.parts.btcpay.StoreStatus]]`."""
+    if isinstance(kind, type) and not get_args(kind):
+        text = kind.__name__
+    else:
+        text = re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", str(kind))
+    return text.replace("NoneType", "None").replace("|", "\\|")
+
+
+def _fields(model: type[BaseModel], *, defaults: bool) -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        default = "" if not defaults or field.is_required() else f" = {field.default!r}"
+        out.append(f"`{field.alias or name}`: {_type_name(field.annotation)}{default}")
+    return out
+
+
 def _params(method: Method) -> str:
     if method.params is None:
         return "none"
-    out = []
-    for name, field in method.params.model_fields.items():
-        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-        default = "" if field.is_required() else f" = {field.default!r}"
-        out.append(f"`{name}`: {kind}{default}")
-    return "<br>".join(out) or "none"
+    return "<br>".join(_fields(method.params, defaults=True)) or "none"
+
+
+def _result(method: Method) -> str:
+    """The result models' fields (which list or variant they are), else the plain type."""
+    models = method.result_models
+    if not models:
+        kind = method.result
+        return "none" if kind in (None, type(None)) else f"`{_type_name(kind)}`"
+    if models == [method.result]:
+        return "<br>".join(_fields(models[0], defaults=False))
+    how = "list of" if get_origin(method.result) is list else "one of"
+    return "<br>".join(f"{how} {m.__name__}:<br>" + "<br>".join(_fields(m, defaults=False)) for m in models)
+
+
+def _nested(kind: Any) -> list[type]:
+    """The models and dataclasses named inside a field's type."""
+    if isinstance(kind, type) and (issubclass(kind, BaseModel) or dataclasses.is_dataclass(kind)):
+        return [kind]
+    return [found for arg in get_args(kind) for found in _nested(arg)]
+
+
+def _result_types(methods: dict[str, Method]) -> list[str]:
+    """Every model or dataclass found inside a result (its fields, its why), for the closing section."""
+    seen: set[type] = set()
+    todo = [model for m in methods.values() for model in m.result_models]
+    while todo:
+        kind = todo.pop()
+        hints = (kind.model_fields.items() if issubclass(kind, BaseModel)
+                 else ((f.name, f) for f in dataclasses.fields(kind)))
+        for _, field in hints:
+            annotation = field.annotation if isinstance(field, FieldInfo) else get_type_hints(kind)[field.name]
+            for inner in _nested(annotation):
+                if inner not in seen:
+                    seen.add(inner)
+                    todo.append(inner)
+    lines = ["\n## Result types\n", "The types named in the results above.\n",
+             "| type | fields | what it is |", "|---|---|---|"]
+    for kind in sorted(seen, key=lambda kind: kind.__name__):
+        name = kind.__name__
+        if issubclass(kind, BaseModel):
+            fields = _fields(kind, defaults=False)
+        else:
+            hints = get_type_hints(kind)
+            fields = [f"`{f.name}`: {_type_name(hints[f.name])}" for f in dataclasses.fields(kind)]
+        own = kind.__dict__.get("__doc__") or ""  # not the base class's, nor a dataclass's generated signature
+        why = "" if own.startswith(f"{name}(") else inspect.cleandoc(own).split("\n")[0]
+        lines.append(f"| `{name}` | {'<br>'.join(fields)} | {why.replace('|', chr(92) + '|')} |")
+    return lines
 
 
 def render() -> str:
@@ -102,11 +177,15 @@ def render() -> str:
         groups.setdefault(m.name.split(".")[0], []).append(m)
     for group in sorted(groups):
         lines.append(f"\n### `{group}`\n")
-        lines.append("| method | role | params | what it does |")
-        lines.append("|---|---|---|---|")
+        lines.append("| method | role | part | audited as | params | result | what it does |")
+        lines.append("|---|---|---|---|---|---|---|")
         for m in sorted(groups[group], key=lambda m: m.name):
             summary = m.summary.replace("|", "\\|")
-            lines.append(f"| `{m.name}` | {m.role.name.lower()} | {_params(m)} | {summary} |")
+            part = f"`{m.part}`" if m.part else "-"
+            audited = f"`{m.audit}`" if m.audit else "-"
+            lines.append(f"| `{m.name}` | {m.role.name.lower()} | {part} | {audited} | {_params(m)} | {_result(m)} "
+                         f"| {summary} |")
+    lines += _result_types(methods)
     return "\n".join(lines) + "\n"
 
 

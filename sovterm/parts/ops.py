@@ -12,12 +12,10 @@ from pydantic import BaseModel, Field
 from sovterm import __version__
 from sovterm.parts.core import daemon_status
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
-from sovterm.errors import UserFacingError
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.ops import backup, config_export, diag, files
 from sovterm.parts.base import Part
 from sovterm.services import Services
-from sovterm.store import audit
 from sovterm.web.status import add_routes
 
 KEY_WARNING = (
@@ -44,71 +42,147 @@ class ImportParams(BaseModel):
     apply: bool = False
 
 
+class DatabaseFile(Result):
+    name: str
+    size: int
+    sha256: str
+
+
+class BackupManifest(Result):
+    format: str
+    format_version: int
+    sovterm_version: str
+    schema_version: int
+    created: str
+    key_fingerprint: str
+    includes_key: bool
+    database: DatabaseFile
+
+
+class BackupCreated(Result):
+    name: str
+    path: str
+    size: int
+    sha256: str
+    manifest: BackupManifest
+    warning: str | None  # set when the backup holds the key file
+
+
+class Chunk(Result):
+    data: str  # base64
+    offset: int
+    size: int
+    eof: bool
+
+
+class ArtefactRemoved(Result):
+    removed: str
+
+
+class ConfigExport(Result):
+    """A signed export: settings and mappings, secrets only as ciphertext (base64)."""
+
+    format: str
+    format_version: int
+    sovterm_version: str
+    schema_version: int
+    created: str
+    key_fingerprint: str
+    kv: dict[str, Any]
+    tables: dict[str, list[dict[str, Any]]]
+    secrets: dict[str, str]
+    signature: str
+
+
+class Changes(Result):
+    added: list[str]
+    changed: list[str]
+
+
+class ImportPlan(Result):
+    """What importing would add or change (names and keys only, never values)."""
+
+    kv: Changes
+    tables: dict[str, Changes]
+    secrets: Changes
+    unchanged: int
+    skipped_tables: list[str]
+
+
+class Imported(Result):
+    plan: ImportPlan
+    applied: bool
+    nothing_to_do: bool
+
+
+class Bundle(Result):
+    name: str
+    path: str
+    size: int
+
+
 def register(server: ControlServer, services: Services) -> None:
     data_dir = services.settings.data_dir
 
-    @server.method("backup.create", role=Role.ADMIN, params=BackupParams)
-    async def backup_create(ctx: CallContext, include_key: bool) -> dict[str, Any]:
+    @server.method("backup.create", role=Role.ADMIN, params=BackupParams, audit="backup.create")
+    async def backup_create(ctx: CallContext, include_key: bool) -> BackupCreated:
         """Make a consistent backup of the database (and key file) in <data_dir>/exports."""
+        ctx.audit(detail={"includes_key": include_key})
         result = await backup.create_backup(
             services.require_db(), data_dir, include_key=include_key, version=__version__
         )
-        await audit.record(services.require_db(), ctx.peer.user, "backup.create", result["name"],
-                           {"includes_key": include_key, "size": result["size"]}, "ok")
-        return {**result, "warning": KEY_WARNING if include_key else None}
+        ctx.audit(subject=result["name"], detail={"includes_key": include_key, "size": result["size"]})
+        return BackupCreated(**result, warning=KEY_WARNING if include_key else None)
 
     @server.method("ops.fetch", role=Role.ADMIN, params=FetchParams)
-    async def ops_fetch(ctx: CallContext, name: str, offset: int) -> dict[str, Any]:
+    async def ops_fetch(ctx: CallContext, name: str, offset: int) -> Chunk:
         """A chunk of a backup or support bundle, so the CLI can copy it out of the data directory."""
         path = files.artefact_path(data_dir, name)
         size = path.stat().st_size
         chunk = files.read_chunk(path, offset)
-        return {"data": base64.b64encode(chunk).decode(), "offset": offset, "size": size,
-                "eof": offset + len(chunk) >= size}
+        return Chunk(data=base64.b64encode(chunk).decode(), offset=offset, size=size, eof=offset + len(chunk) >= size)
 
     @server.method("ops.remove", role=Role.ADMIN, params=NameParams)
-    async def ops_remove(ctx: CallContext, name: str) -> dict[str, Any]:
+    async def ops_remove(ctx: CallContext, name: str) -> ArtefactRemoved:
         """Delete a backup or support bundle from <data_dir>/exports (after it was copied out)."""
         files.artefact_path(data_dir, name).unlink()
-        return {"removed": name}
+        return ArtefactRemoved(removed=name)
 
-    @server.method("config.export", role=Role.ADMIN)
-    async def config_export_method(ctx: CallContext) -> dict[str, Any]:
+    @server.method("config.export", role=Role.ADMIN, audit="config.export")
+    async def config_export_method(ctx: CallContext) -> ConfigExport:
         """Settings and mappings as a signed document; secrets only as ciphertext."""
         key, _ = backup.read_key(data_dir)
         document = await config_export.export_document(services.require_db(), key, version=__version__)
-        await audit.record(services.require_db(), ctx.peer.user, "config.export", None,
-                           {"kv": len(document["kv"]), "secrets": len(document["secrets"])}, "ok")
-        return document
+        ctx.audit(detail={"kv": len(document["kv"]), "secrets": len(document["secrets"])})
+        return ConfigExport.model_validate(document)
 
-    @server.method("config.import", role=Role.ADMIN, params=ImportParams)
-    async def config_import(ctx: CallContext, document: dict[str, Any], apply: bool) -> dict[str, Any]:
+    @server.method("config.import", role=Role.ADMIN, params=ImportParams, audit="config.import")
+    async def config_import(ctx: CallContext, document: dict[str, Any], apply: bool) -> Imported:
         """Verify a config export and say what it would change; with apply, change it."""
+        ctx.audit(detail={"apply": apply})
         db = services.require_db()
         key, _ = backup.read_key(data_dir)
-        try:
-            config_export.verify(document, key)
-        except UserFacingError:
-            await audit.record(db, ctx.peer.user, "config.import", None, {"apply": apply}, "refused")
-            raise
+        config_export.verify(document, key)
         plan = await config_export.plan_import(db, services.require_secrets().box, document)
         empty = config_export.plan_is_empty(plan)
-        if apply and not empty:
+        if not apply or empty:
+            ctx.skip_audit()  # a dry run changed nothing
+        else:
             async with db.transaction() as conn:
                 await config_export.apply_import(db, document, conn)
-                await audit.record(db, ctx.peer.user, "config.import", document.get("created"),
-                                   _counts(plan), "ok", conn=conn)
-        return {"plan": plan, "applied": apply and not empty, "nothing_to_do": empty}
+                ctx.audit(subject=document.get("created"), detail=_counts(plan))
+                await ctx.write_audit(conn)
+        return Imported(plan=ImportPlan.model_validate(plan), applied=apply and not empty, nothing_to_do=empty)
 
     @server.method("diag.create", role=Role.ADMIN)
-    async def diag_create(ctx: CallContext) -> dict[str, Any]:
+    async def diag_create(ctx: CallContext) -> Bundle:
         """Build a redacted support bundle in <data_dir>/exports."""
         ring = services.logs.ring
         lines = [line for _, line in ring.recent(diag.LOG_LINES)]
-        return await diag.daemon_bundle(
+        return Bundle.model_validate(await diag.daemon_bundle(
             services.settings, services.require_db(), services.require_secrets(),
             status=await daemon_status(services), log_lines=lines, sync=getattr(services, "sync", None),
-        )
+        ))
 
 
 def _counts(plan: dict[str, Any]) -> dict[str, int]:

@@ -10,19 +10,19 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from sovterm.parts.btcpay import require_followed
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
+from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.oauth import STATE_TTL_S
 from sovterm.qbo.service import TOKENS_LOOP_S, QBOService
 from sovterm.qr import text_fitting
 from sovterm.services import Services
-from sovterm.store import audit
 from sovterm.web.qbo import add_routes
 
 
@@ -96,98 +96,215 @@ async def resolve_store(services: Services, store_id: str | None) -> str:
                           fix=f"pass --store ID (selected stores: {known})")
 
 
-def register(server: ControlServer, services: Services) -> None:
-    db = services.require_db
+class Started(Result):
+    authorization_url: str
+    expires_in: int
+    redirect_uri: str
+    environment: str
+    sandbox: bool
+    started_at: float
+    qr: str | None  # None when the link is too wide for a terminal
+    intuit_app_guide: str
 
-    @server.method("setup.qbo.start", role=Role.ADMIN)
-    async def setup_start(ctx: CallContext) -> dict[str, Any]:
+
+class CompanyConnection(Result):
+    """A connected QuickBooks company (its tokens are never shown)."""
+
+    realm_id: str
+    environment: str
+    sandbox: bool
+    auto_sync: bool
+    status: str
+    access_expires_at: int
+    refresh_expires_at: int
+    refresh_hard_expires_at: int | None
+    connected_at: int
+
+
+class ConnectedNow(CompanyConnection):
+    connected: bool  # True
+
+
+class ConnectedEvent(Result):
+    """A company connected, as the `qbo.connected` event told it."""
+
+    connected: bool  # True
+    realm_id: str
+    environment: str
+    sandbox: bool
+    connected_at: int
+
+
+class NotConnectedYet(Result):
+    connected: bool  # False
+    timed_out: bool
+
+
+class QBOStatus(Result):
+    configured: bool
+    problem: str | None
+    environment: str
+    sandbox: bool
+    redirect_uri: str
+    connected: bool
+    state: str
+    can_sync: bool
+    sync_blocked: str  # why sync may not post now ("" when it may)
+
+
+class CompanyStatus(QBOStatus):
+    realm_id: str
+    company_name: str | None
+    auto_sync: bool
+    token_state: str
+    days_left: int | None
+    reason: str | None
+    connected_at: int
+
+
+class CheckedStatus(CompanyStatus):
+    check: str  # "ok", or why the live call failed
+
+
+class QBODisconnected(Result):
+    realm_id: str
+    revoked: bool
+    sandbox: bool
+
+
+class AutoSync(Result):
+    realm_id: str
+    auto_sync: bool
+    sandbox: bool
+
+
+class EntityList(Result):
+    count: int
+    rows: list[dict[str, Any]]  # {id, Name or DisplayName, and the entity's type fields}
+
+
+class Entities(Result):
+    sandbox: bool
+    accounts: EntityList
+    items: EntityList
+    customers: EntityList
+    payment_methods: EntityList
+    classes: EntityList
+    tax_codes: EntityList
+
+
+class Proposed(Result):
+    key: str
+    entity: str
+    name: str
+    existing_id: str | None
+    action: str  # "use existing" or "create"
+
+
+class Proposal(Result):
+    store_id: str
+    realm_id: str
+    sandbox: bool
+    defaults: list[Proposed]
+    current: StoreMapping | None
+
+
+class Applied(Result):
+    mapping: StoreMapping
+    sandbox: bool
+    applied_at: int
+
+
+def register(server: ControlServer, services: Services) -> None:
+    @server.method("setup.qbo.start", role=Role.ADMIN, part="qbo")
+    async def setup_start(ctx: CallContext) -> Started:
         """Start connecting a QuickBooks company: the authorisation link (and its QR code)."""
-        service = require(services)
+        service: QBOService = ctx.part
         if service.problem is not None:
             raise UserFacingError(f"QuickBooks is not configured: {service.problem}",
                                   fix="create your own Intuit app:\n" + service.guide)
         started = await service.start()
-        return {**started, "qr": text_fitting(started["authorization_url"], 80), "intuit_app_guide": service.guide}
+        return Started(**started, qr=text_fitting(started["authorization_url"], 80), intuit_app_guide=service.guide)
 
-    @server.method("setup.qbo.complete", role=Role.ADMIN, params=CompleteParams)
-    async def setup_complete(ctx: CallContext, redirected_url: str) -> dict[str, Any]:
+    @server.method("setup.qbo.complete", role=Role.ADMIN, params=CompleteParams, part="qbo", audit="qbo.connect")
+    async def setup_complete(ctx: CallContext, redirected_url: str) -> CompanyConnection:
         """Finish connecting with the address the browser ended on (for boxes without a public name)."""
-        connection = await require(services).complete(redirected_url)
-        await audit.record(db(), ctx.peer.user, "qbo.connect", connection.realm_id,
-                           {"environment": connection.environment, "via": "paste-back"}, "ok")
-        return asdict(connection)
+        connection = await ctx.part.complete(redirected_url)
+        ctx.audit(subject=connection.realm_id, detail={"environment": connection.environment, "via": "paste-back"})
+        return CompanyConnection(**asdict(connection))
 
-    @server.method("setup.qbo.wait", role=Role.VIEWER, params=WaitParams)
-    async def setup_wait(ctx: CallContext, timeout_s: float, since: float | None) -> dict[str, Any]:
+    @server.method("setup.qbo.wait", role=Role.VIEWER, params=WaitParams, part="qbo")
+    async def setup_wait(
+        ctx: CallContext, timeout_s: float, since: float | None
+    ) -> ConnectedNow | ConnectedEvent | NotConnectedYet:
         """Wait until a company connects through the callback, or the timeout passes."""
-        service = require(services)
+        service: QBOService = ctx.part
         sub = services.bus.subscribe(["qbo.connected"], limit=10)
         try:
             current = await service.active_connection()
             if current is not None and since is not None and current.connected_at >= int(since):
-                return {"connected": True, **asdict(current)}
+                return ConnectedNow(connected=True, **asdict(current))
             try:
                 async with asyncio.timeout(timeout_s):
                     _, event = await sub.next()
             except TimeoutError:
-                return {"connected": False, "timed_out": True}
+                return NotConnectedYet(connected=False, timed_out=True)
             if event is None:
-                return {"connected": False, "timed_out": False}
+                return NotConnectedYet(connected=False, timed_out=False)
             connection = await service.active_connection()
-            return {"connected": True, **(asdict(connection) if connection else event.data)}
+            if connection is None:
+                return ConnectedEvent(connected=True, **event.data)
+            return ConnectedNow(connected=True, **asdict(connection))
         finally:
             services.bus.unsubscribe(sub)
 
-    @server.method("qbo.status", role=Role.VIEWER, params=StatusParams)
-    async def qbo_status(ctx: CallContext, check: bool) -> dict[str, Any]:
+    @server.method("qbo.status", role=Role.VIEWER, params=StatusParams, part="qbo")
+    async def qbo_status(ctx: CallContext, check: bool) -> QBOStatus | CompanyStatus | CheckedStatus:
         """Connection, company, environment (sandbox labelled), auto-sync and token state."""
-        return await require(services).status(check=check)
+        return TypeAdapter(QBOStatus | CompanyStatus | CheckedStatus).validate_python(
+            await ctx.part.status(check=check)
+        )
 
-    @server.method("qbo.disconnect", role=Role.ADMIN)
-    async def qbo_disconnect(ctx: CallContext) -> dict[str, Any]:
+    @server.method("qbo.disconnect", role=Role.ADMIN, part="qbo", audit="qbo.disconnect")
+    async def qbo_disconnect(ctx: CallContext) -> QBODisconnected:
         """Revoke sovterm's access at Intuit and forget the tokens."""
-        result = await require(services).disconnect()
-        await audit.record(db(), ctx.peer.user, "qbo.disconnect", result["realm_id"],
-                           {"revoked": result["revoked"]}, "ok" if result["revoked"] else "forgotten, revoke failed")
+        result = QBODisconnected.model_validate(await ctx.part.disconnect())
+        ctx.audit(subject=result.realm_id, detail={"revoked": result.revoked},
+                  outcome="ok" if result.revoked else "forgotten, revoke failed")
         return result
 
-    @server.method("qbo.auto_sync", role=Role.ADMIN, params=AutoSyncParams)
-    async def qbo_auto_sync(ctx: CallContext, enabled: bool) -> dict[str, Any]:
+    @server.method("qbo.auto_sync", role=Role.ADMIN, params=AutoSyncParams, part="qbo", audit="qbo.auto_sync")
+    async def qbo_auto_sync(ctx: CallContext, enabled: bool) -> AutoSync:
         """Switch automatic posting to QuickBooks on or off (sandbox companies start off)."""
-        connection = await require(services).set_auto_sync(enabled)
-        await audit.record(db(), ctx.peer.user, "qbo.auto_sync", connection.realm_id,
-                           {"enabled": enabled, "sandbox": connection.sandbox}, "ok")
-        return {"realm_id": connection.realm_id, "auto_sync": connection.auto_sync, "sandbox": connection.sandbox}
+        connection = await ctx.part.set_auto_sync(enabled)
+        ctx.audit(subject=connection.realm_id, detail={"enabled": enabled, "sandbox": connection.sandbox})
+        return AutoSync(realm_id=connection.realm_id, auto_sync=connection.auto_sync, sandbox=connection.sandbox)
 
-    @server.method("setup.accounts.list", role=Role.VIEWER)
-    async def accounts_list(ctx: CallContext) -> dict[str, Any]:
+    @server.method("setup.accounts.list", role=Role.VIEWER, part="qbo")
+    async def accounts_list(ctx: CallContext) -> Entities:
         """The company's accounts, items, customers, payment methods, classes and tax codes."""
-        service = require(services)
-        return {"sandbox": await service.connected_sandbox(), **await service.list_entities()}
+        service: QBOService = ctx.part
+        return Entities(sandbox=await service.connected_sandbox(), **await service.list_entities())
 
-    @server.method("setup.accounts.propose", role=Role.VIEWER, params=StoreParams)
-    async def accounts_propose(ctx: CallContext, store_id: str | None) -> dict[str, Any]:
+    @server.method("setup.accounts.propose", role=Role.VIEWER, params=StoreParams, part="qbo")
+    async def accounts_propose(ctx: CallContext, store_id: str | None) -> Proposal:
         """The default accounts sovterm would use (found by name) or create, and the current mapping."""
-        return await require(services).propose(await resolve_store(services, store_id))
+        return Proposal.model_validate(await ctx.part.propose(await resolve_store(services, store_id)))
 
-    @server.method("setup.accounts.apply", role=Role.ADMIN, params=ApplyParams)
+    @server.method("setup.accounts.apply", role=Role.ADMIN, params=ApplyParams, part="qbo",
+                   audit="setup.accounts.apply")
     async def accounts_apply(
         ctx: CallContext, store_id: str | None, auto: bool, overrides: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> Applied:
         """Save a store's mapping; `auto` creates the missing defaults (never duplicates)."""
+        ctx.audit(detail={"auto": auto, "overrides": overrides})
         store = await resolve_store(services, store_id)
-        service = require(services)
-        try:
-            mapping = await service.apply_mapping(store, auto=auto, overrides=overrides)
-        except UserFacingError as exc:
-            await audit.record(db(), ctx.peer.user, "setup.accounts.apply", store,
-                               {"auto": auto, "overrides": overrides, "error": exc.message}, "refused")
-            raise
-        await audit.record(db(), ctx.peer.user, "setup.accounts.apply", store,
-                           {"auto": auto, "overrides": overrides, "realm_id": mapping.realm_id,
-                            "names": mapping.names}, "ok")
-        return {"mapping": asdict(mapping), "sandbox": await service.connected_sandbox(),
-                "applied_at": int(time.time())}
+        ctx.audit(subject=store, detail={"auto": auto, "overrides": overrides})
+        service: QBOService = ctx.part
+        mapping = await service.apply_mapping(store, auto=auto, overrides=overrides)
+        ctx.audit(subject=store, detail={"auto": auto, "overrides": overrides, "realm_id": mapping.realm_id,
+                                         "names": mapping.names})
+        return Applied(mapping=mapping, sandbox=await service.connected_sandbox(), applied_at=int(time.time()))
 
 
 PART = Part("qbo", stage=qbo_stage, loops=qbo_loops, routes=add_routes, methods=register)

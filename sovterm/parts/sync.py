@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sovterm.btcpay import ledger
 from sovterm.btcpay.errors import BTCPayAuthError, BTCPayNotFound
@@ -22,7 +22,7 @@ from sovterm.btcpay.models import (
 )
 from sovterm.parts.btcpay import require_followed
 from sovterm.control.roles import Role
-from sovterm.control.server import CallContext, ControlServer
+from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
@@ -30,7 +30,6 @@ from sovterm.qbo.client import QBOClient
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext
 from sovterm.services import Services
-from sovterm.store import audit
 from sovterm.sync import payouts, reconcile, records
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.service import SyncService
@@ -197,132 +196,250 @@ class BookParams(BaseModel):
     store_id: str | None = None
 
 
+class SyncStatus(Result):
+    queued: int
+    running: int
+    dead: int
+    held: int
+    done: int
+    unmatched: int
+    review: int
+    paused: bool
+    last_poll_age_s: float | None
+    last_posting_age_s: float | None
+    backfill: dict[str, Any]  # the backfill's progress record ({"state": "none"} before the first)
+    held_reason: str | None
+
+
+class SyncTotals(Result):
+    """Settled fiat in the most used currency: exact decimals as strings, `daily` oldest first."""
+
+    currency: str
+    today: str
+    d7: str
+    d30: str
+    daily: list[str]
+
+
+class ReviewPosting(Result):
+    store_id: str
+    invoice_id: str
+    kind: str
+    seq: int
+    entity: str
+    amount: str
+    currency: str
+    qbo_id: str | None
+    txn_date: str
+    review: str | None
+
+
+class RecentPosting(ReviewPosting):
+    status: str
+    void_reason: str | None
+    posted_at: int | None
+
+
+class DeadJob(Result):
+    job_id: int
+    store_id: str
+    invoice_id: str
+    attempts: int
+    error: str | None
+    since: int
+
+
+class Unmatched(Result):
+    store_id: str
+    invoice_id: str
+    reason: str
+    amount: str | None
+    currency: str | None
+    since: int
+
+
+class Reviewed(Result):
+    reviewed: int
+
+
+class Retried(Result):
+    retried: int
+
+
+class Resolved(Result):
+    invoice_id: str
+    store_id: str
+    resolution: dict[str, Any]  # {"qbo_invoice": doc} | {"as_deposit": true} | {"ignore": reason}
+
+
+class SyncRun(Result):
+    poll: dict[str, Any]  # what BTCPay's poll did (its own summary)
+    jobs: int
+    status: SyncStatus
+
+
+class Paused(Result):
+    paused: bool
+
+
+class Backfill(Result):
+    since: str
+    state: str
+    done: int
+    total: int
+    imported: bool
+    started_at: int
+    finished_at: int | None
+
+
+class Mode(Result):
+    store_id: str
+    mode: str
+    deposit_as: str | None
+
+
+class Reconciliation(Result):
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    date_from: str = Field(alias="from")
+    date_to: str = Field(alias="to")
+    ok: bool
+    days: list[dict[str, Any]]
+    differences: list[dict[str, Any]]
+    wallets: list[dict[str, Any]]
+    store_id: str | None
+
+
+class Booked(Result):
+    store_id: str
+    txid: str
+    sats: int
+    account_id: str
+    account: str | None
+    direction: Literal["in", "out"]
+
+
 def register(server: ControlServer, services: Services) -> None:
-    def svc() -> SyncService:
-        if services.sync is None:
-            raise UserFacingError("the sync part is not running")
-        return services.sync
-
-    @server.method("sync.status", role=Role.VIEWER)
-    async def status(ctx: CallContext) -> dict[str, Any]:
+    @server.method("sync.status", role=Role.VIEWER, part="sync")
+    async def status(ctx: CallContext) -> SyncStatus:
         """Queue counts, dead/held/unmatched, ages of the last poll and posting, backfill progress."""
-        return await svc().status()
+        return SyncStatus.model_validate(await ctx.part.status())
 
-    @server.method("sync.totals", role=Role.VIEWER)
-    async def totals(ctx: CallContext) -> dict[str, Any]:
+    @server.method("sync.totals", role=Role.VIEWER, part="sync")
+    async def totals(ctx: CallContext) -> SyncTotals:
         """Settled fiat today, over 7 and 30 days, and per day for 30 days (oldest first)."""
-        return await svc().totals()
+        return SyncTotals.model_validate(await ctx.part.totals())
 
-    @server.method("sync.recent", role=Role.VIEWER, params=LimitParams)
-    async def recent(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
+    @server.method("sync.recent", role=Role.VIEWER, params=LimitParams, part="sync")
+    async def recent(ctx: CallContext, limit: int) -> list[RecentPosting]:
         """The latest postings with their QuickBooks ids."""
-        return await svc().recent(limit)
+        return [RecentPosting.model_validate(r) for r in await ctx.part.recent(limit)]
 
-    @server.method("sync.dead", role=Role.VIEWER)
-    async def dead(ctx: CallContext) -> list[dict[str, Any]]:
+    @server.method("sync.dead", role=Role.VIEWER, part="sync")
+    async def dead(ctx: CallContext) -> list[DeadJob]:
         """Dead-lettered jobs and why each failed."""
-        return await svc().dead()
+        return [DeadJob.model_validate(r) for r in await ctx.part.dead()]
 
-    @server.method("sync.unmatched", role=Role.VIEWER)
-    async def unmatched(ctx: CallContext) -> list[dict[str, Any]]:
+    @server.method("sync.unmatched", role=Role.VIEWER, part="sync")
+    async def unmatched(ctx: CallContext) -> list[Unmatched]:
         """Invoicing-mode invoices that match no QuickBooks invoice."""
-        return await svc().unmatched()
+        return [Unmatched.model_validate(r) for r in await ctx.part.unmatched()]
 
-    @server.method("sync.review", role=Role.VIEWER, params=LimitParams)
-    async def review(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
+    @server.method("sync.review", role=Role.VIEWER, params=LimitParams, part="sync")
+    async def review(ctx: CallContext, limit: int) -> list[ReviewPosting]:
         """Posted documents flagged for review (an overpayment, a settlement below the price) that nobody has
         marked reviewed yet, by transaction date."""
-        return await svc().to_review(limit)
+        return [ReviewPosting.model_validate(r) for r in await ctx.part.to_review(limit)]
 
-    @server.method("sync.reviewed", role=Role.ADMIN, params=ReviewedParams)
-    async def reviewed(ctx: CallContext, invoice_id: str | None, all: bool) -> dict[str, Any]:
+    @server.method("sync.reviewed", role=Role.ADMIN, params=ReviewedParams, part="sync", audit="sync.reviewed")
+    async def reviewed(ctx: CallContext, invoice_id: str | None, all: bool) -> Reviewed:
         """Take one invoice's flagged postings, or all of them, off the review list (who and when are kept)."""
+        ctx.audit(subject=invoice_id or "all")
         if (invoice_id is None) == (not all):
             raise UserFacingError("give an invoice id or --all")
-        result = await svc().mark_reviewed(None if all else invoice_id, actor=ctx.peer.user)
-        await audit.record(services.require_db(), ctx.peer.user, "sync.reviewed", invoice_id or "all", result, "ok")
-        return result
+        result = await ctx.part.mark_reviewed(None if all else invoice_id, actor=ctx.peer.user)
+        ctx.audit(subject=invoice_id or "all", detail=result)
+        return Reviewed.model_validate(result)
 
-    @server.method("sync.retry", role=Role.ADMIN, params=JobParams)
-    async def retry(ctx: CallContext, job_id: int | None, all: bool) -> dict[str, Any]:
+    @server.method("sync.retry", role=Role.ADMIN, params=JobParams, part="sync", audit="sync.retry")
+    async def retry(ctx: CallContext, job_id: int | None, all: bool) -> Retried:
         """Retry one dead job, or all of them."""
+        ctx.audit(subject=str(job_id or "all"))
         if (job_id is None) == (not all):
             raise UserFacingError("give a job id or --all")
-        result = await svc().retry(None if all else job_id)
-        await audit.record(services.require_db(), ctx.peer.user, "sync.retry", str(job_id or "all"), result, "ok")
-        return result
+        result = await ctx.part.retry(None if all else job_id)
+        ctx.audit(subject=str(job_id or "all"), detail=result)
+        return Retried.model_validate(result)
 
-    @server.method("sync.resolve", role=Role.ADMIN, params=ResolveParams)
+    @server.method("sync.resolve", role=Role.ADMIN, params=ResolveParams, part="sync", audit="sync.resolve")
     async def resolve(ctx: CallContext, invoice_id: str, qbo_invoice: str | None, as_deposit: bool,
-                      ignore: str | None) -> dict[str, Any]:
+                      ignore: str | None) -> Resolved:
         """Decide what an unmatched invoice is: a QuickBooks invoice, a deposit, or nothing."""
-        result = await svc().resolve(invoice_id, qbo_invoice=qbo_invoice, as_deposit=as_deposit, ignore=ignore,
-                                     actor=ctx.peer.user)
-        await audit.record(services.require_db(), ctx.peer.user, "sync.resolve", invoice_id, result["resolution"], "ok")
-        return result
+        ctx.audit(subject=invoice_id)
+        result = await ctx.part.resolve(invoice_id, qbo_invoice=qbo_invoice, as_deposit=as_deposit, ignore=ignore,
+                                        actor=ctx.peer.user)
+        ctx.audit(subject=invoice_id, detail=result["resolution"])
+        return Resolved.model_validate(result)
 
-    @server.method("sync.now", role=Role.ADMIN)
-    async def now(ctx: CallContext) -> dict[str, Any]:
+    @server.method("sync.now", role=Role.ADMIN, part="sync")
+    async def now(ctx: CallContext) -> SyncRun:
         """Poll BTCPay now, then work the queue."""
         polled = await services.intake.poll_all() if services.intake is not None else {"skipped": "no BTCPay"}
-        drained = await svc().engine.drain()
-        return {"poll": polled, **drained, "status": await svc().status()}
+        drained = await ctx.part.engine.drain()
+        return SyncRun(poll=polled, jobs=drained["jobs"], status=SyncStatus.model_validate(await ctx.part.status()))
 
-    @server.method("sync.pause", role=Role.ADMIN)
-    async def pause(ctx: CallContext) -> dict[str, Any]:
+    @server.method("sync.pause", role=Role.ADMIN, part="sync", audit="sync.pause")
+    async def pause(ctx: CallContext) -> Paused:
         """Stop posting (kept across restarts) until resumed."""
-        await audit.record(services.require_db(), ctx.peer.user, "sync.pause", None, {}, "ok")
-        return await svc().pause()
+        return Paused.model_validate(await ctx.part.pause())
 
-    @server.method("sync.resume", role=Role.ADMIN)
-    async def resume(ctx: CallContext) -> dict[str, Any]:
+    @server.method("sync.resume", role=Role.ADMIN, part="sync", audit="sync.resume")
+    async def resume(ctx: CallContext) -> Paused:
         """Resume posting."""
-        await audit.record(services.require_db(), ctx.peer.user, "sync.resume", None, {}, "ok")
-        return await svc().resume()
+        return Paused.model_validate(await ctx.part.resume())
 
-    @server.method("sync.backfill", role=Role.ADMIN, params=BackfillParams)
-    async def backfill(ctx: CallContext, since: str) -> dict[str, Any]:
+    @server.method("sync.backfill", role=Role.ADMIN, params=BackfillParams, part="sync", audit="sync.backfill")
+    async def backfill(ctx: CallContext, since: str) -> Backfill:
         """Post historical settled invoices since a date (batched, resumable)."""
-        result = await svc().start_backfill(since)
-        await audit.record(services.require_db(), ctx.peer.user, "sync.backfill", since, {}, "ok")
-        return result
+        ctx.audit(subject=since)
+        return Backfill.model_validate(await ctx.part.start_backfill(since))
 
-    @server.method("setup.mode", role=Role.ADMIN, params=ModeParams)
-    async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None) -> dict[str, Any]:
+    @server.method("setup.mode", role=Role.ADMIN, params=ModeParams, audit="setup.mode")
+    async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None) -> Mode:
         """Deposit or invoicing mode, for one store or as the default."""
+        ctx.audit(subject=store_id or "default")
         if store_id is not None:
             await require_followed(services, store_id)
         value = await records.set_mode(services.require_db(), mode, deposit_as, store_id)
         if services.sync is not None:
             services.sync.engine.forget_store_settings()
-        await audit.record(services.require_db(), ctx.peer.user, "setup.mode", store_id or "default", value, "ok")
-        return {"store_id": store_id or "default", **value}
+        ctx.audit(subject=store_id or "default", detail=value)
+        return Mode(store_id=store_id or "default", **value)
 
-    @server.method("reconcile", role=Role.VIEWER, params=RangeParams)
-    async def reconcile_(ctx: CallContext, date_from: str, date_to: str, store_id: str | None) -> dict[str, Any]:
+    @server.method("reconcile", role=Role.VIEWER, params=RangeParams, part="qbo")
+    async def reconcile_(ctx: CallContext, date_from: str, date_to: str, store_id: str | None) -> Reconciliation:
         """Compare what BTCPay settled with what QuickBooks holds, per day, currency and invoice; and per store
         the bitcoin the ledger says it holds with BTCPay's wallet, listing transactions no document explains
         (one store's, or all)."""
         if store_id is not None:
             await require_followed(services, store_id)
-        if services.qbo is None:
-            raise UserFacingError("QuickBooks is not connected")
         btcpay = services.btcpay
         if btcpay is not None:
             if services.intake is not None:
                 await services.intake.poll_all()  # refresh the ledger first
             if services.payouts is not None:
                 await services.payouts.poll()  # and the payouts the wallet paid
-        client = await services.qbo.client()
-        ctx_currency = await services.qbo.currency_context()
+        client = await ctx.part.client()
+        ctx_currency = await ctx.part.currency_context()
         report = await reconcile.check(services.require_db(), client, date_from, date_to, ctx_currency.home,
                                        btcpay.client_for_store if btcpay is not None else None, only_store=store_id)
-        return {**report.as_dict(), "store_id": store_id}
+        return Reconciliation.model_validate({**report.as_dict(), "store_id": store_id})
 
-    @server.method("reconcile.book", role=Role.ADMIN, params=BookParams)
-    async def reconcile_book(ctx: CallContext, txid: str, account: str, store_id: str | None) -> dict[str, Any]:
+    @server.method("reconcile.book", role=Role.ADMIN, params=BookParams, part="sync", audit="reconcile.book")
+    async def reconcile_book(ctx: CallContext, txid: str, account: str, store_id: str | None) -> Booked:
         """Book a wallet transaction no document explains as a Transfer to (withdrawal) or from (deposit) a
         QuickBooks balance-sheet account; posted once by the sync, valued like a BTC payout."""
+        ctx.audit(subject=txid)
         if services.qbo is None or services.btcpay is None:
             raise UserFacingError("both BTCPay and QuickBooks must be connected")
         db = services.require_db()
@@ -335,9 +452,9 @@ def register(server: ControlServer, services: Services) -> None:
             raise UserFacingError(f"store {store_id} is not followed", fix="see `sovterm status` for the stores")
         result = await reconcile.book(db, services.btcpay.client_for_store(store_id), await services.qbo.client(),
                                       store_id, txid, account, ctx.peer.user)
-        await audit.record(db, ctx.peer.user, "reconcile.book", txid, result, "ok")
-        svc().engine.kick()
-        return result
+        ctx.audit(subject=txid, detail=result)
+        ctx.part.engine.kick()
+        return Booked.model_validate(result)
 
 
 PART = Part("sync", stage=sync_stage, loops=sync_loops, methods=register)

@@ -23,7 +23,7 @@ from sovterm.btcpay.errors import BTCPayError, BTCPayNotFound
 from sovterm.btcpay.models import Payout, PayoutState, PullPayment, btc_to_sats, btc_to_sats_rounded
 from sovterm.btcpay.webhooks import PayoutEvent, WebhookEvent
 from sovterm.errors import UserFacingError
-from sovterm.store import audit
+from sovterm.store.audit import Recorder
 from sovterm.store.db import Database
 
 log = logging.getLogger("sovterm.payouts")
@@ -264,24 +264,25 @@ class PayoutService:
         return {"store_id": row["store_id"], "amount": row["original_amount"], "currency": row["original_currency"],
                 "sats": row["amount_sats"], "revision": row["revision"], "destination": row["destination"], **extra}
 
-    async def _audit(self, actor: str, action: str, row: dict[str, Any], outcome: str, **extra: Any) -> None:
-        await audit.record(self.db, actor, action, row["payout_id"], self._detail(row, **extra), outcome)
+    async def _audit(self, audit: Recorder, row: dict[str, Any], outcome: str, *,
+                     conn: aiosqlite.Connection | None = None, **extra: Any) -> None:
+        await audit(row["payout_id"], self._detail(row, **extra), outcome, conn=conn)
 
-    async def _stale(self, actor: str, action: str, row: dict[str, Any], why: str) -> StalePayout:
+    async def _stale(self, audit: Recorder, row: dict[str, Any], why: str) -> StalePayout:
         fresh = await self.refresh_one(row["store_id"], row["payout_id"]) or row
         await self.db.write("DELETE FROM payout_approvals WHERE store_id = ? AND payout_id = ?",
                             (row["store_id"], row["payout_id"]))
-        await self._audit(actor, action, row, "stale_revision", now_revision=fresh["revision"], now_state=fresh["state"])
+        await self._audit(audit, row, "stale_revision", now_revision=fresh["revision"], now_state=fresh["state"])
         return StalePayout(
             f"payout {row['payout_id']} changed at BTCPay since the mirror showed it ({why}); it is now "
             f"{fresh['state']}, revision {fresh['revision']}. Nothing was done.",
             fix="review it again (`sovterm payouts list`) and repeat the action if it is still right",
         )
 
-    async def approve(self, payout_id: str, *, actor: str) -> dict[str, Any]:
+    async def approve(self, payout_id: str, *, actor: str, audit: Recorder) -> dict[str, Any]:
         row = await self._require(payout_id)
         if row["state"] != PayoutState.AWAITING_APPROVAL:
-            await self._audit(actor, "payout.approve", row, "refused_state")
+            await self._audit(audit, row, "refused_state")
             raise UserFacingError(f"payout {payout_id} is {row['state']}, not awaiting approval")
         if self.needs_four_eyes(row):
             first = await self.db.fetchone(
@@ -293,11 +294,11 @@ class PayoutService:
                     "VALUES(?,?,?,?,?) ON CONFLICT(store_id, payout_id) DO UPDATE SET revision = excluded.revision, "
                     "approved_by = excluded.approved_by, approved_at = excluded.approved_at",
                     (row["store_id"], payout_id, row["revision"], actor, int(self.clock())))
-                await self._audit(actor, "payout.approve", row, "pending_second_approval")
+                await self._audit(audit, row, "pending_second_approval")
                 return {**row, "result": "pending", "message": "first approval recorded; a second, different admin "
                         "must approve this payout too"}
             if first[0] == actor:
-                await self._audit(actor, "payout.approve", row, "refused_same_user")
+                await self._audit(audit, row, "refused_same_user")
                 raise UserFacingError(
                     f"you already approved payout {payout_id}; four eyes: a different admin must give the second approval")
             second_of = first[0]
@@ -308,59 +309,59 @@ class PayoutService:
             payout = await client.approve_payout(row["store_id"], payout_id, revision=row["revision"])
         except BTCPayError as exc:
             if exc.btcpay_code in ("old-revision", "invalid-state"):
-                raise await self._stale(actor, "payout.approve", row, exc.btcpay_code) from None
+                raise await self._stale(audit, row, exc.btcpay_code) from None
             if exc.btcpay_code == "amount-too-low":
                 await self.refresh_one(row["store_id"], payout_id)
-                await self._audit(actor, "payout.approve", row, "failed_amount_too_low")
+                await self._audit(audit, row, "failed_amount_too_low")
                 raise UserFacingError(f"BTCPay refused payout {payout_id}: the amount is too low, so BTCPay "
                                       "cancelled it") from None
-            await self._audit(actor, "payout.approve", row, "failed", error=exc.message)
+            await self._audit(audit, row, "failed", error=exc.message)
             raise
         async with self.db.transaction() as conn:
             await self.upsert(conn, row["store_id"], payout, row["pull_payment_name"])
             await conn.execute("DELETE FROM payout_approvals WHERE store_id = ? AND payout_id = ?",
                                (row["store_id"], payout_id))
-            await audit.record(self.db, actor, "payout.approve", payout_id,
-                               self._detail(row, first_approval_by=second_of, payout_amount=_s(payout.payout_amount)),
-                               "approved", conn=conn)
+            await self._audit(audit, row, "approved", conn=conn, first_approval_by=second_of,
+                              payout_amount=_s(payout.payout_amount))
         return {**(await self.get(payout_id) or {}), "result": "approved"}
 
-    async def _checked(self, actor: str, action: str, payout_id: str, allowed: tuple[str, ...]) -> tuple[dict[str, Any], PayoutBTCPay]:
+    async def _checked(self, audit: Recorder, action: str, payout_id: str,
+                       allowed: tuple[str, ...]) -> tuple[dict[str, Any], PayoutBTCPay]:
         """The mirrored row, after confirming BTCPay still has the revision and state the operator saw."""
         row = await self._require(payout_id)
         if row["state"] not in allowed:
-            await self._audit(actor, action, row, "refused_state")
+            await self._audit(audit, row, "refused_state")
             raise UserFacingError(f"payout {payout_id} is {row['state']}; {action.split('.')[1]} needs "
                                   f"{' or '.join(allowed)}")
         client = await self.btcpay_for(row["store_id"])
         current = await client.get_payout(row["store_id"], payout_id)
         if current.revision != row["revision"] or current.state != row["state"]:
-            raise await self._stale(actor, action, row, f"revision {row['revision']} → {current.revision}")
+            raise await self._stale(audit, row, f"revision {row['revision']} → {current.revision}")
         return row, client
 
-    async def cancel(self, payout_id: str, *, actor: str) -> dict[str, Any]:
+    async def cancel(self, payout_id: str, *, audit: Recorder) -> dict[str, Any]:
         allowed = (PayoutState.AWAITING_APPROVAL.value, PayoutState.AWAITING_PAYMENT.value)
-        row, client = await self._checked(actor, "payout.cancel", payout_id, allowed)
+        row, client = await self._checked(audit, "payout.cancel", payout_id, allowed)
         try:
             await client.cancel_payout(row["store_id"], payout_id)
         except BTCPayError as exc:
-            await self._audit(actor, "payout.cancel", row, "failed", error=exc.message)
+            await self._audit(audit, row, "failed", error=exc.message)
             await self.refresh_one(row["store_id"], payout_id)
             raise
-        await self._audit(actor, "payout.cancel", row, "cancelled")
+        await self._audit(audit, row, "cancelled")
         await self.db.write("DELETE FROM payout_approvals WHERE store_id = ? AND payout_id = ?", (row["store_id"], payout_id))
         return {**(await self._refresh_after(row) or row), "result": "cancelled"}
 
-    async def mark_paid(self, payout_id: str, *, actor: str) -> dict[str, Any]:
+    async def mark_paid(self, payout_id: str, *, audit: Recorder) -> dict[str, Any]:
         allowed = (PayoutState.AWAITING_PAYMENT.value, PayoutState.IN_PROGRESS.value)
-        row, client = await self._checked(actor, "payout.mark_paid", payout_id, allowed)
+        row, client = await self._checked(audit, "payout.mark_paid", payout_id, allowed)
         try:
             await client.mark_payout_paid(row["store_id"], payout_id)
         except BTCPayError as exc:
-            await self._audit(actor, "payout.mark_paid", row, "failed", error=exc.message)
+            await self._audit(audit, row, "failed", error=exc.message)
             await self.refresh_one(row["store_id"], payout_id)
             raise
-        await self._audit(actor, "payout.mark_paid", row, "marked_paid")
+        await self._audit(audit, row, "marked_paid")
         return {**(await self._refresh_after(row) or row), "result": "marked_paid"}
 
     async def _refresh_after(self, row: dict[str, Any]) -> dict[str, Any] | None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 import aiosqlite
 
 from sovterm.store.db import Database
 
 COLUMNS = ("id", "at", "actor", "action", "subject", "detail", "outcome")
+
+
+class Recorder(Protocol):
+    """Writes the audit row of an operator's action whose actor and action the caller already knows (a
+    control call's, by the control server); inside `conn` when the row must commit with the change."""
+
+    def __call__(self, subject: str | None, detail: dict[str, Any], outcome: str, *,
+                 conn: aiosqlite.Connection | None = None) -> Awaitable[None]: ...
 
 
 async def record(

@@ -53,7 +53,8 @@ def test_overpayment_leaves_unapplied_credit_and_is_flagged_for_review(invoicing
     assert s.cli_json("sync", "status")["review"] == waiting - 1
     again = s.cli("sync", "reviewed", inv.id)
     assert again.returncode != 0 and "nothing of invoice" in again.stderr
-    assert [r["subject"] for r in s.cli_json("audit") if r["action"] == "sync.reviewed"] == [inv.id]
+    trail = [(r["subject"], r["outcome"]) for r in s.cli_json("audit") if r["action"] == "sync.reviewed"]
+    assert trail == [(inv.id, "refused"), (inv.id, "ok")]  # newest first: the second try was refused
     assert s.sql("SELECT reviewed_by FROM sync_postings WHERE invoice_id = ?", (inv.id,))[0][0]
 
 

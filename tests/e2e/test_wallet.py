@@ -101,5 +101,5 @@ def test_payout_fees_are_booked_once_and_the_wallet_balance_reconciles(system: S
     code, report = _reconcile(s)
     assert code == 0 and report["ok"], report
     assert report["wallets"][0]["booked"] == -20_500
-    assert s.sql("SELECT action, subject FROM audit WHERE action = 'reconcile.book'") == [("reconcile.book",
-                                                                                          withdrawal.txid)]
+    assert s.sql("SELECT subject, outcome FROM audit WHERE action = 'reconcile.book' ORDER BY id") == [
+        (withdrawal.txid, "ok"), (withdrawal.txid, "refused"), (tx.txid, "refused")]

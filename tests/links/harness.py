@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,11 @@ class World:
     settings: Settings
     clock: Clock
     btcpay_calls: int = 0
+    audited: list[tuple[str | None, dict[str, Any], str]] = field(default_factory=list)
+
+    async def audit(self, subject: str | None, detail: dict[str, Any], outcome: str, *, conn: Any = None) -> None:
+        """The audit recorder a control call hands the service; here its rows are kept in `audited`."""
+        self.audited.append((subject, detail, outcome))
 
     def btcpay_client(self) -> BTCPayClient:
         return BTCPayClient(self.btcpay_url, Secret(self.api_key), self.session, timeout_s=5, retry_attempts=0)

@@ -39,7 +39,7 @@ async def test_pay_page_redirects_to_checkout_with_amount(world: World, tmp_path
     server = TestServer(app, port=0)
     await server.start_server()
     try:
-        link = await links.create_qbo("1003", actor="alice")
+        link = await links.create_qbo("1003", actor="alice", audit=world.audit)
         pay_url = str(server.make_url("/pay/" + link["url"].rsplit("/pay/", 1)[1]))
         dom = await chromium(tmp_path, pay_url, "--dump-dom")
         [inv] = world.btcpay_invoices()

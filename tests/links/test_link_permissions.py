@@ -62,7 +62,7 @@ async def test_setup_warns_and_status_keeps_showing_it(world: World) -> None:
 
 async def test_unfollowed_store_error_points_at_commands_that_exist(world: World) -> None:
     with pytest.raises(UserFacingError) as refused:
-        await world.links().create_fixed("5", "USD", None, actor="alice", store_id="not-followed")
+        await world.links().create_fixed("5", "USD", None, actor="alice", audit=world.audit, store_id="not-followed")
     assert "not followed" in refused.value.message
     fix = refused.value.fix or ""
     assert "`sovterm btcpay status`" in fix and "`sovterm setup btcpay --store STORE_ID`" in fix

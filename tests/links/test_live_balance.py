@@ -48,7 +48,7 @@ async def reservations(world: World) -> list[tuple[str, str, str]]:
 
 async def first_click(world: World, page: PayPage, doc_number: str) -> tuple[str, Any]:
     """A link for QuickBooks invoice `doc_number` and the click that reserves its first BTCPay invoice."""
-    link = await page.links.create_qbo(doc_number, actor="alice")
+    link = await page.links.create_qbo(doc_number, actor="alice", audit=world.audit)
     token = token_of(link["url"])
     outcome = await page.pay(token)
     assert outcome.status == 303 and outcome.reason == "created"

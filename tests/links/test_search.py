@@ -15,7 +15,7 @@ async def test_search_by_number_or_customer_shows_the_active_link(world: World) 
     by_customer = await links.search_invoices(first["customer"][:4].upper(), limit=50)
     assert first["id"] in [i["id"] for i in by_customer]
     assert first["link_id"] is None
-    link = await links.create_qbo(first["doc_number"], actor="alice")
+    link = await links.create_qbo(first["doc_number"], actor="alice", audit=world.audit)
     again = await links.search_invoices(first["doc_number"], limit=50)
     assert again[0]["link_id"] == link["link_id"]
     assert await links.search_invoices("no-such-invoice-or-customer", limit=50) == []

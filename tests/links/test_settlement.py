@@ -26,7 +26,7 @@ async def test_settled_link_invoice_becomes_a_qbo_payment(world: World) -> None:
     server = TestServer(app, port=0)
     await server.start_server()
     try:
-        link = await links.create_qbo("1002", actor="alice")
+        link = await links.create_qbo("1002", actor="alice", audit=world.audit)
         pay_url = str(server.make_url("/pay/" + link["url"].rsplit("/pay/", 1)[1]))
         async with world.session.get(pay_url, allow_redirects=False) as resp:
             assert resp.status == 303

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,10 +11,10 @@ import pytest
 from sovterm.btcpay.webhooks import PayoutEvent
 from sovterm.control import protocol as rpc
 from sovterm.parts.payouts import register_methods
-from sovterm.control.roles import Peer, Role, RolePolicy
-from sovterm.control.server import Connection, ControlServer
+from sovterm.control.roles import Role
 from sovterm.payouts.service import CompletedPort, PayoutService
 from tests.links.harness import World
+from tests.support.dispatch import Dispatch, wire
 
 
 def service(world: World, four_eyes: int | None = None, completed: CompletedPort | None = None) -> PayoutService:
@@ -24,18 +23,6 @@ def service(world: World, four_eyes: int | None = None, completed: CompletedPort
 
     return PayoutService(world.db, world.btcpay_for, stores, lambda: four_eyes, completed=completed,
                          clock=world.clock)
-
-
-class Control:
-    """The control server's dispatch with callers of our choosing (no socket needed)."""
-
-    def __init__(self, payouts: PayoutService) -> None:
-        self.server = ControlServer(None, RolePolicy(0, None, None), version="t")  # type: ignore[arg-type]
-        register_methods(self.server, SimpleNamespace(payouts=payouts))  # type: ignore[arg-type]
-
-    async def call(self, user: str, role: Role, method: str, **params: Any) -> Any:
-        conn = Connection(Peer(1, 1000, 1000, user, role), None, 10)  # type: ignore[arg-type]
-        return await self.server.dispatch(conn, method, params)
 
 
 async def audit_rows(world: World) -> list[tuple[str, str, str, str, dict[str, Any]]]:
@@ -64,17 +51,17 @@ async def test_viewer_refused_and_admin_approves_with_audit(world: World) -> Non
     p = sim.create_payout(world.store_id, Decimal("0.001"), "BTC")
     payouts = service(world)
     await payouts.poll()
-    control = Control(payouts)
-    listed = await control.call("vera", Role.VIEWER, "payouts.list")
+    control = Dispatch(world.db, register_methods, payouts=payouts)
+    listed = await control.call("payouts.list", user="vera", role=Role.VIEWER)
     assert [x["payout_id"] for x in listed] == [p.id]
     with pytest.raises(rpc.RpcError) as refused:
-        await control.call("vera", Role.VIEWER, "payouts.approve", payout_id=p.id)
+        await control.call("payouts.approve", user="vera", role=Role.VIEWER, payout_id=p.id)
     assert refused.value.code == rpc.FORBIDDEN and "admin" in refused.value.message
     assert sim.payouts[p.id].state == "AwaitingApproval"
-    result = await control.call("alice", Role.ADMIN, "payouts.approve", payout_id=p.id)
+    result = await control.call("payouts.approve", payout_id=p.id)
     assert result["result"] == "approved" and result["state"] == "AwaitingPayment"
     assert sim.payouts[p.id].state == "AwaitingPayment"
-    done = await control.call("alice", Role.ADMIN, "payouts.mark_paid", payout_id=p.id)
+    done = await control.call("payouts.mark_paid", payout_id=p.id)
     assert done["state"] == "Completed" and sim.payouts[p.id].state == "Completed"
     rows = await audit_rows(world)
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
@@ -88,22 +75,22 @@ async def test_stale_revision_is_reported_and_mirror_refreshed(world: World) -> 
     payouts = service(world)
     await payouts.poll()
     sim.revise_payout(p.id, destination="bc1qchangedbytheclaimant")  # revision 0 -> 1 at BTCPay
-    control = Control(payouts)
+    control = Dispatch(world.db, register_methods, payouts=payouts)
     with pytest.raises(rpc.RpcError) as stale:
-        await control.call("alice", Role.ADMIN, "payouts.approve", payout_id=p.id)
+        await control.call("payouts.approve", payout_id=p.id)
     assert stale.value.code == rpc.USER_ERROR and "changed at BTCPay" in stale.value.message
     assert "revision 1" in stale.value.message and "Nothing was done" in stale.value.message
     assert sim.payouts[p.id].state == "AwaitingApproval"  # not retried blindly
     row = await payouts.get(p.id)
     assert row["revision"] == 1 and row["destination"] == "bc1qchangedbytheclaimant"
     # the operator reviews and approves again: now it goes through
-    assert (await control.call("alice", Role.ADMIN, "payouts.approve", payout_id=p.id))["result"] == "approved"
+    assert (await control.call("payouts.approve", payout_id=p.id))["result"] == "approved"
     # cancel checks the revision too (BTCPay's cancel takes none)
     q = sim.create_payout(world.store_id, Decimal("0.003"), "BTC")
     await payouts.poll()
     sim.revise_payout(q.id, amount=Decimal("0.004"))
     with pytest.raises(rpc.RpcError, match="changed at BTCPay"):
-        await control.call("alice", Role.ADMIN, "payouts.cancel", payout_id=q.id)
+        await control.call("payouts.cancel", payout_id=q.id)
     assert sim.payouts[q.id].state == "AwaitingApproval"
     outcomes = [(r[1], r[3]) for r in await audit_rows(world)]
     assert outcomes == [("payout.approve", "stale_revision"), ("payout.approve", "approved"),
@@ -117,18 +104,19 @@ async def test_four_eyes_needs_a_second_different_admin(world: World) -> None:
     fiat = sim.create_payout(world.store_id, Decimal("5.00"), "USD")  # sats unknown until approval
     payouts = service(world, four_eyes=50_000)
     await payouts.poll()
-    control = Control(payouts)
-    assert (await control.call("alice", Role.ADMIN, "payouts.approve", payout_id=small.id))["result"] == "approved"
-    first = await control.call("alice", Role.ADMIN, "payouts.approve", payout_id=big.id)
+    control = Dispatch(world.db, register_methods, payouts=payouts)
+    assert (await control.call("payouts.approve", payout_id=small.id))["result"] == "approved"
+    first = await control.call("payouts.approve", payout_id=big.id)
     assert first["result"] == "pending" and sim.payouts[big.id].state == "AwaitingApproval"
-    listed = {x["payout_id"]: x for x in await control.call("vera", Role.VIEWER, "payouts.list")}
+    listed = {x["payout_id"]: x for x in await control.call("payouts.list", user="vera", role=Role.VIEWER)}
     assert listed[big.id]["pending_approval_by"] == "alice" and listed[big.id]["needs_four_eyes"]
     with pytest.raises(rpc.RpcError, match="different admin"):
-        await control.call("alice", Role.ADMIN, "payouts.approve", payout_id=big.id)
+        await control.call("payouts.approve", payout_id=big.id)
     assert sim.payouts[big.id].state == "AwaitingApproval"
-    second = await control.call("bob", Role.ADMIN, "payouts.approve", payout_id=big.id)
+    second = await control.call("payouts.approve", user="bob", role=Role.ADMIN, payout_id=big.id)
     assert second["result"] == "approved" and sim.payouts[big.id].state == "AwaitingPayment"
-    assert (await control.call("bob", Role.ADMIN, "payouts.approve", payout_id=fiat.id))["result"] == "pending"
+    pending = await control.call("payouts.approve", user="bob", role=Role.ADMIN, payout_id=fiat.id)
+    assert pending["result"] == "pending"
     rows = await audit_rows(world)
     assert [(r[0], r[2], r[3]) for r in rows] == [
         ("alice", small.id, "approved"), ("alice", big.id, "pending_second_approval"),
@@ -171,3 +159,25 @@ async def test_webhook_for_unknown_payout_adds_it(world: World) -> None:
         await payouts.on_event(conn, event)
     await payouts.idle()
     assert (await payouts.get(p.id))["amount_sats"] == 70_000
+
+
+async def test_answers_are_the_mirrors_own_keys_and_a_stopped_mirror_answers_one_clear_error(world: World) -> None:
+    sim = world.btcpay_state
+    p = sim.create_payout(world.store_id, Decimal("0.001"), "BTC", metadata={"source": "Supplier"})
+    payouts = service(world)
+    control = Dispatch(world.db, register_methods, payouts=payouts)
+    assert await control.call("payouts.refresh") == {"stores": 1, "new": 1, "changed": 0, "failed_stores": 0}
+    assert await control.call("payouts.list") == wire(await payouts.list())
+    approved = await control.call("payouts.approve", payout_id=p.id)
+    assert approved == wire({**await payouts.get(p.id), "result": "approved"})  # no "message" key: not pending
+    with pytest.raises(rpc.RpcError, match="not awaiting approval"):
+        await control.call("payouts.approve", payout_id=p.id)
+    assert [(r[1], r[2], r[4]) for r in await control.audit_rows()] == [
+        ("payout.approve", p.id, "approved"), ("payout.approve", p.id, "refused_state")]  # one row per call
+    control.stop("payouts")
+    for method, params in (("payouts.list", {}), ("payouts.cancel", {"payout_id": p.id})):
+        with pytest.raises(rpc.RpcError) as refused:
+            await control.call(method, **params)
+        assert refused.value.code == rpc.USER_ERROR
+        assert refused.value.message.startswith("the payouts part is not running")
+    assert len(await control.audit_rows()) == 2

@@ -23,7 +23,11 @@ class EchoParams(BaseModel):
 
 @pytest.fixture
 async def server(tmp_path: Path):
-    srv = ControlServer(tmp_path / "run" / "c.sock", RolePolicy(os.geteuid(), None, None), version="t", notify_limit=5)
+    async def no_audit(*row: object, conn: object = None) -> None:
+        raise AssertionError("no method here is audited")
+
+    srv = ControlServer(tmp_path / "run" / "c.sock", RolePolicy(os.geteuid(), None, None), parts=lambda name: None,
+                        audit=no_audit, version="t", notify_limit=5)
 
     @srv.method("hello", role=Role.VIEWER)
     async def hello(ctx: CallContext, **_: object) -> dict:
