@@ -25,7 +25,7 @@ from sovterm.tui.views import (
     payout_row,
     summary_text,
 )
-from sovterm.tui.widgets import render_volume, sync_alerts
+from sovterm.tui.widgets import render_volume
 from tests.tui.fakes import (
     BTCPAY_STORES,
     FEEDS,
@@ -162,15 +162,6 @@ def test_backfill_date_checked() -> None:
     assert check_date("2026-01-01") is None
     assert "YYYY-MM-DD" in (check_date("01/01/2026") or "")
     assert "future" in (check_date((date.today() + timedelta(days=2)).isoformat()) or "")
-
-
-def test_sync_feed_alerts() -> None:
-    texts = [a.text for a in sync_alerts({**FEEDS["sync.status"], "paused": True})]
-    assert texts[0].startswith("1 sync job(s) dead-lettered") and "match no QuickBooks invoice" in texts[1]
-    assert texts[-1].startswith("sync is paused")
-    texts = [a.text for a in sync_alerts({**FEEDS["sync.status"], "review": 2})]
-    assert texts[-1].startswith("2 posting(s) flagged for review") and "see Sync (s)" in texts[-1]
-    assert sync_alerts(None) == []
 
 
 def test_qr_of_a_pay_link_fits_a_small_terminal() -> None:
