@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sovterm.alerts import AlertTracker
 from sovterm.events import EventBus
 from sovterm.health import Connectors, Heartbeats, Metrics
 from sovterm.logs import LogSetup
@@ -43,6 +44,7 @@ class Services:
     connectors: Connectors = field(init=False)
     metrics: Metrics = field(default_factory=Metrics)
     started_at: float = field(default_factory=time.time)
+    alerts: AlertTracker = field(default_factory=AlertTracker)
     db: Database | None = None
     secrets: SecretStore | None = None
     http: aiohttp.ClientSession | None = None

@@ -97,8 +97,8 @@ def store_settings_text(store: dict[str, Any]) -> str:
 def format_status(st: dict[str, Any]) -> str:
     checks = st["checks"]
     lines = [
-        f"sovterm {st['version']}  pid {st['pid']}  up {st['uptime_s']:.0f} s  "
-        f"{'READY' if st['ready'] else 'NOT READY'}",
+        (f"sovterm {st['version']}  pid {st['pid']}  up {st['uptime_s']:.0f} s  "
+         f"{'READY' if st['ready'] else 'NOT READY'}"),
         f"  data dir   {st['data_dir']}  (schema v{st['schema_version']})",
         f"  config     {st['config']}",
         f"  listener   {st['listener']}",
@@ -117,13 +117,24 @@ def format_status(st: dict[str, Any]) -> str:
         flag = "ok" if loop["fresh"] else "STALE"
         if loop.get("paused"):
             flag = "PAUSED"
-        last = st.get("last_runs", {}).get(name, {})
-        summary = last.get("summary") or ""
+        summary = st.get("last_runs", {}).get(name, {}).get("summary")
         lines.append(
             f"  loop {name:<8} {flag:<6} every {loop['interval_s']:.0f} s, last run "
-            f"{age(loop['last_run_age_s'])}" + (f"  {summary}" if summary and summary != "{}" else "")
+            f"{age(loop['last_run_age_s'])}" + (f"  {json.dumps(summary)}" if summary else "")
         )
+    lines += format_alerts(st["alerts"], time.time())
     return "\n".join(lines)
+
+
+def format_alerts(alerts: list[dict[str, Any]], now: float) -> list[str]:
+    """The daemon's alerts (worked out in `sovterm.alerts`), worst first, each with what to do."""
+    if not alerts:
+        return ["  alerts     none: nothing needs attention"]
+    lines = [f"  alerts     {len(alerts)}:"]
+    for a in alerts:
+        lines.append(f"    {a['severity'].upper():<7} {a['text']}  (first seen {age(now - a['since'])})")
+        lines.append(f"            {a['fix']}")
+    return lines
 
 
 def format_log_line(line: dict[str, Any]) -> str:

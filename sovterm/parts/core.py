@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sovterm import __version__
+from sovterm import __version__, alerts
+from sovterm.alerts import Alert
 from sovterm.control import protocol as rpc
 from sovterm.parts.btcpay import followed_stores
 from sovterm.control.roles import Role
@@ -61,26 +62,52 @@ def log_filter(level: str, component: str | None, search: str | None) -> Callabl
     return keep
 
 
-async def daemon_status(services: Services) -> dict[str, Any]:
+class LoopRun(BaseModel):
+    last_start: int | None
+    last_end: int | None
+    ok: bool
+    summary: dict[str, Any]  # what the run did (stored as JSON text, answered as an object)
+
+
+class StatusResult(BaseModel):
+    """The `status` answer: the daemon, its readiness checks, its loops' last runs, the followed stores
+    and the alerts (worked out in `sovterm.alerts`; every surface renders these)."""
+
+    version: str
+    pid: int
+    uptime_s: float
+    data_dir: str
+    config: str
+    listener: str
+    schema_version: int
+    ready: bool
+    checks: dict[str, Any]
+    last_runs: dict[str, LoopRun]
+    stores: list[dict[str, Any]]
+    alerts: list[Alert]
+
+
+async def daemon_status(services: Services) -> StatusResult:
     ready, checks = await readiness(services)
     db = services.require_db()
     runs = {
-        r[0]: {"last_start": r[1], "last_end": r[2], "ok": bool(r[3]), "summary": r[4]}
+        r[0]: LoopRun(last_start=r[1], last_end=r[2], ok=bool(r[3]), summary=json.loads(r[4] or "{}"))
         for r in await db.fetchall("SELECT loop, last_start, last_end, last_ok, summary FROM loop_runs")
     }
-    return {
-        "version": __version__,
-        "pid": os.getpid(),
-        "uptime_s": round(time.time() - services.started_at, 1),
-        "data_dir": str(services.settings.data_dir),
-        "config": services.settings.source,
-        "listener": services.settings.public_url,
-        "schema_version": await db.schema_version(),
-        "ready": ready,
-        "checks": checks,
-        "last_runs": runs,
-        "stores": await followed_stores(services),
-    }
+    return StatusResult(
+        version=__version__,
+        pid=os.getpid(),
+        uptime_s=round(time.time() - services.started_at, 1),
+        data_dir=str(services.settings.data_dir),
+        config=services.settings.source,
+        listener=services.settings.public_url,
+        schema_version=await db.schema_version(),
+        ready=ready,
+        checks=checks,
+        last_runs=runs,
+        stores=await followed_stores(services),
+        alerts=await alerts.current(services, ready, checks),
+    )
 
 
 class LoopParams(BaseModel):
@@ -190,8 +217,8 @@ def register_core_methods(
         ]
 
     @server.method("status", role=Role.VIEWER)
-    async def status(ctx: CallContext) -> dict[str, Any]:
-        """Version, uptime, readiness checks, loops and connectors."""
+    async def status(ctx: CallContext) -> StatusResult:
+        """Version, uptime, readiness checks, loops, connectors and the alerts (what needs attention)."""
         return await daemon_status(services)
 
     @server.method("logs.tail", role=Role.VIEWER, params=LogsParams)

@@ -181,7 +181,8 @@ def register(server: ControlServer, services: Services) -> None:
         lines = [line for _, line in ring.recent(diag.LOG_LINES)]
         return Bundle.model_validate(await diag.daemon_bundle(
             services.settings, services.require_db(), services.require_secrets(),
-            status=await daemon_status(services), log_lines=lines, sync=getattr(services, "sync", None),
+            status=(await daemon_status(services)).model_dump(mode="json"), log_lines=lines,
+            sync=getattr(services, "sync", None),
         ))
 
 

@@ -135,7 +135,6 @@ class QBOService:
         self._clients: dict[str, QBOClient] = {}
         self._currency: dict[str, CurrencyContext] = {}
         self._company_names: dict[str, str | None] = {}
-        self._alerted_days: int | None = None
 
     # -- configuration and connection ------------------------------------------------------------
 
@@ -312,9 +311,6 @@ class QBOService:
         elif state.status == "refresh_expiring":
             detail = f"{label}: authorisation ends in {state.days_left} days; run `sovterm setup qbo` to renew"
             self._connectors.set("qbo", "refresh_expiring", detail)
-            if self._alerted_days != state.days_left:
-                self._alerted_days = state.days_left
-                self._bus.publish("alert", source="qbo", severity="warning", text=detail)
         else:
             sync = "" if connection.auto_sync else ", auto-sync off"
             self._connectors.set("qbo", "connected", f"{label}{sync}")

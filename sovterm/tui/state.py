@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sovterm.formatting import age
 
 ROLE_RANK = {"none": 0, "viewer": 1, "admin": 2}
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -49,41 +48,21 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Alert:
+    """One of the daemon's alerts (it works them out: `status` carries them; the TUI only shows them)."""
+
     severity: str  # "error" | "warning" | "info"
     text: str
+    fix: str = ""
 
 
 def alerts_from_status(status: dict[str, Any] | None) -> list[Alert]:
-    """Everything on the status that an operator should act on, worst first."""
+    """The daemon's alerts from its `status` answer, in its order (worst first)."""
     if not status:
         return []
-    checks = status.get("checks") or {}
-    out: list[Alert] = []
-    database = checks.get("database")
-    if database and database != "writable":
-        out.append(Alert("error", f"database {database}"))
-    if "disk" in checks:
-        out.append(Alert("error", f"disk {checks['disk']}"))
-    loops = checks.get("loops") or {}
-    for name in checks.get("stale_loops") or []:
-        loop = loops.get(name, {})
-        out.append(Alert("error", f"loop {name} is stale: last run {age(loop.get('last_run_age_s'))}, "
-                                  f"runs every {loop.get('interval_s', '?')} s"))
-    for name, loop in sorted(loops.items()):
-        if loop.get("last_ok") is False:
-            out.append(Alert("warning", f"loop {name} failed: {loop.get('last_error') or 'unknown error'}"))
-        if loop.get("paused"):
-            out.append(Alert("info", f"loop {name} is paused"))
-    for name, conn in sorted((checks.get("connectors") or {}).items()):
-        detail = f": {conn['detail']}" if conn.get("detail") else ""
-        if not conn.get("ready"):
-            out.append(Alert("warning", f"{name} not ready ({conn.get('state', '?')}{detail})"))
-        elif conn.get("state") == "refresh_expiring":  # still working, but reconnect before it ends
-            out.append(Alert("warning", f"{name} authorisation ends soon{detail}"))
-    if not status.get("ready", True) and not out:
-        out.append(Alert("error", "daemon reports NOT READY"))
-    order = {"error": 0, "warning": 1, "info": 2}
-    return sorted(out, key=lambda a: order.get(a.severity, 3))
+    return [
+        Alert(str(a.get("severity", "info")), str(a.get("text", "")), str(a.get("fix") or ""))
+        for a in status.get("alerts") or []
+    ]
 
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"

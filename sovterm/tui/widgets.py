@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from sovterm.amounts import sats_to_btc
 from sovterm.formatting import age, duration
-from sovterm.tui.state import Alert, LinkState, alerts_from_status, sparkline
+from sovterm.tui.state import LinkState, alerts_from_status, sparkline
 from sovterm.tui.text import escape
 from sovterm.tui.views import SyncProgress
 
@@ -36,33 +36,16 @@ def render_daemon(state: LinkState) -> str:
 
 
 def render_alerts(state: LinkState) -> str:
+    """The daemon's alerts, plus the TUI's own dropped notifications; what to do for each comes after
+    them all, in the same order, so a small panel still shows every alert."""
     alerts = alerts_from_status(state.status)
     lines = [f"{MARK.get(a.severity, '-')} {escape(a.text)}" for a in alerts]
-    lines += [f"{MARK.get(a.severity, '-')} {escape(a.text)}" for a in sync_alerts(state.feeds.get("sync.status"))]
     if state.missed_events:
         lines.append(f"{MARK['warning']} {state.missed_events} daemon notifications dropped (TUI too slow)")
+    lines += [f"[dim]→ {escape(a.fix)}[/]" for a in alerts if a.fix]
     if not state.status:
         return NO_DATA
     return "\n".join(lines) or "[$success]✓[/] nothing needs attention"
-
-
-def sync_alerts(sync: Any) -> list[Alert]:
-    """What the sync feed asks the operator to act on (dead jobs, unmatched payments, held, paused, review)."""
-    if not isinstance(sync, dict):
-        return []
-    out = []
-    if sync.get("dead"):
-        out.append(Alert("error", f"{sync['dead']} sync job(s) dead-lettered: see Sync (s)"))
-    if sync.get("unmatched"):
-        out.append(Alert("warning", f"{sync['unmatched']} payment(s) match no QuickBooks invoice: see Sync (s)"))
-    if sync.get("held"):
-        out.append(Alert("warning", f"{sync['held']} posting(s) held: {sync.get('held_reason') or 'QuickBooks unavailable'}"))
-    if sync.get("paused"):
-        out.append(Alert("info", "sync is paused: nothing is posted to QuickBooks"))
-    if sync.get("review"):
-        out.append(Alert("info", f"{sync['review']} posting(s) flagged for review (overpaid, settled below the "
-                                 "price): see Sync (s)"))
-    return out
 
 
 def render_connectors(state: LinkState) -> str:

@@ -16,15 +16,16 @@ from typing import Any
 
 from aiohttp import web
 
-from sovterm import __version__
+from sovterm import __version__, alerts
+from sovterm.alerts import SYNC_TIMEOUT_S, SyncRead
 from sovterm.formatting import age
 from sovterm.services import Services
 from sovterm.web.app import SERVICES, readiness
 
-SYNC_TIMEOUT_S = 3.0
 RECENT_LIMIT = 10
 REFRESH_S = 30
 POSTING_OK = {"posted": True, "pending": None, "voiding": None}  # True green, None amber, else red
+SEVERITY_OK = {"error": False, "warning": None, "info": True}  # the badge colour of an alert
 QUEUE_FIELDS = ("queued", "running", "dead", "held", "unmatched")
 HEADERS = {
     "Cache-Control": "no-store",
@@ -58,55 +59,24 @@ def _posting(item: Any, now: float) -> dict[str, Any]:
     }
 
 
-async def sync_view(services: Services, now: float) -> dict[str, Any]:
-    sync = getattr(services, "sync", None)
-    status = getattr(sync, "status", None)
-    if not callable(status):
+async def sync_view(services: Services, sync: SyncRead, now: float) -> dict[str, Any]:
+    if sync.summary is None:
         return {"available": False}
-    out: dict[str, Any] = {"available": True, "summary": {}, "recent": [], "alerts": []}
-    try:
-        raw = await asyncio.wait_for(status(), SYNC_TIMEOUT_S)
-        out["summary"] = _scalar_numbers(raw)
-        alerts = raw.get("alerts") if isinstance(raw, dict) else None
-        if isinstance(alerts, list):
-            out["alerts"] = [str(a.get("message", a) if isinstance(a, dict) else a) for a in alerts]
-    except Exception as exc:  # the page reports a part's failure, it never fails with it
-        out["error"] = f"sync status unavailable ({type(exc).__name__})"
-    recent = getattr(sync, "recent", None)
+    out: dict[str, Any] = {"available": True, "summary": _scalar_numbers(sync.summary), "recent": []}
+    if sync.error:
+        out["error"] = sync.error
+    recent = getattr(services.sync, "recent", None)
     if callable(recent):
         try:
             items = await asyncio.wait_for(recent(RECENT_LIMIT), SYNC_TIMEOUT_S)
             out["recent"] = [_posting(i, now) for i in list(items)[:RECENT_LIMIT]]
-        except Exception as exc:
+        except Exception as exc:  # the page reports a part's failure, it never fails with it
             out.setdefault("error", f"recent postings unavailable ({type(exc).__name__})")
     return out
 
 
-def _alerts(checks: dict[str, Any], connectors: list[dict[str, Any]], sync: dict[str, Any]) -> list[str]:
-    alerts: list[str] = []
-    if not str(checks.get("database", "")).startswith("writable"):
-        alerts.append(f"Database {checks.get('database')}")
-    if checks.get("disk"):
-        alerts.append(f"Disk space {checks['disk']}")
-    for name in checks.get("stale_loops") or []:
-        alerts.append(f"Loop {name} has not completed a run recently (or is paused)")
-    for c in connectors:
-        if not c["ready"]:
-            alerts.append(f"{c['name']}: {c['state'].replace('_', ' ')}" + (f" ({c['detail']})" if c["detail"] else ""))
-    summary = sync.get("summary", {})
-    if summary.get("dead"):
-        alerts.append(f"{summary['dead']} sync job(s) failed for good: see the Queue in the terminal UI")
-    if summary.get("held"):
-        alerts.append(f"{summary['held']} sync job(s) are held for a decision in the terminal UI")
-    if summary.get("unmatched"):
-        alerts.append(f"{summary['unmatched']} payment(s) match no QuickBooks invoice: decide in the terminal UI")
-    if sync.get("error"):
-        alerts.append(sync["error"])
-    return alerts + sync.get("alerts", [])
-
-
 async def status_view(services: Services) -> dict[str, Any]:
-    """What the page shows, as data (also served as /status.json)."""
+    """What the page shows, as data (also served as /status.json); the alerts come from `sovterm.alerts`."""
     now = time.time()
     ready, checks = await readiness(services)
     connectors = [
@@ -119,7 +89,7 @@ async def status_view(services: Services) -> dict[str, Any]:
          "last_run_age_s": b["last_run_age_s"], "last_ok": b["last_ok"]}
         for name, b in sorted((checks.get("loops") or {}).items())
     ]
-    sync = await sync_view(services, now)
+    sync = await alerts.read_sync(services)
     return {
         "sovterm": __version__,
         "ready": ready,
@@ -128,8 +98,8 @@ async def status_view(services: Services) -> dict[str, Any]:
         "disk_free_mb": checks.get("disk_free_mb"),
         "connectors": connectors,
         "loops": loops,
-        "sync": {k: v for k, v in sync.items() if k != "alerts"},
-        "alerts": _alerts(checks, connectors, sync),
+        "sync": await sync_view(services, sync, now),
+        "alerts": [a.model_dump(mode="json") for a in await alerts.current(services, ready, checks, sync)],
     }
 
 
@@ -180,7 +150,7 @@ def _sync(view: dict[str, Any]) -> str:
             f"<th>State</th><th>When</th></tr></thead><tbody>{items}</tbody></table></div>"
         )
     else:
-        table = '<p class="muted">No postings yet.</p>'
+        table = f'<p class="muted">{escape(sync.get("error") or "No postings yet.")}</p>'
     return f'<div class="tiles">{tiles}</div>{last}{table}'
 
 
@@ -240,7 +210,8 @@ th[scope=row]{font-weight:600} .nowrap{white-space:nowrap}
 .badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85rem;font-weight:600;white-space:nowrap}
 .badge.ok{color:var(--ok);background:var(--okbg)} .badge.bad{color:var(--bad);background:var(--badbg)}
 .badge.warn{color:var(--warn);background:var(--warnbg)}
-.alerts{border-left:4px solid var(--bad)} .alerts ul{margin:.25rem 0;padding-left:1.2rem}
+.alerts{border-left:4px solid var(--bad)} .alerts ul{margin:.25rem 0;padding-left:1.2rem} .alerts li{margin:.25rem 0}
+.fix{color:var(--muted);font-size:.9rem}
 .tiles{display:grid;gap:.5rem;grid-template-columns:repeat(auto-fit,minmax(7rem,1fr))}
 .tile{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.5rem;text-align:center}
 .tile .num{display:block;font-size:1.6rem;font-weight:700} .tile .label{color:var(--muted);font-size:.85rem}
@@ -256,12 +227,19 @@ table.stack,.stack tbody,.stack tr{display:block} .stack tr{border-bottom:1px so
 """
 
 
+def _alert(alert: dict[str, Any], now: float) -> str:
+    since = age(now - alert["since"]).removesuffix(" ago")
+    return (f'<li>{_badge(SEVERITY_OK[alert["severity"]], alert["severity"])} {escape(alert["text"])}'
+            f' <span class="muted nowrap">since {escape(since)}</span><br>'
+            f'<span class="fix">{escape(alert["fix"])}</span></li>')
+
+
 def render(view: dict[str, Any]) -> str:
-    alerts = view["alerts"]
+    now = time.time()
     alert_box = (
         '<section class="card alerts" aria-label="Alerts"><strong>Needs attention</strong><ul>'
-        + "".join(f"<li>{escape(a)}</li>" for a in alerts) + "</ul></section>"
-        if alerts else ""
+        + "".join(_alert(a, now) for a in view["alerts"]) + "</ul></section>"
+        if view["alerts"] else ""
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

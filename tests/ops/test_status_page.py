@@ -22,7 +22,7 @@ class FakeSync:
     async def status(self) -> dict[str, Any]:
         return {"queued": 3, "running": 1, "dead": 2, "held": 0, "unmatched": 1,
                 "last_poll_age_s": 42.0, "last_posting_age_s": 310.0,
-                "store_name": "Alice's Secret Shop", "alerts": [f"QuickBooks throttled us {EVIL}"]}
+                "store_name": "Alice's Secret Shop"}
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         now = time.time()

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from sovterm.alerts import AlertTracker, SyncRead, conditions
 from sovterm.config import QBOSettings
 from sovterm.events import EventBus
 from sovterm.health import Connectors
@@ -144,6 +145,8 @@ async def test_tokens_loop_refreshes_ahead_of_expiry_and_warns_when_the_refresh_
     await h.service.refresh_state()
     state, detail, ready = h.state()
     assert state == "refresh_expiring" and ready is True and "ends in 20 days" in detail
+    found = conditions(True, {"connectors": h.connectors.snapshot()}, SyncRead())
+    AlertTracker(clock=lambda: h.clock.now).observe(found, h.bus)  # the daemon's alert tracker publishes it
     _, alert = await alerts.next()
     assert alert is not None and alert.data["source"] == "qbo" and "20 days" in alert.data["text"]
 

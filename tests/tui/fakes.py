@@ -8,7 +8,9 @@ import errno
 from pathlib import Path
 from typing import Any
 
+from sovterm.alerts import AlertTracker, SyncRead, conditions
 from sovterm.control.client import explain_connect_error
+from sovterm.events import EventBus
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.link import Link
 from sovterm.tui.messages import FeedUpdated, LinkDown, LinkUp, LogLines
@@ -70,6 +72,16 @@ STATUS: dict[str, Any] = {
     },
     "last_runs": {},
 }
+
+
+def daemon_alerts(status: dict[str, Any], sync: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """What the daemon's alert rules make of this state (the TUI only renders them)."""
+    found = conditions(status["ready"], status["checks"], SyncRead(sync))
+    return [a.model_dump(mode="json") for a in AlertTracker(clock=lambda: NOW - 600).observe(found, EventBus())]
+
+
+STATUS["alerts"] = daemon_alerts(STATUS)
+
 
 FEEDS = {
     "sync.status": {"queued": 3, "running": 1, "dead": 1, "held": 0, "done": 512, "unmatched": 1, "review": 0,
@@ -269,7 +281,8 @@ class FixedLink(Link):
         caps = Capabilities.from_daemon(hello, METHODS + (FEED_METHODS if self.with_feeds else [])
                                         + (PART_METHODS if self.with_parts else []))
         self.daemon.attach(self.client, caps)  # type: ignore[arg-type]
-        self._post(LinkUp(hello, caps, STATUS))
+        sync = FEEDS["sync.status"] if self.with_feeds else None  # the daemon has a sync part: its alerts too
+        self._post(LinkUp(hello, caps, {**STATUS, "alerts": daemon_alerts(STATUS, sync)}))
         self._post(LogLines(list(LOG_LINES), replace=True))
         if self.with_feeds:
             for method, result in FEEDS.items():

@@ -7,7 +7,7 @@ from decimal import Decimal
 from sovterm.tui.link import Backoff
 from sovterm.tui.screens.attach import render_attach
 from sovterm.tui.state import Capabilities, LinkState, LogBuffer, LogFilter, alerts_from_status, sparkline
-from sovterm.tui.widgets import render_loops, render_sync, render_volume
+from sovterm.tui.widgets import render_alerts, render_loops, render_sync, render_volume
 from tests.tui.fakes import FEED_METHODS, FEEDS, METHODS, STATUS
 
 
@@ -20,15 +20,16 @@ def test_capabilities_explain_why_an_action_is_disabled() -> None:
     assert admin.why_not("sync.status") == "this daemon does not offer sync.status"
 
 
-def test_alerts_name_stale_loops_and_unready_connectors_worst_first() -> None:
+def test_alerts_are_the_daemons_list_rendered_worst_first() -> None:
     alerts = alerts_from_status(STATUS)
     texts = [a.text for a in alerts]
-    assert alerts[0].severity == "error" and texts[0].startswith("loop sync is stale")
-    assert any("qbo not ready (auth_needed: token expired)" in t for t in texts)
+    assert alerts[0].severity == "error" and texts[0].startswith("Loop sync is stale")
+    assert "qbo not ready: auth needed (token expired)" in texts
     assert not any("btcpay" in t for t in texts)
-    low_disk = {"ready": False, "checks": {"database": "writable", "disk": "low: 50 MB free, needs 500 MB"}}
-    assert [a.text for a in alerts_from_status(low_disk)] == ["disk low: 50 MB free, needs 500 MB"]
-    assert alerts_from_status({"ready": True, "checks": {"database": "writable"}}) == []
+    panel = render_alerts(LinkState(status=STATUS))
+    assert "[$error]✗[/] Loop sync" in panel and "sovterm loops run sync" in panel  # with what to do
+    assert alerts_from_status({"ready": True, "checks": {"database": "writable"}, "alerts": []}) == []
+    assert "nothing needs attention" in render_alerts(LinkState(status={**STATUS, "alerts": []}))
 
 
 def test_sparkline_uses_exact_amounts() -> None:
@@ -99,14 +100,3 @@ def test_terminal_check_fails_without_a_tty() -> None:
     finally:
         os.close(read)
         os.close(write)
-
-
-def test_refresh_token_near_its_end_is_an_alert_while_still_ready() -> None:
-    status = {"ready": True, "checks": {"database": "writable", "connectors": {
-        "qbo": {"state": "refresh_expiring", "detail": "refresh token ends in 12 days", "ready": True},
-        "btcpay": {"state": "connected", "detail": "", "ready": True},
-    }}}
-    alerts = alerts_from_status(status)
-    assert [(a.severity, a.text) for a in alerts] == [
-        ("warning", "qbo authorisation ends soon: refresh token ends in 12 days")
-    ]

@@ -24,7 +24,7 @@ from sovterm.tui.views import (
     payout_row,
     summary_text,
 )
-from sovterm.tui.widgets import render_volume, sync_alerts
+from sovterm.tui.widgets import render_volume
 from tests.tui.fakes import (
     BTCPAY_STORES,
     FEEDS,
@@ -163,13 +163,6 @@ def test_backfill_date_checked() -> None:
     assert "future" in (check_date((date.today() + timedelta(days=2)).isoformat()) or "")
 
 
-def test_sync_feed_alerts() -> None:
-    texts = [a.text for a in sync_alerts({**FEEDS["sync.status"], "paused": True})]
-    assert texts[0].startswith("1 sync job(s) dead-lettered") and "match no QuickBooks invoice" in texts[1]
-    assert texts[-1].startswith("sync is paused")
-    texts = [a.text for a in sync_alerts({**FEEDS["sync.status"], "review": 2})]
-    assert texts[-1].startswith("2 posting(s) flagged for review") and "see Sync (s)" in texts[-1]
-    assert sync_alerts(None) == []
 
 
 def test_daemon_text_is_shown_literally_inside_markup() -> None:
