@@ -1,7 +1,7 @@
 """TUI benchmarks: time to the first complete dashboard on a real daemon, and log-tail throughput.
 
 Run: `.venv/bin/python bench/tui.py`. Prints one result per line.
-The throughput part drives the link's real ingest path (notification pump → 50 ms coalescing → app
+The throughput part drives the connection's real ingest path (notification pump → 50 ms coalescing → app
 buffer → logs screen pull → `Log.write_lines`) with synthetic `logs.line` notifications at a fixed rate,
 because the daemon cannot be made to log 1,000 lines/s on demand without a debug method.
 """
@@ -85,8 +85,8 @@ async def log_throughput(rate: int, seconds: float) -> dict[str, float]:
         pending: list[dict[str, Any]] = []
         tracemalloc.start()
         started = time.perf_counter()
-        flusher = asyncio.create_task(app.link._flush(pending))
-        await app.link._pump(source, pending)  # type: ignore[arg-type]
+        flusher = asyncio.create_task(app.connection._flush(pending))
+        await app.connection._pump(source, pending)  # type: ignore[arg-type]
         await until(pilot, lambda: not pending and screen._seen == app.log_buffer.total, timeout=30)
         await pilot.pause(0.1)
         elapsed = time.perf_counter() - started

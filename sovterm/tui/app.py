@@ -1,7 +1,7 @@
 """`sovterm tui`: a thin client attached to the running daemon over the control socket.
 
-The app holds no state of its own beyond what the link reports (`LinkState`, `LogBuffer`); one worker
-runs the link, its messages update that state, and the screen on top re-renders from it.
+The app holds no state of its own beyond what the connection reports (`DaemonState`, `LogBuffer`); one worker
+runs the connection, its messages update that state, and the screen on top re-renders from it.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from textual.worker import Worker, WorkerState
 from sovterm.tui.actions import ACTIONS, ACTIONS_BY_NAME, FEEDS, ActionSpec
 from sovterm.tui.catalog import SCREENS
 from sovterm.tui.commands import SovtermCommands
-from sovterm.tui.link import ActionFailed, Daemon, Link
+from sovterm.tui.connection import ActionFailed, Connection, Daemon
 from sovterm.tui.messages import (
     ActionDone,
+    Connected,
     DaemonEvent,
+    Disconnected,
     EventsMissed,
     FeedUpdated,
-    LinkDown,
-    LinkUp,
     LogLines,
     StatusUpdated,
 )
@@ -40,7 +40,7 @@ from sovterm.tui.screens.attach import AttachScreen
 from sovterm.tui.screens.base import DaemonScreen
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.screens.help import HelpScreen
-from sovterm.tui.state import LinkState, LogBuffer
+from sovterm.tui.state import DaemonState, LogBuffer
 
 SCREENS_BY_MODE = {spec.mode: spec for spec in SCREENS}
 TERMINAL_CHECK_S = 5.0
@@ -76,15 +76,15 @@ class SovtermApp(App[int]):
         self,
         socket_path: Path,
         *,
-        link_factory: Callable[[Callable[[Message], Any]], Link] | None = None,
+        connection_factory: Callable[[Callable[[Message], Any]], Connection] | None = None,
         watch_terminal: bool = False,
         log_buffer_size: int = 10_000,
     ) -> None:
         super().__init__()
-        self.state = LinkState(socket_path=str(socket_path))
+        self.state = DaemonState(socket_path=str(socket_path))
         self.log_buffer = LogBuffer(log_buffer_size)
-        make_link = link_factory or (lambda post: Link(socket_path, post, feeds=FEEDS))
-        self.link = make_link(self.post_message)
+        make_connection = connection_factory or (lambda post: Connection(socket_path, post, feeds=FEEDS))
+        self.connection = make_connection(self.post_message)
         self.watch_terminal = watch_terminal
         self.clock: Callable[[], float] = time.time  # for ages shown on screens; tests pin it
         self._resume_mode = "dashboard"
@@ -92,39 +92,39 @@ class SovtermApp(App[int]):
 
     @property
     def daemon(self) -> Daemon:
-        return self.link.daemon
+        return self.connection.daemon
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.theme = DARK
         self.switch_mode("attach")
-        self._start_link()
+        self._start_connection()
         if self.watch_terminal:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.exit)
             self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
 
-    def _start_link(self) -> None:
-        self.run_worker(self.link.run(), name="daemon-link", group="link", exclusive=True, exit_on_error=False)
+    def _start_connection(self) -> None:
+        self.run_worker(self.connection.run(), name="daemon-connection", group="connection", exclusive=True, exit_on_error=False)
 
     def _check_terminal(self) -> None:
         if not terminal_alive():
             self.exit(1)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A bug in the link must not leave a frozen screen: show it and start the link again."""
-        if event.worker.name == "daemon-link" and event.state is WorkerState.ERROR:
-            self.post_message(LinkDown(
-                f"the TUI's daemon link failed: {event.worker.error!r}",
-                "this is a bug in sovterm; the link restarts by itself", self.state.attempt + 1, 1.0,
+        """A bug in the connection must not leave a frozen screen: show it and start the connection again."""
+        if event.worker.name == "daemon-connection" and event.state is WorkerState.ERROR:
+            self.post_message(Disconnected(
+                f"the TUI's daemon connection failed: {event.worker.error!r}",
+                "this is a bug in sovterm; the connection restarts by itself", self.state.attempt + 1, 1.0,
             ))
-            self.set_timer(1.0, self._start_link)
+            self.set_timer(1.0, self._start_connection)
 
-    # ---- link messages ----------------------------------------------------------------------------
+    # ---- connection messages-----------------------------------------------------------------------
 
-    def on_link_up(self, msg: LinkUp) -> None:
+    def on_connected(self, msg: Connected) -> None:
         st = self.state
         st.connected, st.hello, st.caps, st.status = True, msg.hello, msg.caps, msg.status
         st.error = st.fix = None
@@ -137,7 +137,7 @@ class SovtermApp(App[int]):
             self.switch_mode(self._resume_mode)
         self._fanout()
 
-    def on_link_down(self, msg: LinkDown) -> None:
+    def on_disconnected(self, msg: Disconnected) -> None:
         st = self.state
         was_connected = st.connected
         st.connected = False
@@ -187,7 +187,7 @@ class SovtermApp(App[int]):
             screen.render_state(self.state)
 
     def top_daemon_screen(self) -> DaemonScreen | None:
-        """The screen on top if it shows daemon state; None also while the app shuts down (a link message
+        """The screen on top if it shows daemon state; None also while the app shuts down (a connection message
         may still arrive after the last screen is gone)."""
         try:
             screen = self.screen
@@ -234,7 +234,7 @@ class SovtermApp(App[int]):
             return
         text, severity = spec.describe(result)
         self.post_message(ActionDone(spec.name, text, severity))
-        self.link.refresh_now()
+        self.connection.refresh_now()
 
     def open_setup(self, step: str) -> None:
         """The setup wizard at one step (reconnecting BTCPay or QuickBooks after setup)."""

@@ -6,8 +6,8 @@
 - An action: add an `ActionSpec` to `actions.ACTIONS` with the `screen` that binds its key (`run('<name>')`,
   see `actions_for`; "palette" for palette-only ones); it is disabled (dimmed in the footer, reason shown)
   unless the caller may call its method; `confirm` turns on a yes/no dialog whose default is *no*.
-- A feed: add the method name to `actions.FEEDS`; the link polls it with `status` whenever the daemon offers it
-  and the result lands in `LinkState.feeds[method]` (a screen renders it; absent means "no data yet").
+- A feed: add the method name to `actions.FEEDS`; the connection polls it with `status` whenever the daemon offers it
+  and the result lands in `DaemonState.feeds[method]` (a screen renders it; absent means "no data yet").
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from typing import Any
 
 from sovterm.control.client import explain_connect_error
 from sovterm.tui.app import SovtermApp
-from sovterm.tui.link import Link
-from sovterm.tui.messages import FeedUpdated, LinkDown, LinkUp, LogLines
+from sovterm.tui.connection import Connection
+from sovterm.tui.messages import Connected, Disconnected, FeedUpdated, LogLines
 from sovterm.tui.state import Capabilities
 
 SOCKET = Path("/run/sovterm/control.sock")
@@ -247,8 +247,8 @@ def part_results() -> dict[str, Any]:
     }
 
 
-class FixedLink(Link):
-    """Posts what a real link would after connecting (or failing), then stays quiet."""
+class FixedConnection(Connection):
+    """Posts what a real connection would after connecting (or failing), then stays quiet."""
 
     def __init__(self, post: Any, *, role: str = "admin", up: bool = True, feeds: bool = False,
                  parts: bool = False) -> None:
@@ -263,13 +263,13 @@ class FixedLink(Link):
     async def run(self) -> None:
         if not self.up:
             exc = explain_connect_error(SOCKET, OSError(errno.ENOENT, "No such file or directory"))
-            self._post(LinkDown(exc.message, exc.fix, 3, 1.0))
+            self._post(Disconnected(exc.message, exc.fix, 3, 1.0))
             await asyncio.Event().wait()
         hello = {"version": "0.1.0", "protocol": 1, "role": self.role, "user": "alice"}
         caps = Capabilities.from_daemon(hello, METHODS + (FEED_METHODS if self.with_feeds else [])
                                         + (PART_METHODS if self.with_parts else []))
         self.daemon.attach(self.client, caps)  # type: ignore[arg-type]
-        self._post(LinkUp(hello, caps, STATUS))
+        self._post(Connected(hello, caps, STATUS))
         self._post(LogLines(list(LOG_LINES), replace=True))
         if self.with_feeds:
             for method, result in FEEDS.items():
@@ -279,7 +279,7 @@ class FixedLink(Link):
 
 def fixed_app(*, role: str = "admin", up: bool = True, feeds: bool = False, parts: bool = False) -> SovtermApp:
     """The app on the fixed daemon; `parts` adds the sync, payouts, links and setup methods (and feeds)."""
-    app = SovtermApp(SOCKET, link_factory=lambda post: FixedLink(post, role=role, up=up, feeds=feeds or parts,
+    app = SovtermApp(SOCKET, connection_factory=lambda post: FixedConnection(post, role=role, up=up, feeds=feeds or parts,
                                                                  parts=parts))
     app.clock = lambda: NOW
     return app

@@ -43,7 +43,7 @@ async def test_no_daemon_shows_the_fix_and_attaches_when_it_starts(daemon_factor
     d = daemon_factory(start=False)
     app = SovtermApp(d.socket_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.state.error is not None and app.screen.is_mounted, what="link down")
+        await until(pilot, lambda: app.state.error is not None and app.screen.is_mounted, what="disconnected")
         assert isinstance(app.screen, AttachScreen)
         shown = plain(app.screen.query_one("#attach-fix"))
         assert "systemctl start sovterm" in shown
@@ -58,7 +58,7 @@ async def test_reconnects_by_itself_when_the_daemon_restarts(daemon) -> None:
         await until(pilot, lambda: on_dashboard(app), what="dashboard")
         first_pid = app.state.status["pid"]
         await asyncio.to_thread(daemon.stop)
-        await until(pilot, lambda: isinstance(app.screen, AttachScreen) and app.state.error, what="link down")
+        await until(pilot, lambda: isinstance(app.screen, AttachScreen) and app.state.error, what="disconnected")
         await asyncio.to_thread(daemon.start)
         await until(pilot, lambda: on_dashboard(app) and app.state.status["pid"] != first_pid,
                     timeout=10, what="reconnect")

@@ -86,7 +86,7 @@ async def test_the_whole_wizard_on_the_simulators(full_env: FullEnv) -> None:
         await press(pilot, screen, "qbo-start")
         await until(pilot, lambda: "/connect/oauth2?" in plain(screen.query_one("#qbo-url", Static)), what="auth URL")
         url = next(line for line in plain(screen.query_one("#qbo-url", Static)).splitlines() if "/connect/oauth2?" in line)
-        assert "█" in str(screen.query_one("#qbo-qr", Static).content)  # the QR code of the same link
+        assert "█" in str(screen.query_one("#qbo-qr", Static).content)  # the QR code of the same address
         assert "waiting for QuickBooks" in plain(screen.query_one("#qbo-waiting", Static))
         callback = await asyncio.to_thread(full_env.consent, url)
         status, page = await asyncio.to_thread(full_env.browser_get, callback)  # the browser returns to the daemon

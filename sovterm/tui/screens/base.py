@@ -13,9 +13,9 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from sovterm.tui.actions import ACTIONS_BY_NAME, ActionSpec
-from sovterm.tui.link import ActionFailed
+from sovterm.tui.connection import ActionFailed
 from sovterm.tui.messages import DaemonEvent
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.text import escape
 
 if TYPE_CHECKING:
@@ -72,13 +72,13 @@ class DaemonScreen(Screen[Any]):
     def sovterm(self) -> SovtermApp:
         return cast("SovtermApp", self.app)
 
-    def show_state(self, state: LinkState) -> None:
-        """Render the state; called on every link change while this screen is on top, and on resume."""
+    def show_state(self, state: DaemonState) -> None:
+        """Render the state; called on every connection change while this screen is on top, and on resume."""
 
     def daemon_event(self, event: DaemonEvent) -> None:
         """An `event` notification arrived while this screen is on top (sync progress, job done...)."""
 
-    def render_state(self, state: LinkState) -> None:
+    def render_state(self, state: DaemonState) -> None:
         """`show_state`, unless the screen is mounted but still composing (it renders in its on_mount)."""
         try:
             self.show_state(state)

@@ -9,7 +9,7 @@ from textual.widgets import Footer, Header, Static
 
 from sovterm.tui.actions import actions_for
 from sovterm.tui.screens.base import DaemonScreen, render_actions
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.widgets import (
     Panel,
     render_alerts,
@@ -47,7 +47,7 @@ class DashboardScreen(DaemonScreen):
     def on_mount(self) -> None:
         self.show_state(self.sovterm.state)
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         for panel in self.query(Panel):
             panel.show(state)
         daemon = self.sovterm.daemon

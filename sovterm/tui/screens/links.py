@@ -18,12 +18,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from sovterm.tui.link import ActionFailed
+from sovterm.tui.connection import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.qr import qr_text
 from sovterm.tui.screens.base import DaemonScreen, call_in_worker
 from sovterm.tui.screens.confirm import ConfirmScreen
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.text import escape
 from sovterm.tui.views import invoice_choice, invoice_option, link_request, link_row, link_what
 
@@ -216,7 +216,7 @@ class LinksScreen(DaemonScreen):
         super().on_screen_resume()
         self.reload()  # also the first time the screen is shown
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         why = self.may("links.create")
         self.query_one("#links-actions", Static).update(
             "[b]n[/] new link · [b]enter[/] show link and QR · [b]x[/] expire · [b]f[/] refresh" if why is None

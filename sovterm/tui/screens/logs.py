@@ -1,6 +1,6 @@
 """Live daemon log: follows new lines unless the operator scrolled back, filters client-side.
 
-The link appends batches to the app's bounded `LogBuffer`; this screen pulls what is new every 50 ms and
+The connection appends batches to the app's bounded `LogBuffer`; this screen pulls what is new every 50 ms and
 writes it to a `Log` widget (virtualised: only visible rows render), so a burst of 1,000 lines/s costs
 ~20 small writes a second, not 1,000 refreshes.
 """
@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Input, Log, Static
 
 from sovterm.tui.screens.base import DaemonScreen
-from sovterm.tui.state import LEVELS, LinkState, LogFilter, format_log_line
+from sovterm.tui.state import LEVELS, DaemonState, LogFilter, format_log_line
 
 PULL_INTERVAL_S = 0.05
 
@@ -50,7 +50,7 @@ class LogsScreen(DaemonScreen):
         self.set_interval(PULL_INTERVAL_S, self.pull)
         self.query_one(Log).focus()
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         self.pull()
 
     @property

@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.views import approval_text, audit_line, last_four, payout_amount, payout_row
 
 RELOAD_TOPICS = ("payout.", "btcpay.")
@@ -111,7 +111,7 @@ class PayoutsScreen(DaemonScreen):
         super().on_screen_resume()
         self.reload()  # also the first time the screen is shown
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         why = self.may("payouts.approve")
         self.query_one("#payouts-actions", Static).update(
             "[b]a[/] approve · [b]x[/] cancel · [b]m[/] mark paid · [b]v[/] all/awaiting · [b]f[/] refresh from BTCPay"

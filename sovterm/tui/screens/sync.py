@@ -33,7 +33,7 @@ from textual.widgets import (
 from sovterm.tui.actions import actions_for
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen, render_actions
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.views import (
     SyncProgress,
     books_text,
@@ -202,7 +202,7 @@ class SyncScreen(DaemonScreen):
 
     # ---- rendering --------------------------------------------------------------------------------
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         status = state.feeds.get("sync.status")
         status = status if isinstance(status, dict) else None
         text = render_sync_status(status)
@@ -325,7 +325,7 @@ class SyncScreen(DaemonScreen):
         self.reload()
         if self.query_one(TabbedContent).active == "books":
             self.load_books()
-        self.sovterm.link.refresh_now()
+        self.sovterm.connection.refresh_now()
 
     def _selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -349,7 +349,7 @@ class SyncScreen(DaemonScreen):
         def done(result: dict[str, Any]) -> None:
             self.notify(f"requeued {result.get('retried', 0)} dead job(s)", title="Retry")
             self.reload()
-            self.sovterm.link.refresh_now()
+            self.sovterm.connection.refresh_now()
 
         self.call("sync.retry", params, done=done)
 
@@ -368,7 +368,7 @@ class SyncScreen(DaemonScreen):
             def done(result: dict[str, Any]) -> None:
                 self.notify(f"invoice {result.get('invoice_id')} resolved: {result.get('resolution')}", title="Resolve")
                 self.reload()
-                self.sovterm.link.refresh_now()
+                self.sovterm.connection.refresh_now()
 
             self.call("sync.resolve", params, done=done)
 
@@ -385,7 +385,7 @@ class SyncScreen(DaemonScreen):
         def done(result: dict[str, Any]) -> None:
             self.notify(f"invoice {invoice_id}: {result.get('reviewed', 0)} posting(s) marked reviewed", title="Review")
             self.reload()
-            self.sovterm.link.refresh_now()
+            self.sovterm.connection.refresh_now()
 
         self.call("sync.reviewed", {"invoice_id": invoice_id}, done=done)
 

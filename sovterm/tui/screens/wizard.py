@@ -34,11 +34,11 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from sovterm.tui.link import ActionFailed
+from sovterm.tui.connection import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.qr import qr_text
 from sovterm.tui.screens.base import DaemonScreen
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.text import escape
 from sovterm.tui.views import (
     MODE_HELP,
@@ -179,7 +179,7 @@ class WizardScreen(DaemonScreen):
     def read_only(self) -> str | None:
         return self.may("setup.btcpay.connect")
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         why = self.read_only
         banner = self.query_one("#wizard-banner", Static)
         banner.update("" if why is None else f"[$warning]read-only[/]: {escape(why)}")
