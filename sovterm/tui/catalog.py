@@ -24,6 +24,7 @@ from sovterm.tui.screens.logs import LogsScreen
 from sovterm.tui.screens.payouts import PayoutsScreen
 from sovterm.tui.screens.sync import SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen
+from sovterm.tui.session import Session
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ScreenSpec:
     mode: str
     key: str
     title: str
-    screen: Callable[[], Screen[Any]]
+    screen: Callable[[Session], Screen[Any]]  # built with the session (see `session.Session`)
     help: str
     requires: tuple[str, ...] = ()  # daemon methods without which the screen has nothing to show
 

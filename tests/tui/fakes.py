@@ -279,7 +279,7 @@ class FixedConnection(Connection):
 
 def fixed_app(*, role: str = "admin", up: bool = True, feeds: bool = False, parts: bool = False) -> SovtermApp:
     """The app on the fixed daemon; `parts` adds the sync, payouts, links and setup methods (and feeds)."""
-    app = SovtermApp(SOCKET, connection_factory=lambda post: FixedConnection(post, role=role, up=up, feeds=feeds or parts,
-                                                                 parts=parts))
-    app.clock = lambda: NOW
+    app = SovtermApp(SOCKET, connection_factory=lambda post: FixedConnection(
+        post, role=role, up=up, feeds=feeds or parts, parts=parts))
+    app.session.clock = lambda: NOW
     return app

@@ -140,8 +140,8 @@ async def test_a_crashing_connection_is_shown_and_restarted() -> None:
 
     app = SovtermApp(SOCKET, connection_factory=lambda post: CrashOnce(post))
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.state.error is not None, what="connection failure shown")
-        assert "RuntimeError('boom')" in app.state.error
+        await until(pilot, lambda: app.session.state.error is not None, what="connection failure shown")
+        assert "RuntimeError('boom')" in app.session.state.error
         await until(pilot, lambda: app.current_mode == "dashboard", what="restarted connection attached")
 
 
@@ -151,7 +151,7 @@ def test_connection_messages_arriving_after_the_last_screen_is_gone_are_dropped(
     assert app.top_daemon_screen() is None
     app.on_feed_updated(FeedUpdated("sync.status", {"queued": 1}))
     app.on_daemon_event(DaemonEvent("sync.job", 0.0, {}))
-    assert app.state.feeds["sync.status"] == {"queued": 1}
+    assert app.session.state.feeds["sync.status"] == {"queued": 1}
 
 
 async def test_dashboard_lists_each_followed_store_with_its_mode_class_and_key(monkeypatch) -> None:  # type: ignore[no-untyped-def]

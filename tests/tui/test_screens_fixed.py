@@ -388,12 +388,12 @@ async def test_an_update_reaching_a_screen_still_composing_does_not_crash_the_ap
     app = fixed_app(parts=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.current_mode == "dashboard", what="dashboard")
-        app.push_screen(Composing())
+        app.push_screen(Composing(app.session))
         await pilot.pause()
         app.post_message(StatusUpdated({"ready": True}))
         app.post_message(DaemonEvent("sync.job", 0.0, {}))
         await pilot.pause()
-        assert app.is_running and app.state.status == {"ready": True}
+        assert app.is_running and app.session.state.status == {"ready": True}
 
 
 async def test_disconnect_from_the_wizard_asks_first() -> None:

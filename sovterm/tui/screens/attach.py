@@ -26,6 +26,7 @@ def render_attach(state: DaemonState) -> tuple[str, str, str, str]:
 
 
 class AttachScreen(DaemonScreen):
+    CSS_PATH = "attach.tcss"
     BINDINGS = [Binding("r", "retry", "Retry now")]
 
     def compose(self) -> ComposeResult:
@@ -38,7 +39,7 @@ class AttachScreen(DaemonScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.show_state(self.sovterm.state)
+        self.show_state(self.session.state)
 
     def show_state(self, state: DaemonState) -> None:
         title, message, fix, retry = render_attach(state)
@@ -48,4 +49,4 @@ class AttachScreen(DaemonScreen):
         self.query_one("#attach-retry", Static).update(retry)
 
     def action_retry(self) -> None:
-        self.sovterm.connection.retry_now()
+        self.session.retry_now()
