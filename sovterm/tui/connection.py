@@ -2,8 +2,9 @@
 
 `Connection.run()` is the body of one exclusive app worker: it connects, handshakes, subscribes to events and
 follows the logs, turns every notification into a message for the app, polls `status` (and the optional
-feeds the daemon offers), and reconnects with backoff when the daemon goes away. Widgets never see the
-socket: they call the daemon through `Connection.daemon`, a `Daemon` facade that checks the caller's role first.
+feeds the daemon offers), and reconnects with backoff when the daemon goes away. Screens never see the
+socket: they call the daemon through their session's `daemon` (`Connection.daemon`), a `Daemon` facade that
+checks the caller's role first.
 """
 
 from __future__ import annotations
