@@ -10,6 +10,7 @@ from sovterm.tui.commands import SovtermCommands
 from sovterm.tui.connection import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.confirm import ConfirmScreen
+from sovterm.tui.screens.help import HelpScreen
 from sovterm.tui.screens.links import LinkCreateScreen, LinksScreen, LinkShowScreen
 from sovterm.tui.screens.payouts import PayoutDecisionScreen, PayoutsScreen
 from sovterm.tui.screens.sync import BookScreen, ResolveScreen, SyncScreen
@@ -375,6 +376,19 @@ async def test_palette_offers_disconnect_with_a_confirmation_and_reconnect_in_th
         hits["Reconnect QuickBooks"].command()
         await until(pilot, lambda: isinstance(app.screen, WizardScreen) and app.screen.loaded, what="wizard")
         await until(pilot, lambda: app.screen.step == "qbo", what="QuickBooks step")
+
+
+async def test_palette_help_and_theme_and_its_entries_over_a_dialog() -> None:
+    app = fixed_app(parts=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.current_mode == "dashboard", what="dashboard")
+        hits = {str(h.display): h for h in [hit async for hit in SovtermCommands(app.screen).discover()]}
+        app.call_later(hits["Toggle light/dark theme"].command)  # as the palette runs a chosen command
+        await until(pilot, lambda: app.theme == "textual-light", what="light theme")
+        app.call_later(hits["Help"].command)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        over_help = {str(h.display) for h in [hit async for hit in SovtermCommands(app.screen).discover()]}
+        assert set(hits) == over_help  # the palette over a dialog offers the daemon screen's entries
 
 
 async def test_an_update_reaching_a_screen_still_composing_does_not_crash_the_app() -> None:
