@@ -1,7 +1,7 @@
 """TUI benchmarks: time to the first complete dashboard on a real daemon, and log-tail throughput.
 
 Run: `.venv/bin/python bench/tui.py`. Prints one result per line.
-The throughput part drives the link's real ingest path (notification pump → 50 ms coalescing → app
+The throughput part drives the connection's real ingest path (notification pump → 50 ms coalescing → app
 buffer → logs screen pull → `Log.write_lines`) with synthetic `logs.line` notifications at a fixed rate,
 because the daemon cannot be made to log 1,000 lines/s on demand without a debug method.
 """
@@ -39,7 +39,7 @@ async def time_to_dashboard(socket_path: Path) -> float:
     app = SovtermApp(socket_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.is_mounted
-                    and app.state.status is not None and "READY" in str(app.screen.query_one("#daemon").content))
+                    and app.session.state.status is not None and "READY" in str(app.screen.query_one("#daemon").content))
         return time.perf_counter() - started
 
 
@@ -85,16 +85,16 @@ async def log_throughput(rate: int, seconds: float) -> dict[str, float]:
         pending: list[dict[str, Any]] = []
         tracemalloc.start()
         started = time.perf_counter()
-        flusher = asyncio.create_task(app.link._flush(pending))
-        await app.link._pump(source, pending)  # type: ignore[arg-type]
-        await until(pilot, lambda: not pending and screen._seen == app.log_buffer.total, timeout=30)
+        flusher = asyncio.create_task(app.connection._flush(pending))
+        await app.connection._pump(source, pending)  # type: ignore[arg-type]
+        await until(pilot, lambda: not pending and screen._seen == app.session.log_buffer.total, timeout=30)
         await pilot.pause(0.1)
         elapsed = time.perf_counter() - started
         flusher.cancel()
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         return {"sent": source.sent, "written": written, "elapsed": elapsed, "rate": written / elapsed,
-                "buffer": len(app.log_buffer), "log_lines": log.line_count, "peak_mb": peak / 1e6}
+                "buffer": len(app.session.log_buffer), "log_lines": log.line_count, "peak_mb": peak / 1e6}
 
 
 async def main() -> None:

@@ -13,13 +13,12 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from sovterm.events import EventBus
-    from sovterm.services import Services
 
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
@@ -59,8 +58,13 @@ class SyncRead:
     error: str | None = None
 
 
-async def read_sync(services: Services) -> SyncRead:
-    sync = services.sync
+class SyncStatus(Protocol):
+    """What alerts read from the sync part: its counts."""
+
+    async def status(self) -> dict[str, Any]: ...
+
+
+async def read_sync(sync: SyncStatus | None) -> SyncRead:
     if sync is None:
         return SyncRead()
     try:
@@ -162,7 +166,7 @@ class AlertTracker:
         return sorted(alerts, key=lambda a: SEVERITY_ORDER[a.severity])
 
 
-async def current(services: Services, ready: bool, checks: dict[str, Any], sync: SyncRead | None = None) -> list[Alert]:
-    """The alerts for this reading of the readiness checks (and of the sync part, read here if not given)."""
-    found = conditions(ready, checks, sync if sync is not None else await read_sync(services))
-    return services.alerts.observe(found, services.bus)
+async def current(tracker: AlertTracker, bus: EventBus, ready: bool, checks: dict[str, Any],
+                  sync: SyncRead) -> list[Alert]:
+    """The alerts for this reading of the readiness checks and of the sync part."""
+    return tracker.observe(conditions(ready, checks, sync), bus)

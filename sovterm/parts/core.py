@@ -106,7 +106,8 @@ async def daemon_status(services: Services) -> StatusResult:
         checks=checks,
         last_runs=runs,
         stores=await followed_stores(services),
-        alerts=await alerts.current(services, ready, checks),
+        alerts=await alerts.current(services.alerts, services.bus, ready, checks,
+                                    await alerts.read_sync(services.sync)),
     )
 
 

@@ -6,8 +6,8 @@
 - An action: add an `ActionSpec` to `actions.ACTIONS` with the `screen` that binds its key (`run('<name>')`,
   see `actions_for`; "palette" for palette-only ones); it is disabled (dimmed in the footer, reason shown)
   unless the caller may call its method; `confirm` turns on a yes/no dialog whose default is *no*.
-- A feed: add the method name to `actions.FEEDS`; the link polls it with `status` whenever the daemon offers it
-  and the result lands in `LinkState.feeds[method]` (a screen renders it; absent means "no data yet").
+- A feed: add the method name to `actions.FEEDS`; the connection polls it with `status` whenever the daemon offers it
+  and the result lands in `DaemonState.feeds[method]` (a screen renders it; absent means "no data yet").
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sovterm.tui.screens.logs import LogsScreen
 from sovterm.tui.screens.payouts import PayoutsScreen
 from sovterm.tui.screens.sync import SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen
+from sovterm.tui.session import Session
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ScreenSpec:
     mode: str
     key: str
     title: str
-    screen: Callable[[], Screen[Any]]
+    screen: Callable[[Session], Screen[Any]]  # built with the session (see `session.Session`)
     help: str
     requires: tuple[str, ...] = ()  # daemon methods without which the screen has nothing to show
 

@@ -4,33 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from sovterm.tui.actions import ACTIONS
 from sovterm.tui.catalog import SCREENS
-
-if TYPE_CHECKING:
-    from sovterm.tui.app import SovtermApp
+from sovterm.tui.screens.base import DaemonScreen
+from sovterm.tui.session import Session
 
 
 class SovtermCommands(Provider):
+    def _session(self) -> Session:
+        """The session of the screen the palette was opened on, or of the daemon screen under a dialog."""
+        screens = (self.screen, *reversed(self.app.screen_stack))
+        return next(screen.session for screen in screens if isinstance(screen, DaemonScreen))
+
     def _entries(self) -> list[tuple[str, str, Callable[[], object]]]:
-        app = cast("SovtermApp", self.app)
+        session = self._session()
         entries: list[tuple[str, str, Callable[[], object]]] = [
-            (f"Go to {spec.title}", f"key {spec.key} · {spec.help}", partial(app.action_goto, spec.mode))
+            (f"Go to {spec.title}", f"key {spec.key} · {spec.help}", partial(session.goto, spec.mode))
             for spec in SCREENS
         ]
         for action in ACTIONS:
-            reason = app.daemon.why_not(action.method)
+            reason = session.daemon.why_not(action.method)
             where = f"key {action.key} on {action.screen} · " if action.key else ""
             help_text = f"{where}{action.help}" if reason is None else f"disabled: {reason}"
-            entries.append((action.title, help_text, partial(app.run_daemon_action, action.name)))
+            entries.append((action.title, help_text, partial(session.run_action, action.name)))
         for step, side in (("btcpay", "BTCPay"), ("qbo", "QuickBooks")):
-            entries.append((f"Reconnect {side}", f"setup wizard, {side} step", partial(app.open_setup, step)))
-        entries.append(("Help", "keys of this screen (? or F1)", app.action_help))
-        entries.append(("Toggle light/dark theme", "key t", app.action_toggle_theme))
+            entries.append((f"Reconnect {side}", f"setup wizard, {side} step", partial(session.open_setup, step)))
+        entries.append(("Help", "keys of this screen (? or F1)", partial(self.app.run_action, "help")))
+        entries.append(("Toggle light/dark theme", "key t", partial(self.app.run_action, "toggle_theme")))
         return entries
 
     async def discover(self) -> Hits:

@@ -1,4 +1,4 @@
-"""Everything the daemon link tells the app, as Textual messages (posted to the app, thread-safe)."""
+"""Everything the daemon connection tells the app, as Textual messages (posted to the app, thread-safe)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sovterm.tui.state import Capabilities
 
 
 @dataclass
-class LinkUp(Message):
+class Connected(Message):
     """Connected and handshaken: who we are, what the daemon offers, its first status."""
 
     hello: dict[str, Any]
@@ -20,8 +20,8 @@ class LinkUp(Message):
 
 
 @dataclass
-class LinkDown(Message):
-    """Not connected (never was, or lost it); the link retries by itself after `retry_in` seconds."""
+class Disconnected(Message):
+    """Not connected (never was, or lost it); the connection retries by itself after `retry_in` seconds."""
 
     message: str
     fix: str | None

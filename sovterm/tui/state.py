@@ -142,8 +142,8 @@ class LogBuffer:
 
 
 @dataclass
-class LinkState:
-    """The app's view of the connection, replaced wholesale by link messages."""
+class DaemonState:
+    """The app's view of the connection, replaced wholesale by connection messages."""
 
     socket_path: str = ""
     connected: bool = False

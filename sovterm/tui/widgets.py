@@ -1,4 +1,4 @@
-"""Dashboard panels: each renders one part of `LinkState` and nothing else (no socket, no timers).
+"""Dashboard panels: each renders one part of `DaemonState` and nothing else (no socket, no timers).
 
 The `render_*` functions are pure (state in, markup out) so they are tested without a terminal.
 """
@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from sovterm.amounts import sats_to_btc
 from sovterm.formatting import age, duration
-from sovterm.tui.state import LinkState, alerts_from_status, sparkline
+from sovterm.tui.state import DaemonState, alerts_from_status, sparkline
 from sovterm.tui.text import escape
 from sovterm.tui.views import SyncProgress
 
@@ -20,7 +20,7 @@ NO_DATA = "[dim]no data yet[/]"
 MARK = {"error": "[$error]✗[/]", "warning": "[$warning]![/]", "info": "[$primary]i[/]"}
 
 
-def render_daemon(state: LinkState) -> str:
+def render_daemon(state: DaemonState) -> str:
     st = state.status
     if not st:
         return NO_DATA
@@ -35,7 +35,7 @@ def render_daemon(state: LinkState) -> str:
     ])
 
 
-def render_alerts(state: LinkState) -> str:
+def render_alerts(state: DaemonState) -> str:
     """The daemon's alerts, plus the TUI's own dropped notifications; what to do for each comes after
     them all, in the same order, so a small panel still shows every alert."""
     alerts = alerts_from_status(state.status)
@@ -48,7 +48,7 @@ def render_alerts(state: LinkState) -> str:
     return "\n".join(lines) or "[$success]✓[/] nothing needs attention"
 
 
-def render_connectors(state: LinkState) -> str:
+def render_connectors(state: DaemonState) -> str:
     if not state.status:
         return NO_DATA
     connectors = (state.status.get("checks") or {}).get("connectors") or {}
@@ -74,7 +74,7 @@ def store_line(store: dict[str, Any]) -> str:
     return f"{mark} store {escape(str(store.get('name')))}: {escape(str(store.get('mode')))} · {books}{key}{error}"
 
 
-def render_loops(state: LinkState) -> str:
+def render_loops(state: DaemonState) -> str:
     if not state.status:
         return NO_DATA
     loops = (state.status.get("checks") or {}).get("loops") or {}
@@ -97,7 +97,7 @@ def render_loops(state: LinkState) -> str:
     return "\n".join(lines)
 
 
-def _feed(state: LinkState, method: str) -> tuple[Any, str | None]:
+def _feed(state: DaemonState, method: str) -> tuple[Any, str | None]:
     """(result, reason there is none)."""
     if method in state.feeds:
         return state.feeds[method], None
@@ -105,7 +105,7 @@ def _feed(state: LinkState, method: str) -> tuple[Any, str | None]:
     return None, why or "waiting for the daemon"
 
 
-def render_sync(state: LinkState) -> str:
+def render_sync(state: DaemonState) -> str:
     data, why = _feed(state, "sync.status")
     if not isinstance(data, dict):
         return f"{NO_DATA}\n[dim]{escape(why or 'sync status unavailable')}[/]"
@@ -133,7 +133,7 @@ def _sats(data: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def render_volume(state: LinkState, width: int = 30) -> str:
+def render_volume(state: DaemonState, width: int = 30) -> str:
     data, why = _feed(state, "sync.totals")
     if not isinstance(data, dict):
         return f"{NO_DATA}\n[dim]{escape(why or 'totals unavailable')}[/]"
@@ -152,12 +152,12 @@ def render_volume(state: LinkState, width: int = 30) -> str:
 
 
 class Panel(Static):
-    """A bordered box whose content is a pure function of the link state."""
+    """A bordered box whose content is a pure function of the daemon state."""
 
     def __init__(self, title: str, render_fn: Any, *, id: str) -> None:
         super().__init__(NO_DATA, id=id, classes="panel")
         self.border_title = title
         self._render_fn = render_fn
 
-    def show(self, state: LinkState) -> None:
+    def show(self, state: DaemonState) -> None:
         self.update(self._render_fn(state))

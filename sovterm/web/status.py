@@ -89,7 +89,7 @@ async def status_view(services: Services) -> dict[str, Any]:
          "last_run_age_s": b["last_run_age_s"], "last_ok": b["last_ok"]}
         for name, b in sorted((checks.get("loops") or {}).items())
     ]
-    sync = await alerts.read_sync(services)
+    sync = await alerts.read_sync(services.sync)
     return {
         "sovterm": __version__,
         "ready": ready,
@@ -99,7 +99,7 @@ async def status_view(services: Services) -> dict[str, Any]:
         "connectors": connectors,
         "loops": loops,
         "sync": await sync_view(services, sync, now),
-        "alerts": [a.model_dump(mode="json") for a in await alerts.current(services, ready, checks, sync)],
+        "alerts": [a.model_dump(mode="json") for a in await alerts.current(services.alerts, services.bus, ready, checks, sync)],
     }
 
 

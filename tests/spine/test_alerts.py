@@ -17,7 +17,7 @@ from sovterm.control.server import ControlServer
 from sovterm.events import EventBus
 from sovterm.loops import Loops
 from sovterm.parts.core import daemon_status, register_core_methods
-from sovterm.tui.state import LinkState, alerts_from_status
+from sovterm.tui.state import DaemonState, alerts_from_status
 from sovterm.tui.text import escape as tui_escape
 from sovterm.tui.widgets import render_alerts
 from tests.ops.helpers import status_client
@@ -160,7 +160,7 @@ async def test_every_surface_shows_the_daemons_alerts(tmp_path: Path) -> None:
         assert all(a["fix"] in cli for a in status["alerts"])
 
         assert [(a.severity, a.text) for a in alerts_from_status(status)] == expected
-        panel = render_alerts(LinkState(status=status))
+        panel = render_alerts(DaemonState(status=status))
         for _, text in expected:
             assert tui_escape(text) in panel
         assert all(tui_escape(a["fix"]) in panel for a in status["alerts"])

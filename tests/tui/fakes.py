@@ -12,8 +12,8 @@ from sovterm.alerts import AlertTracker, SyncRead, conditions
 from sovterm.control.client import explain_connect_error
 from sovterm.events import EventBus
 from sovterm.tui.app import SovtermApp
-from sovterm.tui.link import Link
-from sovterm.tui.messages import FeedUpdated, LinkDown, LinkUp, LogLines
+from sovterm.tui.connection import Connection
+from sovterm.tui.messages import Connected, Disconnected, FeedUpdated, LogLines
 from sovterm.tui.state import Capabilities
 
 SOCKET = Path("/run/sovterm/control.sock")
@@ -259,8 +259,8 @@ def part_results() -> dict[str, Any]:
     }
 
 
-class FixedLink(Link):
-    """Posts what a real link would after connecting (or failing), then stays quiet."""
+class FixedConnection(Connection):
+    """Posts what a real connection would after connecting (or failing), then stays quiet."""
 
     def __init__(self, post: Any, *, role: str = "admin", up: bool = True, feeds: bool = False,
                  parts: bool = False) -> None:
@@ -275,14 +275,14 @@ class FixedLink(Link):
     async def run(self) -> None:
         if not self.up:
             exc = explain_connect_error(SOCKET, OSError(errno.ENOENT, "No such file or directory"))
-            self._post(LinkDown(exc.message, exc.fix, 3, 1.0))
+            self._post(Disconnected(exc.message, exc.fix, 3, 1.0))
             await asyncio.Event().wait()
         hello = {"version": "0.1.0", "protocol": 1, "role": self.role, "user": "alice"}
         caps = Capabilities.from_daemon(hello, METHODS + (FEED_METHODS if self.with_feeds else [])
                                         + (PART_METHODS if self.with_parts else []))
         self.daemon.attach(self.client, caps)  # type: ignore[arg-type]
         sync = FEEDS["sync.status"] if self.with_feeds else None  # the daemon has a sync part: its alerts too
-        self._post(LinkUp(hello, caps, {**STATUS, "alerts": daemon_alerts(STATUS, sync)}))
+        self._post(Connected(hello, caps, {**STATUS, "alerts": daemon_alerts(STATUS, sync)}))
         self._post(LogLines(list(LOG_LINES), replace=True))
         if self.with_feeds:
             for method, result in FEEDS.items():
@@ -292,7 +292,7 @@ class FixedLink(Link):
 
 def fixed_app(*, role: str = "admin", up: bool = True, feeds: bool = False, parts: bool = False) -> SovtermApp:
     """The app on the fixed daemon; `parts` adds the sync, payouts, links and setup methods (and feeds)."""
-    app = SovtermApp(SOCKET, link_factory=lambda post: FixedLink(post, role=role, up=up, feeds=feeds or parts,
-                                                                 parts=parts))
-    app.clock = lambda: NOW
+    app = SovtermApp(SOCKET, connection_factory=lambda post: FixedConnection(
+        post, role=role, up=up, feeds=feeds or parts, parts=parts))
+    app.session.clock = lambda: NOW
     return app

@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 
 async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = 8.0, what: str = "") -> None:
-    """Let the app run until `condition()` holds (the link worker never completes, so we poll its effect)."""
+    """Let the app run until `condition()` holds (the connection worker never completes, so we poll its effect)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         if asyncio.get_running_loop().time() > deadline:

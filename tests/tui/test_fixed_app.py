@@ -10,7 +10,7 @@ from sovterm.tui.messages import ActionDone, DaemonEvent, FeedUpdated, LogLines
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.screens.help import HelpScreen
 from sovterm.tui.screens.logs import LogsScreen
-from tests.tui.fakes import SOCKET, FixedLink, fixed_app
+from tests.tui.fakes import SOCKET, FixedConnection, fixed_app
 from tests.tui.helpers import plain, until
 
 
@@ -25,10 +25,10 @@ async def test_viewer_sees_everything_but_admin_actions_are_disabled_with_the_re
         assert "needs the admin role; alice is viewer" in actions
         await pilot.press("r")
         await pilot.pause()
-        assert app.link.client.calls == []
+        assert app.connection.client.calls == []
         app.run_daemon_action("reload")  # the palette path refuses too
         await pilot.pause()
-        assert app.link.client.calls == []
+        assert app.connection.client.calls == []
 
 
 async def test_admin_reload_calls_the_daemon_and_reports() -> None:
@@ -39,7 +39,7 @@ async def test_admin_reload_calls_the_daemon_and_reports() -> None:
         assert app.screen.check_action("run", ("reload",)) is True
         await pilot.press("r")
         await until(pilot, lambda: done, what="action result")
-        assert app.link.client.calls == [("daemon.reload", {})]
+        assert app.connection.client.calls == [("daemon.reload", {})]
         assert done[0].text.startswith("configuration reloaded")
 
 
@@ -53,12 +53,12 @@ async def test_rotate_key_asks_first_and_defaults_to_no() -> None:
         assert isinstance(focused, Button) and focused.id == "no"
         await pilot.press("enter")
         await pilot.pause()
-        assert not isinstance(app.screen, ConfirmScreen) and app.link.client.calls == []
+        assert not isinstance(app.screen, ConfirmScreen) and app.connection.client.calls == []
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: app.link.client.calls, what="rotate call")
-        assert app.link.client.calls == [("secrets.rotate", {})]
+        await until(pilot, lambda: app.connection.client.calls, what="rotate call")
+        assert app.connection.client.calls == [("secrets.rotate", {})]
 
 
 async def test_logs_follow_unless_scrolled_back_then_show_how_many_are_new() -> None:
@@ -128,8 +128,8 @@ async def test_theme_toggles_between_light_and_dark() -> None:
         assert app.theme == "textual-light"
 
 
-async def test_a_crashing_link_is_shown_and_restarted() -> None:
-    class CrashOnce(FixedLink):
+async def test_a_crashing_connection_is_shown_and_restarted() -> None:
+    class CrashOnce(FixedConnection):
         runs = 0
 
         async def run(self) -> None:
@@ -138,20 +138,20 @@ async def test_a_crashing_link_is_shown_and_restarted() -> None:
                 raise RuntimeError("boom")
             await super().run()
 
-    app = SovtermApp(SOCKET, link_factory=lambda post: CrashOnce(post))
+    app = SovtermApp(SOCKET, connection_factory=lambda post: CrashOnce(post))
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.state.error is not None, what="link failure shown")
-        assert "RuntimeError('boom')" in app.state.error
-        await until(pilot, lambda: app.current_mode == "dashboard", what="restarted link attached")
+        await until(pilot, lambda: app.session.state.error is not None, what="connection failure shown")
+        assert "RuntimeError('boom')" in app.session.state.error
+        await until(pilot, lambda: app.current_mode == "dashboard", what="restarted connection attached")
 
 
-def test_link_messages_arriving_after_the_last_screen_is_gone_are_dropped() -> None:
+def test_connection_messages_arriving_after_the_last_screen_is_gone_are_dropped() -> None:
     """At shutdown (here: before any screen exists) a feed update or event finds no screen stack."""
     app = fixed_app()
     assert app.top_daemon_screen() is None
     app.on_feed_updated(FeedUpdated("sync.status", {"queued": 1}))
     app.on_daemon_event(DaemonEvent("sync.job", 0.0, {}))
-    assert app.state.feeds["sync.status"] == {"queued": 1}
+    assert app.session.state.feeds["sync.status"] == {"queued": 1}
 
 
 async def test_dashboard_lists_each_followed_store_with_its_mode_class_and_key(monkeypatch) -> None:  # type: ignore[no-untyped-def]

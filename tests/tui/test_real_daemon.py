@@ -15,7 +15,7 @@ from tests.tui.helpers import plain, until
 
 
 def on_dashboard(app: SovtermApp) -> bool:
-    return isinstance(app.screen, DashboardScreen) and app.screen.is_mounted and app.state.status is not None
+    return isinstance(app.screen, DashboardScreen) and app.screen.is_mounted and app.session.state.status is not None
 
 
 async def test_attach_shows_the_dashboard_with_version_and_loops(daemon) -> None:
@@ -26,10 +26,10 @@ async def test_attach_shows_the_dashboard_with_version_and_loops(daemon) -> None
         assert "sovterm 0.1.0" in plain(screen.query_one("#daemon", Panel))
         assert "READY" in plain(screen.query_one("#daemon", Panel))
         assert "reaper" in plain(screen.query_one("#loops", Panel))
-        assert app.state.caps.role == "admin" and "(admin)" in app.sub_title
+        assert app.session.state.caps.role == "admin" and "(admin)" in app.sub_title
         # the real daemon's admin action is enabled and works
         assert screen.check_action("run", ("reload",)) is True
-        assert (await app.daemon.call("daemon.reload"))["restart_needed"] == []
+        assert (await app.session.daemon.call("daemon.reload"))["restart_needed"] == []
         # 80x24: every panel is on screen, whole, and the screen does not scroll
         area = screen.region
         for widget in [*screen.query(Panel), screen.query_one("#actions")]:
@@ -43,7 +43,7 @@ async def test_no_daemon_shows_the_fix_and_attaches_when_it_starts(daemon_factor
     d = daemon_factory(start=False)
     app = SovtermApp(d.socket_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.state.error is not None and app.screen.is_mounted, what="link down")
+        await until(pilot, lambda: app.session.state.error is not None and app.screen.is_mounted, what="disconnected")
         assert isinstance(app.screen, AttachScreen)
         shown = plain(app.screen.query_one("#attach-fix"))
         assert "systemctl start sovterm" in shown
@@ -56,13 +56,13 @@ async def test_reconnects_by_itself_when_the_daemon_restarts(daemon) -> None:
     app = SovtermApp(daemon.socket_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: on_dashboard(app), what="dashboard")
-        first_pid = app.state.status["pid"]
+        first_pid = app.session.state.status["pid"]
         await asyncio.to_thread(daemon.stop)
-        await until(pilot, lambda: isinstance(app.screen, AttachScreen) and app.state.error, what="link down")
+        await until(pilot, lambda: isinstance(app.screen, AttachScreen) and app.session.state.error, what="disconnected")
         await asyncio.to_thread(daemon.start)
-        await until(pilot, lambda: on_dashboard(app) and app.state.status["pid"] != first_pid,
+        await until(pilot, lambda: on_dashboard(app) and app.session.state.status["pid"] != first_pid,
                     timeout=10, what="reconnect")
-        assert app.state.connected and app.state.error is None
+        assert app.session.state.connected and app.session.state.error is None
 
 
 async def test_logs_show_new_lines_and_the_level_filter_hides_debug(daemon_factory) -> None:

@@ -19,7 +19,7 @@ from tests.tui.helpers import plain, until
 
 async def set_up(app: SovtermApp, env: FullEnv) -> None:
     """Everything the wizard does (tested on its own), through the same daemon facade, to reach the screens."""
-    call = app.daemon.call
+    call = app.session.daemon.call
     await call("setup.btcpay.connect", url=env.btcpay.url, api_key=env.api_key)
     await call("setup.btcpay.select_stores", store_ids=[env.store_id])
     started = await call("setup.qbo.start")
@@ -37,7 +37,7 @@ def table_rows(screen: Any, selector: str) -> list[list[str]]:
 async def test_sync_payouts_and_links_screens(full_env: FullEnv) -> None:
     app = SovtermApp(full_env.daemon.socket_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.current_mode == "dashboard" and app.state.connected, what="dashboard")
+        await until(pilot, lambda: app.current_mode == "dashboard" and app.session.state.connected, what="dashboard")
         await set_up(app, full_env)
 
         # ---- sync: a posting with its QuickBooks id; an unmatched payment resolved as a deposit ----
@@ -49,7 +49,7 @@ async def test_sync_payouts_and_links_screens(full_env: FullEnv) -> None:
                                        for r in table_rows(sync, "#recent-table")), timeout=20, what="posting")
         receipt = full_env.qbo.documents(REALM, "SalesReceipt")[0]
         assert any(r[2] == f"SalesReceipt {receipt['Id']}" for r in table_rows(sync, "#recent-table"))
-        await app.daemon.call("setup.mode", mode="invoicing")
+        await app.session.daemon.call("setup.mode", mode="invoicing")
         inv = full_env.btcpay.call(full_env.btcpay.state.create_invoice, full_env.store_id,
                                    Decimal("42.00"), "USD", metadata={"orderId": "nope"})
         full_env.btcpay.call(full_env.btcpay.state.pay, inv.id, method="BTC-LN")
@@ -61,7 +61,7 @@ async def test_sync_payouts_and_links_screens(full_env: FullEnv) -> None:
         await until(pilot, lambda: len(full_env.qbo.documents(REALM, "SalesReceipt")) == 2, timeout=20,
                     what="resolved as a deposit-mode sale")
         await until(pilot, lambda: not sync.unmatched, what="unmatched list emptied")
-        audit = await app.daemon.call("audit.list", limit=5)
+        audit = await app.session.daemon.call("audit.list", limit=5)
         assert any(a["action"] == "sync.resolve" and a["subject"] == inv.id for a in audit)
 
         # ---- payouts: approve through the dialog; the result and the audit entry appear ----

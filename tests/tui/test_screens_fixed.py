@@ -7,9 +7,10 @@ from textual.widgets import Button, DataTable, Input, OptionList, RadioButton, S
 
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.commands import SovtermCommands
-from sovterm.tui.link import ActionFailed
+from sovterm.tui.connection import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.confirm import ConfirmScreen
+from sovterm.tui.screens.help import HelpScreen
 from sovterm.tui.screens.links import LinkCreateScreen, LinksScreen, LinkShowScreen
 from sovterm.tui.screens.payouts import PayoutDecisionScreen, PayoutsScreen
 from sovterm.tui.screens.sync import BookScreen, ResolveScreen, SyncScreen
@@ -51,7 +52,7 @@ async def test_approval_dialog_starts_on_reject_and_needs_the_last_four_characte
         assert dialog.focused is dialog.query_one("#payout-reject", Button) and confirm.disabled
         await pilot.press("enter")  # Enter on the initial focus rejects
         await pilot.pause()
-        assert not isinstance(app.screen, PayoutDecisionScreen) and not app.link.client.called("payouts.approve")
+        assert not isinstance(app.screen, PayoutDecisionScreen) and not app.connection.client.called("payouts.approve")
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, PayoutDecisionScreen), what="dialog again")
         dialog = app.screen
@@ -65,7 +66,7 @@ async def test_approval_dialog_starts_on_reject_and_needs_the_last_four_characte
         assert dialog.focused is confirm and isinstance(app.screen, PayoutDecisionScreen)
         await pilot.press("enter")
         await until(pilot, lambda: "audit #42" in plain(screen.query_one("#payouts-result", Static)), what="audit")
-        assert app.link.client.called("payouts.approve") == [{"payout_id": "PAY1aaaaaaaa"}]
+        assert app.connection.client.called("payouts.approve") == [{"payout_id": "PAY1aaaaaaaa"}]
         assert "payout PAY1aaaaaaaa: approved" in plain(screen.query_one("#payouts-result", Static))
 
 
@@ -79,7 +80,7 @@ async def test_cancel_is_asked_the_same_way_and_escape_keeps_the_payout() -> Non
         assert app.screen.query_one("#payout-reject", Button).label.plain == "Keep it"
         await pilot.press("escape")
         await pilot.pause()
-        assert not app.link.client.called("payouts.cancel")
+        assert not app.connection.client.called("payouts.cancel")
         await pilot.press("v")  # every open payout, the approved one too
         await until(pilot, lambda: len(rows(screen, "#payouts-table")) == 3, what="all payouts")
         assert rows(screen, "#payouts-table")[2][1] == "25.00 USD"
@@ -97,7 +98,7 @@ async def test_viewer_cannot_open_the_approval_dialog() -> None:
         screen.action_decide("approve")  # the palette / a direct call refuses too
         await pilot.pause()
         assert isinstance(app.screen, PayoutsScreen)
-        assert not app.link.client.called("payouts.approve")
+        assert not app.connection.client.called("payouts.approve")
 
 
 # ---- sync ---------------------------------------------------------------------------------------------------
@@ -118,10 +119,10 @@ async def test_sync_shows_progress_lists_and_retries_a_dead_job() -> None:
         await pilot.press("2")
         assert "Account is inactive" in rows(screen, "#dead-table")[0][4]
         await pilot.press("r")
-        await until(pilot, lambda: app.link.client.called("sync.retry"), what="retry")
-        assert app.link.client.called("sync.retry") == [{"job_id": 17}]
+        await until(pilot, lambda: app.connection.client.called("sync.retry"), what="retry")
+        assert app.connection.client.called("sync.retry") == [{"job_id": 17}]
         await pilot.press("n")
-        await until(pilot, lambda: app.link.client.called("sync.now"), what="sync now")
+        await until(pilot, lambda: app.connection.client.called("sync.now"), what="sync now")
 
 
 async def test_resolve_asks_why_before_ignoring() -> None:
@@ -137,8 +138,8 @@ async def test_resolve_asks_why_before_ignoring() -> None:
         assert "say why" in plain(dialog.query_one("#resolve-problem", Static))
         dialog.query_one("#resolve-reason", Input).value = "test order"
         dialog.query_one("#resolve-ignore", Button).press()
-        await until(pilot, lambda: app.link.client.called("sync.resolve"), what="resolve call")
-        assert app.link.client.called("sync.resolve") == [{"invoice_id": "INVnope", "ignore": "test order"}]
+        await until(pilot, lambda: app.connection.client.called("sync.resolve"), what="resolve call")
+        assert app.connection.client.called("sync.resolve") == [{"invoice_id": "INVnope", "ignore": "test order"}]
 
 
 async def test_a_posting_flagged_for_review_is_listed_and_marked_reviewed() -> None:
@@ -151,8 +152,8 @@ async def test_a_posting_flagged_for_review_is_listed_and_marked_reviewed() -> N
                                                         "customer overpaid 10.00 USD"]
         assert "To review (1)" in str(screen.query_one(TabbedContent).get_tab("review").label)
         await pilot.press("v")
-        await until(pilot, lambda: app.link.client.called("sync.reviewed"), what="reviewed call")
-        assert app.link.client.called("sync.reviewed") == [{"invoice_id": "INV3"}]
+        await until(pilot, lambda: app.connection.client.called("sync.reviewed"), what="reviewed call")
+        assert app.connection.client.called("sync.reviewed") == [{"invoice_id": "INV3"}]
 
 
 async def test_books_tab_shows_the_wallet_difference_and_books_an_unexplained_transaction() -> None:
@@ -173,8 +174,8 @@ async def test_books_tab_shows_the_wallet_difference_and_books_an_unexplained_tr
         assert "type the account" in plain(dialog.query_one("#book-problem", Static))
         dialog.query_one("#book-account", Input).value = "Checking"
         dialog.query_one("#book-apply", Button).press()
-        await until(pilot, lambda: app.link.client.called("reconcile.book"), what="book call")
-        assert app.link.client.called("reconcile.book") == [{"txid": "ab" * 32, "account": "Checking",
+        await until(pilot, lambda: app.connection.client.called("reconcile.book"), what="book call")
+        assert app.connection.client.called("reconcile.book") == [{"txid": "ab" * 32, "account": "Checking",
                                                              "store_id": "S1"}]
 
 
@@ -188,7 +189,7 @@ async def test_viewer_sees_sync_but_cannot_act() -> None:
             assert screen.check_action(action, params) is None
         await pilot.press("r", "n", "z")
         await pilot.pause()
-        assert not [m for m, _ in app.link.client.calls if m in ("sync.retry", "sync.now", "sync.pause")]
+        assert not [m for m, _ in app.connection.client.calls if m in ("sync.retry", "sync.now", "sync.pause")]
         assert "needs the admin role" in plain(screen.query_one("#sync-actions", Static))
 
 
@@ -214,7 +215,7 @@ async def test_create_a_fixed_amount_link_and_see_its_qr() -> None:
         dialog.query_one("#create-memo", Input).value = "Gift card"
         dialog.query_one("#create-ok", Button).press()
         await until(pilot, lambda: isinstance(app.screen, LinkShowScreen), what="link shown")
-        assert app.link.client.called("links.create") == [{"amount": "25", "currency": "EUR", "memo": "Gift card"}]
+        assert app.connection.client.called("links.create") == [{"amount": "25", "currency": "EUR", "memo": "Gift card"}]
         assert "█" in str(app.screen.query_one("#link-qr", Static).content)
 
 
@@ -232,26 +233,26 @@ async def test_create_dialog_searches_as_one_types_and_creates_for_the_picked_in
         dialog.search_delay_s = 0.0
         await pilot.press("m")
         await until(pilot, lambda: dialog.found_for == "acm" and dialog.found is not None, what="search answered")
-        assert app.link.client.called("qbo.invoices.search") == [{"query": None, "limit": 50},
+        assert app.connection.client.called("qbo.invoices.search") == [{"query": None, "limit": 50},
                                                                  {"query": "acm", "limit": 50}]
         assert options.option_count == 2 and "has link a1b2c3d4e5f60718" in str(options.get_option_at_index(0).prompt)
         assert "2 open invoice(s) matching 'acm'" in plain(dialog.query_one("#create-found", Static))
         await pilot.press("enter")  # the customer has two open invoices: which one?
         assert "pick one in the list" in plain(dialog.query_one("#create-problem", Static))
-        assert not app.link.client.called("links.create")
+        assert not app.connection.client.called("links.create")
         await pilot.press("down", "down", "enter")  # into the list, to 1002, pick it
         assert dialog.query_one("#create-invoice", Input).value == "1002"
         assert dialog.focused is dialog.query_one("#create-ok", Button)
         assert "picked invoice 1002 of Acme Ltd" in plain(dialog.query_one("#create-found", Static))
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, LinkShowScreen), what="link shown")
-        assert app.link.client.called("links.create") == [{"qbo_invoice": "1002"}]
+        assert app.connection.client.called("links.create") == [{"qbo_invoice": "1002"}]
 
 
 async def test_a_customer_with_one_open_invoice_is_enough_and_an_existing_link_is_named() -> None:
     app = fixed_app(parts=True)
     unnumbered = {**OPEN_INVOICES[1], "id": "140", "doc_number": None, "customer": "Walk-in"}
-    app.link.client.results["qbo.invoices.search"] = lambda query=None, limit=50: (
+    app.connection.client.results["qbo.invoices.search"] = lambda query=None, limit=50: (
         ([] if query else [unnumbered]) + search_invoices(query, limit))
     async with app.run_test(size=(80, 24)) as pilot:
         await goto(app, pilot, "k", LinksScreen)
@@ -274,7 +275,7 @@ async def test_a_customer_with_one_open_invoice_is_enough_and_an_existing_link_i
         dialog.query_one("#create-invoice", Input).focus()
         await pilot.press("enter")  # one match: that invoice, no need to pick it
         await until(pilot, lambda: isinstance(app.screen, LinkShowScreen), what="link shown")
-        assert app.link.client.called("links.create") == [{"qbo_invoice": "1003"}]
+        assert app.connection.client.called("links.create") == [{"qbo_invoice": "1003"}]
 
 
 async def test_show_and_expire_a_link_and_viewer_may_only_look() -> None:
@@ -290,8 +291,8 @@ async def test_show_and_expire_a_link_and_viewer_may_only_look() -> None:
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
         await pilot.press("y")
-        await until(pilot, lambda: app.link.client.called("links.expire"), what="expire")
-        assert app.link.client.called("links.expire") == [{"link_id": "a1b2c3d4e5f60718"}]
+        await until(pilot, lambda: app.connection.client.called("links.expire"), what="expire")
+        assert app.connection.client.called("links.expire") == [{"link_id": "a1b2c3d4e5f60718"}]
     viewer = fixed_app(role="viewer", parts=True)
     async with viewer.run_test(size=(80, 24)) as pilot:
         screen = await goto(viewer, pilot, "k", LinksScreen)
@@ -319,15 +320,15 @@ async def test_resumed_wizard_shows_the_saved_mode_and_the_stores_the_stored_key
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await goto(app, pilot, "w", WizardScreen)
         await until(pilot, lambda: screen.loaded and screen.step == "accounts", what="accounts step")
-        assert app.link.client.called("setup.accounts.propose") == [{"store_id": "S1"}]  # read for the step only
+        assert app.connection.client.called("setup.accounts.propose") == [{"store_id": "S1"}]  # read for the step only
         screen.goto("mode")  # saved as invoicing: chosen, with its example, not the proposed deposit mode
         await pilot.pause()
         assert screen.query_one("#mode-invoicing", RadioButton).value
         assert "saved: invoicing" in plain(screen.query_one("#mode-saved", Static))
         assert "Payment 100.00 USD linked" in plain(screen.query_one("#mode-help", Static))
         assert not screen.query_one("#deposit-as").display
-        assert not app.link.client.called("btcpay.stores")
-        results = app.link.client.results
+        assert not app.connection.client.called("btcpay.stores")
+        results = app.connection.client.results
         stores, results["btcpay.stores"] = results["btcpay.stores"], ActionFailed("cannot reach BTCPay at https://b")
         screen.goto("stores")  # asks BTCPay with the stored key: no key to paste again
         hint = screen.query_one("#stores-hint", Static)
@@ -345,7 +346,7 @@ async def test_resumed_wizard_shows_the_saved_mode_and_the_stores_the_stored_key
         await pilot.pause()
         report = plain(screen.query_one("#btcpay-report", Static))
         assert "Side shop (S2) lacks:" in report and "canmanagepullpayments:S2" in report
-        assert len(app.link.client.called("btcpay.stores")) >= 2 and not app.link.client.called("setup.btcpay.connect")
+        assert len(app.connection.client.called("btcpay.stores")) >= 2 and not app.connection.client.called("setup.btcpay.connect")
 
 
 async def test_admin_cannot_skip_an_unfinished_step() -> None:
@@ -371,10 +372,23 @@ async def test_palette_offers_disconnect_with_a_confirmation_and_reconnect_in_th
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         await pilot.press("n")
         await pilot.pause()
-        assert not app.link.client.called("qbo.disconnect")
+        assert not app.connection.client.called("qbo.disconnect")
         hits["Reconnect QuickBooks"].command()
         await until(pilot, lambda: isinstance(app.screen, WizardScreen) and app.screen.loaded, what="wizard")
         await until(pilot, lambda: app.screen.step == "qbo", what="QuickBooks step")
+
+
+async def test_palette_help_and_theme_and_its_entries_over_a_dialog() -> None:
+    app = fixed_app(parts=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.current_mode == "dashboard", what="dashboard")
+        hits = {str(h.display): h for h in [hit async for hit in SovtermCommands(app.screen).discover()]}
+        app.call_later(hits["Toggle light/dark theme"].command)  # as the palette runs a chosen command
+        await until(pilot, lambda: app.theme == "textual-light", what="light theme")
+        app.call_later(hits["Help"].command)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        over_help = {str(h.display) for h in [hit async for hit in SovtermCommands(app.screen).discover()]}
+        assert set(hits) == over_help  # the palette over a dialog offers the daemon screen's entries
 
 
 async def test_an_update_reaching_a_screen_still_composing_does_not_crash_the_app() -> None:
@@ -388,12 +402,12 @@ async def test_an_update_reaching_a_screen_still_composing_does_not_crash_the_ap
     app = fixed_app(parts=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.current_mode == "dashboard", what="dashboard")
-        app.push_screen(Composing())
+        app.push_screen(Composing(app.session))
         await pilot.pause()
         app.post_message(StatusUpdated({"ready": True}))
         app.post_message(DaemonEvent("sync.job", 0.0, {}))
         await pilot.pause()
-        assert app.is_running and app.state.status == {"ready": True}
+        assert app.is_running and app.session.state.status == {"ready": True}
 
 
 async def test_disconnect_from_the_wizard_asks_first() -> None:
@@ -407,4 +421,4 @@ async def test_disconnect_from_the_wizard_asks_first() -> None:
         screen.query_one("#btcpay-disconnect", Button).press()
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: app.link.client.called("btcpay.disconnect"), what="disconnect call")
+        await until(pilot, lambda: app.connection.client.called("btcpay.disconnect"), what="disconnect call")

@@ -15,12 +15,12 @@ from tests.tui.helpers import until
 
 async def _dashboard_shown(pilot: Pilot) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen) and pilot.app.screen.is_mounted
-                and pilot.app.state.status is not None, what="dashboard")
+                and pilot.app.session.state.status is not None, what="dashboard")
 
 
 async def _attach_failed(pilot: Pilot) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, AttachScreen) and pilot.app.screen.is_mounted
-                and pilot.app.state.error is not None, what="attach screen")
+                and pilot.app.session.state.error is not None, what="attach screen")
 
 
 def test_attach_screen(snap_compare) -> None:
@@ -34,7 +34,7 @@ def test_dashboard_admin_without_sync_data(snap_compare) -> None:
 def test_dashboard_viewer_with_sync_data(snap_compare) -> None:
     async def shown_with_feeds(pilot: Pilot) -> None:
         await _dashboard_shown(pilot)
-        await until(pilot, lambda: len(pilot.app.state.feeds) == 2, what="feeds")
+        await until(pilot, lambda: len(pilot.app.session.state.feeds) == 2, what="feeds")
 
     assert snap_compare(fixed_app(role="viewer", feeds=True), terminal_size=(80, 24), run_before=shown_with_feeds)
 
@@ -89,6 +89,6 @@ def test_wizard_resumed_on_the_stores_step(snap_compare) -> None:
         await pilot.press("w")
         await until(pilot, lambda: getattr(app.screen, "loaded", False), what="wizard progress")
         app.screen.goto("stores")
-        await until(pilot, lambda: app.screen.report is not None, what="btcpay.stores")
+        await until(pilot, lambda: app.screen.stores_report.result is not None, what="btcpay.stores")
 
     assert snap_compare(fixed_app(parts=True), terminal_size=(80, 24), run_before=run_before)

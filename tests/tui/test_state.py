@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sovterm.tui.link import Backoff
+from sovterm.tui.connection import Backoff
 from sovterm.tui.screens.attach import render_attach
-from sovterm.tui.state import Capabilities, LinkState, LogBuffer, LogFilter, alerts_from_status, sparkline
+from sovterm.tui.state import Capabilities, DaemonState, LogBuffer, LogFilter, alerts_from_status, sparkline
 from sovterm.tui.widgets import render_alerts, render_loops, render_sync, render_volume
 from tests.tui.fakes import FEED_METHODS, FEEDS, METHODS, STATUS
 
@@ -26,10 +26,10 @@ def test_alerts_are_the_daemons_list_rendered_worst_first() -> None:
     assert alerts[0].severity == "error" and texts[0].startswith("Loop sync is stale")
     assert "qbo not ready: auth needed (token expired)" in texts
     assert not any("btcpay" in t for t in texts)
-    panel = render_alerts(LinkState(status=STATUS))
+    panel = render_alerts(DaemonState(status=STATUS))
     assert "[$error]✗[/] Loop sync" in panel and "sovterm loops run sync" in panel  # with what to do
     assert alerts_from_status({"ready": True, "checks": {"database": "writable"}, "alerts": []}) == []
-    assert "nothing needs attention" in render_alerts(LinkState(status={**STATUS, "alerts": []}))
+    assert "nothing needs attention" in render_alerts(DaemonState(status={**STATUS, "alerts": []}))
 
 
 def test_sparkline_uses_exact_amounts() -> None:
@@ -70,11 +70,11 @@ def test_backoff_grows_to_a_cap_and_resets() -> None:
 
 
 def test_panels_say_no_data_until_the_daemon_offers_the_feed() -> None:
-    without = LinkState(status=STATUS, caps=Capabilities.from_daemon({"role": "admin"}, METHODS))
+    without = DaemonState(status=STATUS, caps=Capabilities.from_daemon({"role": "admin"}, METHODS))
     assert "no data yet" in render_sync(without) and "does not offer sync.status" in render_sync(without)
     assert "no data yet" in render_volume(without)
     caps = Capabilities.from_daemon({"role": "admin"}, METHODS + FEED_METHODS)
-    with_feeds = LinkState(status=STATUS, caps=caps, feeds=dict(FEEDS))
+    with_feeds = DaemonState(status=STATUS, caps=caps, feeds=dict(FEEDS))
     assert "queue 3 · dead 1" in render_sync(with_feeds)
     volume = render_volume(with_feeds)
     assert "today 120.50 USD" in volume and sparkline([Decimal(v) for v in FEEDS["sync.totals"]["daily"]]) in volume
@@ -82,11 +82,11 @@ def test_panels_say_no_data_until_the_daemon_offers_the_feed() -> None:
 
 
 def test_attach_text_carries_the_fix() -> None:
-    state = LinkState(socket_path="/s", error="the daemon is not running", fix="start it", attempt=2, retry_in=0.5)
+    state = DaemonState(socket_path="/s", error="the daemon is not running", fix="start it", attempt=2, retry_in=0.5)
     title, message, fix, retry = render_attach(state)
     assert title == "Not attached to the sovterm daemon"
     assert "start it" in fix and "attempt 2" in retry
-    assert render_attach(LinkState(socket_path="/s"))[0].startswith("Connecting")
+    assert render_attach(DaemonState(socket_path="/s"))[0].startswith("Connecting")
 
 
 def test_terminal_check_fails_without_a_tty() -> None:

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from textual.content import Content
 
 from sovterm.amounts import sats_to_btc as btc
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.text import ZERO_WIDTH_SPACE, escape
 from sovterm.tui.views import (
     SyncProgress,
@@ -114,14 +114,14 @@ def test_invoice_field_resolves_a_customer_search_to_one_invoice_or_says_why_not
 def test_btc_totals_are_exact_and_shown_only_when_the_daemon_reports_them() -> None:
     assert btc(201_250) == "0.00201250" and btc(2_100_000_000_000_000) == "21000000.00000000"
     assert btc(-1) == "-0.00000001" and btc(0) == "0.00000000"
-    state = LinkState(connected=True, feeds={"sync.totals": FEEDS["sync.totals"]})
+    state = DaemonState(connected=True, feeds={"sync.totals": FEEDS["sync.totals"]})
     lines = render_volume(state).splitlines()
     assert lines[0] == "today 120.50 USD · 0.00201250 BTC"
     assert lines[2] == "7 d 0.03850000 · 30 d 0.15201250 BTC"
     plain = {k: v for k, v in FEEDS["sync.totals"].items() if not k.startswith("sats_")}
-    without = render_volume(LinkState(connected=True, feeds={"sync.totals": plain}))
+    without = render_volume(DaemonState(connected=True, feeds={"sync.totals": plain}))
     assert "BTC" not in without and without.splitlines()[0] == "today 120.50 USD"
-    odd = render_volume(LinkState(connected=True, feeds={"sync.totals": {**plain, "sats_today": 1.5,
+    odd = render_volume(DaemonState(connected=True, feeds={"sync.totals": {**plain, "sats_today": 1.5,
                                                                          "sats_d30": True}}))
     assert "BTC" not in odd  # only integer satoshis are money here
 

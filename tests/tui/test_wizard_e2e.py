@@ -23,7 +23,7 @@ def wizard(app: SovtermApp) -> WizardScreen | None:
 
 
 async def open_wizard(app: SovtermApp, pilot) -> WizardScreen:  # type: ignore[no-untyped-def]
-    await until(pilot, lambda: app.current_mode == "dashboard" and app.state.connected, what="dashboard")
+    await until(pilot, lambda: app.current_mode == "dashboard" and app.session.state.connected, what="dashboard")
     await pilot.press("w")
     await until(pilot, lambda: wizard(app) is not None, what="wizard with progress")
     screen = wizard(app)
@@ -72,7 +72,7 @@ async def test_the_whole_wizard_on_the_simulators(full_env: FullEnv) -> None:
         screen = await open_wizard(app, pilot)
         assert screen.step == "qbo"
         screen.goto("stores")  # the stores the stored key sees, without pasting the key again
-        await until(pilot, lambda: screen.report is not None, what="btcpay.stores")
+        await until(pilot, lambda: screen.stores_report.result is not None, what="btcpay.stores")
         selection = screen.query_one("#stores-list", SelectionList)
         assert list(selection.selected) == [full_env.store_id] and selection.option_count == 1
         screen.goto("btcpay")
@@ -86,7 +86,7 @@ async def test_the_whole_wizard_on_the_simulators(full_env: FullEnv) -> None:
         await press(pilot, screen, "qbo-start")
         await until(pilot, lambda: "/connect/oauth2?" in plain(screen.query_one("#qbo-url", Static)), what="auth URL")
         url = next(line for line in plain(screen.query_one("#qbo-url", Static)).splitlines() if "/connect/oauth2?" in line)
-        assert "█" in str(screen.query_one("#qbo-qr", Static).content)  # the QR code of the same link
+        assert "█" in str(screen.query_one("#qbo-qr", Static).content)  # the QR code of the same address
         assert "waiting for QuickBooks" in plain(screen.query_one("#qbo-waiting", Static))
         callback = await asyncio.to_thread(full_env.consent, url)
         status, page = await asyncio.to_thread(full_env.browser_get, callback)  # the browser returns to the daemon

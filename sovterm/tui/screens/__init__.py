@@ -1,1 +1,1 @@
-"""The TUI's screens; each renders `LinkState` and calls the daemon only through `app.daemon`."""
+"""The TUI's screens; each renders `DaemonState` and reaches the daemon only through its `Session`."""

@@ -8,11 +8,11 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, Static
 
 from sovterm.tui.screens.base import DaemonScreen
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.text import escape
 
 
-def render_attach(state: LinkState) -> tuple[str, str, str, str]:
+def render_attach(state: DaemonState) -> tuple[str, str, str, str]:
     """(title, problem, fix, retry line) for the state; pure so it is tested without a terminal."""
     if state.error is None:
         return ("Connecting to the sovterm daemon…", f"socket {escape(state.socket_path)}", "", "")
@@ -26,6 +26,7 @@ def render_attach(state: LinkState) -> tuple[str, str, str, str]:
 
 
 class AttachScreen(DaemonScreen):
+    CSS_PATH = "attach.tcss"
     BINDINGS = [Binding("r", "retry", "Retry now")]
 
     def compose(self) -> ComposeResult:
@@ -38,9 +39,9 @@ class AttachScreen(DaemonScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.show_state(self.sovterm.state)
+        self.show_state(self.session.state)
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         title, message, fix, retry = render_attach(state)
         self.query_one("#attach-title", Static).update(title)
         self.query_one("#attach-message", Static).update(message)
@@ -48,4 +49,4 @@ class AttachScreen(DaemonScreen):
         self.query_one("#attach-retry", Static).update(retry)
 
     def action_retry(self) -> None:
-        self.sovterm.link.retry_now()
+        self.session.retry_now()

@@ -1,11 +1,12 @@
-"""What every daemon-backed screen shares: it re-renders from the app's state when shown or updated, runs
-the daemon actions bound on it (disabled with the reason when the role or the daemon does not allow
-them), and calls the daemon in workers whose results come back on the UI loop."""
+"""What every daemon-backed screen shares: it is built with the session (its only way to the daemon, the
+state and the app's moves), re-renders from the state when shown or updated, runs the daemon actions bound
+on it (disabled with the reason when the role or the daemon does not allow them), and calls the daemon in
+workers whose results come back on the UI loop."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from textual.css.query import NoMatches
 from textual.dom import DOMNode
@@ -13,13 +14,11 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from sovterm.tui.actions import ACTIONS_BY_NAME, ActionSpec
-from sovterm.tui.link import ActionFailed
+from sovterm.tui.connection import ActionFailed, Daemon
 from sovterm.tui.messages import DaemonEvent
-from sovterm.tui.state import LinkState
+from sovterm.tui.session import Session
+from sovterm.tui.state import DaemonState
 from sovterm.tui.text import escape
-
-if TYPE_CHECKING:
-    from sovterm.tui.app import SovtermApp
 
 
 def render_actions(specs: tuple[ActionSpec, ...], why_not: dict[str, str | None]) -> str:
@@ -41,6 +40,7 @@ def render_actions(specs: tuple[ActionSpec, ...], why_not: dict[str, str | None]
 
 def call_in_worker(
     node: DOMNode,
+    daemon: Daemon,
     method: str,
     params: dict[str, Any] | None = None,
     *,
@@ -51,7 +51,6 @@ def call_in_worker(
 ) -> Worker[None]:
     """Call `method` in a worker of `node` (a screen or a dialog); `done(result)` or `failed(message)` run on
     the UI loop, and not at all once `node` is gone (its workers are cancelled with it)."""
-    daemon = cast("SovtermApp", node.app).daemon
 
     async def run() -> None:
         try:
@@ -68,17 +67,17 @@ def call_in_worker(
 
 
 class DaemonScreen(Screen[Any]):
-    @property
-    def sovterm(self) -> SovtermApp:
-        return cast("SovtermApp", self.app)
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
 
-    def show_state(self, state: LinkState) -> None:
-        """Render the state; called on every link change while this screen is on top, and on resume."""
+    def show_state(self, state: DaemonState) -> None:
+        """Render the state; called on every connection change while this screen is on top, and on resume."""
 
     def daemon_event(self, event: DaemonEvent) -> None:
         """An `event` notification arrived while this screen is on top (sync progress, job done...)."""
 
-    def render_state(self, state: LinkState) -> None:
+    def render_state(self, state: DaemonState) -> None:
         """`show_state`, unless the screen is mounted but still composing (it renders in its on_mount)."""
         try:
             self.show_state(state)
@@ -86,7 +85,7 @@ class DaemonScreen(Screen[Any]):
             pass
 
     def on_screen_resume(self) -> None:
-        self.render_state(self.sovterm.state)
+        self.render_state(self.session.state)
 
     # ---- daemon actions bound as `run('<name>')` --------------------------------------------------
 
@@ -95,17 +94,17 @@ class DaemonScreen(Screen[Any]):
             spec = ACTIONS_BY_NAME.get(str(parameters[0]))
             if spec is None:
                 return False
-            return True if self.sovterm.daemon.why_not(spec.method) is None else None
+            return True if self.session.daemon.why_not(spec.method) is None else None
         return True
 
     def action_run(self, name: str) -> None:
-        self.sovterm.run_daemon_action(name)
+        self.session.run_action(name)
 
     # ---- calls whose results the screen shows -----------------------------------------------------
 
     def may(self, method: str) -> str | None:
         """None when this caller may call `method` now, else why not (for disabled controls)."""
-        return self.sovterm.daemon.why_not(method)
+        return self.session.daemon.why_not(method)
 
     def call(
         self,
@@ -117,8 +116,8 @@ class DaemonScreen(Screen[Any]):
         group: str | None = None,
         exclusive: bool = False,
     ) -> Worker[None]:
-        return call_in_worker(self, method, params, done=done, failed=failed or self._notify_failure,
-                              group=group, exclusive=exclusive)
+        return call_in_worker(self, self.session.daemon, method, params, done=done,
+                              failed=failed or self._notify_failure, group=group, exclusive=exclusive)
 
     def _notify_failure(self, message: str) -> None:
         self.app.notify(message, severity="error")

@@ -9,7 +9,7 @@ from textual.widgets import Footer, Header, Static
 
 from sovterm.tui.actions import actions_for
 from sovterm.tui.screens.base import DaemonScreen, render_actions
-from sovterm.tui.state import LinkState
+from sovterm.tui.state import DaemonState
 from sovterm.tui.widgets import (
     Panel,
     render_alerts,
@@ -34,6 +34,7 @@ ACTIONS = actions_for("dashboard")
 
 
 class DashboardScreen(DaemonScreen):
+    CSS_PATH = "dashboard.tcss"
     BINDINGS = [Binding(a.key, f"run('{a.name}')", a.title) for a in ACTIONS]
 
     def compose(self) -> ComposeResult:
@@ -45,12 +46,12 @@ class DashboardScreen(DaemonScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.show_state(self.sovterm.state)
+        self.show_state(self.session.state)
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         for panel in self.query(Panel):
             panel.show(state)
-        daemon = self.sovterm.daemon
+        daemon = self.session.daemon
         self.query_one("#actions", Static).update(
             render_actions(ACTIONS, {a.method: daemon.why_not(a.method) for a in ACTIONS})
         )

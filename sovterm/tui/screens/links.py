@@ -18,12 +18,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from sovterm.tui.link import ActionFailed
+from sovterm.tui.connection import ActionFailed, Daemon
 from sovterm.tui.messages import DaemonEvent
 from sovterm.qr import text as qr_text
 from sovterm.tui.screens.base import DaemonScreen, call_in_worker
 from sovterm.tui.screens.confirm import ConfirmScreen
-from sovterm.tui.state import LinkState
+from sovterm.tui.session import Session
+from sovterm.tui.state import DaemonState
 from sovterm.tui.text import escape
 from sovterm.tui.views import invoice_choice, invoice_option, link_request, link_row, link_what
 
@@ -35,6 +36,7 @@ SEARCH_LIMIT = 50
 class LinkShowScreen(ModalScreen[None]):
     """The link as text (to copy) and as a QR code (to scan from the terminal)."""
 
+    CSS_PATH = "links.tcss"
     BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("q", "dismiss", "Close", show=False)]
 
     def __init__(self, link: dict[str, Any]) -> None:
@@ -63,10 +65,12 @@ class LinkCreateScreen(ModalScreen[dict[str, Any] | None]):
     """Find an open QuickBooks invoice (by number or customer) or give an amount, call `links.create`, show
     the daemon's refusal inline."""
 
+    CSS_PATH = "links.tcss"
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("down", "to_results", show=False)]
 
-    def __init__(self) -> None:
+    def __init__(self, daemon: Daemon) -> None:
         super().__init__()
+        self.daemon = daemon
         self.found: list[dict[str, Any]] | None = None  # the open invoices matching `found_for`
         self.found_for: str | None = None
         self.picked: dict[str, Any] | None = None
@@ -105,7 +109,7 @@ class LinkCreateScreen(ModalScreen[dict[str, Any] | None]):
 
     def search(self, query: str, *, delay: float | None = None) -> None:
         """Ask once typing pauses; a newer keystroke cancels the pending search (and drops its answer)."""
-        daemon = self.app.daemon  # type: ignore[attr-defined]
+        daemon = self.daemon
         if daemon.why_not("qbo.invoices.search") is not None:
             return
         self.found, self.found_for = None, query
@@ -185,11 +189,12 @@ class LinkCreateScreen(ModalScreen[dict[str, Any] | None]):
             self.problem(request.problem or "")
             return
         self.query_one("#create-problem", Static).update("[dim]creating…[/]")
-        call_in_worker(self, "links.create", request.params, done=self.dismiss, failed=self.problem,
+        call_in_worker(self, self.daemon, "links.create", request.params, done=self.dismiss, failed=self.problem,
                        exclusive=True)
 
 
 class LinksScreen(DaemonScreen):
+    CSS_PATH = "links.tcss"
     BINDINGS = [
         Binding("n", "create", "New link"),
         Binding("enter", "show", "Show + QR"),
@@ -197,8 +202,8 @@ class LinksScreen(DaemonScreen):
         Binding("f", "reload", "Refresh"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
         self.links: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
@@ -210,13 +215,13 @@ class LinksScreen(DaemonScreen):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns("link", "for", "state", "expires in", "being paid")
-        self.show_state(self.sovterm.state)
+        self.show_state(self.session.state)
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
         self.reload()  # also the first time the screen is shown
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         why = self.may("links.create")
         self.query_one("#links-actions", Static).update(
             "[b]n[/] new link · [b]enter[/] show link and QR · [b]x[/] expire · [b]f[/] refresh" if why is None
@@ -235,7 +240,7 @@ class LinksScreen(DaemonScreen):
         table = self.query_one(DataTable)
         selected = self.selected_id()
         table.clear()
-        now = self.sovterm.clock()
+        now = self.session.clock()
         for link in self.links:
             table.add_row(*link_row(link, now), key=str(link.get("link_id")))
         if selected is not None and selected in table.rows:
@@ -272,7 +277,7 @@ class LinksScreen(DaemonScreen):
             self.reload()
             self.app.push_screen(LinkShowScreen(link))
 
-        self.app.push_screen(LinkCreateScreen(), created)
+        self.app.push_screen(LinkCreateScreen(self.session.daemon), created)
 
     def action_show(self) -> None:
         link_id = self.selected_id()

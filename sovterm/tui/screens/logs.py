@@ -1,6 +1,6 @@
 """Live daemon log: follows new lines unless the operator scrolled back, filters client-side.
 
-The link appends batches to the app's bounded `LogBuffer`; this screen pulls what is new every 50 ms and
+The connection appends batches to the app's bounded `LogBuffer`; this screen pulls what is new every 50 ms and
 writes it to a `Log` widget (virtualised: only visible rows render), so a burst of 1,000 lines/s costs
 ~20 small writes a second, not 1,000 refreshes.
 """
@@ -14,12 +14,14 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Input, Log, Static
 
 from sovterm.tui.screens.base import DaemonScreen
-from sovterm.tui.state import LEVELS, LinkState, LogFilter, format_log_line
+from sovterm.tui.session import Session
+from sovterm.tui.state import LEVELS, DaemonState, LogFilter, format_log_line
 
 PULL_INTERVAL_S = 0.05
 
 
 class LogsScreen(DaemonScreen):
+    CSS_PATH = "logs.tcss"
     BINDINGS = [
         Binding("v", "cycle_level", "Level"),
         Binding("c", "focus_component", "Component"),
@@ -28,8 +30,8 @@ class LogsScreen(DaemonScreen):
         Binding("escape", "focus_log", "Back to log", show=False),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
         self.filter = LogFilter()
         self.unseen = 0  # lines written while scrolled back
         self._seen = 0  # number of the last buffer line pulled
@@ -40,7 +42,7 @@ class LogsScreen(DaemonScreen):
             yield Static(id="log-level")
             yield Input(placeholder="component (c)", id="log-component", compact=True)
             yield Input(placeholder="search (/)", id="log-search", compact=True)
-        yield Log(id="log", max_lines=self.sovterm.log_buffer.size, auto_scroll=True)
+        yield Log(id="log", max_lines=self.session.log_buffer.size, auto_scroll=True)
         yield Static(id="log-indicator")
         yield Footer()
 
@@ -50,7 +52,7 @@ class LogsScreen(DaemonScreen):
         self.set_interval(PULL_INTERVAL_S, self.pull)
         self.query_one(Log).focus()
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         self.pull()
 
     @property
@@ -59,7 +61,7 @@ class LogsScreen(DaemonScreen):
 
     def pull(self) -> None:
         """Write what arrived since the last pull; keep the view where the operator left it."""
-        buffer = self.sovterm.log_buffer
+        buffer = self.session.log_buffer
         lines, must_redraw = buffer.since(self._seen)
         self._seen = buffer.total
         if must_redraw:
@@ -77,7 +79,7 @@ class LogsScreen(DaemonScreen):
         self._show_indicator()
 
     def redraw(self) -> None:
-        buffer = self.sovterm.log_buffer
+        buffer = self.session.log_buffer
         self._seen = buffer.total
         log = self.log_widget
         log.clear()
@@ -91,7 +93,7 @@ class LogsScreen(DaemonScreen):
             indicator.update(f"[$warning b]{self.unseen} new lines — press End to follow[/]")
             indicator.add_class("-behind")
         else:
-            buffer = self.sovterm.log_buffer
+            buffer = self.session.log_buffer
             indicator.update(
                 f"following · {self.log_widget.line_count} lines shown · buffer {len(buffer)}/{buffer.size}"
             )

@@ -13,13 +13,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from sovterm.tui.text import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen
-from sovterm.tui.state import LinkState
+from sovterm.tui.session import Session
+from sovterm.tui.state import DaemonState
+from sovterm.tui.text import escape
 from sovterm.tui.views import approval_text, audit_line, last_four, payout_amount, payout_row
 
 RELOAD_TOPICS = ("payout.", "btcpay.")
@@ -34,6 +35,7 @@ class PayoutDecisionScreen(ModalScreen[bool]):
     """Approve or cancel one payout. True only from the enabled confirm button; Esc and Enter on the initial
     focus are *no* (no letter key answers: the operator types into the field here)."""
 
+    CSS_PATH = "payouts.tcss"
     BINDINGS = [Binding("escape", "dismiss(False)", "Reject")]
 
     def __init__(self, payout: dict[str, Any], verb: str = "approve") -> None:
@@ -81,6 +83,7 @@ class PayoutDecisionScreen(ModalScreen[bool]):
 
 
 class PayoutsScreen(DaemonScreen):
+    CSS_PATH = "payouts.tcss"
     BINDINGS = [
         Binding("a", "decide('approve')", "Approve"),
         Binding("x", "decide('cancel')", "Cancel payout"),
@@ -89,8 +92,8 @@ class PayoutsScreen(DaemonScreen):
         Binding("f", "refresh", "Refresh"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
         self.payouts: list[dict[str, Any]] = []
         self.show_all = False
         self.last_result = ""
@@ -105,13 +108,13 @@ class PayoutsScreen(DaemonScreen):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns("payout", "amount", "destination", "pull payment", "age", "status")
-        self.show_state(self.sovterm.state)
+        self.show_state(self.session.state)
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
         self.reload()  # also the first time the screen is shown
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         why = self.may("payouts.approve")
         self.query_one("#payouts-actions", Static).update(
             "[b]a[/] approve · [b]x[/] cancel · [b]m[/] mark paid · [b]v[/] all/awaiting · [b]f[/] refresh from BTCPay"
@@ -131,7 +134,7 @@ class PayoutsScreen(DaemonScreen):
         selected = self.selected_id()
         table.clear()
         rows = self.payouts if self.show_all else [p for p in self.payouts if p.get("state") == AWAITING]
-        now = self.sovterm.clock()
+        now = self.session.clock()
         for p in rows:
             table.add_row(*payout_row(p, now), key=str(p.get("payout_id")))
         if selected is not None and selected in table.rows:

@@ -33,7 +33,8 @@ from textual.widgets import (
 from sovterm.tui.actions import actions_for
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen, render_actions
-from sovterm.tui.state import LinkState
+from sovterm.tui.session import Session
+from sovterm.tui.state import DaemonState
 from sovterm.tui.views import (
     SyncProgress,
     books_text,
@@ -55,6 +56,7 @@ BOOKS_DAYS = 30  # the Books tab checks this many days up to today
 class BookScreen(ModalScreen[dict[str, Any] | None]):
     """Book a wallet transaction no document explains as a Transfer to/from an account; Esc books nothing."""
 
+    CSS_PATH = "sync.tcss"
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, store_id: str, txid: str, amount: str) -> None:
@@ -90,6 +92,7 @@ class BookScreen(ModalScreen[dict[str, Any] | None]):
 class ResolveScreen(ModalScreen[dict[str, Any] | None]):
     """Decide what an unmatched payment is; the default (focus, Esc) changes nothing."""
 
+    CSS_PATH = "sync.tcss"
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, item: dict[str, Any]) -> None:
@@ -140,6 +143,7 @@ class ResolveScreen(ModalScreen[dict[str, Any] | None]):
 
 
 class SyncScreen(DaemonScreen):
+    CSS_PATH = "sync.tcss"
     BINDINGS = [
         *(Binding(a.key, f"run('{a.name}')", a.title) for a in ACTIONS),
         Binding("r", "retry", "Retry dead"),
@@ -155,8 +159,8 @@ class SyncScreen(DaemonScreen):
         Binding("5", "tab('books')", "Books", show=False),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
         self.progress: SyncProgress | None = None
         self.dead: list[dict[str, Any]] = []
         self.unmatched: list[dict[str, Any]] = []
@@ -194,7 +198,7 @@ class SyncScreen(DaemonScreen):
         self.query_one("#review-table", DataTable).add_columns("date", "BTCPay invoice", "QuickBooks doc", "amount",
                                                               "why")
         self.query_one("#books-table", DataTable).add_columns("store", "wallet transaction nothing explains", "amount")
-        self.show_state(self.sovterm.state)
+        self.show_state(self.session.state)
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
@@ -202,7 +206,7 @@ class SyncScreen(DaemonScreen):
 
     # ---- rendering --------------------------------------------------------------------------------
 
-    def show_state(self, state: LinkState) -> None:
+    def show_state(self, state: DaemonState) -> None:
         status = state.feeds.get("sync.status")
         status = status if isinstance(status, dict) else None
         text = render_sync_status(status)
@@ -214,7 +218,7 @@ class SyncScreen(DaemonScreen):
             if from_status is not None:
                 self.progress = from_status
         self._show_progress()
-        daemon = self.sovterm.daemon
+        daemon = self.session.daemon
         self.query_one("#sync-actions", Static).update(
             render_actions(ACTIONS, {a.method: daemon.why_not(a.method) for a in ACTIONS})
             + ("" if self.may("sync.retry") is None else " · retry/resolve/reviewed need the admin role"))
@@ -230,7 +234,7 @@ class SyncScreen(DaemonScreen):
         self.query_one("#sync-progress-text", Static).update(self.progress.text())
 
     def show_lists(self) -> None:
-        now = self.sovterm.clock()
+        now = self.session.clock()
         recent = self.query_one("#recent-table", DataTable)
         recent.clear()
         for p in self.recent:
@@ -275,7 +279,7 @@ class SyncScreen(DaemonScreen):
         if (why := self.may("reconcile")) is not None:
             self.query_one("#books-text", Static).update(f"[dim]{why}[/]")
             return
-        today = datetime.fromtimestamp(self.sovterm.clock(), UTC).date()
+        today = datetime.fromtimestamp(self.session.clock(), UTC).date()
         period = {"date_from": (today - timedelta(days=BOOKS_DAYS - 1)).isoformat(), "date_to": today.isoformat()}
 
         def done(report: dict[str, Any]) -> None:
@@ -325,7 +329,7 @@ class SyncScreen(DaemonScreen):
         self.reload()
         if self.query_one(TabbedContent).active == "books":
             self.load_books()
-        self.sovterm.link.refresh_now()
+        self.session.refresh_now()
 
     def _selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -349,7 +353,7 @@ class SyncScreen(DaemonScreen):
         def done(result: dict[str, Any]) -> None:
             self.notify(f"requeued {result.get('retried', 0)} dead job(s)", title="Retry")
             self.reload()
-            self.sovterm.link.refresh_now()
+            self.session.refresh_now()
 
         self.call("sync.retry", params, done=done)
 
@@ -368,7 +372,7 @@ class SyncScreen(DaemonScreen):
             def done(result: dict[str, Any]) -> None:
                 self.notify(f"invoice {result.get('invoice_id')} resolved: {result.get('resolution')}", title="Resolve")
                 self.reload()
-                self.sovterm.link.refresh_now()
+                self.session.refresh_now()
 
             self.call("sync.resolve", params, done=done)
 
@@ -385,7 +389,7 @@ class SyncScreen(DaemonScreen):
         def done(result: dict[str, Any]) -> None:
             self.notify(f"invoice {invoice_id}: {result.get('reviewed', 0)} posting(s) marked reviewed", title="Review")
             self.reload()
-            self.sovterm.link.refresh_now()
+            self.session.refresh_now()
 
         self.call("sync.reviewed", {"invoice_id": invoice_id}, done=done)
 

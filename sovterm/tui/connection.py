@@ -1,9 +1,10 @@
 """The TUI's only connection to the daemon.
 
-`Link.run()` is the body of one exclusive app worker: it connects, handshakes, subscribes to events and
+`Connection.run()` is the body of one exclusive app worker: it connects, handshakes, subscribes to events and
 follows the logs, turns every notification into a message for the app, polls `status` (and the optional
-feeds the daemon offers), and reconnects with backoff when the daemon goes away. Widgets never see the
-socket: they call the daemon through `Link.daemon`, a `Daemon` facade that checks the caller's role first.
+feeds the daemon offers), and reconnects with backoff when the daemon goes away. Screens never see the
+socket: they call the daemon through their session's `daemon` (`Connection.daemon`), a `Daemon` facade that
+checks the caller's role first.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from textual.message import Message
 from sovterm.control.client import CallFailed, ControlClient, DaemonUnavailable
 from sovterm.errors import UserFacingError
 from sovterm.tui.messages import (
+    Connected,
     DaemonEvent,
+    Disconnected,
     EventsMissed,
     FeedUpdated,
-    LinkDown,
-    LinkUp,
     LogLines,
     StatusUpdated,
 )
@@ -42,7 +43,7 @@ class ActionFailed(UserFacingError):
 
 
 class Daemon:
-    """What widgets may do with the daemon: call a method if the link is up and the role allows it."""
+    """What widgets may do with the daemon: call a method if the connection is up and the role allows it."""
 
     def __init__(self) -> None:
         self._client: ControlClient | None = None
@@ -91,7 +92,7 @@ class Backoff:
         self._next = self.first
 
 
-class Link:
+class Connection:
     def __init__(
         self,
         socket_path: Path,
@@ -153,7 +154,7 @@ class Link:
 
     async def _wait_retry(self, exc: UserFacingError, attempt: int) -> None:
         delay = self.backoff.next()
-        self._post(LinkDown(exc.message, exc.fix, attempt, delay))
+        self._post(Disconnected(exc.message, exc.fix, attempt, delay))
         self._wake.clear()
         with suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
@@ -163,7 +164,7 @@ class Link:
         caps = Capabilities.from_daemon(client.hello, methods)
         status = await client.call("status")
         self.daemon.attach(client, caps)
-        self._post(LinkUp(dict(client.hello), caps, status))
+        self._post(Connected(dict(client.hello), caps, status))
         await client.call("events.subscribe", topics=[])
         backlog = await client.call("logs.tail", lines=self.backlog, follow=True)
         self._post(LogLines(list(backlog.get("lines", [])), replace=True))
