@@ -29,6 +29,7 @@ system-deps:
 	fi
 
 test: $(STAMP) system-deps
+	$(BIN)/ruff check sovterm tests bench
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ def main(n: int, scale: float) -> int:
     try:
         assert system.daemon.proc is not None
         rss = PeakRSS(system.daemon.proc.pid)
-        since = (datetime.now(timezone.utc) - timedelta(days=30)).date().isoformat()
+        since = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
         started = time.monotonic()
         system.cli_ok("sync", "backfill", "--since", since)
         first_doc = None

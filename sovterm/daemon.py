@@ -25,7 +25,6 @@ from aiohttp import web
 
 from sovterm import __version__
 from sovterm.config import Settings, load_settings
-from sovterm.parts.core import register_core_methods
 from sovterm.control.roles import RolePolicy, resolve_group
 from sovterm.control.server import ControlServer
 from sovterm.errors import StartupRefused, UserFacingError
@@ -33,6 +32,7 @@ from sovterm.logs import get_logger, setup_logging
 from sovterm.loops import Loops, LoopSpec
 from sovterm.parts import PARTS
 from sovterm.parts.base import Part
+from sovterm.parts.core import register_core_methods
 from sovterm.services import Services
 from sovterm.store import audit, keyring, lock
 from sovterm.store.db import Database
@@ -284,7 +284,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], config_path: str
     notifier.stopping()
     try:
         await asyncio.wait_for(runner.cleanup(), DRAIN_TIMEOUT_S + 10)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.error("shutdown took too long; exiting anyway")
     log.info("stopped")
     logs.close()

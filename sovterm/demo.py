@@ -74,8 +74,10 @@ class DemoWorld:
         self.socket_path = self.root / "run" / "control.sock"
 
     def start(self) -> None:
-        from sovterm.sim.btcpay import BTCPaySimState, create_app as btcpay_app, seed_store
-        from sovterm.sim.qbo import QBOSimState, create_app as qbo_app, endpoints, seed_company
+        from sovterm.sim.btcpay import BTCPaySimState, seed_store
+        from sovterm.sim.btcpay import create_app as btcpay_app
+        from sovterm.sim.qbo import QBOSimState, endpoints, seed_company
+        from sovterm.sim.qbo import create_app as qbo_app
 
         self.say("starting the BTCPay simulator (seeding 60 days of a coffee shop)...")
         btcpay_state = BTCPaySimState(seed=7)

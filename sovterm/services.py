@@ -16,20 +16,20 @@ from sovterm.health import Connectors, Heartbeats, Metrics
 from sovterm.logs import LogSetup
 
 if TYPE_CHECKING:
-    from sovterm.links.pay import PayPage
-    from sovterm.links.service import LinkService
-    from sovterm.payouts.service import PayoutService
-    from sovterm.btcpay.intake import BTCPayIntake
-    from sovterm.btcpay.service import BTCPayService
-    from sovterm.qbo.service import QBOService
-    from sovterm.sync.service import SyncService
     import aiohttp
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    from sovterm.btcpay.intake import BTCPayIntake
+    from sovterm.btcpay.service import BTCPayService
     from sovterm.config import Settings
     from sovterm.control.server import ControlServer
+    from sovterm.links.pay import PayPage
+    from sovterm.links.service import LinkService
+    from sovterm.payouts.service import PayoutService
+    from sovterm.qbo.service import QBOService
     from sovterm.store.db import Database
     from sovterm.store.secrets import SecretStore
+    from sovterm.sync.service import SyncService
     from sovterm.systemd import Notifier
 
 

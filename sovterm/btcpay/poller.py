@@ -20,9 +20,9 @@ import aiosqlite
 from sovterm.btcpay import ledger
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayNotFound
-from sovterm.store.group_commit import GroupCommit
 from sovterm.btcpay.models import Invoice
 from sovterm.store import kv
+from sovterm.store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 

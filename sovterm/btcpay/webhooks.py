@@ -21,8 +21,8 @@ import aiosqlite
 from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from sovterm.store.group_commit import GroupCommit
 from sovterm.btcpay.models import Payment
+from sovterm.store.group_commit import GroupCommit
 from sovterm.store.secrets import Secret
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sovterm import __version__
-from sovterm.cli import core
-from sovterm.cli import sync
-from sovterm.cli import links
-from sovterm.cli import payouts
-from sovterm.cli import ops
-from sovterm.cli import btcpay
-from sovterm.cli import qbo
+from sovterm.cli import btcpay, core, links, ops, payouts, qbo, sync
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 

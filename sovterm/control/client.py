@@ -69,7 +69,7 @@ class ControlClient:
             )
         except OSError as exc:
             raise explain_connect_error(path, exc) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DaemonUnavailable(
                 f"the daemon at {path} did not answer in {timeout:.0f} s",
                 fix="check `systemctl status sovterm` and the daemon log",
@@ -82,7 +82,7 @@ class ControlClient:
         except CallFailed as exc:
             await self.close()
             raise DaemonUnavailable(exc.message, fix="ask an administrator for access") from None
-        except (asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             await self.close()
             raise DaemonUnavailable(f"the daemon at {path} did not complete the handshake: {exc}") from None
         return self

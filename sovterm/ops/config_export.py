@@ -55,7 +55,7 @@ def _kv_exported(key: str) -> bool:
 
 async def _tables(db: Database) -> list[str]:
     rows = await db.fetchall(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (%s)" % ",".join("?" * len(EXPORT_TABLES)),
+        f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({','.join('?' * len(EXPORT_TABLES))})",
         EXPORT_TABLES,
     )
     present = {r[0] for r in rows}

@@ -8,6 +8,7 @@ through `Redactor` twice: structurally (by key name) and as text (known values a
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import platform
@@ -228,8 +229,7 @@ async def daemon_bundle(settings: Settings, db: Database, store: SecretStore, *,
     folder, content = build_bundle(sections, log_lines, redactor, mode="from the running daemon", now=now)
     out_dir = exports_dir(settings.data_dir)
     name = unique_name(out_dir, "diag", folder.removeprefix("sovterm-diag-"), ".tar.gz")
-    with open(create_private(out_dir / name), "wb") as fh:
-        fh.write(content)
+    await asyncio.to_thread(_write_private, out_dir / name, content)
     return {"name": name, "path": str(out_dir / name), "size": len(content)}
 
 
@@ -245,3 +245,8 @@ def offline_bundle(settings: Settings, reason: str, now: float | None = None) ->
     }
     return build_bundle(sections, log_file_lines(settings.log_dir), redactor,
                         mode="offline: the daemon could not be reached", now=now)[1]
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    with open(create_private(path), "wb") as fh:
+        fh.write(content)

@@ -9,8 +9,8 @@ their Unix user; the TUI wizard resumes from `kv` `setup:btcpay` (shown in `btcp
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timezone
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter
@@ -376,7 +376,7 @@ def register_methods(server: ControlServer, services: Services) -> None:
     async def import_history(ctx: CallContext, since: date) -> HistoryImported:
         """Read every invoice created since a date into the ledger (the sync part queues what is owed)."""
         ctx.audit(detail={"since": since.isoformat()})
-        start = int(datetime.combine(since, datetime.min.time(), tzinfo=timezone.utc).timestamp())
+        start = int(datetime.combine(since, datetime.min.time(), tzinfo=UTC).timestamp())
         return HistoryImported(since=since.isoformat(), stores=await ctx.part.import_history(start))
 
 

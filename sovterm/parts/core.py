@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sovterm import __version__, alerts
 from sovterm.alerts import Alert
 from sovterm.control import protocol as rpc
-from sovterm.parts.btcpay import followed_stores
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import Loops
+from sovterm.parts.btcpay import followed_stores
 from sovterm.services import Services
 from sovterm.store import audit, keyring, kv
 from sovterm.sync.records import MODE_KEY

@@ -19,11 +19,11 @@ from pydantic.fields import FieldInfo
 
 from sovterm import __version__
 from sovterm.config import load_settings
-from sovterm.parts.core import register_core_methods
 from sovterm.control.roles import RolePolicy
 from sovterm.control.server import ControlServer, Method
-from sovterm.logs import LogSetup, LogRing
+from sovterm.logs import LogRing, LogSetup
 from sovterm.loops import Loops
+from sovterm.parts.core import register_core_methods
 from sovterm.services import Services
 from sovterm.systemd import Notifier
 

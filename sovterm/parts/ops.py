@@ -10,11 +10,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sovterm import __version__
-from sovterm.parts.core import daemon_status
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.ops import backup, config_export, diag, files
 from sovterm.parts.base import Part
+from sovterm.parts.core import daemon_status
 from sovterm.services import Services
 from sovterm.web.status import add_routes
 

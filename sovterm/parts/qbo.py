@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from sovterm.parts.btcpay import require_followed
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
+from sovterm.parts.btcpay import require_followed
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.oauth import STATE_TTL_S
 from sovterm.qbo.service import TOKENS_LOOP_S, QBOService

@@ -20,12 +20,12 @@ from sovterm.btcpay.models import (
     payment_method_kind,
     payout_proof_reference,
 )
-from sovterm.parts.btcpay import require_followed
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
+from sovterm.parts.btcpay import require_followed
 from sovterm.qbo.client import QBOClient
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext

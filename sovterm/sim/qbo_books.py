@@ -527,7 +527,10 @@ def parse_query(text: str) -> ParsedQuery:
     take("word", "select")
     count = False
     if peek("count"):
-        take(); take("op", "("); take("op", "*"); take("op", ")")
+        take()
+        take("op", "(")
+        take("op", "*")
+        take("op", ")")
         count = True
     else:
         take("op", "*")
@@ -548,7 +551,8 @@ def parse_query(text: str) -> ParsedQuery:
                 values = [take("str")]
                 op = "like"
             elif op.lower() == "in":
-                take(); take("op", "(")
+                take()
+                take("op", "(")
                 values = [_literal(toks, pos)]
                 pos += 1
                 while peek(","):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sovterm.sync import queue, records
@@ -45,7 +45,7 @@ HistoryImport = Callable[[int], Awaitable[int]]
 
 
 def day_start(day: str) -> int:
-    return int(datetime.combine(date.fromisoformat(day), datetime.min.time(), timezone.utc).timestamp())
+    return int(datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC).timestamp())
 
 
 async def state(db: Any) -> dict[str, Any] | None:

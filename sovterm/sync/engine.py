@@ -204,7 +204,7 @@ class SyncEngine:
                 log.exception("sync dispatcher failed; retrying")
             try:
                 await asyncio.wait_for(self._wake.wait(), interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def drain(self, max_jobs: int | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date
 from decimal import Decimal
 from typing import Any
 
@@ -33,7 +33,7 @@ from sovterm.errors import UserFacingError
 from sovterm.formatting import sats_text, signed_sats_text
 from sovterm.qbo.client import QBOClient, quote_literal
 from sovterm.qbo.postings import marker_of
-from sovterm.sync import queue, rules, records
+from sovterm.sync import queue, records, rules
 
 ENTITIES = {"SalesReceipt": 1, "Deposit": 1, "Payment": 1, "RefundReceipt": -1, "Transfer": 1, "Purchase": 1}
 CATEGORY = {"SalesReceipt": "sales", "Deposit": "sales", "Payment": "sales", "RefundReceipt": "refunds",
@@ -129,9 +129,9 @@ async def expected(db: Any, date_from: str, date_to: str,
 
 
 def _ts(d: date) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return int(datetime.combine(d, datetime.min.time(), timezone.utc).timestamp())
+    return int(datetime.combine(d, datetime.min.time(), UTC).timestamp())
 
 
 async def actual(client: QBOClient, db: Any, date_from: str, date_to: str, home: str = "USD") -> tuple[

@@ -12,7 +12,7 @@ sequence number (and with it the marker and the requestid) is part of the postin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
@@ -238,7 +238,7 @@ def memo(inv: InvoiceSnap, sats: int, note: str | None = None) -> str:
 
 def day_of(unix_s: int) -> date:
     """The UTC calendar day of a unix time (QuickBooks' TxnDate)."""
-    return datetime.fromtimestamp(unix_s, timezone.utc).date()
+    return datetime.fromtimestamp(unix_s, UTC).date()
 
 
 def txn_date(inv: InvoiceSnap) -> date:

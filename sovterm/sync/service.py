@@ -6,7 +6,7 @@ totals, recent postings, dead letters, unmatched).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -131,9 +131,9 @@ class SyncService:
 
     async def totals(self, today: datetime | None = None) -> dict[str, Any]:
         """Settled fiat per day over the last 30 days (oldest first), in the most used currency."""
-        today_d = (today or datetime.now(timezone.utc)).date()
+        today_d = (today or datetime.now(UTC)).date()
         first = today_d - timedelta(days=29)
-        start_s = int(datetime.combine(first, datetime.min.time(), timezone.utc).timestamp())
+        start_s = int(datetime.combine(first, datetime.min.time(), UTC).timestamp())
         rows = await self.db.fetchall(
             "SELECT currency, COALESCE(paid_at, created_at), amount, paid_amount FROM invoices WHERE status = 'Settled' "
             "AND COALESCE(paid_at, created_at) >= ?",
@@ -147,7 +147,7 @@ class SyncService:
         for cur, at, amount, paid in rows:
             if (cur or "USD") != currency:
                 continue
-            idx = (datetime.fromtimestamp(at, timezone.utc).date() - first).days
+            idx = (datetime.fromtimestamp(at, UTC).date() - first).days
             if 0 <= idx < 30:
                 daily[idx] += Decimal(amount or paid or "0")
         q = Decimal("0.01")

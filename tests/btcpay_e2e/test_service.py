@@ -108,9 +108,9 @@ def delivery(state: BTCPaySimState, hook_id: str, event_type: str, invoice_id: s
     hook = state.webhooks[hook_id]
     inv = state.invoices[invoice_id]
     body = (
-        '{\n  "deliveryId": "D%05d",\n  "webhookId": "%s",\n  "originalDeliveryId": "D%05d",\n'
-        '  "isRedelivery": false,\n  "type": "%s",\n  "timestamp": %d,\n  "storeId": "%s",\n'
-        '  "invoiceId": "%s",\n  "metadata": {}\n}' % (n, hook.id, n, event_type, inv.created, inv.store_id, inv.id)
+        f'{{\n  "deliveryId": "D{n:05d}",\n  "webhookId": "{hook.id}",\n  "originalDeliveryId": "D{n:05d}",\n'
+        f'  "isRedelivery": false,\n  "type": "{event_type}",\n  "timestamp": {inv.created},\n'
+        f'  "storeId": "{inv.store_id}",\n  "invoiceId": "{inv.id}",\n  "metadata": {{}}\n}}'
     )
     return body.encode()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sovterm.btcpay.permissions import STORE, permission_warnings
-from sovterm.btcpay import status as btcpay_status
 from sovterm.btcpay import setup as btcpay_setup
+from sovterm.btcpay import status as btcpay_status
+from sovterm.btcpay.permissions import STORE, permission_warnings
 from sovterm.btcpay.service import BTCPayService
 from sovterm.cli import build_parser
 from sovterm.cli.btcpay import format_report, format_status

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from sovterm.btcpay import setup as btcpay_setup
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayValidationError
-from sovterm.btcpay.permissions import STORE
 from sovterm.btcpay.intake import BTCPayIntake
-from sovterm.btcpay import setup as btcpay_setup
+from sovterm.btcpay.permissions import STORE
 from sovterm.btcpay.service import BTCPayService
 from sovterm.btcpay.webhooks import sign
 from sovterm.health import Connectors

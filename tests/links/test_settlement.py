@@ -9,10 +9,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sovterm.btcpay import ledger
-from sovterm.sync import queue, records
-from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.links.pay import PayPage
 from sovterm.links.reaper import reap
+from sovterm.sync import queue, records
+from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.web.links import add_routes
 from tests.links.harness import REALM, World
 from tests.sync.helpers import DirectBooks, seeded_mapping

@@ -10,8 +10,8 @@ import pytest
 
 from sovterm.btcpay.webhooks import PayoutEvent
 from sovterm.control import protocol as rpc
-from sovterm.parts.payouts import register_methods
 from sovterm.control.roles import Role
+from sovterm.parts.payouts import register_methods
 from sovterm.payouts.service import CompletedPort, PayoutService
 from tests.links.harness import World
 from tests.support.dispatch import Dispatch, wire

@@ -11,8 +11,8 @@ from sovterm.config import QBOSettings
 from sovterm.errors import UserFacingError
 from sovterm.qbo.callback_page import render_callback_page
 from sovterm.qbo.endpoint import TokenEndpoint
-from sovterm.qbo.models import Connection
 from sovterm.qbo.errors import OAuthError, OAuthStateError, QBOReconnectRequired
+from sovterm.qbo.models import Connection
 from sovterm.qbo.oauth import SCOPE, STATE_TTL_S, QBOOAuth
 from sovterm.qbo.tokens import TokenSet, token_secret_name
 

@@ -10,6 +10,7 @@ import xmlschema
 
 from sovterm.errors import UserFacingError
 from sovterm.qbo.client import request_id
+from sovterm.qbo.errors import QBOValidationError
 from sovterm.qbo.mapping import AccountMapper
 from sovterm.qbo.postings import (
     BtcDetail,
@@ -27,12 +28,10 @@ from sovterm.qbo.postings import (
     marker_of,
     void_document,
 )
-from sovterm.qbo.errors import QBOValidationError
 from sovterm.sim.qbo import FaultRule
 
 from . import xsd
 from .conftest import REALM
-
 
 USD = CurrencyContext("USD", multicurrency=False)
 MULTI = CurrencyContext("USD", multicurrency=True)

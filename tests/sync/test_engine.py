@@ -10,12 +10,12 @@ import pytest
 from sovterm.btcpay import ledger
 from sovterm.cli.sync import status_text
 from sovterm.errors import UserFacingError
+from sovterm.qbo.postings import marker_for
 from sovterm.sim.qbo import FaultRule
 from sovterm.sync import backfill, queue, reconcile, records
 from sovterm.sync.backfill import Backfill
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.service import SyncService
-from sovterm.qbo.postings import marker_for
 from tests.sync.helpers import REALM, STORE, docs, invoice, put
 
 

@@ -6,7 +6,14 @@ from decimal import Decimal as D
 import pytest
 
 from sovterm.sync.rules import (
-    InvoiceSnap, PaymentSnap, PostedDoc, QBOInvoiceRef, RefundSnap, Resolution, StorePolicy, plan,
+    InvoiceSnap,
+    PaymentSnap,
+    PostedDoc,
+    QBOInvoiceRef,
+    RefundSnap,
+    Resolution,
+    StorePolicy,
+    plan,
 )
 
 DEP = StorePolicy("deposit", "salesreceipt", "USD", False)

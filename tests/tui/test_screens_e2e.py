@@ -10,7 +10,7 @@ from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.screens.confirm import ConfirmScreen
-from sovterm.tui.screens.links import LinkCreateScreen, LinksScreen, LinkShowScreen
+from sovterm.tui.screens.links import LinkCreateScreen, LinkShowScreen, LinksScreen
 from sovterm.tui.screens.payouts import PayoutDecisionScreen, PayoutsScreen
 from sovterm.tui.screens.sync import ResolveScreen, SyncScreen
 from tests.tui.conftest import REALM, FullEnv

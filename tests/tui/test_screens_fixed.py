@@ -11,7 +11,7 @@ from sovterm.tui.connection import ActionFailed
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.screens.help import HelpScreen
-from sovterm.tui.screens.links import LinkCreateScreen, LinksScreen, LinkShowScreen
+from sovterm.tui.screens.links import LinkCreateScreen, LinkShowScreen, LinksScreen
 from sovterm.tui.screens.payouts import PayoutDecisionScreen, PayoutsScreen
 from sovterm.tui.screens.sync import BookScreen, ResolveScreen, SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen

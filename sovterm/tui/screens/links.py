@@ -18,9 +18,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from sovterm.qr import text as qr_text
 from sovterm.tui.connection import ActionFailed, Daemon
 from sovterm.tui.messages import DaemonEvent
-from sovterm.qr import text as qr_text
 from sovterm.tui.screens.base import DaemonScreen, call_in_worker
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.session import Session
