@@ -82,6 +82,7 @@ def render_loops(state: DaemonState) -> str:
     if not loops:
         return "[dim]no loops scheduled[/]"
     lines = []
+    width = max(len(name) for name in loops)
     for name, loop in sorted(loops.items()):
         if loop.get("paused"):
             flag = "[$warning]paused[/]"
@@ -92,7 +93,7 @@ def render_loops(state: DaemonState) -> str:
         else:
             flag = "[$success]ok[/]    "
         lines.append(
-            f"{escape(name):<8} {flag} {age(loop.get('last_run_age_s'))} / {loop.get('interval_s', 0):.0f} s"
+            f"{escape(name.ljust(width))} {flag} {age(loop.get('last_run_age_s'))} / {loop.get('interval_s', 0):.0f} s"
         )
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from sovterm.tui.connection import Backoff
@@ -100,3 +101,11 @@ def test_terminal_check_fails_without_a_tty() -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_loop_states_line_up_whatever_the_names() -> None:
+    loops = {"btcpay.poll": {"fresh": True, "last_ok": True, "last_run_age_s": 3, "interval_s": 30},
+             "sync": {"fresh": True, "last_ok": True, "last_run_age_s": 1, "interval_s": 2}}
+    rendered = render_loops(DaemonState(status={"checks": {"loops": loops}}))
+    lines = [re.sub(r"\[[^\]]*\]", "", line) for line in rendered.splitlines()]
+    assert len(lines) == 2 and len({line.index("ok") for line in lines}) == 1, lines
