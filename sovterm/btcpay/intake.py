@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import aiosqlite
@@ -28,6 +28,7 @@ from sovterm.btcpay.service import BTCPayService
 from sovterm.btcpay.webhooks import IngestResult, InvoiceEvent, PayoutEvent, WebhookEvent, ingest
 from sovterm.errors import UserFacingError
 from sovterm.events import EventBus
+from sovterm.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class BTCPayIntake:
             btcpay.db, btcpay.client_for_store, window_days=btcpay.settings.btcpay.poll_window_days,
             on_invoice_changed=self._on_invoice_changed,
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background(log)
         self._refresh_pending: set[tuple[str, str]] = set()
         self._refresh_slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
         self.refresh_delay_s = REFRESH_DELAY_S
@@ -81,25 +82,10 @@ class BTCPayIntake:
 
     def start(self) -> None:
         """Poll at once whenever the operator selects stores (fill the ledger now, not at the next interval)."""
-        self._spawn(self._poll_when_stores_selected())
+        self._background.spawn(self._poll_when_stores_selected())
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Background work the intake owns: tracked, so `stop()` cancels and awaits it."""
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("BTCPay intake background task failed", exc_info=task.exception())
+        await self._background.cancel()
 
     async def _poll_when_stores_selected(self) -> None:
         selected = self.btcpay.stores_selected
@@ -146,7 +132,7 @@ class BTCPayIntake:
         if key in self._refresh_pending:
             return
         self._refresh_pending.add(key)
-        self._spawn(self._refresh(key))
+        self._background.spawn(self._refresh(key))
 
     async def _refresh(self, key: tuple[str, str]) -> None:
         await asyncio.sleep(self.refresh_delay_s)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -35,6 +35,7 @@ from sovterm.store import kv
 from sovterm.store.db import Database
 from sovterm.store.group_commit import GroupCommit
 from sovterm.store.secrets import Secret, SecretStore
+from sovterm.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class BTCPayService:
         self._store_clients: dict[str, BTCPayClient] = {}
         # store -> why its last poll failed (a store-level refusal that leaves the others polled)
         self._store_errors: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background(log)
         # concurrent deliveries (and the re-reads they cause) share one transaction, hence one fsync;
         # the sync engine's job writes share it too
         self.commit = GroupCommit(db, inline=True)
@@ -124,26 +125,11 @@ class BTCPayService:
             if own_key is not None:
                 self.use_store_key(store_id, own_key)
         self.connectors.set(CONNECTOR, "checking", f"first contact with {self.url} pending", ready=True)
-        self._spawn(self.probe())
+        self._background.spawn(self.probe())
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.cancel()
         await self.commit.close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Background work the service owns: tracked, so `stop()` cancels and awaits it."""
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("BTCPay background task failed", exc_info=task.exception())
 
     # -- connection ------------------------------------------------------------------------------
 

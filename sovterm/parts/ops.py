@@ -48,13 +48,19 @@ class DatabaseFile(Result):
     sha256: str
 
 
-class BackupManifest(Result):
+class ArtefactHeader(Result):
+    """What every backup and export says about itself: which format, made by which sovterm from which
+    schema, when, and for which key."""
+
     format: str
     format_version: int
     sovterm_version: str
     schema_version: int
     created: str
     key_fingerprint: str
+
+
+class BackupManifest(ArtefactHeader):
     includes_key: bool
     database: DatabaseFile
 
@@ -79,15 +85,9 @@ class ArtefactRemoved(Result):
     removed: str
 
 
-class ConfigExport(Result):
+class ConfigExport(ArtefactHeader):
     """A signed export: settings and mappings, secrets only as ciphertext (base64)."""
 
-    format: str
-    format_version: int
-    sovterm_version: str
-    schema_version: int
-    created: str
-    key_fingerprint: str
     kv: dict[str, Any]
     tables: dict[str, list[dict[str, Any]]]
     secrets: dict[str, str]

@@ -8,7 +8,6 @@ never retried. Above a configured amount an approval needs two different admins 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from sovterm.btcpay.webhooks import PayoutEvent, WebhookEvent
 from sovterm.errors import UserFacingError
 from sovterm.store.audit import Recorder
 from sovterm.store.db import Database
+from sovterm.tasks import Background
 
 log = logging.getLogger("sovterm.payouts")
 
@@ -90,7 +90,7 @@ class PayoutService:
         self.clock = clock
         self.completed = completed
         self._pp_names: dict[str, str | None] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background(log)
 
     # -- the mirror --------------------------------------------------------------------------------
 
@@ -220,12 +220,7 @@ class PayoutService:
                 f"AND state NOT IN ({', '.join('?' for _ in FINAL_STATES)})",
                 (state, int(self.clock()), event.store_id, payout_id, *FINAL_STATES))
         # a final state is taken only from a full read, so the `completed` port gets the whole payout
-        self._spawn(self._refresh_quietly(event.store_id, payout_id))
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(self._refresh_quietly(event.store_id, payout_id))
 
     async def _refresh_quietly(self, store_id: str, payout_id: str) -> None:
         try:
@@ -235,14 +230,10 @@ class PayoutService:
 
     async def idle(self) -> None:
         """Wait for the re-reads that webhooks started."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._background.idle()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.cancel()
 
     # -- actions -----------------------------------------------------------------------------------
 

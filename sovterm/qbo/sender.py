@@ -20,6 +20,7 @@ exists": looked up, not an error.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from sovterm.qbo.errors import (
 )
 from sovterm.qbo.models import BatchItem, loads
 from sovterm.qbo.postings import Poster, PostResult, find_documents
+from sovterm.tasks import Background
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,7 +80,7 @@ class Sender:
         self._singles_busy = 0
         self._lookups_busy = 0
         self._lingering = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(log)
         self.stats = {"batches": 0, "batched": 0, "singles": 0, "lookups": 0, "found": 0}
 
     async def create(self, row: dict[str, Any], *, lookup_first: bool = False) -> PostResult:
@@ -87,17 +91,9 @@ class Sender:
         return await item.future
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.cancel()
 
     # -- scheduling ---------------------------------------------------------------------------------
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     def _take(queue: deque[_Item], n: int, entity: str | None = None) -> list[_Item]:
@@ -122,12 +118,12 @@ class Sender:
                 self._start_lookup()
             elif not self._lingering:
                 self._lingering = True
-                self._spawn(self._linger())
+                self._background.spawn(self._linger())
         if not self._batch_busy and len(self._creates) >= self.min_batch:
             items = self._take(self._creates, self.batch_size, self._creates[0].entity)
             if items:
                 self._batch_busy = True
-                self._spawn(self._batch(items))
+                self._background.spawn(self._batch(items))
         while self._creates and self._singles_busy < self.singles and (
             self._batch_busy or len(self._creates) < self.min_batch
         ):
@@ -135,7 +131,7 @@ class Sender:
             if not items:
                 break
             self._singles_busy += 1
-            self._spawn(self._single(items[0]))
+            self._background.spawn(self._single(items[0]))
 
     async def _linger(self) -> None:
         await asyncio.sleep(self.linger_s)
@@ -148,7 +144,7 @@ class Sender:
             items = self._take(self._lookups, self.lookup_size, self._lookups[0].entity)
             if items:
                 self._lookups_busy += 1
-                self._spawn(self._lookup(items))
+                self._background.spawn(self._lookup(items))
                 return
 
     # -- the three kinds of request -------------------------------------------------------------------
