@@ -1,0 +1,1 @@
+"""Merchant analytics over the invoice ledger (docs/analytics.md)."""

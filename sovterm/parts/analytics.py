@@ -1,0 +1,172 @@
+"""Control method `analytics.report` and the analytics part: how the business is doing, from the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, timedelta
+from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from sovterm.analytics.report import Report
+from sovterm.analytics.service import Analytics
+from sovterm.control.roles import Role
+from sovterm.control.server import CallContext, ControlServer, Result
+from sovterm.parts.base import Part
+from sovterm.services import Services
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 3 * 366  # a report reads every invoice of its range: bound what one call may ask for
+
+
+class ReportParams(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    store_id: str | None = Field(default=None, max_length=64)
+    date_from: date | None = Field(default=None, alias="from")
+    date_to: date | None = Field(default=None, alias="to")
+    by: Literal["day", "week", "month"] = "day"
+    tz: str = Field(default="UTC", max_length=64)
+    currency: str | None = Field(default=None, min_length=3, max_length=12)
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        to = self.date_to or date.today()
+        start = self.date_from or to - timedelta(days=DEFAULT_DAYS - 1)
+        if start > to:
+            raise ValueError(f"'from' ({start}) is after 'to' ({to})")
+        if (to - start).days >= MAX_DAYS:
+            raise ValueError(f"a report covers at most {MAX_DAYS} days; narrow 'from' and 'to'")
+        self.date_from, self.date_to = start, to
+        return self
+
+
+class Kpis(Result):
+    created: int
+    settled: int
+    conversion: str  # settled / created, to four places
+    expired: int
+    expired_rate: str
+    invalid: int
+    partial: int
+    partial_rate: str
+    overpaid: int
+    overpaid_rate: str
+    volume: str  # exact decimal in `currency`
+    volume_sats: int
+    average_ticket: str
+    volume_by_currency: dict[str, str]  # every currency settled in the period
+    refunds: int
+    refunded: dict[str, str]  # currency -> exact decimal
+    payouts: int
+    paid_out_sats: int
+
+
+class MethodRow(Result):
+    method: str
+    payments: int
+    invoices: int
+    sats: int
+    volume: str
+
+
+class ItemRow(Result):
+    item: str
+    invoices: int
+    volume: str
+
+
+class SeriesRow(Result):
+    period: str
+    created: int
+    settled: int
+    volume: str
+    sats: int
+
+
+class AnalyticsReport(Result):
+    model_config = {"serialize_by_alias": True, "validate_by_name": True}
+
+    date_from: str = Field(alias="from")
+    date_to: str = Field(alias="to")
+    by: str
+    tz: str
+    store_id: str | None
+    currency: str
+    kpis: Kpis
+    statuses: dict[str, int]
+    methods: list[MethodRow]
+    items: list[ItemRow]
+    series: list[SeriesRow]
+
+
+def _money(value: object) -> str:
+    return f"{value:.2f}"
+
+
+def answer(report: Report, store_id: str | None) -> AnalyticsReport:
+    return AnalyticsReport(
+        date_from=report.date_from.isoformat(), date_to=report.date_to.isoformat(), by=report.by, tz=report.tz,
+        store_id=store_id, currency=report.currency,
+        kpis=Kpis(
+            created=report.created, settled=report.settled, conversion=str(report.rate(report.converted)),
+            expired=report.expired, expired_rate=str(report.rate(report.expired)), invalid=report.invalid,
+            partial=report.partial, partial_rate=str(report.rate(report.partial)),
+            overpaid=report.overpaid, overpaid_rate=str(report.rate(report.overpaid)),
+            volume=_money(report.volume), volume_sats=report.volume_sats,
+            average_ticket=_money(report.average_ticket),
+            volume_by_currency={c: str(v) for c, v in sorted(report.volume_by_currency.items())},
+            refunds=report.refunds, refunded={c: str(v) for c, v in sorted(report.refunded.items())},
+            payouts=report.payouts, paid_out_sats=report.paid_out_sats,
+        ),
+        statuses=dict(sorted(report.statuses.items())),
+        methods=[MethodRow(method=m.method, payments=m.payments, invoices=m.invoices, sats=m.sats,
+                           volume=_money(m.volume)) for m in report.methods],
+        items=[ItemRow(item=i.item, invoices=i.invoices, volume=_money(i.volume)) for i in report.items],
+        series=[SeriesRow(period=b.period, created=b.created, settled=b.settled, volume=_money(b.volume),
+                          sats=b.sats) for b in report.series],
+    )
+
+
+class StoreChoice(Result):
+    store_id: str
+    name: str
+
+
+def register(server: ControlServer, services: Services) -> None:
+    @server.method("analytics.report", role=Role.VIEWER, params=ReportParams, part="analytics")
+    async def report(ctx: CallContext, store_id: str | None, date_from: date, date_to: date, by: str, tz: str,
+                     currency: str | None) -> AnalyticsReport:
+        """How one store or all did in a period (default: the last 30 days): KPIs and a series.
+
+        Counts and rates follow the invoices created in the period; money follows those settled in it."""
+        found = await ctx.part.report(date_from, date_to, store_id=store_id, by=by, tz=tz, currency=currency)
+        return answer(found, store_id)
+
+    @server.method("analytics.stores", role=Role.VIEWER, part="analytics")
+    async def stores(ctx: CallContext) -> list[StoreChoice]:
+        """The followed stores a report can be limited to."""
+        return [StoreChoice.model_validate(s) for s in await ctx.part.stores()]
+
+
+@asynccontextmanager
+async def analytics_stage(services: Services) -> AsyncIterator[None]:
+    services.analytics = Analytics(services.require_db())
+    try:
+        yield
+    finally:
+        services.analytics = None
+
+
+PART = Part("analytics", stage=analytics_stage, methods=register)
