@@ -8,7 +8,10 @@ Money stays exact: satoshis are integers and other amounts Decimal, never float.
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal
+from typing import Any
 
 from sovterm.amounts import plain
 
@@ -54,3 +57,24 @@ def money_text(amount: Decimal, currency: str) -> str:
     """An amount to pay: '1,234.50 USD' in cents when it is whole cents, else every digit it has
     ('0.00012345 BTC', never '1.2345E-4 BTC')."""
     return f"{amount:,.2f} {currency}" if amount == amount.quantize(CENT) else f"{plain(amount)} {currency}"
+
+
+def percent(rate: str | Decimal) -> str:
+    """A rate as a percentage to one place: '0.7500' -> '75.0 %'."""
+    return f"{Decimal(rate) * 100:.1f} %"
+
+
+ANALYTICS_SERIES = ("period", "created", "settled", "volume", "sats")
+
+
+def analytics_csv(report: dict[str, Any]) -> str:
+    """An `analytics.report` answer's series as CSV for a spreadsheet: the report's currency in the volume
+    column's name, and a total row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["period", "created", "settled", f"volume_{report['currency']}", "sats"])
+    for bucket in report["series"]:
+        writer.writerow([bucket[c] for c in ANALYTICS_SERIES])
+    k = report["kpis"]
+    writer.writerow(["total", k["created"], k["settled"], k["volume"], k["volume_sats"]])
+    return out.getvalue()

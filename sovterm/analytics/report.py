@@ -22,6 +22,7 @@ RATE = Decimal("0.0001")
 CENT = Decimal("0.01")
 TOP_ITEMS = 10
 NO_ITEM = "(no item)"
+MARKED = "marked"  # settled by hand in BTCPay, with no payment recorded
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,10 @@ def summarize(
         bucket.settled += 1
         bucket.volume += taken
         bucket.sats += sats
+        if not paid_with:  # marked settled by the merchant (paid outside BTCPay): its own line, so the split adds up
+            marked = methods.setdefault(MARKED, MethodShare(MARKED))
+            marked.invoices += 1
+            marked.volume += taken
         for name in sorted({p.method for p in paid_with}):
             methods.setdefault(name, MethodShare(name)).invoices += 1
         for p in paid_with:

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from sovterm.cli.core import Adder, call, emit
-from sovterm.formatting import sats_text
-
-SERIES_COLUMNS = ("period", "created", "settled", "volume", "sats")
-
-
-def percent(rate: str) -> str:
-    return f"{Decimal(rate) * 100:.1f} %"
+from sovterm.formatting import analytics_csv, percent, sats_text
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -55,18 +46,6 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def series_csv(r: dict[str, Any]) -> str:
-    """The series as CSV, with the currency in the volume column's name, and a total row."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["period", "created", "settled", f"volume_{r['currency']}", "sats"])
-    for b in r["series"]:
-        writer.writerow([b[c] for c in SERIES_COLUMNS])
-    k = r["kpis"]
-    writer.writerow(["total", k["created"], k["settled"], k["volume"], k["volume_sats"]])
-    return out.getvalue()
-
-
 def cmd_analytics(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     params = {"by": args.by, "tz": args.tz}
     for key, value in (("store_id", args.store), ("from", args.date_from), ("to", args.date_to),
@@ -75,7 +54,7 @@ def cmd_analytics(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             params[key] = value
     report = call(args, environ, "analytics.report", **params)
     if args.csv:
-        print(series_csv(report), end="")
+        print(analytics_csv(report), end="")
     else:
         emit(args, report, format_report)
     return 0

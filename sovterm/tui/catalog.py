@@ -18,6 +18,7 @@ from typing import Any
 
 from textual.screen import Screen
 
+from sovterm.tui.screens.analytics import AnalyticsScreen
 from sovterm.tui.screens.dashboard import DashboardScreen
 from sovterm.tui.screens.links import LinksScreen
 from sovterm.tui.screens.logs import LogsScreen
@@ -46,6 +47,9 @@ SCREENS: tuple[ScreenSpec, ...] = (
                requires=("payouts.list",)),
     ScreenSpec("links", "k", "Pay links", LinksScreen, "create, show (with QR) and expire pay links",
                requires=("links.list",)),
+    ScreenSpec("analytics", "A", "Analytics", AnalyticsScreen,
+               "volume, conversion, statuses and payment methods for a store and a date range; export",
+               requires=("analytics.report",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
                requires=("setup.state", "btcpay.status", "qbo.status")),
 )

@@ -22,6 +22,7 @@ INVOICES = [
     Invoice("S", "c", "Expired", "PaidPartial", "USD", D("5.00"), D("2.00"), at(2), None, "COFFEE"),
     Invoice("S", "d", "New", "None", "EUR", D("7.00"), None, at(3), None, None),
     Invoice("S", "old", "Settled", "PaidLate", "USD", D("3.33"), D("3.33"), at(1) - 40 * 86400, at(2), "COFFEE"),
+    Invoice("S", "cash", "Settled", "Marked", "USD", D("4.00"), D("0"), at(5), at(5), "CAKE"),
 ]
 PAYMENTS = [
     Payment("S", "a", "lightning", 20_000, D("10.00")),
@@ -54,6 +55,12 @@ def test_counts_follow_creation_and_money_follows_settlement() -> None:
         ("2026-11-02", 1, 2, D("23.83")),
         ("2026-11-03", 1, 0, D("0")),
     ]
+
+
+def test_an_invoice_marked_settled_is_volume_on_its_own_method_line() -> None:
+    r = summarize(INVOICES, PAYMENTS, [], [], date_from=date(2026, 11, 5), date_to=date(2026, 11, 5))
+    assert (r.settled, r.volume, r.volume_sats) == (1, D("4.00"), 0)  # its price: nothing was paid through BTCPay
+    assert [(m.method, m.payments, m.invoices, m.volume) for m in r.methods] == [("marked", 0, 1, D("4.00"))]
 
 
 def test_a_currency_filter_counts_only_that_currency() -> None:

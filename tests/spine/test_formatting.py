@@ -54,7 +54,8 @@ def test_formatting_is_a_leaf_module() -> None:
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
             a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert {m for m in imported if m.startswith("sovterm")} <= allowed
-        assert {m.split(".")[0] for m in imported if not m.startswith("sovterm")} <= {"__future__", "decimal"}
+        stdlib = {m.split(".")[0] for m in imported if not m.startswith("sovterm")}
+        assert stdlib <= {"__future__", "decimal", "csv", "io", "typing"}
 
 
 # How the copies looked: an age ladder ('... s ago'), a satoshi count with separators, an age/duration helper.
@@ -67,3 +68,11 @@ def test_no_module_keeps_its_own_copy() -> None:
               if p.name != "formatting.py" and not p.is_relative_to(root / "sim")
               for m in COPIES.finditer(p.read_text())]
     assert copies == []
+
+
+def test_an_analytics_series_exports_as_csv_with_a_total_row() -> None:
+    report = {"currency": "EUR", "kpis": {"created": 3, "settled": 2, "volume": "10.50", "volume_sats": 21_000},
+              "series": [{"period": "2026-11", "created": 3, "settled": 2, "volume": "10.50", "sats": 21_000}]}
+    assert formatting.analytics_csv(report) == (
+        "period,created,settled,volume_EUR,sats\n2026-11,3,2,10.50,21000\ntotal,3,2,10.50,21000\n")
+    assert formatting.percent("0.7500") == "75.0 %"
