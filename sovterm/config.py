@@ -149,6 +149,13 @@ class HealthSettings(_Section):
     heartbeat_grace_s: int = Field(120, ge=5)
 
 
+class StatusPageSettings(_Section):
+    # The page at / is public wherever the platform does not put a login in front of it (StartOS): by
+    # default it shows counts and rates only; an operator whose page is behind a login may show money too.
+    show_amounts: bool = False
+    analytics_days: int = Field(30, ge=1, le=366)
+
+
 class Settings(_Section):
     data_dir: Path
     listener: ListenerSettings = ListenerSettings()
@@ -161,6 +168,7 @@ class Settings(_Section):
     payouts: PayoutsSettings = PayoutsSettings()
     reaper: ReaperSettings = ReaperSettings()
     health: HealthSettings = HealthSettings()
+    status_page: StatusPageSettings = StatusPageSettings()
     source: str = "defaults"  # where the settings came from, for `config check`
 
     @property

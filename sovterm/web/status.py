@@ -3,14 +3,17 @@
 Umbrel lists only apps that open to a web page, and a bookkeeper may never touch a terminal, so the
 listener shows connector states, readiness, loops and the sync queue, plus how to open the TUI. It can
 change nothing and holds no secret. On StartOS nothing authenticates this page, so it also shows no
-amounts, customer names, store or invoice ids: counts, states and ages only. Every value is escaped;
-the page needs no JavaScript.
+amounts, customer names, store or invoice ids: counts, rates, states and ages only (an operator whose page
+is behind a login may turn on `[status_page] show_amounts`). Every value is escaped; the page needs no
+JavaScript: its chart is SVG drawn here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import date, timedelta
+from decimal import Decimal
 from html import escape
 from typing import Any
 
@@ -18,7 +21,8 @@ from aiohttp import web
 
 from sovterm import __version__, alerts
 from sovterm.alerts import SYNC_TIMEOUT_S, SyncRead
-from sovterm.formatting import age
+from sovterm.analytics.report import Report
+from sovterm.formatting import age, money_text, percent
 from sovterm.services import Services
 from sovterm.web.app import SERVICES, readiness
 
@@ -75,6 +79,41 @@ async def sync_view(services: Services, sync: SyncRead, now: float) -> dict[str,
     return out
 
 
+def analytics_view(report: Report, show_amounts: bool) -> dict[str, Any]:
+    """The shop's figures for the page: counts and rates always; money only when the operator allows it."""
+    total_payments = sum(m.payments for m in report.methods) or 1
+    out: dict[str, Any] = {
+        "available": True,
+        "days": (report.date_to - report.date_from).days + 1,
+        "created": report.created,
+        "settled": report.settled,
+        "conversion": str(report.rate(report.converted)),
+        "expired_rate": str(report.rate(report.expired)),
+        "methods": [{"method": m.method, "share": str((Decimal(m.payments) / total_payments).quantize(Decimal("0.0001")))}
+                    for m in report.methods if m.payments],
+        "series": [{"period": b.period, "settled": b.settled} for b in report.series],
+    }
+    if show_amounts:
+        out.update(currency=report.currency, volume=f"{report.volume:.2f}", average_ticket=f"{report.average_ticket:.2f}")
+        for row, bucket in zip(out["series"], report.series, strict=True):
+            row["volume"] = f"{bucket.volume:.2f}"
+    return out
+
+
+async def _analytics(services: Services) -> dict[str, Any]:
+    analytics = services.analytics
+    if analytics is None:
+        return {"available": False}
+    page = services.settings.status_page
+    today = date.today()
+    try:
+        report = await asyncio.wait_for(
+            analytics.report(today - timedelta(days=page.analytics_days - 1), today), SYNC_TIMEOUT_S)
+    except Exception as exc:  # the page reports a part's failure, it never fails with it
+        return {"available": False, "error": f"analytics unavailable ({type(exc).__name__})"}
+    return analytics_view(report, page.show_amounts)
+
+
 async def status_view(services: Services) -> dict[str, Any]:
     """What the page shows, as data (also served as /status.json); the alerts come from `sovterm.alerts`."""
     now = time.time()
@@ -99,6 +138,7 @@ async def status_view(services: Services) -> dict[str, Any]:
         "connectors": connectors,
         "loops": loops,
         "sync": await sync_view(services, sync, now),
+        "analytics": await _analytics(services),
         "alerts": [a.model_dump(mode="json") for a in await alerts.current(services.alerts, services.bus, ready, checks, sync)],
     }
 
@@ -152,6 +192,52 @@ def _sync(view: dict[str, Any]) -> str:
     else:
         table = f'<p class="muted">{escape(sync.get("error") or "No postings yet.")}</p>'
     return f'<div class="tiles">{tiles}</div>{last}{table}'
+
+
+CHART_W, CHART_H = 600, 120
+
+
+def bar_chart(values: list[int], labels: list[str], what: str) -> str:
+    """Bars drawn on the server as inline SVG (no script, no external asset); integer geometry from integer
+    values (counts, or cents)."""
+    top = max(values, default=0) or 1
+    width = CHART_W // max(len(values), 1)
+    bars = "".join(
+        f'<rect x="{i * width + 1}" y="{CHART_H - v * CHART_H // top}" width="{max(width - 2, 1)}" '
+        f'height="{v * CHART_H // top}"><title>{escape(label)}: {escape(text)}</title></rect>'
+        for i, (v, label, text) in enumerate(zip(values, labels, _bar_texts(values, what), strict=True))
+    )
+    return (f'<svg class="chart" viewBox="0 0 {CHART_W} {CHART_H}" preserveAspectRatio="none" role="img" '
+            f'aria-label="{escape(what)} per day">{bars}</svg>')
+
+
+def _bar_texts(values: list[int], what: str) -> list[str]:
+    if what.startswith("volume"):
+        return [f"{Decimal(v) / 100:,.2f}" for v in values]
+    return [str(v) for v in values]
+
+
+def _analytics_html(view: dict[str, Any]) -> str:
+    a = view.get("analytics") or {}
+    if not a.get("available"):
+        return f'<p class="muted">{escape(a.get("error") or "No analytics yet.")}</p>'
+    tiles = [("created", str(a["created"])), ("settled", str(a["settled"])),
+             ("conversion", percent(a["conversion"])), ("expired", percent(a["expired_rate"]))]
+    if "volume" in a:
+        tiles += [("volume", money_text(Decimal(a["volume"]), a["currency"])),
+                  ("average ticket", money_text(Decimal(a["average_ticket"]), a["currency"]))]
+        chart = bar_chart([int(Decimal(b["volume"]) * 100) for b in a["series"]], [b["period"] for b in a["series"]],
+                          f"volume ({a['currency']})")
+        title = f"Settled volume ({escape(a['currency'])}) per day"
+    else:
+        chart = bar_chart([b["settled"] for b in a["series"]], [b["period"] for b in a["series"]], "settled invoices")
+        title = "Settled invoices per day"
+    html_tiles = "".join(f'<div class="tile"><span class="num">{escape(v)}</span><span class="label">{escape(k)}</span>'
+                         "</div>" for k, v in tiles)
+    methods = " · ".join(f"{escape(m['method'])} {escape(percent(m['share']))}" for m in a["methods"])
+    return (f'<p class="muted">Last {a["days"]} days, every followed store.</p><div class="tiles">{html_tiles}</div>'
+            f"<h3>{title}</h3>{chart}"
+            + (f"<p>Payments by method: {methods}</p>" if methods else ""))
 
 
 def _loops(view: dict[str, Any]) -> str:
@@ -220,6 +306,8 @@ code,kbd{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-s
 border:1px solid var(--line);border-radius:.25rem;padding:0 .25rem;overflow-wrap:anywhere}
 .muted{color:var(--muted)} footer{color:var(--muted);font-size:.85rem;margin:2rem 0 1rem}
 td{overflow-wrap:anywhere}
+.chart{display:block;width:100%;height:8rem;background:var(--card);border:1px solid var(--line);border-radius:.5rem}
+.chart rect{fill:var(--accent)}
 @media (max-width:36rem){main{padding:.6rem} header .meta{margin-left:0;width:100%} th,td{padding:.35rem .3rem}
 table.stack,.stack tbody,.stack tr{display:block} .stack tr{border-bottom:1px solid var(--line);padding:.3rem 0}
 .stack th,.stack td{display:inline-block;border:none;padding:.1rem .4rem .1rem 0}
@@ -251,6 +339,7 @@ def render(view: dict[str, Any]) -> str:
 <span class="meta">version {escape(view["sovterm"])} · updated {escape(view["generated_at"])}</span></header>
 {alert_box}
 <h2>Connections</h2>{_connectors(view)}
+<h2>Shop</h2>{_analytics_html(view)}
 <h2>Sync</h2>{_sync(view)}
 <h2>Scheduled loops</h2>{_loops(view)}
 <h2>System</h2><p>Database: {escape(str(view["database"]))} · free disk: {escape(str(view["disk_free_mb"]))} MB</p>

@@ -8,10 +8,14 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sovterm.analytics.service import Analytics
+from sovterm.config import StatusPageSettings
 from tests.ops.helpers import chromium, needs_chromium, status_client
+from tests.sync.helpers import invoice, put
 
 EVIL = "<script>alert('x')</script>"
 
@@ -161,3 +165,21 @@ def test_real_daemon_serves_the_page(daemon_factory) -> None:
     status, body = _get(d.url + "/status.json")
     assert status == 200 and json.loads(body)["sovterm"]
     assert _get(d.url + "/", "POST")[0] == 405
+
+
+async def test_shop_figures_show_counts_and_rates_and_money_only_when_allowed(tmp_path: Path) -> None:
+    async with status_client(tmp_path) as (client, services):
+        services.analytics = Analytics(services.db)
+        created = int(datetime.now(UTC).timestamp()) - 3600
+        await put(services.db, invoice("paid1", amount="100.00", created=created))
+        await put(services.db, invoice("gone1", status="Expired", amount="55.55", created=created, payments=[]))
+
+        page = await (await client.get("/")).text()
+        assert "Settled invoices per day" in page and "<svg" in page and "<rect" in page
+        assert ">50.0 %</span><span class=\"label\">conversion" in page
+        assert "100.00" not in page and "100.00" not in await (await client.get("/status.json")).text()
+
+        services.settings = services.settings.model_copy(update={"status_page": StatusPageSettings(show_amounts=True)})
+        page = await (await client.get("/")).text()
+        assert "100.00 USD" in page and "Settled volume (USD) per day" in page
+        assert "<script" not in page.lower()
