@@ -149,6 +149,10 @@ class HealthSettings(_Section):
     heartbeat_grace_s: int = Field(120, ge=5)
 
 
+class AnalyticsSettings(_Section):
+    crowdfund_refresh_s: int = Field(300, ge=30)  # how often Crowdfund apps and their invoice lists are re-read
+
+
 class StatusPageSettings(_Section):
     # The page at / is public wherever the platform does not put a login in front of it (StartOS): by
     # default it shows counts and rates only; an operator whose page is behind a login may show money too.
@@ -169,6 +173,7 @@ class Settings(_Section):
     reaper: ReaperSettings = ReaperSettings()
     health: HealthSettings = HealthSettings()
     status_page: StatusPageSettings = StatusPageSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     source: str = "defaults"  # where the settings came from, for `config check`
 
     @property

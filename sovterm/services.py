@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import aiohttp
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    from sovterm.analytics.campaigns import Campaigns
     from sovterm.analytics.service import Analytics
     from sovterm.btcpay.intake import BTCPayIntake
     from sovterm.btcpay.service import BTCPayService
@@ -61,6 +62,7 @@ class Services:
     payouts: PayoutService | None = None
     intake: BTCPayIntake | None = None
     analytics: Analytics | None = None
+    crowdfund: Campaigns | None = None
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

@@ -35,6 +35,7 @@ from sovterm.btcpay.errors import (
 )
 from sovterm.btcpay.models import (
     ApiKeyInfo,
+    AppBase,
     AppSales,
     CrowdfundApp,
     Health,
@@ -442,6 +443,9 @@ class BTCPayClient:
         )
 
     # -- apps ------------------------------------------------------------------------------------
+
+    async def list_apps(self, store_id: str) -> list[AppBase]:
+        return await self._get_list(AppBase, f"/api/v1/stores/{_Q(store_id)}/apps")
 
     async def get_crowdfund_app(self, app_id: str) -> CrowdfundApp:
         return await self._get_model(CrowdfundApp, f"/api/v1/apps/crowdfund/{_Q(app_id)}")

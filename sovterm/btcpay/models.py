@@ -312,6 +312,9 @@ class CrowdfundApp(_Model):
     target_amount: Decimal | None = None
     start_date: int | None = None
     end_date: int | None = None
+    enforce_target_amount: bool = False
+    reset_every: str = "Never"
+    reset_every_amount: int = 1
     perks: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("target_amount", mode="before")
@@ -319,6 +322,16 @@ class CrowdfundApp(_Model):
     def _amount(cls, v: Any) -> Any:
         # A JSON number here; go through str so a binary float never becomes the Decimal.
         return None if v is None else Decimal(str(v))
+
+
+class AppBase(_Model):
+    """An app of a store (`AppBaseData`): Crowdfund, PointOfSale, and whatever plugins add."""
+
+    id: str
+    app_name: str | None = None
+    store_id: str | None = None
+    app_type: str | None = None
+    archived: bool = False
 
 
 class AppSalesPoint(_Model):

@@ -1,19 +1,25 @@
-"""Control method `analytics.report` and the analytics part: how the business is doing, from the ledger."""
+"""Control methods `analytics.*` and `crowdfund.*`, and the analytics part: how the business is doing and how
+its Crowdfund campaigns stand, from the ledger (the campaigns' settings and invoice lists re-read from BTCPay
+by the `analytics.crowdfund` loop)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sovterm.analytics.campaigns import Campaigns
+from sovterm.analytics.crowdfund import Campaign, Progress
 from sovterm.analytics.report import Report
 from sovterm.analytics.service import Analytics
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
+from sovterm.errors import UserFacingError
+from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
 from sovterm.services import Services
 
@@ -144,6 +150,82 @@ class StoreChoice(Result):
     name: str
 
 
+class AppParams(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    app_id: str = Field(min_length=1, max_length=64)
+
+
+class PerkSold(Result):
+    perk: str
+    title: str
+    sold: int
+
+
+class DayContributions(Result):
+    day: str
+    contributions: int
+    amount: str
+
+
+class CampaignSummary(Result):
+    """A Crowdfund campaign as BTCPay counts it: raised (settled payments), pending (processing ones, and
+    New invoices under a hard cap), in the target currency."""
+
+    app_id: str
+    store_id: str
+    title: str
+    target_currency: str
+    target_amount: str | None
+    raised: str
+    pending: str
+    percent: str | None  # raised / target, to two places
+    pending_percent: str | None
+    contributors: int
+    start_date: str | None
+    end_date: str | None
+    reset_every: str
+    last_reset: str | None
+    next_reset: str | None
+
+
+class CampaignDetail(CampaignSummary):
+    perks: list[PerkSold]
+    daily: list[DayContributions]
+
+
+class CrowdfundRefresh(Result):
+    apps: int
+    new_invoices: int
+    errors: dict[str, str]
+
+
+def _day(at: int | None) -> str | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _summary(campaign: Campaign, p: Progress) -> dict[str, object]:
+    target = campaign.target_amount
+    return dict(
+        app_id=campaign.app_id, store_id=campaign.store_id, title=campaign.title,
+        target_currency=campaign.target_currency, target_amount=None if target is None else _money(target),
+        raised=_money(p.raised), pending=_money(p.pending),
+        percent=None if target is None else str(p.percent(target, p.raised)),
+        pending_percent=None if target is None else str(p.percent(target, p.pending)),
+        contributors=p.contributors, start_date=_day(campaign.start_date), end_date=_day(campaign.end_date),
+        reset_every=campaign.reset_every, last_reset=_day(p.last_reset), next_reset=_day(p.next_reset),
+    )
+
+
+def detail(campaign: Campaign, p: Progress) -> CampaignDetail:
+    titles = dict(campaign.perks)
+    return CampaignDetail(
+        **_summary(campaign, p),
+        perks=[PerkSold(perk=code, title=titles.get(code, code), sold=n) for code, n in p.perks.items()],
+        daily=[DayContributions(day=d, contributions=n, amount=_money(a)) for d, (n, a) in p.daily.items()],
+    )
+
+
 def register(server: ControlServer, services: Services) -> None:
     @server.method("analytics.report", role=Role.VIEWER, params=ReportParams, part="analytics")
     async def report(ctx: CallContext, store_id: str | None, date_from: date, date_to: date, by: str, tz: str,
@@ -159,14 +241,54 @@ def register(server: ControlServer, services: Services) -> None:
         """The followed stores a report can be limited to."""
         return [StoreChoice.model_validate(s) for s in await ctx.part.stores()]
 
+    @server.method("crowdfund.list", role=Role.VIEWER, part="crowdfund")
+    async def crowdfund_list(ctx: CallContext) -> list[CampaignSummary]:
+        """The followed stores' Crowdfund campaigns: goal, raised, pending, contributors, dates."""
+        return [CampaignSummary.model_validate(_summary(c, p)) for c, p in await ctx.part.campaigns()]
+
+    @server.method("crowdfund.show", role=Role.VIEWER, params=AppParams, part="crowdfund")
+    async def crowdfund_show(ctx: CallContext, app_id: str) -> CampaignDetail:
+        """One campaign with its perks sold and contributions per day."""
+        return detail(*await ctx.part.campaign(app_id))
+
+    @server.method("crowdfund.refresh", role=Role.ADMIN, part="crowdfund")
+    async def crowdfund_refresh(ctx: CallContext) -> CrowdfundRefresh:
+        """Re-read the Crowdfund apps and their invoice lists from BTCPay now."""
+        return CrowdfundRefresh.model_validate(await ctx.part.refresh())
+
 
 @asynccontextmanager
 async def analytics_stage(services: Services) -> AsyncIterator[None]:
-    services.analytics = Analytics(services.require_db())
+    db = services.require_db()
+
+    async def btcpay_for(store_id: str) -> object:
+        if services.btcpay is None:
+            raise UserFacingError("BTCPay is not connected", fix="run `sovterm setup btcpay`")
+        return services.btcpay.client_for_store(store_id)
+
+    async def stores() -> list[str]:
+        return [r[0] for r in await db.fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")]
+
+    services.analytics = Analytics(db)
+    services.crowdfund = Campaigns(db, btcpay_for, stores)  # type: ignore[arg-type]
     try:
         yield
     finally:
-        services.analytics = None
+        services.analytics = services.crowdfund = None
 
 
-PART = Part("analytics", stage=analytics_stage, methods=register)
+def loops(services: Services) -> list[LoopSpec]:
+    async def refresh() -> dict[str, object]:
+        campaigns = services.crowdfund
+        if campaigns is None or services.btcpay is None or not services.btcpay.stores_selected.is_set():
+            return {"skipped": "no BTCPay store followed"}
+        result = await campaigns.refresh()
+        if result["new_invoices"]:
+            services.bus.publish("crowdfund.updated", apps=result["apps"], new_invoices=result["new_invoices"])
+        return result
+
+    return [LoopSpec("analytics.crowdfund", services.settings.analytics.crowdfund_refresh_s, refresh,
+                     first_delay_s=5.0)]
+
+
+PART = Part("analytics", stage=analytics_stage, loops=loops, methods=register)

@@ -657,10 +657,24 @@ async def get_crowdfund_app(request: web.Request) -> web.Response:
     return _json({
         "id": app.id, "appName": app.name, "storeId": app.store_id, "created": app.created,
         "appType": "Crowdfund", "archived": False, "title": app.title, "description": None, "enabled": True,
-        "enforceTargetAmount": False, "startDate": None, "endDate": None,
+        "enforceTargetAmount": app.enforce_target_amount, "startDate": app.start_date, "endDate": app.end_date,
+        "resetEvery": app.reset_every, "resetEveryAmount": app.reset_every_amount,
         "targetCurrency": app.target_currency, "targetAmount": float(app.target_amount),
         "perks": app.perks,
     })
+
+
+async def list_store_apps(request: web.Request) -> web.Response:
+    """`GET /api/v1/stores/{storeId}/apps`: basic data of every app of the store (AppBaseData)."""
+    state = request.app[STATE_KEY]
+    store_id = request.match_info["storeId"]
+    _require(request, STORE + "canmodifystoresettings", store_id)
+    state.store(store_id)
+    return _json([
+        {"id": a.id, "appName": a.name, "storeId": a.store_id, "created": a.created, "appType": "Crowdfund",
+         "archived": False}
+        for a in state.apps.values() if a.store_id == store_id
+    ])
 
 
 async def get_app_sales(request: web.Request) -> web.Response:
@@ -804,6 +818,7 @@ def create_app(state: BTCPaySimState) -> web.Application:
     app.router.add_get(s + "/lightning/{cryptoCode}/balance", lightning_balance)
     app.router.add_get(s + "/lightning/{cryptoCode}/payments/{paymentHash}", lightning_payment)
     app.router.add_get("/api/v1/apps/crowdfund/{appId}", get_crowdfund_app)
+    app.router.add_get("/api/v1/stores/{storeId}/apps", list_store_apps)
     app.router.add_get("/api/v1/apps/{appId}/sales", get_app_sales)
     app.router.add_get("/i/{invoiceId}", checkout_page)
     app.router.add_post("/i/{invoiceId}/pay", checkout_pay)
@@ -871,6 +886,7 @@ def seed_store(
                 metadata["buyerEmail"] = f"buyer{rng.randint(1, 999)}@example.com"
             if crowdfund:
                 metadata["itemCode"] = rng.choice(["mug", "bag"])
+                metadata["orderUrl"] = app.order_url()
             inv = state.create_invoice(
                 store.id, amount, "USD", metadata=metadata, created=created, rate=rate,
                 search_terms=[f"crowdfund-app_{app.id}"] if crowdfund else None,

@@ -243,6 +243,18 @@ class SimApp:
     target_amount: Decimal
     created: int
     perks: list[dict[str, Any]] = field(default_factory=list)
+    enforce_target_amount: bool = False
+    start_date: int | None = None
+    end_date: int | None = None
+    reset_every: str = "Never"  # Never | Hour | Day | Month | Year
+    reset_every_amount: int = 1
+
+    @property
+    def search_term(self) -> str:
+        return f"crowdfund-app_{self.id}"  # BTCPay's AppService.GetAppSearchTerm
+
+    def order_url(self) -> str:
+        return f"https://btcpay.example/apps/{self.id}/crowdfund"  # what BTCPay sets as metadata.orderUrl
 
 
 @dataclass
@@ -778,8 +790,18 @@ class BTCPaySimState:
         return app
 
     def app_invoices(self, app_id: str) -> list[SimInvoice]:
-        term = f"crowdfund-app_{app_id}"
+        term = self.apps[app_id].search_term
         return [i for i in self.invoices.values() if term in i.search_terms]
+
+    def contribute(self, app_id: str, amount: Decimal, *, perk: str | None = None, at: int | None = None) -> SimInvoice:
+        """A contribution as the Crowdfund page creates it: an invoice in the target currency carrying the
+        app's search term, `orderUrl` and the perk's `itemCode` (BTCPay's UICrowdfundController.ContributeToCrowdfund)."""
+        app = self.apps[app_id]
+        metadata: dict[str, Any] = {"orderId": f"crowdfund-{self.new_id(8)}", "orderUrl": app.order_url()}
+        if perk is not None:
+            metadata["itemCode"] = perk
+        return self.create_invoice(app.store_id, amount, app.target_currency, metadata=metadata,
+                                   search_terms=[app.search_term], created=at)
 
     # -- webhooks --------------------------------------------------------------------------------
 

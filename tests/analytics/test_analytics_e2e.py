@@ -66,3 +66,34 @@ def test_bad_ranges_and_zones_are_refused_with_the_fix(system: System) -> None:
     assert backwards.returncode == 1 and "is after" in backwards.stderr
     zone = system.cli("analytics", "--tz", "Mars/Olympus")
     assert zone.returncode == 1 and "IANA name" in zone.stderr
+
+
+def test_a_crowdfund_campaign_as_btcpay_counts_it(system: System) -> None:
+    sim = system.btcpay
+    app = sim.call(sim.state.create_crowdfund_app, system.store_id, "New roaster", target_amount=Decimal("500"),
+                   perks=[{"id": "mug", "title": "Mug", "priceType": "Fixed", "price": "25.00"}])
+    paid = [sim.call(sim.state.contribute, app.id, Decimal(a), perk=perk)
+            for a, perk in (("25.00", "mug"), ("25.00", "mug"), ("100.00", None))]
+    for inv in paid:
+        sim.call(sim.state.pay, inv.id, method="BTC-LN")
+    waiting = sim.call(sim.state.contribute, app.id, Decimal("60.00"))
+    sim.call(sim.state.pay, waiting.id, method="BTC-CHAIN")  # unconfirmed: pending, not raised
+    settle(system, "9.99")  # a sale of the store, not of the campaign
+    system.wait_idle()
+
+    assert system.cli_json("crowdfund", "refresh") == {"apps": 1, "new_invoices": 4, "errors": {}}
+    [listed] = system.cli_json("crowdfund", "list")
+    assert (listed["title"], listed["raised"], listed["pending"], listed["percent"], listed["contributors"]) == (
+        "New roaster", "150.00", "60.00", "30.00", 4)
+    shown = system.cli_json("crowdfund", "show", app.id)
+    assert shown["perks"] == [{"perk": "mug", "title": "Mug", "sold": 2}]
+    assert sum(d["contributions"] for d in shown["daily"]) == 4
+
+    # a new contribution counts before the next refresh: its orderUrl names the app
+    late = sim.call(sim.state.contribute, app.id, Decimal("40.00"))
+    sim.call(sim.state.pay, late.id, method="BTC-LN")
+    system.wait_idle()
+    system.wait_for(lambda: system.cli_json("crowdfund", "show", app.id)["raised"] == "190.00",
+                    what="the new contribution counted")
+    text = system.cli_ok("crowdfund", "show", app.id)
+    assert "190.00 of 500.00 USD (38.00 %)" in text and "Mug" in text, text

@@ -174,6 +174,13 @@ async def test_crowdfund_app_and_sales(sim):
     assert got.target_amount == Decimal("5000") and got.perks[0]["id"] == "mug"
     sales = await client.get_app_sales(app.id, number_of_days=7)
     assert sales.sales_count == 3 and len(sales.series) == 7
+    apps = await client.list_apps(store_id)
+    assert [(a.id, a.app_type, a.app_name) for a in apps] == [(app.id, "Crowdfund", "Roaster")]
+    assert (got.enforce_target_amount, got.reset_every, got.reset_every_amount) == (False, "Never", 1)
+    gift = sim.state.contribute(app.id, Decimal("40"), perk="mug")
+    found = await client.list_invoices(store_id, text_search=app.search_term)
+    assert gift.id in {i.id for i in found} and len(found) == 4
+    assert gift.metadata["orderUrl"].endswith(f"/apps/{app.id}/crowdfund") and gift.metadata["itemCode"] == "mug"
 
 
 async def test_get_retries_5xx_then_succeeds(sim):
