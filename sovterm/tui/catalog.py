@@ -19,6 +19,7 @@ from typing import Any
 from textual.screen import Screen
 
 from sovterm.tui.screens.analytics import AnalyticsScreen
+from sovterm.tui.screens.crowdfund import CrowdfundScreen
 from sovterm.tui.screens.dashboard import DashboardScreen
 from sovterm.tui.screens.links import LinksScreen
 from sovterm.tui.screens.logs import LogsScreen
@@ -50,6 +51,9 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("analytics", "A", "Analytics", AnalyticsScreen,
                "volume, conversion, statuses and payment methods for a store and a date range; export",
                requires=("analytics.report",)),
+    ScreenSpec("crowdfund", "C", "Crowdfund", CrowdfundScreen,
+               "BTCPay Crowdfund campaigns: goal, raised, pending, contributors, perks, contributions per day",
+               requires=("crowdfund.list",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
                requires=("setup.state", "btcpay.status", "qbo.status")),
 )

@@ -25,7 +25,7 @@ from sovterm.tui.session import Session
 from sovterm.tui.state import DaemonState
 from sovterm.tui.text import escape
 
-RELOAD_TOPICS = ("invoice.", "sync.job")
+RELOAD_TOPICS = ("btcpay.invoice", "sync.job")
 ALL_STORES = "*"
 BUCKETS = (("by day", "day"), ("by week", "week"), ("by month", "month"))
 

@@ -1,0 +1,45 @@
+"""The Crowdfund screen against a real daemon on the BTCPay simulator: campaigns listed, the selected one's
+progress and perks, and a contribution shown as it arrives (no refresh pressed)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from textual.widgets import DataTable, ProgressBar, Static
+
+from sovterm.tui.app import SovtermApp
+from sovterm.tui.screens.crowdfund import CrowdfundScreen
+from tests.tui.conftest import FullEnv
+from tests.tui.helpers import plain, until
+
+
+async def test_campaign_progress_updates_live(full_env: FullEnv) -> None:
+    sim = full_env.btcpay
+    app_data = sim.call(sim.state.create_crowdfund_app, full_env.store_id, "Roaster fund",
+                        target_amount=Decimal("200"), perks=[{"id": "mug", "title": "Mug"}])
+    app = SovtermApp(full_env.daemon.socket_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.current_mode == "dashboard" and app.session.state.connected, what="dashboard")
+        call = app.session.daemon.call
+        await call("setup.btcpay.connect", url=sim.url, api_key=full_env.api_key)
+        await call("setup.btcpay.select_stores", store_ids=[full_env.store_id])
+        first = sim.call(sim.state.contribute, app_data.id, Decimal("50.00"), perk="mug")
+        sim.call(sim.state.pay, first.id, method="BTC-LN")
+        await until(pilot, lambda: full_env.sql("SELECT status FROM invoices WHERE invoice_id = ?", (first.id,))
+                    == [("Settled",)], timeout=20, what="the contribution in the ledger")
+
+        await pilot.press("C")
+        await until(pilot, lambda: isinstance(app.screen, CrowdfundScreen) and app.screen.is_mounted, what="screen")
+        screen = app.screen
+        assert screen.query_one(DataTable).row_count == 0  # not read from BTCPay yet
+        await pilot.press("f")
+        await until(pilot, lambda: screen.shown is not None, timeout=10, what="campaign shown")
+        text = plain(screen.query_one("#crowdfund-text", Static))
+        assert "50.00 / 200.00 USD" in text and "25.00 %" in text and "Mug 1" in text
+        assert screen.query_one("#crowdfund-progress", ProgressBar).progress == 25
+
+        second = sim.call(sim.state.contribute, app_data.id, Decimal("30.00"))
+        sim.call(sim.state.pay, second.id, method="BTC-LN")
+        await until(pilot, lambda: screen.shown and screen.shown["raised"] == "80.00", timeout=20,
+                    what="the new contribution on screen")
+        assert "80.00 / 200.00 USD" in plain(screen.query_one("#crowdfund-text", Static))
