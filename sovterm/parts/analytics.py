@@ -4,6 +4,8 @@ by the `analytics.crowdfund` loop)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -22,6 +24,9 @@ from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
 from sovterm.services import Services
+from sovterm.tasks import Background
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 3 * 366  # a report reads every invoice of its range: bound what one call may ask for
@@ -270,11 +275,24 @@ async def analytics_stage(services: Services) -> AsyncIterator[None]:
         return [r[0] for r in await db.fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")]
 
     services.analytics = Analytics(db)
-    services.crowdfund = Campaigns(db, btcpay_for, stores)  # type: ignore[arg-type]
+    services.crowdfund = campaigns = Campaigns(db, btcpay_for, stores)  # type: ignore[arg-type]
+    background = Background(log)
+    if services.btcpay is not None:
+        background.spawn(_refresh_when_stores_selected(services.btcpay.stores_selected, campaigns))
     try:
         yield
     finally:
         services.analytics = services.crowdfund = None
+        await background.cancel()
+
+
+async def _refresh_when_stores_selected(selected: asyncio.Event, campaigns: Campaigns) -> None:
+    """Read the campaigns as soon as a store is followed, not at the loop's next turn minutes later."""
+    await selected.wait()
+    try:
+        await campaigns.refresh()
+    except UserFacingError as exc:  # BTCPay unreachable: the loop tries again
+        log.warning("could not read the Crowdfund apps yet: %s", exc)
 
 
 def loops(services: Services) -> list[LoopSpec]:
