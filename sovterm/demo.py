@@ -121,7 +121,7 @@ class DemoWorld:
         )
         self._wait_for_daemon(port)
         asyncio.run(self._set_up(seeded.api_key))
-        self._traffic = self.btcpay.submit(_traffic(btcpay_state, self.store_id))
+        self._traffic = self.btcpay.submit(_traffic(btcpay_state, self.store_id, seeded.app_id))
 
     def _wait_for_daemon(self, port: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -159,6 +159,10 @@ class DemoWorld:
             since = (date.today() - timedelta(days=HISTORY_DAYS + 1)).isoformat()
             await c.call("btcpay.import_history", since=since)
             await c.call("sync.backfill", since=since)
+            self.say("creating pay links for the open QuickBooks invoices and a workshop ticket...")
+            await c.call("links.bulk_create", store_id=self.store_id)
+            await c.call("links.create", store_id=self.store_id, amount="45.00", currency="USD",
+                         memo="Latte art workshop ticket")
             self.say("ready: backfilling 60 days of payments into QuickBooks")
 
     def stop(self) -> None:
@@ -176,8 +180,9 @@ class DemoWorld:
                 sim.stop()
 
 
-async def _traffic(state: Any, store_id: str) -> None:
-    """Customers keep paying while the demo runs: on-chain and Lightning, now and then a payout."""
+async def _traffic(state: Any, store_id: str, app_id: str) -> None:
+    """Customers keep paying while the demo runs: on-chain and Lightning, now and then a contribution to the
+    crowdfund (so its screen moves) and a payout."""
     rng = random.Random(11)
     items = ["Flat white", "Espresso beans 1kg", "Hoodie", "Workshop ticket", "Gift card"]
     n = 0
@@ -192,6 +197,10 @@ async def _traffic(state: Any, store_id: str) -> None:
         if method == "BTC-CHAIN":
             await asyncio.sleep(TRAFFIC_EVERY_S / 2)
             state.confirm(inv.id)
+        if n % 3 == 0:
+            gift = state.contribute(app_id, Decimal(rng.choice(["25.00", "40.00", "100.00"])),
+                                    perk=rng.choice(["mug", "bag", None]))
+            state.pay(gift.id, method="BTC-LN")
         if n % 10 == 0:
             state.create_payout(store_id, Decimal(rng.randint(10, 80)), "USD")
 

@@ -19,7 +19,7 @@ from tests.support.daemon import clean_env
 @pytest.mark.slow
 def test_demo_sets_everything_up_syncs_and_cleans_up() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sovterm", "demo", "--no-tui", "--seconds", "25"],
+        [sys.executable, "-m", "sovterm", "demo", "--no-tui", "--seconds", "35"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
     )
     assert proc.stdout is not None
@@ -35,9 +35,24 @@ def test_demo_sets_everything_up_syncs_and_cleans_up() -> None:
         return subprocess.run([sys.executable, "-m", "sovterm", "--config", str(config), *args],
                               capture_output=True, text=True, timeout=30, env=clean_env())
 
+    def cli_json(*args: str) -> object:
+        done = cli(*args, "--json")
+        assert done.returncode == 0, f"sovterm {' '.join(args)}: {done.stderr}"
+        return json.loads(done.stdout)
+
     status = json.loads(cli("status", "--json").stdout)
     connectors = status["checks"]["connectors"]
     assert connectors["btcpay"]["state"] == "connected" and connectors["qbo"]["state"] == "connected"
+    # every screen has something to show on first start
+    links = cli_json("link", "list")
+    assert {link["kind"] for link in links} == {"qbo", "fixed"} and len(links) >= 4
+    assert cli_json("analytics")["kpis"]["settled"] > 0
+    deadline = time.monotonic() + 10
+    campaigns: list = []
+    while time.monotonic() < deadline and not campaigns:
+        campaigns = cli_json("crowdfund", "list")  # read from BTCPay once the store is followed
+        time.sleep(0.5)
+    assert [(c["title"], c["contributors"] > 0) for c in campaigns] == [("New roaster fund", True)]
     deadline = time.monotonic() + 15
     recent: list = []
     while time.monotonic() < deadline and len(recent) < 20:
