@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sovterm import __version__
-from sovterm.cli import analytics, btcpay, core, crowdfund, links, ops, payouts, qbo, sync
+from sovterm.cli import analytics, btcpay, core, crowdfund, links, ops, payouts, qbo, sync, webhooks
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 
@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     ops,
     analytics,
     crowdfund,
+    webhooks,
 ]
 
 

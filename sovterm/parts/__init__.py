@@ -5,7 +5,7 @@ sync, links and payouts, the parts it hands webhooks and invoice snapshots to (`
 
 from __future__ import annotations
 
-from sovterm.parts import analytics, btcpay, intake, links, ops, payouts, qbo, sync
+from sovterm.parts import analytics, btcpay, intake, links, ops, payouts, qbo, sync, webhooks
 from sovterm.parts.base import Part
 
 PARTS: list[Part] = [
@@ -15,6 +15,7 @@ PARTS: list[Part] = [
     links.PART,
     payouts.PART,
     intake.PART,
+    webhooks.PART,
     ops.PART,
     analytics.PART,
 ]

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from sovterm.tui.screens.analytics import AnalyticsScreen
 from sovterm.tui.screens.crowdfund import CrowdfundScreen
 from sovterm.tui.screens.dashboard import DashboardScreen
+from sovterm.tui.screens.deliveries import DeliveriesScreen
 from sovterm.tui.screens.links import LinksScreen
 from sovterm.tui.screens.logs import LogsScreen
 from sovterm.tui.screens.payouts import PayoutsScreen
@@ -54,6 +55,9 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("crowdfund", "C", "Crowdfund", CrowdfundScreen,
                "BTCPay Crowdfund campaigns: goal, raised, pending, contributors, perks, contributions per day",
                requires=("crowdfund.list",)),
+    ScreenSpec("deliveries", "W", "Webhook deliveries", DeliveriesScreen,
+               "what BTCPay sent: verified, deduplicated, refused (and why); redeliver",
+               requires=("webhooks.deliveries",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
                requires=("setup.state", "btcpay.status", "qbo.status")),
 )
