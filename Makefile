@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean system-deps
+.PHONY: demo test fuzz bench clean system-deps
 
 # Real peers some tests drive: Debian's chromium (pay pages, status page) and tmux (the TUI as a
 # person uses it). Installed when missing and we are root on Debian; otherwise those tests skip and
@@ -31,6 +31,10 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/ruff check sovterm tests bench
 	$(BIN)/python -m pytest -n 2 -q
+
+# The property tests with many fresh examples each (tests/fuzz/conftest.py, profile `long`).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

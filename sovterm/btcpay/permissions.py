@@ -9,8 +9,7 @@ the spec where they differ — e.g. refunds need `cancreatenonapprovedpullpaymen
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 STORE = "btcpay.store."
 UNRESTRICTED = "unrestricted"
@@ -72,6 +71,8 @@ FEATURE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "apps": (STORE + "canmodifystoresettings",),
 }
 
+#: The features a connection enables when the operator names none (`sovterm setup btcpay --features`).
+DEFAULT_FEATURES: tuple[str, ...] = ("sync", "webhooks", "payouts")
 
 #: Features checked at setup even when the operator did not ask for them: pay links are optional (the sync
 #: works without them), so a key lacking their permissions still connects, with a warning that names the
@@ -86,8 +87,7 @@ CONSEQUENCES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class MissingPermission:
+class MissingPermission(NamedTuple):  # not a dataclass: the CLI reads this module and dataclasses costs 10 ms
     permission: str
     features: tuple[str, ...]
 

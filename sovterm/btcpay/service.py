@@ -27,6 +27,7 @@ import aiohttp
 from sovterm.btcpay import ledger
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayAuthError, BTCPayError, BTCPayUnavailable
+from sovterm.btcpay.permissions import DEFAULT_FEATURES
 from sovterm.config import Settings
 from sovterm.errors import UserFacingError
 from sovterm.events import EventBus
@@ -43,7 +44,6 @@ CONNECTOR = "btcpay"
 CONNECTION_KEY = "btcpay:connection"
 SETUP_KEY = "setup:btcpay"
 API_KEY_SECRET = "btcpay:api_key"
-DEFAULT_FEATURES = ("sync", "webhooks", "payouts")
 QUICK_TIMEOUT_S = 10.0  # status and setup answer an operator who is waiting: no retries, short timeout
 
 

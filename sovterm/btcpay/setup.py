@@ -28,12 +28,16 @@ from sovterm.btcpay import ledger
 from sovterm.btcpay.client import BTCPayClient
 from sovterm.btcpay.errors import BTCPayAuthError, BTCPayError, BTCPayNotFound, BTCPayUnavailable
 from sovterm.btcpay.models import Store, Webhook
-from sovterm.btcpay.permissions import FEATURE_PERMISSIONS, missing_permissions, permission_warnings
+from sovterm.btcpay.permissions import (
+    DEFAULT_FEATURES,
+    FEATURE_PERMISSIONS,
+    missing_permissions,
+    permission_warnings,
+)
 from sovterm.btcpay.service import (
     API_KEY_SECRET,
     CONNECTION_KEY,
     CONNECTOR,
-    DEFAULT_FEATURES,
     SETUP_KEY,
     BTCPayService,
     store_key_name,

@@ -3,6 +3,10 @@
 Commands other than `daemon`, `demo`, `config check` and `version` talk to the running daemon over the
 control socket with the same methods the TUI uses. Exit status: 0 ok, 1 the action failed, 2 bad
 configuration or usage, 3 the daemon cannot be reached. Each part adds its commands from its own module.
+
+Those talking to the daemon load only the blocking control client and their own formatting, so a command
+answers at once; `cli.local` holds the commands that need the daemon's stack and imports it inside each
+(enforced by an import contract in pyproject.toml and tests/spine/test_cli_weight.py).
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sovterm import __version__
-from sovterm.cli import analytics, btcpay, core, crowdfund, links, ops, payouts, qbo, sync, webhooks
+from sovterm.cli import analytics, btcpay, core, crowdfund, links, local, ops, payouts, qbo, sync, webhooks
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 
 # One module per part; each has `add_commands(sub, add)`.
 COMMAND_MODULES = [
+    local,
     core,
     btcpay,
     qbo,
@@ -33,10 +37,23 @@ COMMAND_MODULES = [
 ]
 
 
+class _PrintVersion(argparse.Action):
+    """`--version`, reading the version (40 ms of package metadata) only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from sovterm import __version__
+
+        print(f"sovterm {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sovterm", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--config", "-c", help="config file (default: $SOVTERM_CONFIG or /etc/sovterm/sovterm.toml)")
-    parser.add_argument("--version", action="version", version=f"sovterm {__version__}")
+    parser.add_argument("--version", action=_PrintVersion, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(

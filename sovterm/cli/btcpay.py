@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sovterm.btcpay.permissions import FEATURE_PERMISSIONS
-from sovterm.btcpay.service import DEFAULT_FEATURES
+from sovterm.btcpay.permissions import DEFAULT_FEATURES, FEATURE_PERMISSIONS
 from sovterm.cli import core
 from sovterm.cli.core import EXIT_CONFIG, EXIT_FAILED, CommandError
 

@@ -1,20 +1,22 @@
-"""The spine's commands (daemon, tui, demo, status, logs, config, secrets, reload, audit, loops) and the
-helpers every command module shares: `call` (one control-socket call with clear failures) and `emit`.
+"""The spine's commands (status, logs, secrets, reload, audit, loops) and the helpers every command module
+shares: `call` (one control-socket call with clear failures) and `emit`. The daemon, TUI, demo and
+`config check` run in this process and live in `cli.local`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sovterm import __version__
-from sovterm.config import Settings, load_settings
-from sovterm.control.client import CallFailed, ControlClient, DaemonUnavailable
+from sovterm import config_source
+from sovterm.control.blocking import BlockingClient
+from sovterm.control.errors import CallFailed, DaemonUnavailable
 from sovterm.errors import UserFacingError
 from sovterm.formatting import age
 
@@ -29,27 +31,32 @@ class CommandError(Exception):
         self.code = code
 
 
-def settings_from(args: argparse.Namespace, environ: Mapping[str, str], *, client: bool = True) -> Settings:
+def socket_path(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    """The daemon's control socket, from --config, $SOVTERM_CONFIG or the defaults (nothing else of the
+    configuration is validated here: the daemon does that)."""
     try:
-        return load_settings(args.config, environ, client=client)
+        return config_source.socket_path(args.config, environ)
     except UserFacingError as exc:
         raise CommandError(str(exc), EXIT_CONFIG) from None
 
 
-async def _call(settings: Settings, method: str, params: dict[str, Any]) -> Any:
-    async with await ControlClient.connect(settings.socket_path) as client:
-        return await client.call(method, **params)
-
-
-def call(args: argparse.Namespace, environ: Mapping[str, str], method: str, **params: Any) -> Any:
-    """One control-socket call, turning failures into a clear message and exit status."""
-    settings = settings_from(args, environ)
+@contextmanager
+def connected(args: argparse.Namespace, environ: Mapping[str, str]) -> Iterator[BlockingClient]:
+    """A connection to the daemon; failures become a clear message and exit status."""
+    path = socket_path(args, environ)
     try:
-        return asyncio.run(_call(settings, method, params))
+        with BlockingClient.connect(path) as client:
+            yield client
     except DaemonUnavailable as exc:
         raise CommandError(str(exc), EXIT_UNREACHABLE) from None
     except CallFailed as exc:
         raise CommandError(exc.message) from None
+
+
+def call(args: argparse.Namespace, environ: Mapping[str, str], method: str, **params: Any) -> Any:
+    """One control-socket call, turning failures into a clear message and exit status."""
+    with connected(args, environ) as client:
+        return client.call(method, **params)
 
 
 def group(sub: Any, name: str, help: str) -> Any:
@@ -145,25 +152,6 @@ def format_log_line(line: dict[str, Any]) -> str:
 # ---- commands -----------------------------------------------------------------------------------
 
 
-def cmd_daemon(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from sovterm.daemon import run
-
-    return run(args.config, environ)
-
-
-def cmd_tui(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    settings = settings_from(args, environ)
-    from sovterm.tui.app import run_tui
-
-    return run_tui(settings.socket_path)
-
-
-def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from sovterm.demo import run_demo
-
-    return run_demo(environ, headless=args.no_tui, seconds=args.seconds)
-
-
 def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     st = call(args, environ, "status")
     emit(args, st, format_status)
@@ -171,50 +159,31 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_version(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from sovterm import __version__  # read from the package metadata only when asked (40 ms)
+
     print(f"sovterm {__version__}")
     return 0
 
 
-def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    settings = settings_from(args, environ, client=False)
-    if args.json:
-        print(json.dumps({"ok": True, "source": settings.source, "settings": settings.model_dump(mode="json")}, indent=2))
-    else:
-        print(f"configuration OK ({settings.source})")
-        print(f"  data dir        {settings.data_dir}")
-        print(f"  listener        {settings.listener.host}:{settings.listener.port} (public {settings.public_url})")
-        print(f"  control socket  {settings.socket_path}")
-        print(f"  btcpay          {settings.btcpay.url or 'not set (configure with `sovterm setup btcpay`)'}")
-        print(f"  qbo             {settings.qbo.environment}, client id {'set' if settings.qbo.client_id else 'not set'}")
-    return 0
-
-
 def cmd_logs(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    settings = settings_from(args, environ)
     params = {"lines": args.lines, "follow": args.follow, "level": args.level,
               "component": args.component, "search": args.grep}
 
     def show(line: dict[str, Any]) -> None:
         print(json.dumps(line) if args.json else format_log_line(line), flush=True)
 
-    async def tail() -> None:
-        async with await ControlClient.connect(settings.socket_path) as client:
-            result = await client.call("logs.tail", **params)
-            for line in result["lines"]:
+    try:
+        with connected(args, environ) as client:
+            for line in client.call("logs.tail", **params)["lines"]:
                 show(line)
             if args.follow:
-                async for note in client.notifications():
+                for note in client.notifications():
                     if note["method"] == "logs.line":
                         show(note["params"])
                     elif note["method"] == "events.missed":
                         print(f"... {note['params']['count']} lines skipped (terminal too slow)", file=sys.stderr)
-
-    try:
-        asyncio.run(tail())
     except KeyboardInterrupt:
         return 0
-    except DaemonUnavailable as exc:
-        raise CommandError(str(exc), EXIT_UNREACHABLE) from None
     return 0
 
 
@@ -252,11 +221,6 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def add_commands(sub: Any, add: Adder) -> None:
-    add("daemon", cmd_daemon, "run the daemon in the foreground (systemd runs this)")
-    add("tui", cmd_tui, "open the terminal UI attached to the running daemon")
-    demo = add("demo", cmd_demo, "run everything on simulated BTCPay and QuickBooks in a temporary directory")
-    demo.add_argument("--no-tui", action="store_true", help="print sync progress instead of opening the TUI")
-    demo.add_argument("--seconds", type=float, default=None, help="with --no-tui: stop after this long")
     add("status", cmd_status, "show the daemon's state (exit 1 when not ready)", json_flag=True)
     add("version", cmd_version, "print the version")
     logs = add("logs", cmd_logs, "show the daemon's recent log lines", json_flag=True)
@@ -265,8 +229,6 @@ def add_commands(sub: Any, add: Adder) -> None:
     logs.add_argument("--level", default="DEBUG", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level shown")
     logs.add_argument("--component", help="only this component (btcpay, qbo, sync, ...)")
     logs.add_argument("--grep", help="only lines containing this text")
-    config = group(sub, "config", "configuration tools")
-    add("check", cmd_config_check, "validate the configuration and show what it resolves to", json_flag=True, parent=config)
     secrets = group(sub, "secrets", "encrypted secrets")
     add("rotate", cmd_secrets_rotate, "re-encrypt every stored secret under a new key", json_flag=True, parent=secrets)
     add("reload", cmd_reload, "make the daemon re-read its configuration (same as SIGHUP)", json_flag=True)

@@ -7,7 +7,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sovterm import qr
 from sovterm.cli.core import Adder, CommandError, call, emit, group
 
 
@@ -86,6 +85,8 @@ def cmd_qr(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     link = call(args, environ, "links.get", link_id=args.id)
     if not link.get("url") or link["state"] != "active":
         raise CommandError(f"link {args.id} is {link['state']}; it has no working URL")
+    from sovterm import qr  # qrcode takes 20 ms to import: only this command pays for it
+
     text = qr.text_fitting(link["url"], 120)
     print(text if text is not None else "(the terminal is too narrow for the QR code)")
     print(link["url"])

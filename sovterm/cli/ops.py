@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
 import os
@@ -15,50 +14,42 @@ from typing import Any
 
 from sovterm.cli import core
 from sovterm.cli.core import CommandError
-from sovterm.control.client import CallFailed, ControlClient, DaemonUnavailable
-from sovterm.ops import backup, diag, files
+from sovterm.cli.local import cmd_backup_restore, offline_diag
+from sovterm.control.blocking import BlockingClient
+from sovterm.control.errors import CallFailed, DaemonUnavailable
 
 
-async def _create_and_copy(socket: Path, method: str, params: dict[str, Any], output: Path | None) -> dict[str, Any]:
+def _create_and_copy(client: BlockingClient, method: str, params: dict[str, Any], output: Path | None) -> dict[str, Any]:
     """Ask the daemon to make an artefact; with `output`, copy it out chunk by chunk and delete it there."""
-    async with await ControlClient.connect(socket) as client:
-        made = await client.call(method, **params)
-        if output is None:
-            return made
-        fd = files.create_private(output)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                offset = 0
-                while True:
-                    chunk = await client.call("ops.fetch", name=made["name"], offset=offset)
-                    data = base64.b64decode(chunk["data"])
-                    out.write(data)
-                    offset += len(data)
-                    if chunk["eof"] or not data:
-                        break
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            output.unlink(missing_ok=True)
-            raise
-        await client.call("ops.remove", name=made["name"])
-        return {**made, "path": str(output), "copied_from_node": True}
+    made = client.call(method, **params)
+    if output is None:
+        return made
+    from sovterm.ops import files  # hashlib and the store's lock: only when copying out
 
-
-def _run(args: argparse.Namespace, environ: Mapping[str, str], method: str, params: dict[str, Any],
-         output: Path | None) -> dict[str, Any]:
-    settings = core.settings_from(args, environ)
+    fd = files.create_private(output)
     try:
-        return asyncio.run(_create_and_copy(settings.socket_path, method, params, output))
-    except DaemonUnavailable as exc:
-        raise CommandError(str(exc), core.EXIT_UNREACHABLE) from None
-    except CallFailed as exc:
-        raise CommandError(exc.message) from None
+        with os.fdopen(fd, "wb") as out:
+            offset = 0
+            while True:
+                chunk = client.call("ops.fetch", name=made["name"], offset=offset)
+                data = base64.b64decode(chunk["data"])
+                out.write(data)
+                offset += len(data)
+                if chunk["eof"] or not data:
+                    break
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    client.call("ops.remove", name=made["name"])
+    return {**made, "path": str(output), "copied_from_node": True}
 
 
 def cmd_backup_create(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     output = Path(args.output) if args.output else None
-    result = _run(args, environ, "backup.create", {"include_key": not args.without_key}, output)
+    with core.connected(args, environ) as client:
+        result = _create_and_copy(client, "backup.create", {"include_key": not args.without_key}, output)
 
     def human(r: dict[str, Any]) -> str:
         m = r["manifest"]
@@ -80,22 +71,12 @@ def cmd_backup_create(args: argparse.Namespace, environ: Mapping[str, str]) -> i
     return 0
 
 
-def cmd_backup_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    data_dir = Path(args.data_dir) if args.data_dir else core.settings_from(args, environ, client=False).data_dir
-    result = backup.restore_backup(Path(args.path), data_dir, force=args.force)
-    core.emit(args, result, lambda r: "\n".join([
-        f"restored {r['database']} (schema v{r['schema_version']}, backup of {r['created']})",
-        f"  key: {r['key']} (fingerprint {r['key_fingerprint']})",
-        *([f"  the previous files were moved to {r['moved_aside']}"] if r["moved_aside"] else []),
-        "Start the daemon now (`systemctl start sovterm`, or start the app); it migrates the database if needed.",
-    ]))
-    return 0
-
-
 def cmd_config_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     document = core.call(args, environ, "config.export")
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if args.output:
+        from sovterm.ops import files
+
         with os.fdopen(files.create_private(Path(args.output)), "w", encoding="utf-8") as fh:
             fh.write(text)
         print(f"config export written: {args.output} ({len(document['kv'])} settings, "
@@ -144,14 +125,13 @@ def cmd_config_import(args: argparse.Namespace, environ: Mapping[str, str]) -> i
 def cmd_diag(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     output = Path(args.output or f"sovterm-diag-{stamp}.tar.gz")
-    settings = core.settings_from(args, environ)
+    path = core.socket_path(args, environ)
     try:
-        result = asyncio.run(_create_and_copy(settings.socket_path, "diag.create", {}, output))
+        with BlockingClient.connect(path) as client:
+            result = _create_and_copy(client, "diag.create", {}, output)
         mode = "from the running daemon"
     except DaemonUnavailable as exc:
-        with os.fdopen(files.create_private(output), "wb") as fh:
-            fh.write(diag.offline_bundle(settings, exc.message))
-        result, mode = {"path": str(output)}, f"offline (daemon not reachable: {exc.message})"
+        result, mode = offline_diag(args, environ, output, exc.message), f"offline (daemon not reachable: {exc.message})"
     except CallFailed as exc:
         raise CommandError(exc.message) from None
     core.emit(args, {**result, "mode": mode}, lambda r: (

@@ -12,7 +12,7 @@ from typing import Any
 
 from sovterm.cli import core
 from sovterm.cli.core import Adder, call, emit
-from sovterm.qbo.service import OVERRIDES
+from sovterm.qbo.mapping_options import OVERRIDES
 
 
 def env_label(data: Mapping[str, Any]) -> str:

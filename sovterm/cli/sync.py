@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sovterm.cli import core
-from sovterm.formatting import age, signed_sats_text
-from sovterm.sync.reconcile import format_report
+from sovterm.formatting import age, sats_text, signed_sats_text
 
 
 def status_text(st: dict[str, Any]) -> str:
@@ -118,12 +117,51 @@ def cmd_mode(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def reconcile_text(data: dict[str, Any]) -> str:
+    """`sovterm reconcile` for a person (the `reconcile` result): day totals, differences, wallet balances."""
+    scope = f" for store {data['store_id']}" if data.get("store_id") else ""
+    lines = [f"Reconciliation {data['from']} to {data['to']}{scope}: "
+             + ("BOOKS MATCH" if data["ok"] else "BOOKS DIFFER"), "",
+             (f"{'date':<12}{'cur':<5}{'BTCPay #':>9}{'sales':>12}{'refunds':>10}{'transfers':>11}"
+              f"{'QBO #':>7}{'sales':>12}{'refunds':>10}{'transfers':>11}")]
+    for d in data["days"]:
+        same = all(d[f"btcpay_{k}"] == d[f"qbo_{k}"] for k in ("sales", "refunds", "transfers"))
+        lines.append(f"{d['date']:<12}{d['currency']:<5}{d['btcpay_count']:>9}{d['btcpay_sales']:>12}"
+                     f"{d['btcpay_refunds']:>10}{d['btcpay_transfers']:>11}{d['qbo_count']:>7}{d['qbo_sales']:>12}"
+                     f"{d['qbo_refunds']:>10}{d['qbo_transfers']:>11}" + ("" if same else "  <-"))
+    if data["differences"]:
+        lines += ["", f"Differences ({len(data['differences'])}):"]
+        for x in data["differences"]:
+            lines.append(f"  {x['date']}  {x['invoice_id'] or '-'}: {x['problem']} "
+                         f"(expected {x['expected']}, booked {x['booked']}) {' '.join(x['documents'])}")
+    for w in data.get("wallets") or []:
+        verdict = "DIFFERS" if not w["ok"] else "NOT CHECKED" if w["difference"] is None else "MATCHES"
+        lines += ["", f"Bitcoin held, store {w['store_id']} (now): {verdict}"]
+        for label, key, sign in (("received", "received", "+"), ("fees collected", "fees_collected", "+"),
+                                 ("paid out", "paid_out", "-"), ("fees paid", "fees_paid", "-"),
+                                 ("booked by hand", "booked", "+")):
+            lines.append(f"  {sign} {label:<26}{sats_text(w[key]):>20}")
+        lines.append(f"  = {'ledger balance':<26}{sats_text(w['ledger']):>20}")
+        if w["confirming"]:
+            lines.append(f"  + {'payments still confirming':<26}{sats_text(w['confirming']):>20}")
+        lines.append(f"    {'wallet on-chain':<26}{sats_text(w['wallet_onchain']):>20}")
+        lines.append(f"    {'wallet Lightning':<26}{sats_text(w['wallet_lightning']):>20}")
+        lines.append(f"    {'wallet balance':<26}{sats_text(w['wallet']):>20}"
+                     + (f"   difference {signed_sats_text(w['difference'])}" if w["difference"] else ""))
+        lines += [f"  ({n})" for n in w["notes"]]
+        if w["unexplained"]:
+            lines.append("  Wallet transactions no document explains (book one: sovterm reconcile book TXID "
+                         "--account ACCOUNT):")
+            lines += [f"    {t['txid']}  {signed_sats_text(t['sats'])}" for t in w["unexplained"]]
+    return "\n".join(lines)
+
+
 def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.date_from is None or args.date_to is None:
         raise core.CommandError("give the period: --from YYYY-MM-DD --to YYYY-MM-DD", core.EXIT_CONFIG)
     result = core.call(args, environ, "reconcile", date_from=args.date_from, date_to=args.date_to,
                        store_id=args.store)
-    core.emit(args, result, format_report)
+    core.emit(args, result, reconcile_text)
     return 0 if result["ok"] else core.EXIT_FAILED
 
 

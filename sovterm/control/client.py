@@ -1,4 +1,5 @@
-"""The client side of the control API, shared by the CLI and the TUI.
+"""The asyncio client of the control API, for the TUI, the demo and tests (the CLI uses the blocking
+`control.blocking` client; both raise `control.errors`).
 
 One reader task owns the socket: replies resolve their pending futures, notifications go to a queue
 the caller drains (`notifications()`).
@@ -7,7 +8,6 @@ the caller drains (`notifications()`).
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -16,39 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sovterm.control import protocol as rpc
-from sovterm.errors import UserFacingError
-
-
-class DaemonUnavailable(UserFacingError):
-    """The daemon cannot be reached; the message says why and how to fix it."""
-
-    code = "daemon_unavailable"
-
-
-class CallFailed(Exception):
-    """The daemon answered with an error."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-def explain_connect_error(path: Path, exc: OSError) -> DaemonUnavailable:
-    if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-        return DaemonUnavailable(
-            f"the sovterm daemon is not running (no one listens on {path})",
-            fix="start it: `systemctl start sovterm` (or `sovterm daemon` in a terminal); "
-            "if it runs elsewhere, pass --config or set SOVTERM_CONFIG so the socket path matches",
-        )
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return DaemonUnavailable(
-            f"permission denied on {path}",
-            fix="add your user to the daemon's group and to sovterm-admin or sovterm-viewer "
-            "(`sudo usermod -aG sovterm,sovterm-admin $USER`), then log in again",
-        )
-    return DaemonUnavailable(f"cannot connect to {path}: {exc.strerror}", fix="check the socket path")
+from sovterm.control.errors import CallFailed, DaemonUnavailable, explain_connect_error
 
 
 class ControlClient:

@@ -113,7 +113,8 @@ def split(token: str) -> tuple[str, str, str]:
     if len(token) > MAX_TOKEN_CHARS:
         raise TokenInvalid("too long")
     parts = token.split(".")
-    if len(parts) != 3 or not _KID.match(parts[0]):
+    # every part checked here, before any is hashed: a non-ASCII payload or tag raised UnicodeEncodeError (a 500)
+    if len(parts) != 3 or not _KID.fullmatch(parts[0]) or not all(_B64.fullmatch(p) for p in parts[1:]):
         raise TokenInvalid("malformed")
     return parts[0], parts[1], parts[2]
 

@@ -32,6 +32,7 @@ from sovterm.qbo.errors import (
 )
 from sovterm.qbo.limiter import LimiterRegistry, RealmLimiter
 from sovterm.qbo.mapping import AccountMapper, MappingError, StoreMapping, load_mapping
+from sovterm.qbo.mapping_options import OVERRIDES
 from sovterm.qbo.models import Connection, ConnectionState
 from sovterm.qbo.oauth import STATE_TTL_S, QBOOAuth
 from sovterm.qbo.postings import CurrencyContext, Poster
@@ -64,18 +65,6 @@ sovterm connects with your own Intuit app (your keys never leave this box):
      the daemon can read) or client_secret, set [qbo] environment = "{environment}" to match the
      key set, and restart the daemon."""
 
-# `setup.accounts.apply` overrides: option name → (mapping field, entity, name property)
-OVERRIDES: dict[str, tuple[str, str, str]] = {
-    "deposit_account": ("deposit_account_id", "Account", "Name"),
-    "income_account": ("income_account_id", "Account", "Name"),
-    "fee_account": ("fee_account_id", "Account", "Name"),
-    "fee_collected_account": ("fee_collected_account_id", "Account", "Name"),
-    "item": ("item_id", "Item", "Name"),
-    "payment_method": ("payment_method_id", "PaymentMethod", "Name"),
-    "customer": ("customer_id", "Customer", "DisplayName"),
-    "class": ("class_id", "Class", "Name"),
-    "tax_code": ("tax_code_id", "TaxCode", "Name"),
-}
 REQUIRED_FIELDS = ("deposit_account_id", "income_account_id", "item_id", "fee_account_id", "fee_collected_account_id")
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from sovterm.btcpay import ledger
-from sovterm.cli.sync import status_text
+from sovterm.cli.sync import reconcile_text, status_text
 from sovterm.errors import UserFacingError
 from sovterm.qbo.postings import marker_for
 from sovterm.sim.qbo import FaultRule
@@ -306,7 +306,7 @@ async def test_reconcile_report_matches_then_detects_a_missing_document(db, engi
     del qbo_state.books["9341450000000001"].table("SalesReceipt")[victim["Id"]]
     rep = await reconcile.check(db, books.qbo, "2026-01-01", "2026-01-01")
     assert not rep.ok and rep.differences[0]["problem"] == "no document in QuickBooks"
-    assert "BOOKS DIFFER" in reconcile.format_report(rep.as_dict())
+    assert "BOOKS DIFFER" in reconcile_text(rep.as_dict())
 
 
 async def test_status_totals_and_events(db, engine, bus):

@@ -7,6 +7,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 from sovterm.btcpay.errors import BTCPayAuthError
+from sovterm.cli.sync import reconcile_text
 from sovterm.sync import reconcile
 from sovterm.sync.reconcile import LedgerBalance, compare_balance
 from tests.sync.helpers import STORE, invoice, put
@@ -47,8 +48,8 @@ async def test_a_key_without_the_wallet_permissions_gets_not_checked_with_the_pe
     assert section["notes"] == ["on-chain wallet not checked: needs btcpay.store.canviewwallet",
                                 "Lightning balance not checked: needs btcpay.store.canuselightningnode",
                                 "balance not checked"]
-    text = reconcile.format_report({"from": "2026-01-01", "to": "2026-01-31", "ok": True, "days": [],
-                                    "differences": [], "wallets": [section]})
+    text = reconcile_text({"from": "2026-01-01", "to": "2026-01-31", "ok": True, "days": [],
+                           "differences": [], "wallets": [section]})
     assert "not checked: needs btcpay.store.canviewwallet" in text and "MATCHES" not in text
 
 
