@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -16,11 +17,21 @@ from collections.abc import Callable
 from aiohttp import web
 
 from sovterm import qr
+from sovterm.burstlog import BurstLog
 from sovterm.formatting import money_text
-from sovterm.links.pay import NOT_FOUND, PayOutcome, PayPage
+from sovterm.links.pay import EXPIRED, NOT_FOUND, PayOutcome, PayPage
 from sovterm.links.tokens import TokenGone, TokenInvalid
 
 log = logging.getLogger("sovterm.web.links")
+#: Tampered or unknown tokens come from whoever wants to: the first of a burst is logged, the rest summed up.
+REFUSED_LOG = BurstLog(log, "refused pay link", level=logging.INFO)
+#: Link previews (chat apps unfurling a pasted link) fetch the page nobody clicked: they get the page
+#: without a BTCPay invoice being reserved, like a HEAD request.
+PREVIEWERS = re.compile(
+    r"facebookexternalhit|Facebot|Twitterbot|Slackbot|Discordbot|TelegramBot|WhatsApp|LinkedInBot|SkypeUriPreview|"
+    r"Googlebot|bingbot|Applebot|Mastodon|Iframely|Embedly|redditbot|Pinterest|vkShare|Signal",
+    re.IGNORECASE,
+)
 
 PayPageFor = Callable[[web.Request], PayPage | None]
 
@@ -90,6 +101,7 @@ class RateLimiter:
 
 UNAVAILABLE = PayOutcome(503, "Temporarily unavailable",
                          "Payments are not available right now. Please try again in a few minutes.", retry_after_s=120)
+PREVIEW = PayOutcome(200, "Pay in bitcoin", "Open this link to pay in bitcoin.")
 TOO_MANY = PayOutcome(429, "Too many requests", "Please wait a minute and try again.", retry_after_s=60)
 
 
@@ -105,9 +117,34 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
             return outcome_response(UNAVAILABLE)
         if limited(request, page):
             return outcome_response(TOO_MANY)
+        if PREVIEWERS.search(request.headers.get("User-Agent", "")):
+            return await look(request, page)
         outcome = await page.pay(request.match_info["token"])
-        log.info("pay page: %s (%d)", outcome.reason, outcome.status)
+        if outcome.status == 404:
+            REFUSED_LOG.note(outcome.reason, f"{outcome.reason} ({outcome.status})", request.remote)
+        else:
+            log.info("pay page: %s (%d)", outcome.reason, outcome.status)
         return outcome_response(outcome)
+
+    async def look(request: web.Request, page: PayPage) -> web.Response:
+        """A HEAD request or a link preview: whether the link is valid, and never a BTCPay invoice (only
+        a person's click reserves one)."""
+        try:
+            await page.links.keys.verify(request.match_info["token"])
+        except TokenGone:
+            return outcome_response(EXPIRED)
+        except TokenInvalid as exc:
+            REFUSED_LOG.note(exc.reason, f"{exc.reason} ({request.method})", request.remote)
+            return outcome_response(NOT_FOUND)
+        return outcome_response(PREVIEW)
+
+    async def pay_head(request: web.Request) -> web.Response:
+        page = page_for(request)
+        if page is None:
+            return outcome_response(UNAVAILABLE)
+        if limited(request, page):
+            return outcome_response(TOO_MANY)
+        return await look(request, page)
 
     async def qr_png(request: web.Request) -> web.Response:
         page = page_for(request)
@@ -120,11 +157,12 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
         try:
             await links.keys.verify(token)
         except (TokenGone, TokenInvalid) as exc:
-            log.info("pay QR refused: %s", exc.reason)
+            REFUSED_LOG.note(exc.reason, f"QR {exc.reason}", request.remote)
             return outcome_response(NOT_FOUND)
         url = f"{links.settings().public_url}/pay/{token}"
         return web.Response(body=qr.png(url), content_type="image/png", headers={"Cache-Control": "no-store"})
 
-    app.router.add_get("/pay/{token}", pay)
+    app.router.add_get("/pay/{token}", pay, allow_head=False)
+    app.router.add_route("HEAD", "/pay/{token}", pay_head)
     app.router.add_get("/pay/{token}/qr.png", qr_png)
 
