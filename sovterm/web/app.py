@@ -6,6 +6,9 @@ Nothing administrative is served here; administration goes over the Unix control
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +22,32 @@ from sovterm.services import Services
 SERVICES = web.AppKey("services", Services)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+#: Every answer's policy unless a page sets its own: nothing may load, nothing may frame it.
+BASE_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+
+
+def page_policy(sample_page: str) -> str:
+    """The Content-Security-Policy of a page whose `<style>` blocks are fixed text: the base policy plus
+    exactly those styles (by hash, not 'unsafe-inline', so injected markup could style nothing)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+        for css in _STYLE.findall(sample_page)
+    )
+    return f"{BASE_POLICY}; style-src {hashes}" if hashes else BASE_POLICY
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """What browsers expect of a public page, on every answer of the listener (pages set a policy of
+    their own with `page_policy`); and a `Server` header that names no versions."""
+    headers = response.headers
+    headers["Server"] = "sovterm"
+    headers.setdefault("Content-Security-Policy", BASE_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
 
 
 def route_label(request: web.Request) -> str:
@@ -160,6 +189,7 @@ def create_listener_app(services: Services) -> web.Application:
     app = web.Application(
         client_max_size=services.settings.listener.max_body_bytes, middlewares=[observe]
     )
+    app.on_response_prepare.append(security_headers)
     app[SERVICES] = services
     app[DEADLINES] = RequestDeadlines(services.settings.listener.request_timeout_s)
     app.cleanup_ctx.append(_sweep_deadlines)

@@ -21,6 +21,7 @@ from sovterm.burstlog import BurstLog
 from sovterm.formatting import money_text
 from sovterm.links.pay import EXPIRED, NOT_FOUND, PayOutcome, PayPage
 from sovterm.links.tokens import TokenGone, TokenInvalid
+from sovterm.web.app import page_policy
 
 log = logging.getLogger("sovterm.web.links")
 #: Tampered or unknown tokens come from whoever wants to: the first of a burst is logged, the rest summed up.
@@ -62,8 +63,12 @@ def render(title: str, body_html: str, *, refresh_to: str | None = None) -> str:
     return PAGE.format(title=html.escape(title), body=body_html, refresh=refresh)
 
 
+POLICY = page_policy(render("", ""))
+
+
 def outcome_response(outcome: PayOutcome) -> web.Response:
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": POLICY, "X-Frame-Options": "DENY"}
     if outcome.location is not None:
         assert outcome.amount is not None and outcome.currency is not None
         amount = money_text(outcome.amount, outcome.currency)
