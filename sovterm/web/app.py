@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sovterm.services import Services
+from sovterm.web.clients import TRUSTED, RateLimiter, TrustedProxies, client_address
 
 SERVICES = web.AppKey("services", Services)
 
@@ -97,6 +98,32 @@ class RequestDeadlines:
 
 
 DEADLINES = web.AppKey("deadlines", RequestDeadlines)
+LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+#: Which `listener.rate_limit_<group>_per_min` applies to a route; pay pages have their own
+#: (`links.rate_limit_per_min`, counted by `web.links`), anything else counts as the status page.
+RATE_GROUPS = {
+    "/webhooks/btcpay/{store_id}": "webhook",
+    "/oauth/qbo/callback": "callback",
+    "/metrics": "metrics",
+    "/healthz": "health",
+    "/readyz": "health",
+}
+UNLIMITED_HERE = ("/pay/",)
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every public route has a per-client limit, far above what BTCPay's retries or a busy shop send;
+    beyond it, 429 with Retry-After (which BTCPay honours by retrying later)."""
+    route = route_label(request)
+    if route.startswith(UNLIMITED_HERE):
+        return await handler(request)
+    group = RATE_GROUPS.get(route, "status")
+    per_min = getattr(request.app[SERVICES].settings.listener, f"rate_limit_{group}_per_min")
+    if not request.app[LIMITER].allow(f"{group} {client_address(request)}", per_min):
+        return web.Response(status=429, text="too many requests\n", headers={"Retry-After": "60"})
+    return await handler(request)
 
 
 @web.middleware
@@ -186,11 +213,12 @@ async def _sweep_deadlines(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_listener_app(services: Services) -> web.Application:
-    app = web.Application(
-        client_max_size=services.settings.listener.max_body_bytes, middlewares=[observe]
-    )
+    listener = services.settings.listener
+    app = web.Application(client_max_size=listener.max_body_bytes, middlewares=[observe, rate_limit])
     app.on_response_prepare.append(security_headers)
     app[SERVICES] = services
+    app[TRUSTED] = TrustedProxies(listener.trusted_proxies)
+    app[LIMITER] = RateLimiter()
     app[DEADLINES] = RequestDeadlines(services.settings.listener.request_timeout_s)
     app.cleanup_ctx.append(_sweep_deadlines)
     app.router.add_get("/healthz", healthz)

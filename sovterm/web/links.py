@@ -2,7 +2,8 @@
 `GET /pay/{token}/qr.png` (the link as a printable QR code).
 
 Pages are plain HTML and CSS (no JavaScript), every value escaped, and never carry internal detail: the
-reason a link was refused goes to the log only. Requests are rate-limited per client address.
+reason a link was refused goes to the log only. Requests are rate-limited per client address (the
+forwarded one behind a trusted proxy, see `web.clients`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-import time
-from collections import deque
 from collections.abc import Callable
 
 from aiohttp import web
@@ -22,6 +21,7 @@ from sovterm.formatting import money_text
 from sovterm.links.pay import EXPIRED, NOT_FOUND, PayOutcome, PayPage
 from sovterm.links.tokens import TokenGone, TokenInvalid
 from sovterm.web.app import page_policy
+from sovterm.web.clients import RateLimiter, client_address
 
 log = logging.getLogger("sovterm.web.links")
 #: Tampered or unknown tokens come from whoever wants to: the first of a burst is logged, the rest summed up.
@@ -84,26 +84,6 @@ def outcome_response(outcome: PayOutcome) -> web.Response:
                         content_type="text/html", headers=headers)
 
 
-class RateLimiter:
-    """At most `per_min` requests per client address in any 60 s window (memory bounded by pruning)."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.hits: dict[str, deque[float]] = {}
-
-    def allow(self, address: str, per_min: int) -> bool:
-        now = self.clock()
-        if len(self.hits) > 10_000:
-            self.hits = {a: q for a, q in self.hits.items() if q and q[-1] > now - 60}
-        window = self.hits.setdefault(address, deque())
-        while window and window[0] <= now - 60:
-            window.popleft()
-        if len(window) >= per_min:
-            return False
-        window.append(now)
-        return True
-
-
 UNAVAILABLE = PayOutcome(503, "Temporarily unavailable",
                          "Payments are not available right now. Please try again in a few minutes.", retry_after_s=120)
 PREVIEW = PayOutcome(200, "Pay in bitcoin", "Open this link to pay in bitcoin.")
@@ -114,7 +94,7 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
     lim = limiter or RateLimiter()
 
     def limited(request: web.Request, page: PayPage) -> bool:
-        return not lim.allow(request.remote or "unknown", page.links.settings().links.rate_limit_per_min)
+        return not lim.allow(client_address(request), page.links.settings().links.rate_limit_per_min)
 
     async def pay(request: web.Request) -> web.Response:
         page = page_for(request)
@@ -126,7 +106,7 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
             return await look(request, page)
         outcome = await page.pay(request.match_info["token"])
         if outcome.status == 404:
-            REFUSED_LOG.note(outcome.reason, f"{outcome.reason} ({outcome.status})", request.remote)
+            REFUSED_LOG.note(outcome.reason, f"{outcome.reason} ({outcome.status})", client_address(request))
         else:
             log.info("pay page: %s (%d)", outcome.reason, outcome.status)
         return outcome_response(outcome)
@@ -139,7 +119,7 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
         except TokenGone:
             return outcome_response(EXPIRED)
         except TokenInvalid as exc:
-            REFUSED_LOG.note(exc.reason, f"{exc.reason} ({request.method})", request.remote)
+            REFUSED_LOG.note(exc.reason, f"{exc.reason} ({request.method})", client_address(request))
             return outcome_response(NOT_FOUND)
         return outcome_response(PREVIEW)
 
@@ -162,7 +142,7 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
         try:
             await links.keys.verify(token)
         except (TokenGone, TokenInvalid) as exc:
-            REFUSED_LOG.note(exc.reason, f"QR {exc.reason}", request.remote)
+            REFUSED_LOG.note(exc.reason, f"QR {exc.reason}", client_address(request))
             return outcome_response(NOT_FOUND)
         url = f"{links.settings().public_url}/pay/{token}"
         return web.Response(body=qr.png(url), content_type="image/png", headers={"Cache-Control": "no-store"})
