@@ -34,6 +34,10 @@ class ListenerSettings(_Section):
     public_url: str = ""  # defaults to http://<host>:<port>
     max_body_bytes: int = Field(1_048_576, ge=1024)
     request_timeout_s: float = Field(30.0, gt=0)
+    # connections (#19): a request head must arrive within idle_timeout_s of connecting or of the last answer
+    idle_timeout_s: float = Field(15.0, gt=0)
+    max_connections: int = Field(4096, ge=8)  # also kept below the open-file limit, minus a reserve
+    max_connections_per_address: int = Field(64, ge=1)  # a trusted proxy's own address is exempt
     # addresses (or networks, "10.21.0.0/16") whose X-Forwarded-For names the real client
     trusted_proxies: list[str] = []
     # requests per minute per client address, by route (429 with Retry-After beyond)

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sovterm.services import Services
 from sovterm.web.clients import TRUSTED, RateLimiter, TrustedProxies, client_address
+from sovterm.web.connections import ConnectionGuard, connection_budget
 
 SERVICES = web.AppKey("services", Services)
 
@@ -98,6 +99,7 @@ class RequestDeadlines:
 
 
 DEADLINES = web.AppKey("deadlines", RequestDeadlines)
+GUARD = web.AppKey("connections", ConnectionGuard)
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 #: Which `listener.rate_limit_<group>_per_min` applies to a route; pay pages have their own
@@ -136,6 +138,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     deadlines.enter(task)
+    guard = app.get(GUARD)
+    if guard is not None:
+        guard.busy(request.protocol)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -152,6 +157,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         deadlines.leave(task)
+        if guard is not None:
+            guard.idle(request.protocol)
         app[SERVICES].metrics.observe_request(route_label(request), status, time.perf_counter() - started)
 
 
@@ -201,7 +208,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[SERVICES].metrics.registry
+    services_metrics = request.app[SERVICES].metrics
+    guard = request.app[GUARD]
+    for name, doc, value in (
+        ("open", "Open listener connections", guard.open),
+        ("refused", "Listener connections refused (per-address cap, or all busy at the cap) since start", guard.refused),
+        ("evicted", "Idle listener connections closed to make room at the cap since start", guard.evicted),
+    ):
+        services_metrics.gauge(f"sovterm_listener_connections_{name}", doc).set(value)
+    registry = services_metrics.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -212,13 +227,20 @@ async def _sweep_deadlines(app: web.Application) -> AsyncIterator[None]:
     app[DEADLINES].stop()
 
 
-def create_listener_app(services: Services) -> web.Application:
-    listener = services.settings.listener
+def create_listener_app(services: Services, open_files: int | None = None) -> web.Application:
+    """`open_files`: the process's open-file limit, which caps the listener's connections (None: the
+    configured cap alone, for tests that serve the app without the daemon)."""
+    settings = services.settings
+    listener = settings.listener
     app = web.Application(client_max_size=listener.max_body_bytes, middlewares=[observe, rate_limit])
     app.on_response_prepare.append(security_headers)
     app[SERVICES] = services
     app[TRUSTED] = TrustedProxies(listener.trusted_proxies)
     app[LIMITER] = RateLimiter()
+    max_total = listener.max_connections if open_files is None else connection_budget(
+        listener.max_connections, settings.control.max_clients, open_files)
+    app[GUARD] = ConnectionGuard(max_total=max_total, max_per_address=listener.max_connections_per_address,
+                                 trusted=app[TRUSTED])
     app[DEADLINES] = RequestDeadlines(services.settings.listener.request_timeout_s)
     app.cleanup_ctx.append(_sweep_deadlines)
     app.router.add_get("/healthz", healthz)

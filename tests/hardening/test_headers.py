@@ -4,6 +4,7 @@ still render under their Content-Security-Policy in a real browser (headless Chr
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +39,16 @@ def test_every_answer_has_a_policy_no_framing_and_no_version_banner(hardened) ->
         assert headers.get("X-Frame-Options") == "DENY", what
         assert headers.get("X-Content-Type-Options") == "nosniff", what
         assert headers.get("Server") == "sovterm", (what, headers.get("Server"))
+
+
+def test_a_malformed_request_gets_no_version_banner_either(hardened) -> None:
+    d = hardened()
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        answer = s.recv(4096).decode("latin-1")
+    assert answer.startswith(("HTTP/1.0 400", "HTTP/1.1 400"))
+    banner = [line for line in answer.split("\r\n") if line.lower().startswith("server:")]
+    assert banner in ([], ["Server: sovterm"]), banner
 
 
 async def _browse(tmp: Path, url: str) -> tuple[str, list[str]]:
