@@ -41,7 +41,7 @@ class ListenerSettings(_Section):
     # addresses (or networks, "10.21.0.0/16") whose X-Forwarded-For names the real client
     trusted_proxies: list[str] = []
     # requests per minute per client address, by route (429 with Retry-After beyond)
-    rate_limit_webhook_per_min: int = Field(1200, ge=1)
+    rate_limit_webhook_per_min: int = Field(6000, ge=1)  # bursts of as many: a backlog BTCPay flushes after an outage
     rate_limit_callback_per_min: int = Field(30, ge=1)
     rate_limit_status_per_min: int = Field(120, ge=1)
     rate_limit_metrics_per_min: int = Field(120, ge=1)
