@@ -193,7 +193,10 @@ def main(count: int, concurrency: int, invoices: int, rounds: int) -> int:
 
     sim = start_btcpay_sim()
     tmp = Path(tempfile.mkdtemp(prefix="sovterm-bench-"))
-    daemon = DaemonProcess(tmp / "d", write_config(_mkdir(tmp / "d"), {"logging": {"level": "WARNING"}}))
+    daemon = DaemonProcess(tmp / "d", write_config(_mkdir(tmp / "d"), {
+        "logging": {"level": "WARNING"},
+        "listener": {"rate_limit_webhook_per_min": 10**9},  # intake's rate, not the per-client limit's
+    }))
     bare_proc = None
     try:
         store = sim.call(sim.state.create_store, "Bench")

@@ -7,6 +7,7 @@ A bad value is reported with its key, the value given and what would be valid.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,30 @@ class ListenerSettings(_Section):
     public_url: str = ""  # defaults to http://<host>:<port>
     max_body_bytes: int = Field(1_048_576, ge=1024)
     request_timeout_s: float = Field(30.0, gt=0)
+    # connections (#19): a request head must arrive within idle_timeout_s of connecting or of the last answer
+    idle_timeout_s: float = Field(15.0, gt=0)
+    max_connections: int = Field(4096, ge=8)  # also kept below the open-file limit, minus a reserve
+    max_connections_per_address: int = Field(64, ge=1)  # a trusted proxy's own address is exempt
+    # addresses (or networks, "10.21.0.0/16") whose X-Forwarded-For names the real client
+    trusted_proxies: list[str] = []
+    # requests per minute per client address, by route (429 with Retry-After beyond)
+    rate_limit_webhook_per_min: int = Field(6000, ge=1)  # bursts of as many: a backlog BTCPay flushes after an outage
+    rate_limit_callback_per_min: int = Field(30, ge=1)
+    rate_limit_status_per_min: int = Field(120, ge=1)
+    rate_limit_metrics_per_min: int = Field(120, ge=1)
+    rate_limit_health_per_min: int = Field(600, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, v: Any) -> Any:
+        if isinstance(v, str):  # from the environment: "10.21.0.0/16, 127.0.0.1"
+            v = [item for item in v.replace(",", " ").split() if item]
+        for item in v if isinstance(v, list) else ():
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.21.0.1 or 10.21.0.0/16)") from None
+        return v
 
     @field_validator("public_url")
     @classmethod

@@ -37,7 +37,8 @@ from sovterm.services import Services
 from sovterm.store import audit, keyring, lock
 from sovterm.store.db import Database
 from sovterm.systemd import Notifier
-from sovterm.web.app import SERVICES, create_listener_app
+from sovterm.web.app import GUARD, SERVICES, create_listener_app
+from sovterm.web.connections import BACKLOG, ListenerRunner, quiet_accept_errors, raise_open_file_limit
 
 log = get_logger("daemon")
 
@@ -175,9 +176,9 @@ def part_stage(part: Part) -> Callable[[web.Application], AsyncIterator[None]]:
     return stage
 
 
-def build_app(services: Services, parts: list[Part] | None = None) -> web.Application:
+def build_app(services: Services, parts: list[Part] | None = None, open_files: int | None = None) -> web.Application:
     parts = PARTS if parts is None else parts
-    app = create_listener_app(services)
+    app = create_listener_app(services, open_files)
     loops = Loops(services)
     loops.add(LoopSpec("reaper", services.settings.reaper.interval_s, lambda: reaper_run(services)))
     for part in parts:
@@ -250,9 +251,12 @@ async def serve(settings: Settings, environ: Mapping[str, str], config_path: str
         print(f"sovterm: cannot create the log directory {settings.log_dir}", file=sys.stderr)
         return 2
     services = Services(settings, dict(environ), notifier, logs, config_path=config_path)
-    app = build_app(services)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    open_files = raise_open_file_limit()
+    app = build_app(services, open_files=open_files)
+    runner = ListenerRunner(app, app[GUARD], access_log=None, handle_signals=False, shutdown_timeout=5.0,
+                            keepalive_timeout=settings.listener.idle_timeout_s)
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(quiet_accept_errors(log))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -260,7 +264,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], config_path: str
     started = time.perf_counter()
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.listener.host, settings.listener.port)
+        site = web.TCPSite(runner, settings.listener.host, settings.listener.port, backlog=BACKLOG)
         await site.start()
     except (UserFacingError, OSError) as exc:
         message = str(exc)
@@ -275,8 +279,9 @@ async def serve(settings: Settings, environ: Mapping[str, str], config_path: str
         logs.close()
         return 2
     log.info(
-        "sovterm %s ready in %.0f ms: listening on %s, control socket %s",
-        __version__, (time.perf_counter() - started) * 1000, settings.public_url, settings.socket_path,
+        "sovterm %s ready in %.0f ms: listening on %s (at most %d connections, open-file limit %d), control socket %s",
+        __version__, (time.perf_counter() - started) * 1000, settings.public_url, app[GUARD].max_total, open_files,
+        settings.socket_path,
     )
     notifier.ready(f"running; listening on {settings.public_url}")
     await stop.wait()

@@ -242,7 +242,26 @@ async def _print_progress(socket_path: Path, deadline: float | None) -> None:
             await asyncio.sleep(max(0.0, min(PROGRESS_EVERY_S, left)))
 
 
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+
+def _stop_demo(signum: int, frame: Any) -> None:
+    """The terminal went away (SIGHUP: tmux window closed, SSH session lost), or someone asked us to stop:
+    unwind through `demo_world` and `run_demo`'s cleanup, which stop the daemon and simulators and
+    delete the directory. Further signals are ignored so that nothing interrupts that cleanup."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
 def run_demo(environ: Mapping[str, str], *, headless: bool = False, seconds: float | None = None) -> int:
+    """Everything the demo starts lives in one temporary directory and is torn down on the way out,
+    whatever the way: the TUI quit, --seconds over, Ctrl-C, SIGTERM, or the terminal closing (SIGHUP,
+    which by default would kill only this process and orphan the daemon in its own session)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop_demo)
     root = Path(tempfile.mkdtemp(prefix="sovterm-demo-"))
     try:
         with demo_world(root) as world:

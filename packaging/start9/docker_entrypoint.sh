@@ -25,6 +25,11 @@ export SOVTERM_CONTROL__SOCKET="$DATA/run/control.sock"
 export SOVTERM_BTCPAY__URL="$BTCPAY_URL"
 # Where BTCPay (another container on the StartOS network) POSTs its webhooks.
 export SOVTERM_BTCPAY__WEBHOOK_URL="http://sovterm.embassy:8080"
+# LAN (StartOS's nginx) and Tor traffic reach the container from the host's address on the service
+# network; rate limits count the client it forwards (X-Forwarded-For), not that address.
+export SOVTERM_LISTENER__TRUSTED_PROXIES="${SOVTERM_LISTENER__TRUSTED_PROXIES:-172.18.0.1}"
+# The daemon keeps its connections below the open-file limit; take all the container allows.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ -n "$PUBLIC_URL" ]; then
     export SOVTERM_LISTENER__PUBLIC_URL="$PUBLIC_URL"
 fi

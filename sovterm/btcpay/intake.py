@@ -97,13 +97,16 @@ class BTCPayIntake:
 
     # -- webhooks --------------------------------------------------------------------------------
 
-    async def handle_webhook(self, store_id: str, raw: bytes, headers: Mapping[str, str]) -> IngestResult:
+    async def handle_webhook(self, store_id: str, raw: bytes, headers: Mapping[str, str],
+                             client: str | None = None) -> IngestResult:
         """Verify and durably record one delivery (see `webhooks.ingest`), the event ports running in its
-        transaction; then, outside the transaction, schedule a re-read of the invoice it announces."""
+        transaction; then, outside the transaction, schedule a re-read of the invoice it announces.
+        `client` (the sender's address) is kept with a refusal."""
         btcpay = self.btcpay
         result = await ingest(
             btcpay.db, store_id=store_id, secret=btcpay.webhook_secrets(store_id), raw=raw, headers=headers,
             max_bytes=btcpay.settings.listener.max_body_bytes, on_event=self._on_event, commit=btcpay.commit,
+            client=client,
         )
         event = result.event
         if result.reason == "accepted" and event is not None:

@@ -24,7 +24,7 @@ async def report(btcpay: BTCPayService) -> dict[str, Any]:
         state = btcpay.connectors.get(CONNECTOR)
         return {
             "state": "not_configured", "detail": state.detail if state else "", "proposed_url": proposed,
-            "proposed_source": source, "setup": setup, "stores": [],
+            "proposed_source": source, "setup": setup, "stores": [], "refusals": await refusals(btcpay.db),
         }
     probe = await btcpay.probe()
     out: dict[str, Any] = {
@@ -38,10 +38,32 @@ async def report(btcpay: BTCPayService) -> dict[str, Any]:
     }
     for store_id in await ledger.selected_stores(btcpay.db):
         out["stores"].append(await _store_status(btcpay, store_id, probe["state"] == "connected"))
+    out["refusals"] = await refusals(btcpay.db)
     state = btcpay.connectors.get(CONNECTOR)
     out["state"] = state.state if state else probe["state"]
     out["detail"] = state.detail if state else ""
     return out
+
+
+RECENT_SHOWN = 5
+
+
+async def refusals(db: Any, *, now: float | None = None) -> dict[str, Any]:
+    """Who knocked and why: refused webhooks of the last 24 h by reason (every store, followed or not,
+    from the hourly counts), and the most recent few as recorded (untrusted fields already clipped)."""
+    since_hour = int(time.time() if now is None else now) // 3600 - 24
+    by_reason = await db.fetchall(
+        "SELECT reason, SUM(refused) FROM webhook_refusal_counts WHERE hour > ? GROUP BY reason ORDER BY 2 DESC",
+        (since_hour,),
+    )
+    recent = await db.fetchall(
+        "SELECT at, reason, http_status, store_id, client FROM webhook_refusals ORDER BY id DESC LIMIT ?",
+        (RECENT_SHOWN,),
+    )
+    return {
+        "last_24h": {reason: count for reason, count in by_reason},
+        "recent": [{"at": r[0], "reason": r[1], "http_status": r[2], "store_id": r[3], "client": r[4]} for r in recent],
+    }
 
 
 async def _store_status(btcpay: BTCPayService, store_id: str, reachable: bool) -> dict[str, Any]:
@@ -57,7 +79,8 @@ async def _store_status(btcpay: BTCPayService, store_id: str, reachable: bool) -
         "SELECT COUNT(*), MAX(received_at) FROM webhook_deliveries WHERE store_id = ?", (store_id,)
     )
     refused = await btcpay.db.fetchone(
-        "SELECT COUNT(*) FROM webhook_refusals WHERE store_id = ? AND at > ?", (store_id, int(time.time()) - 86_400)
+        "SELECT COALESCE(SUM(refused), 0) FROM webhook_refusal_counts WHERE store_id = ? AND hour > ?",
+        (store_id, int(time.time()) // 3600 - 24),
     )
     cursor = await kv.get(btcpay.db, cursor_key(store_id))
     return {

@@ -22,6 +22,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, 
 from pydantic.alias_generators import to_camel
 
 from sovterm.btcpay.models import Payment
+from sovterm.burstlog import BurstLog
 from sovterm.store.group_commit import GroupCommit
 from sovterm.store.secrets import Secret
 
@@ -197,18 +198,44 @@ async def _write(db: Any, commit: GroupCommit | None, unit: Callable[[aiosqlite.
         return await unit(conn)
 
 
+#: Refusals kept row by row (the most recent); older ones survive only in the hourly counts.
+RECENT_REFUSALS = 1000
+#: Longest untrusted text kept from a refused request (store id from the URL, delivery id, client).
+FIELD_CHARS = 64
+#: The first refusal of a burst is logged with its detail, the rest summed up once a minute.
+REFUSALS_LOG = BurstLog(log, "refused BTCPay webhook")
+
+
+def clip(value: str | None, limit: int = FIELD_CHARS) -> str | None:
+    """Untrusted text made safe to store and show: printable ASCII only, at most `limit` characters."""
+    if value is None:
+        return None
+    text = "".join(c if " " <= c <= "~" else "?" for c in value[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 async def _refuse(
-    db: Any, commit: GroupCommit | None, *, status: int, reason: str, store_id: str | None,
-    delivery_id: str | None, size: int,
+    db: Any, commit: GroupCommit | None, *, status: int, reason: str, store_id: str | None, followed: bool,
+    delivery_id: str | None, size: int, client: str | None, at: float | None = None,
 ) -> IngestResult:
-    log.warning("refused BTCPay webhook for store %s: %s (%d bytes)", store_id, reason, size)
+    """Count the refusal (hour, store, reason) and keep it in the ring of recent ones; never the body."""
+    word = reason.split(":", 1)[0]
+    shown_store, shown_client = clip(store_id), clip(client)
+    REFUSALS_LOG.note(word, f"store {shown_store}: {reason} ({size} bytes) from {shown_client}", shown_client)
+    now = int(time.time() if at is None else at)
 
     async def record(conn: aiosqlite.Connection) -> None:
         await conn.execute(
-            "INSERT INTO webhook_refusals(at, reason, http_status, store_id, delivery_id, body_bytes) "
-            "VALUES(?, ?, ?, ?, ?, ?)",
-            (int(time.time()), reason, status, store_id, delivery_id, size),
+            "INSERT INTO webhook_refusal_counts(hour, store_id, reason, refused) VALUES(?, ?, ?, 1) "
+            "ON CONFLICT(hour, store_id, reason) DO UPDATE SET refused = refused + 1",
+            (now // 3600, store_id if followed else "", word),
         )
+        await conn.execute(
+            "INSERT INTO webhook_refusals(at, reason, http_status, store_id, delivery_id, body_bytes, client) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (now, clip(reason, 120), status, shown_store, clip(delivery_id), size, shown_client),
+        )
+        await conn.execute("DELETE FROM webhook_refusals WHERE id <= last_insert_rowid() - ?", (RECENT_REFUSALS,))
 
     await _write(db, commit, record)
     return IngestResult(status=status, reason=reason)
@@ -224,23 +251,25 @@ async def ingest(
     max_bytes: int,
     on_event: EventHandler,
     commit: GroupCommit | None = None,
+    client: str | None = None,
 ) -> IngestResult:
     """Verify, deduplicate and durably accept one delivery; 200 only after the commit.
 
     `secret` is the route store's webhook secret (None if we follow no such store); during a secret
     rotation it is the old and the new one, as BTCPay may sign with either until it confirms. Refusals are
-    recorded in `webhook_refusals` without the body. The delivery row and whatever `on_event` does
+    counted and the recent ones kept (see `_refuse`), never the body; `client` is the sender's address. The delivery row and whatever `on_event` does
     with `conn` commit together; if `on_event` raises, nothing is kept and BTCPay gets a 500 so it
     retries. With `commit` (a `GroupCommit`), concurrent deliveries share transactions (one fsync).
     """
     size = len(raw)
 
     def refuse(*, status: int, reason: str, delivery_id: str | None) -> Awaitable[IngestResult]:
-        return _refuse(db, commit, status=status, reason=reason, store_id=store_id, delivery_id=delivery_id, size=size)
+        return _refuse(db, commit, status=status, reason=reason, store_id=store_id, followed=bool(secrets),
+                       delivery_id=delivery_id, size=size, client=client)
 
+    secrets = [secret] if isinstance(secret, Secret) else list(secret or ())
     if size > max_bytes:
         return await refuse(status=413, reason="too_large", delivery_id=None)
-    secrets = [secret] if isinstance(secret, Secret) else list(secret or ())
     if not secrets:
         return await refuse(status=404, reason="unknown_store", delivery_id=None)
     signature = _header(headers, SIGNATURE_HEADER)
@@ -276,6 +305,8 @@ async def ingest(
 
     try:
         inserted = await _write(db, commit, record)
+    except OverflowError:  # a signed number SQLite cannot hold (a timestamp above 2**63): the same forever
+        return await refuse(status=400, reason="unreadable: a number is out of range", delivery_id=event.delivery_id)
     except Exception:
         log.exception("could not store BTCPay %s delivery %s", event.type, event.delivery_id)
         return IngestResult(500, "store_failed", event_type=event.type, event=event)
@@ -301,4 +332,5 @@ async def prune_webhooks(db: Any, retention_days: int, *, now: float | None = No
     cutoff = int(time.time() if now is None else now) - retention_days * 86_400
     deliveries = await db.write(PRUNE_DELIVERIES, (cutoff,))
     refusals = await db.write("DELETE FROM webhook_refusals WHERE at < ?", (cutoff,))
+    await db.write("DELETE FROM webhook_refusal_counts WHERE hour < ?", (cutoff // 3600,))
     return {"deliveries_pruned": deliveries, "refusals_pruned": refusals}

@@ -188,7 +188,7 @@ def format_status(st: dict[str, Any]) -> str:
             lines.append("  connect: sovterm setup btcpay --api-key-file FILE")
         else:
             lines.append("  connect: sovterm setup btcpay --url URL --api-key-file FILE")
-        return "\n".join(lines)
+        return "\n".join(lines + _refusal_lines(st))
     lines = [
         f"BTCPay: {st['state']}" + (f" ({st['detail']})" if st.get("detail") else ""),
         f"  server     {st['url']}  version {st.get('server_version') or '?'}"
@@ -212,7 +212,19 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"    deliveries received {store['deliveries_received']} (last {_when(store['last_delivery_received_at'])}),"
                      f" refused in 24 h {store['refused_last_24h']}")
         lines += _warning_lines(store.get("permission_warnings") or [], "    ")
-    return "\n".join(lines)
+    return "\n".join(lines + _refusal_lines(st))
+
+
+def _refusal_lines(st: dict[str, Any]) -> list[str]:
+    """Who knocked and why: refused webhooks of the last 24 h by reason, then the latest few."""
+    refused = st.get("refusals") or {}
+    if not refused.get("last_24h"):
+        return []
+    lines = ["  refused webhooks in 24 h: "
+             + ", ".join(f"{reason} {count}" for reason, count in refused["last_24h"].items())]
+    for r in refused["recent"]:
+        lines.append(f"    {_when(r['at'])} {r['http_status']} {r['reason']} store {r['store_id']} from {r['client']}")
+    return lines
 
 
 def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

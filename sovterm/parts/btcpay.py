@@ -223,6 +223,23 @@ class StoreStatus(Result):
     mapping: dict[str, str | None] | None
 
 
+class RecentRefusal(Result):
+    """One refused webhook as recorded: the store id and client are clipped, never trusted."""
+
+    at: int
+    reason: str
+    http_status: int
+    store_id: str | None
+    client: str | None
+
+
+class WebhookRefusals(Result):
+    """Refused webhooks: the last 24 h by reason (all stores, followed or not) and the most recent few."""
+
+    last_24h: dict[str, int]
+    recent: list[RecentRefusal]
+
+
 class BTCPayStatus(Result):
     url: str | None
     features: list[str]
@@ -231,6 +248,7 @@ class BTCPayStatus(Result):
     synchronized: bool | None
     setup: dict[str, Any] | None
     stores: list[StoreStatus]
+    refusals: WebhookRefusals
     state: str
     detail: str
 
@@ -242,6 +260,7 @@ class BTCPayNotConfigured(Result):
     proposed_source: str | None
     setup: dict[str, Any] | None
     stores: list[StoreStatus]  # none
+    refusals: WebhookRefusals  # deliveries for stores we do not follow are refused even before setup
 
 
 class SecretRotated(Result):

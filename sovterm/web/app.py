@@ -6,6 +6,9 @@ Nothing administrative is served here; administration goes over the Unix control
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,10 +18,38 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sovterm.services import Services
+from sovterm.web.clients import TRUSTED, RateLimiter, TrustedProxies, client_address
+from sovterm.web.connections import ConnectionGuard, connection_budget
 
 SERVICES = web.AppKey("services", Services)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+#: Every answer's policy unless a page sets its own: nothing may load, nothing may frame it.
+BASE_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+
+
+def page_policy(sample_page: str) -> str:
+    """The Content-Security-Policy of a page whose `<style>` blocks are fixed text: the base policy plus
+    exactly those styles (by hash, not 'unsafe-inline', so injected markup could style nothing)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+        for css in _STYLE.findall(sample_page)
+    )
+    return f"{BASE_POLICY}; style-src {hashes}" if hashes else BASE_POLICY
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """What browsers expect of a public page, on every answer of the listener (pages set a policy of
+    their own with `page_policy`); and a `Server` header that names no versions."""
+    headers = response.headers
+    headers["Server"] = "sovterm"
+    headers.setdefault("Content-Security-Policy", BASE_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
 
 
 def route_label(request: web.Request) -> str:
@@ -68,6 +99,33 @@ class RequestDeadlines:
 
 
 DEADLINES = web.AppKey("deadlines", RequestDeadlines)
+GUARD = web.AppKey("connections", ConnectionGuard)
+LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+#: Which `listener.rate_limit_<group>_per_min` applies to a route; pay pages have their own
+#: (`links.rate_limit_per_min`, counted by `web.links`), anything else counts as the status page.
+RATE_GROUPS = {
+    "/webhooks/btcpay/{store_id}": "webhook",
+    "/oauth/qbo/callback": "callback",
+    "/metrics": "metrics",
+    "/healthz": "health",
+    "/readyz": "health",
+}
+UNLIMITED_HERE = ("/pay/",)
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every public route has a per-client limit, far above what BTCPay's retries or a busy shop send;
+    beyond it, 429 with Retry-After (which BTCPay honours by retrying later)."""
+    route = route_label(request)
+    if route.startswith(UNLIMITED_HERE):
+        return await handler(request)
+    group = RATE_GROUPS.get(route, "status")
+    per_min = getattr(request.app[SERVICES].settings.listener, f"rate_limit_{group}_per_min")
+    if not request.app[LIMITER].allow(f"{group} {client_address(request)}", per_min):
+        return web.Response(status=429, text="too many requests\n", headers={"Retry-After": "60"})
+    return await handler(request)
 
 
 @web.middleware
@@ -80,6 +138,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     deadlines.enter(task)
+    guard = app.get(GUARD)
+    if guard is not None:
+        guard.busy(request.protocol)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -96,6 +157,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         deadlines.leave(task)
+        if guard is not None:
+            guard.idle(request.protocol)
         app[SERVICES].metrics.observe_request(route_label(request), status, time.perf_counter() - started)
 
 
@@ -145,7 +208,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[SERVICES].metrics.registry
+    services_metrics = request.app[SERVICES].metrics
+    guard = request.app[GUARD]
+    for name, doc, value in (
+        ("open", "Open listener connections", guard.open),
+        ("refused", "Listener connections refused (per-address cap, or all busy at the cap) since start", guard.refused),
+        ("evicted", "Idle listener connections closed to make room at the cap since start", guard.evicted),
+    ):
+        services_metrics.gauge(f"sovterm_listener_connections_{name}", doc).set(value)
+    registry = services_metrics.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -156,11 +227,20 @@ async def _sweep_deadlines(app: web.Application) -> AsyncIterator[None]:
     app[DEADLINES].stop()
 
 
-def create_listener_app(services: Services) -> web.Application:
-    app = web.Application(
-        client_max_size=services.settings.listener.max_body_bytes, middlewares=[observe]
-    )
+def create_listener_app(services: Services, open_files: int | None = None) -> web.Application:
+    """`open_files`: the process's open-file limit, which caps the listener's connections (None: the
+    configured cap alone, for tests that serve the app without the daemon)."""
+    settings = services.settings
+    listener = settings.listener
+    app = web.Application(client_max_size=listener.max_body_bytes, middlewares=[observe, rate_limit])
+    app.on_response_prepare.append(security_headers)
     app[SERVICES] = services
+    app[TRUSTED] = TrustedProxies(listener.trusted_proxies)
+    app[LIMITER] = RateLimiter()
+    max_total = listener.max_connections if open_files is None else connection_budget(
+        listener.max_connections, settings.control.max_clients, open_files)
+    app[GUARD] = ConnectionGuard(max_total=max_total, max_per_address=listener.max_connections_per_address,
+                                 trusted=app[TRUSTED])
     app[DEADLINES] = RequestDeadlines(services.settings.listener.request_timeout_s)
     app.cleanup_ctx.append(_sweep_deadlines)
     app.router.add_get("/healthz", healthz)

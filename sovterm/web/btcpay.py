@@ -10,6 +10,7 @@ from aiohttp import web
 
 from sovterm.btcpay.webhooks import read_limited
 from sovterm.web.app import SERVICES
+from sovterm.web.clients import client_address
 
 
 async def btcpay_webhook(request: web.Request) -> web.Response:
@@ -19,7 +20,8 @@ async def btcpay_webhook(request: web.Request) -> web.Response:
         services.metrics.count_webhook("not_ready")
         return web.Response(status=503, text="not_ready\n")
     raw = await read_limited(request.content, services.settings.listener.max_body_bytes)
-    result = await intake.handle_webhook(request.match_info["store_id"], raw, request.headers)
+    result = await intake.handle_webhook(request.match_info["store_id"], raw, request.headers,
+                                         client_address(request))
     outcome = result.reason.split(":", 1)[0]  # "unreadable: <detail>" counts as "unreadable"
     services.metrics.count_webhook(outcome)
     return web.Response(status=result.status, text=outcome + "\n")

@@ -2,25 +2,37 @@
 `GET /pay/{token}/qr.png` (the link as a printable QR code).
 
 Pages are plain HTML and CSS (no JavaScript), every value escaped, and never carry internal detail: the
-reason a link was refused goes to the log only. Requests are rate-limited per client address.
+reason a link was refused goes to the log only. Requests are rate-limited per client address (the
+forwarded one behind a trusted proxy, see `web.clients`).
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import time
-from collections import deque
+import re
 from collections.abc import Callable
 
 from aiohttp import web
 
 from sovterm import qr
+from sovterm.burstlog import BurstLog
 from sovterm.formatting import money_text
-from sovterm.links.pay import NOT_FOUND, PayOutcome, PayPage
+from sovterm.links.pay import EXPIRED, NOT_FOUND, PayOutcome, PayPage
 from sovterm.links.tokens import TokenGone, TokenInvalid
+from sovterm.web.app import page_policy
+from sovterm.web.clients import RateLimiter, client_address
 
 log = logging.getLogger("sovterm.web.links")
+#: Tampered or unknown tokens come from whoever wants to: the first of a burst is logged, the rest summed up.
+REFUSED_LOG = BurstLog(log, "refused pay link", level=logging.INFO)
+#: Link previews (chat apps unfurling a pasted link) fetch the page nobody clicked: they get the page
+#: without a BTCPay invoice being reserved, like a HEAD request.
+PREVIEWERS = re.compile(
+    r"facebookexternalhit|Facebot|Twitterbot|Slackbot|Discordbot|TelegramBot|WhatsApp|LinkedInBot|SkypeUriPreview|"
+    r"Googlebot|bingbot|Applebot|Mastodon|Iframely|Embedly|redditbot|Pinterest|vkShare|Signal",
+    re.IGNORECASE,
+)
 
 PayPageFor = Callable[[web.Request], PayPage | None]
 
@@ -51,8 +63,12 @@ def render(title: str, body_html: str, *, refresh_to: str | None = None) -> str:
     return PAGE.format(title=html.escape(title), body=body_html, refresh=refresh)
 
 
+POLICY = page_policy(render("", ""))
+
+
 def outcome_response(outcome: PayOutcome) -> web.Response:
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": POLICY, "X-Frame-Options": "DENY"}
     if outcome.location is not None:
         assert outcome.amount is not None and outcome.currency is not None
         amount = money_text(outcome.amount, outcome.currency)
@@ -68,28 +84,9 @@ def outcome_response(outcome: PayOutcome) -> web.Response:
                         content_type="text/html", headers=headers)
 
 
-class RateLimiter:
-    """At most `per_min` requests per client address in any 60 s window (memory bounded by pruning)."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.hits: dict[str, deque[float]] = {}
-
-    def allow(self, address: str, per_min: int) -> bool:
-        now = self.clock()
-        if len(self.hits) > 10_000:
-            self.hits = {a: q for a, q in self.hits.items() if q and q[-1] > now - 60}
-        window = self.hits.setdefault(address, deque())
-        while window and window[0] <= now - 60:
-            window.popleft()
-        if len(window) >= per_min:
-            return False
-        window.append(now)
-        return True
-
-
 UNAVAILABLE = PayOutcome(503, "Temporarily unavailable",
                          "Payments are not available right now. Please try again in a few minutes.", retry_after_s=120)
+PREVIEW = PayOutcome(200, "Pay in bitcoin", "Open this link to pay in bitcoin.")
 TOO_MANY = PayOutcome(429, "Too many requests", "Please wait a minute and try again.", retry_after_s=60)
 
 
@@ -97,7 +94,7 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
     lim = limiter or RateLimiter()
 
     def limited(request: web.Request, page: PayPage) -> bool:
-        return not lim.allow(request.remote or "unknown", page.links.settings().links.rate_limit_per_min)
+        return not lim.allow(client_address(request), page.links.settings().links.rate_limit_per_min)
 
     async def pay(request: web.Request) -> web.Response:
         page = page_for(request)
@@ -105,9 +102,34 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
             return outcome_response(UNAVAILABLE)
         if limited(request, page):
             return outcome_response(TOO_MANY)
+        if PREVIEWERS.search(request.headers.get("User-Agent", "")):
+            return await look(request, page)
         outcome = await page.pay(request.match_info["token"])
-        log.info("pay page: %s (%d)", outcome.reason, outcome.status)
+        if outcome.status == 404:
+            REFUSED_LOG.note(outcome.reason, f"{outcome.reason} ({outcome.status})", client_address(request))
+        else:
+            log.info("pay page: %s (%d)", outcome.reason, outcome.status)
         return outcome_response(outcome)
+
+    async def look(request: web.Request, page: PayPage) -> web.Response:
+        """A HEAD request or a link preview: whether the link is valid, and never a BTCPay invoice (only
+        a person's click reserves one)."""
+        try:
+            await page.links.keys.verify(request.match_info["token"])
+        except TokenGone:
+            return outcome_response(EXPIRED)
+        except TokenInvalid as exc:
+            REFUSED_LOG.note(exc.reason, f"{exc.reason} ({request.method})", client_address(request))
+            return outcome_response(NOT_FOUND)
+        return outcome_response(PREVIEW)
+
+    async def pay_head(request: web.Request) -> web.Response:
+        page = page_for(request)
+        if page is None:
+            return outcome_response(UNAVAILABLE)
+        if limited(request, page):
+            return outcome_response(TOO_MANY)
+        return await look(request, page)
 
     async def qr_png(request: web.Request) -> web.Response:
         page = page_for(request)
@@ -120,11 +142,12 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
         try:
             await links.keys.verify(token)
         except (TokenGone, TokenInvalid) as exc:
-            log.info("pay QR refused: %s", exc.reason)
+            REFUSED_LOG.note(exc.reason, f"QR {exc.reason}", client_address(request))
             return outcome_response(NOT_FOUND)
         url = f"{links.settings().public_url}/pay/{token}"
         return web.Response(body=qr.png(url), content_type="image/png", headers={"Cache-Control": "no-store"})
 
-    app.router.add_get("/pay/{token}", pay)
+    app.router.add_get("/pay/{token}", pay, allow_head=False)
+    app.router.add_route("HEAD", "/pay/{token}", pay_head)
     app.router.add_get("/pay/{token}/qr.png", qr_png)
 

@@ -14,12 +14,13 @@ from sovterm.errors import UserFacingError
 from sovterm.qbo.callback_page import render_callback_page
 from sovterm.qbo.models import Connection
 from sovterm.store import audit
-from sovterm.web.app import SERVICES
+from sovterm.web.app import SERVICES, page_policy
 
 log = logging.getLogger("sovterm.qbo.callback")
 
 CALLBACK_PATH = "/oauth/qbo/callback"
-_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+            "Content-Security-Policy": page_policy(render_callback_page(UserFacingError("sample"))[1])}
 
 
 async def oauth_callback(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ from sovterm.alerts import SYNC_TIMEOUT_S, SyncRead
 from sovterm.analytics.report import Report
 from sovterm.formatting import age, money_text, percent
 from sovterm.services import Services
-from sovterm.web.app import SERVICES, readiness
+from sovterm.web.app import SERVICES, page_policy, readiness
 
 RECENT_LIMIT = 10
 REFRESH_S = 30
@@ -35,7 +35,6 @@ HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'none'",
 }
 
 
@@ -315,6 +314,9 @@ table.stack,.stack tbody,.stack tr{display:block} .stack tr{border-bottom:1px so
 """
 
 
+PAGE_HEADERS = {**HEADERS, "Content-Security-Policy": page_policy(f"<style>{CSS}</style>")}
+
+
 def _alert(alert: dict[str, Any], now: float) -> str:
     since = age(now - alert["since"]).removesuffix(" ago")
     return (f'<li>{_badge(SEVERITY_OK[alert["severity"]], alert["severity"])} {escape(alert["text"])}'
@@ -352,7 +354,7 @@ The same data as JSON: <a href="status.json">status.json</a>.</footer>
 
 async def status_page(request: web.Request) -> web.Response:
     view = await status_view(request.app[SERVICES])
-    return web.Response(text=render(view), content_type="text/html", charset="utf-8", headers=HEADERS)
+    return web.Response(text=render(view), content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
 
 
 async def status_json(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -239,3 +240,33 @@ async def test_bulk_create_and_memo(world: World) -> None:
     assert again["memo_written"].startswith("skipped")
     assert [(subject, outcome) for subject, _, outcome in world.audited] == [
         (link["link_id"], "created") for link in (first, *done["created"], again)]
+
+
+async def test_head_and_link_previews_never_create_an_invoice(world: World, page: Page) -> None:
+    """#19 point 13: a HEAD request or a chat app unfurling a pasted link is no customer's click."""
+    link = await page.links.create_qbo("1001", actor="alice", audit=world.audit)
+    url = page.url(f"/pay/{token_of(link['url'])}")
+    async with world.session.head(url, allow_redirects=False) as resp:
+        assert resp.status == 200 and "Location" not in resp.headers
+    slack = {"User-Agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"}
+    async with world.session.get(url, headers=slack, allow_redirects=False) as resp:
+        assert resp.status == 200 and "Location" not in resp.headers and "Pay in bitcoin" in await resp.text()
+    async with world.session.head(page.url("/pay/junk"), allow_redirects=False) as resp:
+        assert resp.status == 404
+    assert world.btcpay_invoices() == []
+    status, _, headers = await page.get(token_of(link["url"]))  # the person's click
+    assert status == 303 and len(world.btcpay_invoices()) == 1
+
+
+async def test_tampered_tokens_are_summed_up_in_the_log(world: World, page: Page, caplog) -> None:
+    """#19 point 13: forged requests are counted; the log gets the first and a summary, not one line each."""
+    from sovterm.web.links import REFUSED_LOG
+
+    REFUSED_LOG.flush()  # whatever earlier tests left in the window
+    caplog.set_level(logging.INFO, logger="sovterm")
+    caplog.clear()
+    for i in range(25):
+        assert (await page.get(f"forged{i}"))[0] == 404
+    REFUSED_LOG.flush()
+    lines = [r.getMessage() for r in caplog.records if "pay" in r.getMessage()]
+    assert len(lines) == 2 and "24 more" in lines[1], lines

@@ -668,3 +668,20 @@ def test_debian_guide_matches_the_unit_and_sysusers_file():
     assert f"usermod -aG {VIEWER_GROUP},{ADMIN_GROUP}" in guide
     assert "sovterm tui" in guide
     assert "/run/sovterm/control.sock" in guide
+
+
+def test_packages_raise_the_open_file_limit_and_name_their_trusted_proxies() -> None:
+    """#19 points 2 and 5: the listener's connection cap sits below the open-file limit each package
+    sets, and each package names the proxy whose X-Forwarded-For the rate limits believe."""
+    from sovterm.config import ListenerSettings
+
+    unit = UNIT.read_text()
+    assert re.search(r"^LimitNOFILE=(\d+)$", unit, re.M) and int(re.search(r"^LimitNOFILE=(\d+)$", unit, re.M)[1]) >= 8192
+    compose = load_yaml(UMBREL / "docker-compose.yml")["services"]["daemon"]
+    assert compose["ulimits"]["nofile"]["soft"] >= 8192
+    umbrel_proxies = compose["environment"]["SOVTERM_LISTENER__TRUSTED_PROXIES"]
+    entry = (START9 / "docker_entrypoint.sh").read_text()
+    start9_proxies = re.search(r'TRUSTED_PROXIES:-([^}"]+)', entry)[1]
+    assert 'ulimit -n "$(ulimit -Hn)"' in entry
+    for value in (umbrel_proxies, start9_proxies):
+        assert ListenerSettings(trusted_proxies=value).trusted_proxies  # parses as the daemon will
