@@ -53,6 +53,7 @@ from sovterm.store.group_commit import GroupCommit
 from sovterm.sync import payouts, queue, reconcile, records, rules, summary
 from sovterm.sync.documents import Documents, ExchangeRates, Refused
 from sovterm.sync.queue import Job
+from sovterm.sync.summary_jobs import DaySummaries
 
 log = logging.getLogger("sovterm.sync")
 
@@ -167,7 +168,7 @@ class SyncEngine:
         self._since: float | None = None
         self._conf: dict[tuple[str, str], tuple[float, Any]] = {}
         self._progress_at = 0.0
-        self.days = summary.DaySummaries(self, missing=_missing_setup)  # summary mode's invoices and days
+        self.days = DaySummaries(self, missing=_missing_setup)  # summary mode's invoices and days
 
     def _step(self, name: str) -> None:
         if self._fault is not None:

@@ -15,14 +15,15 @@ A bound entry is never changed, so a late payment, a refund or an invalidation t
 already posted becomes that day's next adjustment document, never an edit of the posted one.
 
 The pure rules (`local_day`, `closes_at`, `method_split`, `targets`, `deltas`, `day_lines`,
-`summary_body`) are tested with the numbers of docs/accounting.md.
+`summary_body`) are tested with the numbers of docs/accounting.md; the jobs that run them are in
+`sync.summary_jobs`, and `check` is the summaries' part of the books-match report (`sync.reconcile`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -32,10 +33,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sovterm.amounts import sats_to_btc
 from sovterm.errors import UserFacingError
 from sovterm.qbo.mapping import StoreMapping
-from sovterm.qbo.models import dumps
 from sovterm.qbo.postings import CurrencyContext, DepositLine, build_deposit, build_purchase, marker_for
-from sovterm.sync import queue, records, rules
-from sovterm.sync.documents import Refused, posting_row
+from sovterm.sync import rules
 
 PREFIX = "summary:"  # the postings and jobs of a day: summary:<CUR>:<YYYY-MM-DD>
 KIND = "day"  # posting kind: seq 0 is the day's summary, 1… its adjustments
@@ -304,129 +303,108 @@ async def members(db: Any, store_id: str | None = None) -> list[dict[str, Any]]:
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
-# -- the engine's hooks -----------------------------------------------------------------------------
+# -- the books-match report -------------------------------------------------------------------------
 
 
-class DaySummaries:
-    """The engine's summary-mode work: an invoice's entries, and a closed day's documents."""
+@dataclass
+class SummaryCheck:
+    """The summaries' part of the books-match report: which invoices and document keys it answered for,
+    its differences, and what the day rows show on the QuickBooks side (from the entries of the documents
+    found, which match those documents to the cent or are a difference)."""
 
-    def __init__(self, engine: Any, *, missing: Callable[[str, bool], Exception]) -> None:
-        self.engine = engine
-        self.missing = missing  # the engine's "setup step missing" hold, (store, fee account?) → exception
-        self.clock: Callable[[], float] = time.time  # whether a day has closed (tests move it)
+    handled: set[tuple[str, str]]
+    differences: list[dict[str, Any]]
+    days: dict[tuple[str, str], dict[str, Any]]
+    waiting: int = 0  # entries of days not closed yet (in no document, by design)
 
-    async def policy(self, store_id: str) -> SummaryPolicy:
-        mode = await self.engine._cached(("mode", store_id), lambda: records.get_mode(self.engine.db, store_id))
-        return policy_of(mode)
 
-    async def takes(self, snap: rules.InvoiceSnap, rows: list[dict[str, Any]]) -> bool:
-        """Whether the invoice is summarised: the store is in summary mode and the invoice is of the cut-over
-        day or later (or already in a summary), is no pay link for a QuickBooks invoice (that pays its
-        invoice, in every mode) and has no document of its own (it stays with what is in its books)."""
-        if snap.qbo_ref or rows:
+async def check(db: Any, want: dict[tuple[str, str], tuple[str, Decimal, Decimal, str]],
+                have: dict[tuple[str, str], list[dict[str, Any]]], date_from: str, date_to: str,
+                now: float | None = None) -> SummaryCheck:
+    """Every summarised invoice's net (what BTCPay says, as for any invoice) must equal its entries that sit
+    in a document QuickBooks shows (or that cancelled out); every summary document must equal the entries
+    bound to it; a closed day's entries must all be in a document. Each entry is bound to one document at
+    most, so together: every sat lands once."""
+    now = time.time() if now is None else now
+    out = SummaryCheck(set(), [], defaultdict(lambda: {"qbo_count": 0, "qbo_sales": Decimal(0),
+                                                       "qbo_refunds": Decimal(0)}))
+    entries = await members(db)
+    if not entries:
+        return out
+    tzs: dict[str, Any] = {}
+    for row in await db.fetchall("SELECT key, value FROM kv WHERE key LIKE 'sync:mode:%'"):
+        tzs[row[0].removeprefix("sync:mode:")] = zone(str(json.loads(row[1]).get("timezone") or "UTC"))
+    live: dict[tuple[str, str, int], Decimal] = {}  # (store, key, seq) → the document's signed amount
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for (store_id, key), docs in have.items():
+        if not is_key(key):
+            continue
+        out.handled.add((store_id, key))
+        markers = {marker_for(KIND, store_id, key, seq): seq for seq in range(len(docs) + 64)}
+        for doc in docs:
+            seq = markers.get(doc["marker"])
+            if seq is None or doc["voided"]:
+                continue
+            found[(store_id, key, seq)] = doc
+            live[(store_id, key, seq)] = abs(doc["amount"]) * (-1 if doc["entity"] == "Purchase" else 1)
+    bound: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    by_invoice: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        by_invoice[(e["store_id"], e["invoice_id"])].append(e)
+        if e["doc_seq"] is not None and e["doc_seq"] != NO_DOCUMENT:
+            bound[(e["store_id"], key_of(e["currency"], date.fromisoformat(e["day"])), e["doc_seq"])].append(e)
+
+    def closed(e: dict[str, Any]) -> bool:
+        tz = tzs.get(e["store_id"]) or tzs.get("default") or zone("UTC")
+        return now >= closes_at(date.fromisoformat(e["day"]), tz)
+
+    def in_books(e: dict[str, Any]) -> bool:
+        if e["doc_seq"] == NO_DOCUMENT:
+            return True
+        if e["doc_seq"] is None:
             return False
-        if await contributed(self.engine.db, snap.store_id, snap.invoice_id):
-            return True  # in a summary already: it stays there, whatever the mode is now
-        policy = await self.policy(snap.store_id)
-        return policy.since is not None and local_day(snap.paid_at or snap.created_at, policy.tz) >= policy.since
+        return (e["store_id"], key_of(e["currency"], date.fromisoformat(e["day"])), e["doc_seq"]) in live
 
-    async def record_invoice(self, job: queue.Job, snap: rules.InvoiceSnap) -> list[str]:
-        """Write what changed in the invoice as entries and queue the days they fall on, with the job's end."""
-        engine = self.engine
-        policy = await self.policy(snap.store_id)
-        wanted = targets(snap, policy.tz)
-        new: list[Entry] = []
-        if wanted is not None:
-            have = await contributed(engine.db, snap.store_id, snap.invoice_id)
-            new = deltas(wanted, have)
-        now = int(time.time())
-
-        async def unit(conn: Any) -> None:
-            for e in new:
-                await conn.execute(
-                    "INSERT INTO sync_summary_entries(store_id, invoice_id, currency, day, category, method, ref, "
-                    "amount, sats, review, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (snap.store_id, snap.invoice_id, snap.currency, e.day.isoformat(), e.category, e.method, e.ref,
-                     str(e.amount), e.sats, e.review, now))
-            for day in sorted({e.day for e in new}):
-                await queue.enqueue(conn, snap.store_id, key_of(snap.currency, day), kind=JOB_KIND,
-                                    payload={"cause": f"invoice {snap.invoice_id}"},
-                                    now=closes_at(day, policy.tz, policy.close_after_s))
-            await queue.complete(conn, job, engine.owner)
-
-        await engine.commit.run(unit)
-        return []
-
-    async def run_day(self, job: queue.Job) -> list[str]:
-        """A day's job: once the day is closed, its unbound entries become the day's next document."""
-        engine = self.engine
-        store_id, key = job.store_id, job.invoice_id
-        currency, day = parse_key(key)
-        rows = await records.load_postings(engine.db, store_id, key)
-        docs = [await engine._send(r) for r in rows if r["status"] == "pending"]
-        policy = await self.policy(store_id)
-        tz = policy.tz
-        close = closes_at(day, tz, policy.close_after_s)
-        if self.clock() < close:  # released early (held, lease expired): wait for the day to close
-            await queue.defer(engine.commit, job, engine.owner, close)
-            return docs
-        entries = await unbound(engine.db, store_id, currency, day)
-        row = None
-        if entries:
-            row = await self._intent(store_id, key, currency, day, tz, rows, entries)
-        result = await engine._post(row, lookup_first=False) if row is not None else None
-        engine._step("after_qbo")
-
-        async def record(conn: Any) -> None:
-            if row is not None and result is not None:
-                await records.mark_posted(conn, store_id, key, KIND, row["seq"], result.id, result.sync_token)
-            await queue.complete(conn, job, engine.owner)
-
-        await engine.commit.run(record)
-        return docs + ([f"{row['entity']}:{result.id}"] if row is not None and result is not None else [])
-
-    async def _intent(self, store_id: str, key: str, currency: str, day: date, tz: ZoneInfo,
-                      rows: list[dict[str, Any]], entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Bind the entries to the day's next document and commit its pending posting, in one transaction;
-        None when they cancel out (bound to no document)."""
-        engine = self.engine
-        lines = day_lines(entries)
-        seq = max((r["seq"] for r in rows), default=-1) + 1
-        row = None
-        if lines:
-            mapping = await engine._cached(("mapping", store_id), lambda: engine.books.mapping(store_id))
-            if mapping is None:
-                raise self.missing(store_id, False)
-            if any(x.account == "fee_collected" for x in lines) and not mapping.fee_collected_account_id:
-                raise self.missing(store_id, True)
-            ctx = await engine.books.currency()
-            rate = None
-            if currency.upper() != ctx.home.upper():
-                if not ctx.multicurrency:
-                    raise Refused(f"the store prices in {currency} but the QuickBooks company keeps its books in "
-                                  f"{ctx.home} without multicurrency; turn multicurrency on in QuickBooks or price "
-                                  f"the store in {ctx.home}")
-                rate = await engine.documents.exchange_rate(currency, ctx.home, day.isoformat())
-                if rate is None:
-                    raise Refused(f"no {currency}→{ctx.home} exchange rate for {day}")
-            marker = marker_for(KIND, store_id, key, seq)
-            entity, total, body = summary_body(
-                marker=marker, day=day, seq=seq, lines=lines, currency=currency, mapping=mapping, ctx=ctx, rate=rate,
-                note=describe(store_id, day, seq, tz, currency, entries))
-            reviews = sorted({f"{e['invoice_id']}: {e['review']}" for e in entries if e["review"]})
-            review = "; ".join(reviews)[:2000] or None
-            row = posting_row(store_id, key, KIND, seq, entity, total, currency, None, marker, dumps(body), day, review)
-        ids = [e["id"] for e in entries]
-
-        async def intent(conn: Any) -> None:
-            if row is not None and not await records.insert_pending(conn, row):
-                raise RuntimeError(f"document {KIND}#{seq} of {key} appeared meanwhile")
-            cur = await conn.execute(
-                f"UPDATE sync_summary_entries SET doc_seq = ? WHERE doc_seq IS NULL AND id IN "
-                f"({', '.join('?' for _ in ids)})", (seq if row is not None else NO_DOCUMENT, *ids))
-            if cur.rowcount != len(ids):
-                raise RuntimeError(f"entries of {key} were bound meanwhile")
-
-        await engine.commit.run(intent)
-        engine._step("after_intent")
-        return row
+    # the documents: each equals its entries
+    postings = await db.fetchall(
+        "SELECT store_id, invoice_id, seq, entity, txn_date, qbo_id FROM sync_postings WHERE invoice_id LIKE ? "
+        "AND txn_date BETWEEN ? AND ?", (PREFIX + "%", date_from, date_to))
+    for store_id, key, seq, entity, day, qbo_id in postings:
+        sums = sum((Decimal(e["amount"]) for e in bound.get((store_id, key, seq), [])), Decimal(0))
+        doc = found.get((store_id, key, seq))
+        shown = live.get((store_id, key, seq))
+        if shown is None or shown != sums:
+            out.differences.append({
+                "store_id": store_id, "invoice_id": f"{key} #{seq}", "date": day, "expected": str(sums),
+                "booked": str(shown or 0), "currency": parse_key(key)[0],
+                "problem": "no summary document in QuickBooks" if shown is None else
+                f"the summary document shows {shown}, its invoices add up to {sums}",
+                "documents": [f"{entity}:{doc['id'] if doc else qbo_id}"]})
+        if shown is not None:
+            d = out.days[(day, parse_key(key)[0])]
+            d["qbo_count"] += 1
+            for e in bound.get((store_id, key, seq), []):
+                if e["category"] == REFUND:
+                    d["qbo_refunds"] -= Decimal(e["amount"])
+                else:
+                    d["qbo_sales"] += Decimal(e["amount"])
+    # the invoices: each lands once
+    for inv_key, rows in by_invoice.items():
+        expected = want.get(inv_key)
+        days = {e["day"] for e in rows}
+        if expected is None and not any(date_from <= d <= date_to for d in days):
+            continue
+        out.handled.add(inv_key)
+        net = (expected[1] - expected[2] if expected[1] > 0 else Decimal(0)) if expected else Decimal(0)
+        waiting = [e for e in rows if e["doc_seq"] is None and not closed(e)]
+        out.waiting += len(waiting)
+        booked = sum((Decimal(e["amount"]) for e in rows if in_books(e)), Decimal(0))
+        pending = sum((Decimal(e["amount"]) for e in waiting), Decimal(0))
+        if booked + pending != net:
+            out.differences.append({
+                "store_id": inv_key[0], "invoice_id": inv_key[1], "date": expected[0] if expected else min(days),
+                "expected": str(net), "booked": str(booked), "currency": rows[0]["currency"],
+                "problem": f"its daily summaries show {booked}, BTCPay says {net}",
+                "documents": sorted({key_of(e["currency"], date.fromisoformat(e["day"])) + f" #{e['doc_seq']}"
+                                     for e in rows if e["doc_seq"] is not None})})
+    return out

@@ -13,11 +13,12 @@ from decimal import Decimal
 import pytest
 
 from sovterm.errors import UserFacingError
+from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext
 from sovterm.sync import queue, reconcile, records, summary
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.rules import InvoiceSnap, PaymentSnap, RefundSnap
-from tests.sync.helpers import STORE, docs, invoice, put
+from tests.sync.helpers import REALM, STORE, docs, invoice, put
 
 BERLIN = summary.zone("Europe/Berlin")
 UTC_ZONE = summary.zone("UTC")
@@ -118,9 +119,6 @@ def test_day_lines_and_the_document_a_day_becomes() -> None:
     assert [(x.label, x.amount, x.invoices) for x in lines] == [
         ("on-chain sales", Decimal("100.00"), 1), ("Lightning sales", Decimal("37.50"), 2),
         ("network fees paid by customers", Decimal("0.50"), 1), ("refunds", Decimal("-30.00"), 1)]
-    from tests.sync.helpers import REALM
-    from sovterm.qbo.mapping import StoreMapping
-
     m = StoreMapping(STORE, REALM, "92", "79", "21", "61", fee_collected_account_id="80", class_id="5")
     entity, total, body = summary.summary_body(marker="SVAAAAAAAAAAAAAAAAAAA", day=date(2026, 1, 1), seq=0,
                                                lines=lines, currency="USD", mapping=m,
@@ -149,7 +147,8 @@ async def summary_mode(db, since: str = "2026-01-01", tz: str = "UTC") -> None:
 async def run(engine, db, rounds: int = 20) -> None:
     """Work the queue as the dispatcher would (jobs due now only), with expired leases handed back."""
     for _ in range(rounds):
-        await queue.requeue_expired(db, time.time() + 10_000)
+        await db.write("UPDATE sync_jobs SET lease_until = 0 WHERE state = 'running'")  # their worker died
+        await queue.requeue_expired(db)
         await engine.drain()
         due = await db.fetchone("SELECT COUNT(*) FROM sync_jobs WHERE state = 'queued' AND next_run_at <= ?",
                                 (time.time(),))
@@ -217,6 +216,13 @@ async def test_a_late_payment_on_a_closed_day_posts_one_adjustment_never_an_edit
     assert "AccountRef" in refund and Decimal(str(refund["TotalAmt"])) == Decimal("30.00")
     report = await reconcile.check(db, books_client(engine), "2026-01-01", "2026-01-01")
     assert report.ok, report.differences
+    assert report.days[0]["qbo_sales"] == "200.00" and report.days[0]["qbo_refunds"] == "30.00"
+    # the report sees a summary document go missing: the document and each of its invoices
+    qbo_state.books[REALM].table("Deposit").pop(adjustment["Id"])
+    report = await reconcile.check(db, books_client(engine), "2026-01-01", "2026-01-01")
+    assert {(x["invoice_id"], x["problem"]) for x in report.differences} == {
+        ("summary:USD:2026-01-01 #1", "no summary document in QuickBooks"),
+        ("B", "its daily summaries show 40.00, BTCPay says 100.00")}
 
 
 def books_client(engine):
@@ -235,14 +241,13 @@ async def test_a_crash_at_any_step_of_a_day_posts_it_exactly_once(db, books, qbo
     fired: list[str] = []
 
     def fault(name: str) -> None:
-        if name == step and not fired and (engine_state["day"]):
+        if name == step and not fired:
             fired.append(name)
             raise Crash(name)
 
-    engine_state = {"day": False}
     crashing = SyncEngine(db, books, EngineSettings(lease_s=30), fault=fault, rng=random.Random(1))
-    await run(crashing, db)  # the invoices' entries (no fault steps on that path)
-    engine_state["day"] = True
+    for job in await queue.claim(db, crashing.owner, limit=10, lease_s=30):
+        await crashing.run_job(job)  # the invoices' entries and the day's job queued with them
     [job] = await queue.claim(db, crashing.owner, limit=1, lease_s=30)
     assert summary.is_key(job.invoice_id)
     with pytest.raises(Crash):
