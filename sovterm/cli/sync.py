@@ -121,6 +121,28 @@ def cmd_mode(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def summary_text(r: dict[str, Any]) -> str:
+    lines = [f"Daily summary {r['day']}" + (f" (store {r['store_id']})" if r["store_id"] else "") + ":"]
+    for d in r["documents"]:
+        what = "summary" if d["seq"] == 0 else f"adjustment #{d['seq']}"
+        lines.append(f"  {d['currency']} {what}: {d['entity']} {d['amount']} {d['status']}"
+                     + (f" (QuickBooks id {d['qbo_id']})" if d["qbo_id"] else ""))
+    if not r["documents"]:
+        lines.append("  no document yet (the day has not closed, or nothing was paid)")
+    for e in r["invoices"]:
+        where = "waiting for the day to close" if e["doc_seq"] is None else (
+            "cancelled out" if e["doc_seq"] < 0 else "summary" if e["doc_seq"] == 0 else f"adjustment #{e['doc_seq']}")
+        label = e["method"] or e["category"]
+        lines.append(f"  {e['invoice_id']:<24} {label:<10} {e['amount']:>12} {e['currency']}  {where}")
+    return "\n".join(lines)
+
+
+def cmd_summary(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "sync.summary", day=args.day, store_id=args.store)
+    core.emit(args, result, summary_text)
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.date_from is None or args.date_to is None:
         raise core.CommandError("give the period: --from YYYY-MM-DD --to YYYY-MM-DD", core.EXIT_CONFIG)
@@ -160,6 +182,10 @@ def add_commands(sub: Any, add: core.Adder) -> None:
             json_flag=True, parent=grp)
     p.add_argument("invoice", nargs="?")
     p.add_argument("--all", action="store_true")
+    p = add("summary", cmd_summary, "summary mode: a day's documents and the invoices in them", json_flag=True,
+            parent=grp)
+    p.add_argument("day", metavar="YYYY-MM-DD")
+    p.add_argument("--store", metavar="ID", help="only this store")
     p = add("recent", cmd_recent, "recent postings with QuickBooks ids", json_flag=True, parent=grp)
     p.add_argument("--limit", type=int, default=50)
     for verb, method, text in (("pause", "sync.pause", "stop posting until resumed (survives restarts)"),

@@ -189,6 +189,11 @@ class ModeParams(BaseModel):
     close_after_min: int | None = Field(None, ge=0, le=24 * 60)
 
 
+class DayParams(BaseModel):
+    day: str
+    store_id: str | None = None
+
+
 class RangeParams(BaseModel):
     date_from: str
     date_to: str
@@ -306,6 +311,37 @@ class Mode(Result):
     close_after_s: int | None = None
 
 
+class SummaryDocument(Result):
+    store_id: str
+    key: str  # summary:<CUR>:<YYYY-MM-DD>
+    seq: int  # 0 the day's summary, 1… its adjustments
+    entity: str
+    amount: str
+    currency: str
+    status: str
+    qbo_id: str | None
+    review: str | None
+
+
+class SummaryEntry(Result):
+    store_id: str
+    invoice_id: str
+    currency: str
+    category: str  # sale | fee | refund
+    method: str
+    ref: str
+    amount: str  # signed
+    sats: int
+    doc_seq: int | None  # the document it is in; None: waiting for the day to close; -1: cancelled out
+
+
+class DaySummary(Result):
+    day: str
+    store_id: str | None
+    documents: list[SummaryDocument]
+    invoices: list[SummaryEntry]
+
+
 class Reconciliation(Result):
     model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
 
@@ -411,6 +447,11 @@ def register(server: ControlServer, services: Services) -> None:
         """Post historical settled invoices since a date (batched, resumable)."""
         ctx.audit(subject=since)
         return Backfill.model_validate(await ctx.part.start_backfill(since))
+
+    @server.method("sync.summary", role=Role.VIEWER, params=DayParams, part="sync")
+    async def day_summary(ctx: CallContext, day: str, store_id: str | None) -> DaySummary:
+        """Summary mode: one store-local day's documents and what each invoice put into them."""
+        return DaySummary.model_validate(await summary.day_report(services.require_db(), day, store_id))
 
     @server.method("setup.mode", role=Role.ADMIN, params=ModeParams, audit="setup.mode")
     async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None,

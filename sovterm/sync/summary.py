@@ -303,6 +303,27 @@ async def members(db: Any, store_id: str | None = None) -> list[dict[str, Any]]:
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
+async def day_report(db: Any, day: str, store_id: str | None = None) -> dict[str, Any]:
+    """One store-local day in summary mode: its documents (summary and adjustments) and what each invoice
+    put into which of them (`doc_seq` None: waiting for the day to close)."""
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        raise UserFacingError(f"not a date: {day!r}", fix="use YYYY-MM-DD, e.g. 2026-01-01") from None
+    where, params = ("AND store_id = ?", (store_id,)) if store_id else ("", ())
+    docs = await db.fetchall(
+        "SELECT store_id, invoice_id, seq, entity, amount, currency, status, qbo_id, review FROM sync_postings "
+        f"WHERE invoice_id LIKE ? AND txn_date = ? {where} ORDER BY store_id, invoice_id, seq",
+        (PREFIX + "%", day, *params))
+    rows = await db.fetchall(
+        "SELECT store_id, invoice_id, currency, category, method, ref, amount, sats, doc_seq FROM "
+        f"sync_summary_entries WHERE day = ? {where} ORDER BY store_id, currency, id", (day, *params))
+    doc_keys = ("store_id", "key", "seq", "entity", "amount", "currency", "status", "qbo_id", "review")
+    entry_keys = ("store_id", "invoice_id", "currency", "category", "method", "ref", "amount", "sats", "doc_seq")
+    return {"day": day, "store_id": store_id, "documents": [dict(zip(doc_keys, r, strict=True)) for r in docs],
+            "invoices": [dict(zip(entry_keys, r, strict=True)) for r in rows]}
+
+
 # -- the books-match report -------------------------------------------------------------------------
 
 
