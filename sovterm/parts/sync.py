@@ -456,8 +456,10 @@ def register(server: ControlServer, services: Services) -> None:
     @server.method("setup.mode", role=Role.ADMIN, params=ModeParams, audit="setup.mode")
     async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None,
                    summary_from: str | None, timezone: str | None, close_after_min: int | None) -> Mode:
-        """Deposit, invoicing or daily summary mode, for one store or as the default. Summary mode starts on
-        a cut-over day (`summary_from`, store-local; invoices of earlier days stay one document each)."""
+        """Deposit, invoicing or daily summary mode (from a cut-over day), for one store or as the default.
+
+        Summary mode: one document per currency and store-local day from `summary_from` (default today);
+        invoices of earlier days keep one document each."""
         ctx.audit(subject=store_id or "default")
         if store_id is not None:
             await require_followed(services, store_id)
