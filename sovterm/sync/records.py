@@ -24,6 +24,7 @@ POSTING_COLUMNS = (
 )
 MODE_KEY = "sync:mode:"
 SINCE_KEY = "sync:since"  # when the sync part first ran: what was paid before is history
+BACKFILL_KEY = "sync:backfill"  # the backfill's progress (sync.backfill); summary days wait while it runs
 DEFAULT_MODE = {"mode": "deposit", "deposit_as": "salesreceipt"}
 
 

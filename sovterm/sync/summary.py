@@ -42,6 +42,7 @@ JOB_KIND = "summary"
 NO_DOCUMENT = -1  # entries that cancelled out: bound, but no document carries them
 METHODS = ("on-chain", "Lightning", "other")
 DEFAULT_CLOSE_AFTER_S = 3600  # a payment seen an hour after midnight still makes the day's summary
+SETTLE_S = 5.0  # changes reaching a closed day within seconds of each other (a poll's catch-up) make one adjustment
 SALE, FEE, REFUND = "sale", "fee", "refund"
 
 

@@ -18,6 +18,7 @@ from sovterm.sync.summary import (
     JOB_KIND,
     KIND,
     NO_DOCUMENT,
+    SETTLE_S,
     Entry,
     SummaryPolicy,
     closes_at,
@@ -42,6 +43,7 @@ class DaySummaries:
         self.engine = engine
         self.missing = missing  # the engine's "setup step missing" hold, (store, fee account?) → exception
         self.clock: Callable[[], float] = time.time  # whether a day has closed (tests move it)
+        self.settle_s = SETTLE_S  # how long a closed day's job waits for the changes arriving with its first
 
     async def policy(self, store_id: str) -> SummaryPolicy:
         mode = await self.engine._cached(("mode", store_id), lambda: records.get_mode(self.engine.db, store_id))
@@ -77,9 +79,10 @@ class DaySummaries:
                     (snap.store_id, snap.invoice_id, snap.currency, e.day.isoformat(), e.category, e.method, e.ref,
                      str(e.amount), e.sats, e.review, now))
             for day in sorted({e.day for e in new}):
+                # a closed day's job waits a few seconds, so the changes arriving together share a document
+                due = max(closes_at(day, policy.tz, policy.close_after_s), self.clock() + self.settle_s)
                 await queue.enqueue(conn, snap.store_id, key_of(snap.currency, day), kind=JOB_KIND,
-                                    payload={"cause": f"invoice {snap.invoice_id}"},
-                                    now=closes_at(day, policy.tz, policy.close_after_s))
+                                    payload={"cause": f"invoice {snap.invoice_id}"}, now=due)
             await queue.complete(conn, job, engine.owner)
 
         await engine.commit.run(unit)
@@ -97,6 +100,10 @@ class DaySummaries:
         close = closes_at(day, tz, policy.close_after_s)
         if self.clock() < close:  # released early (held, lease expired): wait for the day to close
             await queue.defer(engine.commit, job, engine.owner, close)
+            return docs
+        backfill = await records.kv_get(engine.db, records.BACKFILL_KEY)
+        if backfill and backfill.get("state") == "running":  # its invoices are still arriving: one document
+            await queue.defer(engine.commit, job, engine.owner, self.clock() + self.settle_s)
             return docs
         entries = await unbound(engine.db, store_id, currency, day)
         row = None
