@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sovterm.qbo.errors import QBOValidationError
 from sovterm.qbo.models import dumps
 from sovterm.qbo.postings import marker_for
 from sovterm.sync import queue, records, rules
@@ -109,7 +110,7 @@ class DaySummaries:
         row = None
         if entries:
             row = await self._intent(store_id, key, currency, day, tz, rows, entries)
-        result = await engine._post(row, lookup_first=False) if row is not None else None
+        result = await self._post(row) if row is not None else None
         engine._step("after_qbo")
 
         async def record(conn: Any) -> None:
@@ -119,6 +120,21 @@ class DaySummaries:
 
         await engine.commit.run(record)
         return docs + ([f"{row['entity']}:{result.id}"] if row is not None and result is not None else [])
+
+    async def _post(self, row: dict[str, Any]) -> Any:
+        """Write the day's document; refused outright by QuickBooks, the engine drops its pending posting and
+        its entries are freed here, so the retry builds the document again from them."""
+        try:
+            return await self.engine._post(row, lookup_first=False)
+        except QBOValidationError:
+            async def unbind(conn: Any) -> None:
+                currency, day = parse_key(row["invoice_id"])
+                await conn.execute(
+                    "UPDATE sync_summary_entries SET doc_seq = NULL WHERE store_id = ? AND currency = ? AND day = ? "
+                    "AND doc_seq = ?", (row["store_id"], currency, day.isoformat(), row["seq"]))
+
+            await self.engine.commit.run(unbind)
+            raise
 
     async def _intent(self, store_id: str, key: str, currency: str, day: date, tz: ZoneInfo,
                       rows: list[dict[str, Any]], entries: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -151,15 +167,16 @@ class DaySummaries:
             reviews = sorted({f"{e['invoice_id']}: {e['review']}" for e in entries if e["review"]})
             review = "; ".join(reviews)[:2000] or None
             row = posting_row(store_id, key, KIND, seq, entity, total, currency, None, marker, dumps(body), day, review)
-        ids = [e["id"] for e in entries]
+        last = max(e["id"] for e in entries)  # entries written later have higher ids: not in this document
 
         async def intent(conn: Any) -> None:
             if row is not None and not await records.insert_pending(conn, row):
                 raise RuntimeError(f"document {KIND}#{seq} of {key} appeared meanwhile")
             cur = await conn.execute(
-                f"UPDATE sync_summary_entries SET doc_seq = ? WHERE doc_seq IS NULL AND id IN "
-                f"({', '.join('?' for _ in ids)})", (seq if row is not None else NO_DOCUMENT, *ids))
-            if cur.rowcount != len(ids):
+                "UPDATE sync_summary_entries SET doc_seq = ? WHERE store_id = ? AND currency = ? AND day = ? "
+                "AND doc_seq IS NULL AND id <= ?",
+                (seq if row is not None else NO_DOCUMENT, store_id, currency, day.isoformat(), last))
+            if cur.rowcount != len(entries):
                 raise RuntimeError(f"entries of {key} were bound meanwhile")
 
         await engine.commit.run(intent)

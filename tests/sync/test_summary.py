@@ -287,3 +287,25 @@ async def test_the_cut_over_date_before_it_one_document_per_invoice_after_it_the
     assert stored["mode"] == "deposit" and stored["timezone"] == "UTC"
     report = await reconcile.check(db, books_client(engine), "2026-01-01", "2026-01-02")
     assert report.ok, report.differences
+
+
+async def test_a_day_quickbooks_refuses_keeps_its_invoices_for_the_retry(db, engine, books, qbo_state):
+    """A validation fault (here an income account that is gone) drops the document's intent; its entries
+    are freed with it, so after the fix the retry posts the whole day once."""
+    from dataclasses import replace
+
+    await summary_mode(db)
+    for n in range(2):
+        await put(db, invoice(f"r{n}", created=ts("2026-01-01 10:00")))
+    good = books.mappings[STORE]
+    books.mappings[STORE] = replace(good, income_account_id="99999")
+    await run(engine, db)
+    [dead] = await queue.jobs_in_state(db, "dead")
+    assert summary.is_key(dead.invoice_id) and "2500: Invalid Reference Id" in str(dead.last_error)
+    assert await db.fetchall("SELECT COUNT(*) FROM sync_summary_entries WHERE doc_seq IS NULL") == [(2,)]
+    books.mappings[STORE] = good
+    engine.forget_store_settings()
+    await queue.retry_dead(db)
+    await run(engine, db)
+    [doc] = deposits(qbo_state, "2026-01-01")
+    assert Decimal(str(doc["TotalAmt"])) == Decimal("200.00")
