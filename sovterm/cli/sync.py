@@ -111,9 +111,34 @@ def cmd_backfill(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_mode(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    result = core.call(args, environ, "setup.mode", mode=args.mode, store_id=args.store, deposit_as=args.deposit_as)
+    result = core.call(args, environ, "setup.mode", mode=args.mode, store_id=args.store, deposit_as=args.deposit_as,
+                       summary_from=args.summary_from, timezone=args.timezone, close_after_min=args.close_after)
     core.emit(args, result, lambda r: f"store {r['store_id']}: {r['mode']} mode"
-              + (f" (as {r['deposit_as']})" if r["mode"] == "deposit" else ""))
+              + (f" (as {r['deposit_as']})" if r["mode"] == "deposit" else "")
+              + (f": one document per currency and day from {r['summary_from']} ({r['timezone']}), posted "
+                 f"{r['close_after_s'] // 60} min after the day closes" if r["mode"] == "summary" else ""))
+    return 0
+
+
+def summary_text(r: dict[str, Any]) -> str:
+    lines = [f"Daily summary {r['day']}" + (f" (store {r['store_id']})" if r["store_id"] else "") + ":"]
+    for d in r["documents"]:
+        what = "summary" if d["seq"] == 0 else f"adjustment #{d['seq']}"
+        lines.append(f"  {d['currency']} {what}: {d['entity']} {d['amount']} {d['status']}"
+                     + (f" (QuickBooks id {d['qbo_id']})" if d["qbo_id"] else ""))
+    if not r["documents"]:
+        lines.append("  no document yet (the day has not closed, or nothing was paid)")
+    for e in r["invoices"]:
+        where = "waiting for the day to close" if e["doc_seq"] is None else (
+            "cancelled out" if e["doc_seq"] < 0 else "summary" if e["doc_seq"] == 0 else f"adjustment #{e['doc_seq']}")
+        label = e["method"] or e["category"]
+        lines.append(f"  {e['invoice_id']:<24} {label:<10} {e['amount']:>12} {e['currency']}  {where}")
+    return "\n".join(lines)
+
+
+def cmd_summary(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = core.call(args, environ, "sync.summary", day=args.day, store_id=args.store)
+    core.emit(args, result, summary_text)
     return 0
 
 
@@ -195,6 +220,10 @@ def add_commands(sub: Any, add: core.Adder) -> None:
             json_flag=True, parent=grp)
     p.add_argument("invoice", nargs="?")
     p.add_argument("--all", action="store_true")
+    p = add("summary", cmd_summary, "summary mode: a day's documents and the invoices in them", json_flag=True,
+            parent=grp)
+    p.add_argument("day", metavar="YYYY-MM-DD")
+    p.add_argument("--store", metavar="ID", help="only this store")
     p = add("recent", cmd_recent, "recent postings with QuickBooks ids", json_flag=True, parent=grp)
     p.add_argument("--limit", type=int, default=50)
     for verb, method, text in (("pause", "sync.pause", "stop posting until resumed (survives restarts)"),
@@ -202,10 +231,17 @@ def add_commands(sub: Any, add: core.Adder) -> None:
         add(verb, cmd_simple, text, json_flag=True, parent=grp).set_defaults(method=method)
     p = add("backfill", cmd_backfill, "post historical settled invoices since a date", json_flag=True, parent=grp)
     p.add_argument("--since", required=True, metavar="YYYY-MM-DD")
-    p = add("mode", cmd_mode, "deposit or invoicing mode", json_flag=True, parent=core.setup_group(sub))
-    p.add_argument("mode", choices=["deposit", "invoicing"])
+    p = add("mode", cmd_mode, "deposit, invoicing or daily summary mode", json_flag=True,
+            parent=core.setup_group(sub))
+    p.add_argument("mode", choices=["deposit", "invoicing", "summary"])
     p.add_argument("--store", help="only this store (default: every store without its own mode)")
     p.add_argument("--deposit-as", choices=["salesreceipt", "deposit"], dest="deposit_as")
+    p.add_argument("--from", dest="summary_from", metavar="YYYY-MM-DD",
+                   help="summary: the first day summarised, in the store's time zone (default today)")
+    p.add_argument("--timezone", metavar="ZONE", help="summary: the store's time zone, e.g. Europe/Berlin "
+                   "(default UTC, or the one set before)")
+    p.add_argument("--close-after", type=int, dest="close_after", metavar="MINUTES",
+                   help="summary: post a day this long after its local midnight (default 60)")
     p = add("reconcile", cmd_reconcile, "compare BTCPay with QuickBooks for a period, and the wallet's balance "
             "with the books (exit 1 when they differ)", json_flag=True)
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")

@@ -30,7 +30,7 @@ from sovterm.qbo.client import QBOClient
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext
 from sovterm.services import Services
-from sovterm.sync import payouts, reconcile, records
+from sovterm.sync import payouts, reconcile, records, summary
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.service import SyncService
 
@@ -179,9 +179,19 @@ class LimitParams(BaseModel):
 
 
 class ModeParams(BaseModel):
-    mode: Literal["deposit", "invoicing"]
+    mode: Literal["deposit", "invoicing", "summary"]
     store_id: str | None = None
     deposit_as: Literal["salesreceipt", "deposit"] | None = None
+    # summary mode: the first store-local day summarised (default today), the store's time zone (IANA name,
+    # default UTC or the one set before) and how long after local midnight a day closes for posting
+    summary_from: str | None = None
+    timezone: str | None = None
+    close_after_min: int | None = Field(None, ge=0, le=24 * 60)
+
+
+class DayParams(BaseModel):
+    day: str
+    store_id: str | None = None
 
 
 class RangeParams(BaseModel):
@@ -296,6 +306,40 @@ class Mode(Result):
     store_id: str
     mode: str
     deposit_as: str | None
+    summary_from: str | None = None  # summary mode: the cut-over day
+    timezone: str | None = None
+    close_after_s: int | None = None
+
+
+class SummaryDocument(Result):
+    store_id: str
+    key: str  # summary:<CUR>:<YYYY-MM-DD>
+    seq: int  # 0 the day's summary, 1… its adjustments
+    entity: str
+    amount: str
+    currency: str
+    status: str
+    qbo_id: str | None
+    review: str | None
+
+
+class SummaryEntry(Result):
+    store_id: str
+    invoice_id: str
+    currency: str
+    category: str  # sale | fee | refund
+    method: str
+    ref: str
+    amount: str  # signed
+    sats: int
+    doc_seq: int | None  # the document it is in; None: waiting for the day to close; -1: cancelled out
+
+
+class DaySummary(Result):
+    day: str
+    store_id: str | None
+    documents: list[SummaryDocument]
+    invoices: list[SummaryEntry]
 
 
 class Reconciliation(Result):
@@ -404,13 +448,30 @@ def register(server: ControlServer, services: Services) -> None:
         ctx.audit(subject=since)
         return Backfill.model_validate(await ctx.part.start_backfill(since))
 
+    @server.method("sync.summary", role=Role.VIEWER, params=DayParams, part="sync")
+    async def day_summary(ctx: CallContext, day: str, store_id: str | None) -> DaySummary:
+        """Summary mode: one store-local day's documents and what each invoice put into them."""
+        return DaySummary.model_validate(await summary.day_report(services.require_db(), day, store_id))
+
     @server.method("setup.mode", role=Role.ADMIN, params=ModeParams, audit="setup.mode")
-    async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None) -> Mode:
-        """Deposit or invoicing mode, for one store or as the default."""
+    async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None,
+                   summary_from: str | None, timezone: str | None, close_after_min: int | None) -> Mode:
+        """Deposit, invoicing or daily summary mode (from a cut-over day), for one store or as the default.
+
+        Summary mode: one document per currency and store-local day from `summary_from` (default today);
+        invoices of earlier days keep one document each."""
         ctx.audit(subject=store_id or "default")
         if store_id is not None:
             await require_followed(services, store_id)
-        value = await records.set_mode(services.require_db(), mode, deposit_as, store_id)
+        db = services.require_db()
+        settings = None
+        if mode == "summary":
+            settings = summary.settings(await records.get_mode(db, store_id or "default"), summary_from, timezone,
+                                        close_after_min)
+        elif summary_from or timezone or close_after_min is not None:
+            raise UserFacingError("--from, --timezone and --close-after belong to summary mode",
+                                  fix="leave them out, or run `sovterm setup mode summary`")
+        value = await records.set_mode(db, mode, deposit_as, store_id, settings)
         if services.sync is not None:
             services.sync.engine.forget_store_settings()
         ctx.audit(subject=store_id or "default", detail=value)

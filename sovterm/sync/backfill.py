@@ -24,13 +24,16 @@ from sovterm.sync.engine import SyncEngine
 
 log = logging.getLogger("sovterm.sync.backfill")
 
-STATE_KEY = "sync:backfill"
+STATE_KEY = records.BACKFILL_KEY
 SETUP_SINCE_KEY = "setup:backfill_since"
 CHUNK = 500
 _SETTLED_SINCE = (
     "FROM invoices i WHERE (i.status = 'Settled' OR (i.status = 'Expired' AND i.additional_status IN "
     "('PaidLate', 'PaidPartial'))) AND COALESCE(i.paid_at, i.created_at) >= ? "
     "AND NOT EXISTS (SELECT 1 FROM sync_postings p WHERE p.store_id = i.store_id AND p.invoice_id = i.invoice_id)"
+    # daily summary mode: an invoice with entries is on its way to its day's document
+    " AND NOT EXISTS (SELECT 1 FROM sync_summary_entries e WHERE e.store_id = i.store_id "
+    "AND e.invoice_id = i.invoice_id)"
 )
 # Each invoice is handed to the engine once per backfill: one whose job ended without a posting waits
 # for BTCPay (a payment still confirming), and its next webhook or changed snapshot queues it again.

@@ -50,9 +50,10 @@ from sovterm.qbo.errors import (
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext, PostResult
 from sovterm.store.group_commit import GroupCommit
-from sovterm.sync import payouts, queue, reconcile, records, rules
+from sovterm.sync import payouts, queue, reconcile, records, rules, summary
 from sovterm.sync.documents import Documents, ExchangeRates, Refused
 from sovterm.sync.queue import Job
+from sovterm.sync.summary_jobs import DaySummaries
 
 log = logging.getLogger("sovterm.sync")
 
@@ -91,6 +92,10 @@ class Bus(Protocol):
 
 class Hold(Exception):
     """QuickBooks cannot be written to right now (reconnect required, sync switched off)."""
+
+
+def _missing_setup(store_id: str, fee_account: bool) -> Hold:
+    return Hold((NO_FEE_ACCOUNT if fee_account else NO_MAPPING).format(store=store_id))
 
 
 class _NullBus:
@@ -163,6 +168,7 @@ class SyncEngine:
         self._since: float | None = None
         self._conf: dict[tuple[str, str], tuple[float, Any]] = {}
         self._progress_at = 0.0
+        self.days = DaySummaries(self, missing=_missing_setup)  # summary mode's invoices and days
 
     def _step(self, name: str) -> None:
         if self._fault is not None:
@@ -343,6 +349,8 @@ class SyncEngine:
             return await self._payout(job)
         if job.invoice_id.startswith(reconcile.WALLET_PREFIX):
             return await self._wallet_booking(job)
+        if summary.is_key(job.invoice_id):
+            return await self.days.run_day(job)
         snap = await records.load_snapshot(self.db, job.store_id, job.invoice_id)
         if snap is None:
             await self.commit.run(lambda conn: queue.complete(conn, job, self.owner))
@@ -368,10 +376,13 @@ class SyncEngine:
             snap = await records.load_snapshot(self.db, job.store_id, job.invoice_id) or snap
         if any(r["status"] in ("pending", "voiding") for r in rows):
             rows = await records.load_postings(self.db, job.store_id, job.invoice_id)
+        if await self.days.takes(snap, rows):  # summary mode: the day's document carries it
+            return await self.days.record_invoice(job, snap)
         # 3. the plan
         mode = await self._cached(("mode", job.store_id), lambda: records.get_mode(self.db, job.store_id))
         ctx = await self.books.currency()
-        policy = rules.StorePolicy(mode["mode"], mode["deposit_as"], ctx.home, ctx.multicurrency)  # type: ignore[arg-type]
+        per_transaction = "deposit" if mode["mode"] == "summary" else mode["mode"]  # before the cut-over
+        policy = rules.StorePolicy(per_transaction, mode["deposit_as"], ctx.home, ctx.multicurrency)  # type: ignore[arg-type]
         resolution = await records.get_resolution(self.db, job.store_id, job.invoice_id)
         link = None
         # a pay link's invoice (qboInvoiceId) pays its QuickBooks invoice in every mode

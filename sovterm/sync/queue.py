@@ -196,6 +196,11 @@ async def retry_later(db: Any, job: Job, owner: str, error: str, delay_s: float,
                    (now + delay_s, error[:2000]))
 
 
+async def defer(db: Any, job: Job, owner: str, until: float) -> None:
+    """Back to the queue until a moment (a summary day that has not closed yet), no attempt burnt."""
+    await _release(db, job, owner, "state = 'queued', next_run_at = ?", (until,))
+
+
 async def kill(db: Any, job: Job, owner: str, error: str, *, count_attempt: bool = True) -> None:
     """Dead-letter: kept with its reason until the operator retries it."""
     extra = ", attempts = attempts + 1" if count_attempt else ""

@@ -33,7 +33,7 @@ from sovterm.errors import UserFacingError
 from sovterm.formatting import sats_text
 from sovterm.qbo.client import QBOClient, quote_literal
 from sovterm.qbo.postings import marker_of
-from sovterm.sync import queue, records, rules
+from sovterm.sync import queue, records, rules, summary
 
 ENTITIES = {"SalesReceipt": 1, "Deposit": 1, "Payment": 1, "RefundReceipt": -1, "Transfer": 1, "Purchase": 1}
 CATEGORY = {"SalesReceipt": "sales", "Deposit": "sales", "Payment": "sales", "RefundReceipt": "refunds",
@@ -213,13 +213,19 @@ async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: 
         unknown = []
     report = Report(date_from, date_to)
     days: dict[tuple[str, str], dict[str, Any]] = defaultdict(_day_row)
+    summaries = await summary.check(db, want, have, date_from, date_to)  # daily summary mode's invoices and days
+    report.differences += [x for x in summaries.differences if only_store in (None, x["store_id"])]
+    for key, vals in summaries.days.items():
+        for name, value in vals.items():
+            days[key][name] += value
     for (store_id, invoice_id), (day, recognised, refunds, currency) in sorted(want.items(), key=lambda kv: kv[1][0]):
         net = recognised - refunds if recognised > 0 else Decimal(0)
         d = days[(day, currency)]
         d["btcpay_count"] += 1
         d["btcpay_sales"] += recognised
         d["btcpay_refunds"] += refunds if recognised > 0 else Decimal(0)
-        _compare(report, store_id, invoice_id, day, net, currency, have.get((store_id, invoice_id), []))
+        if (store_id, invoice_id) not in summaries.handled:
+            _compare(report, store_id, invoice_id, day, net, currency, have.get((store_id, invoice_id), []))
     for (store_id, key), postings in transfers.items():
         for x in postings:
             days[(x["date"], x["currency"])]["btcpay_transfers"] += x["amount"]
@@ -228,6 +234,8 @@ async def check(db: Any, client: QBOClient, date_from: str, date_to: str, home: 
     report.differences += [x for x in await unbooked_payouts(db, date_from, date_to)
                            if only_store is None or x["store_id"] == only_store]
     for key, docs in have.items():
+        if key in summaries.handled:
+            continue
         for x in docs:
             if x["voided"]:
                 continue

@@ -24,6 +24,7 @@ POSTING_COLUMNS = (
 )
 MODE_KEY = "sync:mode:"
 SINCE_KEY = "sync:since"  # when the sync part first ran: what was paid before is history
+BACKFILL_KEY = "sync:backfill"  # the backfill's progress (sync.backfill); summary days wait while it runs
 DEFAULT_MODE = {"mode": "deposit", "deposit_as": "salesreceipt"}
 
 
@@ -130,7 +131,7 @@ async def drop_pending(conn: aiosqlite.Connection, store_id: str, invoice_id: st
 # -- store mode ------------------------------------------------------------------------------------
 
 
-async def get_mode(db: Any, store_id: str) -> dict[str, str]:
+async def get_mode(db: Any, store_id: str) -> dict[str, Any]:
     for key in (MODE_KEY + store_id, MODE_KEY + "default"):
         row = await db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
         if row is not None:
@@ -138,13 +139,17 @@ async def get_mode(db: Any, store_id: str) -> dict[str, str]:
     return dict(DEFAULT_MODE)
 
 
-async def set_mode(db: Any, mode: str, deposit_as: str | None = None, store_id: str | None = None) -> dict[str, str]:
-    if mode not in ("deposit", "invoicing"):
-        raise ValueError("mode is deposit or invoicing")
+async def set_mode(db: Any, mode: str, deposit_as: str | None = None, store_id: str | None = None,
+                   summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Store a mode; `summary` (summary mode only) holds its cut-over `summary_from`, `timezone` and
+    `close_after_s`."""
+    if mode not in ("deposit", "invoicing", "summary"):
+        raise ValueError("mode is deposit, invoicing or summary")
     if deposit_as not in (None, "salesreceipt", "deposit"):
         raise ValueError("deposit_as is salesreceipt or deposit")
     current = await get_mode(db, store_id or "default")
-    value = {"mode": mode, "deposit_as": deposit_as or current["deposit_as"]}
+    kept = {k: current[k] for k in ("timezone", "close_after_s") if k in current}  # days already summarised
+    value = {"mode": mode, "deposit_as": deposit_as or current["deposit_as"], **kept, **(summary or {})}
     await kv_put(db, MODE_KEY + (store_id or "default"), value)
     return value
 

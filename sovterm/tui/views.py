@@ -284,6 +284,15 @@ MODE_HELP = {
         "  Paid 100.00 against invoice 1002 of 125.00: Payment 100.00, the invoice stays open with 25.00.\n"
         "  No invoice matches: nothing is written; it waits in the Sync screen's Unmatched list for you."
     ),
+    "summary": (
+        "[b]Daily summary mode[/]: one document per currency and day (in the store's time zone) instead of "
+        "one per invoice, posted once the day has closed (an hour after local midnight). For busy stores: "
+        "100,000 invoices a year become a few hundred documents.\n"
+        "[b]Example[/] (2026-01-01: 100.00 on-chain, 25.00 and 12.50 over Lightning, a 30.00 refund):\n"
+        "  Deposit 107.50 into the bitcoin asset account: on-chain sales 100.00, Lightning sales 37.50,\n"
+        "  refunds -30.00. A payment of a closed day seen late: an adjustment document, never an edit.\n"
+        "  Invoices of days before the first summarised day keep one document each."
+    ),
 }
 
 
@@ -384,6 +393,8 @@ def mode_text(mode: dict[str, Any] | None) -> str:
     text = str(mode.get("mode"))
     if mode.get("mode") == "deposit":
         text += f" (payments recorded as {'a Deposit' if mode.get('deposit_as') == 'deposit' else 'a SalesReceipt'})"
+    if mode.get("mode") == "summary":
+        text += f" (one document a day from {mode.get('summary_from')}, {mode.get('timezone') or 'UTC'})"
     return text
 
 

@@ -177,3 +177,78 @@ def test_payments_and_transfers_survive_a_kill_and_a_lost_answer_without_docnumb
         assert report["ok"] is True, report["differences"]
     finally:
         s.close()
+
+
+def pay_days(state: Any, store_id: str, n: int, seed: int, days: list[int]) -> list[tuple[str, int, Decimal]]:
+    """n Lightning invoices with their payment received on earlier days (midday UTC, `days` days ago; created
+    now, so BTCPay's invoice list shows them to the poll as new after a missed webhook):
+    [(id, days ago, amount)]."""
+    rng = random.Random(seed)
+    out = []
+    today = int(time.time()) // 86_400 * 86_400
+    for _ in range(n):
+        ago = rng.choice(days)
+        at = today - ago * 86_400 + 43_200 + rng.randint(-3600, 3600)
+        amount = Decimal(rng.randint(100, 99_999)) / 100
+        inv = state.create_invoice(store_id, amount, "USD")
+        state.pay(inv.id, method="BTC-LN", at=at)
+        out.append((inv.id, ago, amount))
+    return out
+
+
+@pytest.mark.slow
+def test_summary_mode_through_sigkill_posts_each_day_exactly_once(tmp_path) -> None:
+    """Issue 15, point 1: in daily summary mode, payments of five closed days keep arriving while the daemon
+    is SIGKILLed at random moments (and once while QuickBooks holds back the answer to a day's Deposit it
+    committed); afterwards each day's documents carry every invoice once: no document twice, the day's
+    total to the cent, and the books-match report agrees."""
+    rng = random.Random(15)
+    days = [1, 2, 3, 4, 5]
+    s = start_system(tmp_path, mode="summary", sync={"interval_s": 1, "lease_s": 5, "backoff_base_s": 0.05,
+                                                     "backoff_max_s": 0.5, "max_attempts": 50},
+                     btcpay_settings={"poll_interval_s": 10})
+    try:
+        first = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 6 * 86_400))
+        s.cli_ok("setup", "mode", "summary", "--from", first, "--timezone", "UTC")
+        s.qbo.call(setattr, s.qbo.state, "hang_s", 60.0)
+        s.qbo.call(s.qbo.state.faults.append, FaultRule("hang_after_commit", "deposit", times=1))
+        expected = s.btcpay.call(pay_days, s.btcpay.state, s.store_id, 50, 1, days, timeout=60)
+        s.wait_for(lambda: [d for d in s.qbo_docs("Deposit") if "daily summary" in str(d.get("PrivateNote"))],
+                   timeout=60, what="a day's Deposit committed, its answer held back")
+        s.daemon.kill()  # QuickBooks has the document; the ledger row is still `pending`
+        s.daemon.start()
+        for n in range(KILLS // 2):
+            expected += s.btcpay.call(pay_days, s.btcpay.state, s.store_id, 25, 100 + n, days, timeout=60)
+            time.sleep(rng.uniform(0.2, 1.2))
+            s.daemon.kill()
+            s.daemon.start()
+
+        def settled() -> bool:
+            s.cli("sync", "now", timeout=60)
+            due = s.sql("SELECT COUNT(*) FROM sync_jobs WHERE state = 'running' OR (state = 'queued' AND "
+                        "next_run_at <= ?)", (time.time(),))[0][0]
+            unbound = s.sql("SELECT COUNT(*) FROM sync_summary_entries WHERE doc_seq IS NULL")[0][0]
+            entered = s.sql("SELECT COUNT(DISTINCT invoice_id) FROM sync_summary_entries")[0][0]
+            pending = s.sql("SELECT COUNT(*) FROM sync_postings WHERE status != 'posted'")[0][0]
+            return not due and not unbound and not pending and entered == len(expected)
+
+        s.wait_for(settled, timeout=120, what="every invoice in a posted summary")
+        docs = [d for entity in ("Deposit", "Purchase") for d in s.qbo_docs(entity)
+                if "daily summary" in str(d.get("PrivateNote"))]
+        markers = [d["DocNumber"] for d in docs]
+        assert len(markers) == len(set(markers)), "a summary document was posted twice"
+        ledger = dict(s.sql("SELECT marker, qbo_id FROM sync_postings WHERE invoice_id LIKE 'summary:%'"))
+        assert {d["DocNumber"]: d["Id"] for d in docs} == ledger
+        today = int(time.time()) // 86_400 * 86_400
+        for ago in days:
+            day = time.strftime("%Y-%m-%d", time.gmtime(today - ago * 86_400))
+            total = sum(Decimal(str(d["TotalAmt"])) for d in docs if d["TxnDate"] == day)
+            assert total == sum(a for _, d, a in expected if d == ago), day
+        # a summary and one adjustment per batch of late arrivals at most, per day: never one per invoice
+        assert len(docs) <= len(days) * (1 + 1 + KILLS // 2)
+        assert not s.qbo_docs("SalesReceipt")
+        assert s.sql("SELECT COUNT(*) FROM sync_jobs WHERE state = 'dead'") == [(0,)]
+        report = s.cli_json("reconcile", "--from", first, "--to", time.strftime("%Y-%m-%d"), timeout=120)
+        assert report["ok"] is True, report["differences"]
+    finally:
+        s.close()

@@ -42,7 +42,8 @@ async def test_each_admin_call_writes_exactly_one_audit_row(db, control: Dispatc
     assert await control.call("sync.retry", all=True) == {"retried": 0}
     assert await control.call("sync.backfill", since="2026-01-01") == wire(await backfill.state(db))
     assert await control.call("setup.mode", mode="invoicing") == {"store_id": "default", "mode": "invoicing",
-                                                                  "deposit_as": "salesreceipt"}
+                                                                  "deposit_as": "salesreceipt", "summary_from": None,
+                                                                  "timezone": None, "close_after_s": None}
     assert await control.audit_rows() == [
         ("alice", "sync.pause", None, {}, "ok"),
         ("alice", "sync.resume", None, {}, "ok"),
@@ -51,6 +52,19 @@ async def test_each_admin_call_writes_exactly_one_audit_row(db, control: Dispatc
         ("alice", "sync.backfill", "2026-01-01", {}, "ok"),
         ("alice", "setup.mode", "default", {"mode": "invoicing", "deposit_as": "salesreceipt"}, "ok"),
     ]
+
+
+async def test_summary_mode_is_set_with_its_cut_over_and_time_zone_and_bad_input_is_refused(control: Dispatch):
+    summarised = await control.call("setup.mode", mode="summary", summary_from="2026-02-01",
+                                    timezone="Europe/Berlin")
+    assert summarised == {"store_id": "default", "mode": "summary", "deposit_as": "salesreceipt",
+                          "summary_from": "2026-02-01", "timezone": "Europe/Berlin", "close_after_s": 3600}
+    with pytest.raises(rpc.RpcError, match="unknown time zone 'Mars/Olympus'"):
+        await control.call("setup.mode", mode="summary", timezone="Mars/Olympus")
+    with pytest.raises(rpc.RpcError, match="belong to summary mode"):
+        await control.call("setup.mode", mode="deposit", summary_from="2026-02-01")
+    # back to deposit mode: the zone stays for the days already summarised
+    assert (await control.call("setup.mode", mode="deposit"))["timezone"] == "Europe/Berlin"
 
 
 async def test_a_stopped_sync_part_answers_one_clear_error_and_audits_nothing(db, control: Dispatch) -> None:

@@ -422,3 +422,25 @@ async def test_disconnect_from_the_wizard_asks_first() -> None:
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         await pilot.press("y")
         await until(pilot, lambda: app.connection.client.called("btcpay.disconnect"), what="disconnect call")
+
+
+async def test_the_mode_step_saves_daily_summary_mode_with_its_first_day_and_time_zone() -> None:
+    """Issue 15, point 1: summary mode in the wizard, as `sovterm setup mode summary --from --timezone`."""
+    app = fixed_app(parts=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await goto(app, pilot, "w", WizardScreen)
+        await until(pilot, lambda: screen.loaded, what="progress")
+        screen.goto("mode")
+        await pilot.pause()
+        assert not screen.query_one("#summary-settings").display  # saved as invoicing: no summary fields
+        screen.query_one("#mode-summary", RadioButton).value = True
+        await pilot.pause()
+        assert screen.query_one("#summary-settings").display and not screen.query_one("#deposit-as").display
+        assert "one document per currency and day" in plain(screen.query_one("#mode-help", Static))
+        screen.query_one("#summary-from", Input).value = "2026-02-01"
+        screen.query_one("#summary-timezone", Input).value = "Europe/Berlin"
+        screen.query_one("#mode-save", Button).press()
+        await until(pilot, lambda: app.connection.client.called("setup.mode"), what="setup.mode")
+        assert app.connection.client.called("setup.mode") == [
+            {"mode": "summary", "deposit_as": "salesreceipt", "summary_from": "2026-02-01",
+             "timezone": "Europe/Berlin"}]
