@@ -33,6 +33,7 @@ from textual.widgets import (
 from sovterm.tui.actions import actions_for
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen, render_actions
+from sovterm.tui.screens.rollback import RollbackConfirmScreen, RollbackRangeScreen
 from sovterm.tui.session import Session
 from sovterm.tui.state import DaemonState
 from sovterm.tui.views import (
@@ -152,6 +153,7 @@ class SyncScreen(DaemonScreen):
         Binding("v", "reviewed", "Reviewed"),
         Binding("b", "book", "Book tx"),
         Binding("f", "reload", "Refresh"),
+        Binding("X", "rollback", "Roll back"),
         Binding("1", "tab('recent')", "Recent", show=False),
         Binding("2", "tab('dead')", "Dead", show=False),
         Binding("3", "tab('unmatched')", "Unmatched", show=False),
@@ -320,6 +322,8 @@ class SyncScreen(DaemonScreen):
             return True if self.may("sync.reviewed") is None else None
         if action == "book":
             return True if self.may("reconcile.book") is None else None
+        if action == "rollback":
+            return True if self.may("sync.rollback") is None else None
         return super().check_action(action, parameters)
 
     def action_tab(self, tab: str) -> None:
@@ -414,3 +418,28 @@ class SyncScreen(DaemonScreen):
             self.call("reconcile.book", params, done=done)
 
         self.app.push_screen(BookScreen(store_id, txid, amount), decided)
+
+    def action_rollback(self) -> None:
+        """Range → dry run → the list with type-to-confirm → the rollback (`sovterm sync rollback`)."""
+        today = datetime.fromtimestamp(self.session.clock(), UTC).date()
+
+        def confirmed(params: dict[str, Any] | None) -> None:
+            if params is None:
+                return
+
+            def done(result: dict[str, Any]) -> None:
+                self.notify(f"rollback #{result.get('id')}: {result.get('done', 0)} document(s) taken back; the "
+                            "sync posts them again", title="Rollback", severity="warning")
+                self.reload()
+                self.session.refresh_now()
+
+            self.call("sync.rollback", params, done=done)
+
+        def previewed(preview: dict[str, Any]) -> None:
+            self.app.push_screen(RollbackConfirmScreen(preview), confirmed)
+
+        def ranged(params: dict[str, Any] | None) -> None:
+            if params is not None:
+                self.call("sync.rollback", params, done=previewed)
+
+        self.app.push_screen(RollbackRangeScreen(today), ranged)
