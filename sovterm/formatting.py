@@ -54,3 +54,16 @@ def money_text(amount: Decimal, currency: str) -> str:
     """An amount to pay: '1,234.50 USD' in cents when it is whole cents, else every digit it has
     ('0.00012345 BTC', never '1.2345E-4 BTC')."""
     return f"{amount:,.2f} {currency}" if amount == amount.quantize(CENT) else f"{plain(amount)} {currency}"
+
+
+HOLDINGS_COLUMNS = ("account", "sats", "cost", "rate", "fair value", "unrealized", "carried", "to remeasure")
+
+
+def holding_cells(h: dict) -> tuple[str, ...]:  # type: ignore[type-arg]  # a JSON object; leaf: no typing
+    """One `books.holdings` row as the CLI and the TUI show it (HOLDINGS_COLUMNS)."""
+    cur = h["currency"]
+    return (f"{h.get('account') or h['account_id']} ({h['account_id']})", sats_text(h["sats"]),
+            money_text(Decimal(h["cost"]), cur), f"{Decimal(h['rate']):,} {cur}/BTC ({h['rate_day']})",
+            money_text(Decimal(h["fair_value"]), cur), f"{Decimal(h['unrealized']):+,.2f} {cur}",
+            money_text(Decimal(h["carrying"]), cur),
+            "posted" if h.get("remeasured") else f"{Decimal(h['remeasurement']):+,.2f} {cur}")

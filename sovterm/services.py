@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import aiohttp
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    from sovterm.books.service import BooksService
     from sovterm.btcpay.intake import BTCPayIntake
     from sovterm.btcpay.service import BTCPayService
     from sovterm.config import Settings
@@ -59,6 +60,7 @@ class Services:
     pay_page: PayPage | None = None
     payouts: PayoutService | None = None
     intake: BTCPayIntake | None = None
+    books: BooksService | None = None
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

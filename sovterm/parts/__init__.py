@@ -5,7 +5,7 @@ sync, links and payouts, the parts it hands webhooks and invoice snapshots to (`
 
 from __future__ import annotations
 
-from sovterm.parts import btcpay, intake, links, ops, payouts, qbo, sync
+from sovterm.parts import books, btcpay, intake, links, ops, payouts, qbo, sync
 from sovterm.parts.base import Part
 
 PARTS: list[Part] = [
@@ -15,5 +15,6 @@ PARTS: list[Part] = [
     links.PART,
     payouts.PART,
     intake.PART,
+    books.PART,
     ops.PART,
 ]
