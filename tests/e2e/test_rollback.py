@@ -129,3 +129,22 @@ def test_rollback_refuses_bad_dates_and_an_unfinished_other_range(system_factory
     assert bad.returncode != 0 and "YYYY-MM-DD" in bad.stderr + bad.stdout
     backwards = s.cli("sync", "rollback", "--from", "2026-03-02", "--to", "2026-03-01", "--yes")
     assert backwards.returncode != 0 and "before it starts" in backwards.stderr + backwards.stdout
+
+
+def test_a_rolled_back_payment_gives_the_invoice_its_balance_back_until_posted_again(
+        system_factory: Callable[..., System]) -> None:
+    """RB4: QuickBooks voids a Payment (its invoice is open again), and the sync applies a new one."""
+    s = system_factory(mode="invoicing")
+    target = next(d for d in s.qbo_docs("Invoice") if d.get("DocNumber") == "1001")
+    inv = settle(s, "100.00", metadata={"qboInvoiceId": target["Id"]})
+    s.wait_for(lambda: docs_about(s, "Payment", inv.id), what="the payment")
+    s.wait_idle()
+    s.cli_ok("sync", "pause")
+    s.cli_json("sync", "rollback", "--from", _today(), "--to", _today(), "--yes")
+    balance = Decimal(str(s.qbo_doc("Invoice", target["Id"])["Balance"]))
+    assert balance == Decimal("100.00")  # the voided payment no longer pays it
+    s.cli_ok("sync", "resume")
+    s.wait_idle()
+    assert Decimal(str(s.qbo_doc("Invoice", target["Id"])["Balance"])) == 0
+    assert _live_total(s, "Payment", inv.id) == Decimal("100.00")
+    assert [(r[0], r[1], r[4]) for r in postings(s, inv.id)] == [("payment", 0, "voided"), ("payment", 1, "posted")]
