@@ -137,13 +137,15 @@ def cmd_book(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def rollback_text(r: dict[str, Any]) -> str:
     """`sovterm sync rollback` for a person (the `sync.rollback` result)."""
     scope = f"{r['date_from']} to {r['date_to']}" + (f", store {r['store_id']}" if r.get("store_id") else "")
-    verb = {"void": "void", "delete": "delete"} if r["dry_run"] else {"void": "voided", "delete": "deleted"}
+    verb = ({"void": "void", "delete": "delete"} if r["dry_run"] else
+            {"void": "voided", "delete": "deleted", "refused": "REFUSED by QuickBooks, stays"})
     lines = [(f"rollback of {scope} (dry run: nothing changed)" if r["dry_run"]
               else f"rollback #{r['id']} of {scope}: {r['done']} document(s) taken back, their invoices queued "
                    "to be posted again")]
     for d in r["documents"]:
         lines.append(f"  {d['txn_date']}  {d['invoice_id']:<24} {d['entity']:<13} {d['qbo_id'] or '-':>6} "
-                     f"{d['amount']:>12} {d['currency']}  {verb[d['action']]}")
+                     f"{d['amount']:>12} {d['currency']}  {verb[d['action']]}"
+                     + (f": {d['error']}" if d.get("error") else ""))
     if not r["documents"]:
         lines.append("  no invoice document sovterm posted is dated in this range")
     for d in r["kept"]:
@@ -151,6 +153,8 @@ def rollback_text(r: dict[str, Any]) -> str:
                      f"{d['amount']:>12} {d['currency']}  kept (a payout's or hand-booked document)")
     if r.get("busy"):
         lines.append(f"  {r['busy']} document(s) in the range are still being written: wait for the sync")
+    if r.get("unfinished"):
+        lines.append(f"  note: {r['unfinished']}")
     if r["dry_run"] and r["documents"]:
         lines.append("run again with --yes to roll these back")
     return "\n".join(lines)

@@ -213,7 +213,8 @@ class RollbackDoc(Result):
     amount: str
     currency: str
     txn_date: str
-    action: Literal["void", "delete", "keep"]
+    action: Literal["void", "delete", "keep", "refused"]  # refused: QuickBooks would not void it; it stays
+    error: str | None = None  # refused: QuickBooks' words
 
 
 class RollbackResult(Result):
@@ -223,10 +224,11 @@ class RollbackResult(Result):
     store_id: str | None
     dry_run: bool
     state: Literal["preview", "done"]
-    documents: list[RollbackDoc]  # taken back (voided, or deleted where QuickBooks has no void)
+    documents: list[RollbackDoc]  # taken back (voided, or deleted where QuickBooks has no void), or refused
     kept: list[RollbackDoc]  # payouts' and hand-booked documents: not posted again by the sync, so kept
     busy: int  # documents in the range the sync is still writing (a rollback waits for them)
-    done: int
+    done: int  # documents taken back
+    unfinished: str | None = None  # a dry run: the interrupted rollback a call with its range would finish
 
 
 class SyncStatus(Result):

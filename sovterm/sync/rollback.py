@@ -12,6 +12,8 @@ How it stays exactly once:
   is called, exactly as the engine voids: if the engine meets such a row first it finishes the void itself;
 - QuickBooks voids SalesReceipt and Payment and cannot void Deposit or RefundReceipt, so those are deleted
   (`qbo.postings.void_document`; harmless when already done, which is what makes a resumed run safe);
+- a document QuickBooks refuses to void (a closed period, 6210; a receipt already in a bank deposit, 6540)
+  is put back to `posted` and listed as refused with QuickBooks' words: it stays in the books, counted;
 - the same transaction that records the voids queues a `reconcile` job for the invoice. The rules see
   the voided documents as no longer active and post the recognised amount again under the next sequence
   number (a new marker), so each invoice is in the books once, net.
@@ -32,6 +34,7 @@ from itertools import groupby
 from typing import Any
 
 from sovterm.errors import UserFacingError
+from sovterm.qbo.errors import QBOValidationError
 from sovterm.qbo.postings import VOID_BY_DELETE
 from sovterm.sync import queue, records, rules
 
@@ -101,14 +104,20 @@ class Rollback:
         """A dry run: the list, nothing changed."""
         date_from, date_to = parse_range(date_from, date_to)
         found = await listing(self.db, date_from, date_to, store_id)
+        open_ = await self.unfinished()
+        note = None if open_ is None else (
+            f"rollback #{open_['id']} ({open_['date_from']} to {open_['date_to']}"
+            f"{', store ' + open_['store_id'] if open_['store_id'] else ''}) was interrupted"
+            + (f" ({open_['last_error']})" if open_["last_error"] else "") + "; the daemon is finishing it")
         return {"id": None, "date_from": date_from, "date_to": date_to, "store_id": store_id, "dry_run": True,
-                "state": "preview", **found, "done": 0}
+                "state": "preview", **found, "done": 0, "unfinished": note}
 
     async def unfinished(self) -> dict[str, Any] | None:
         row = await self.db.fetchone(
-            "SELECT id, date_from, date_to, store_id, created_by FROM sync_rollbacks WHERE state = 'running'")
-        return None if row is None else dict(zip(("id", "date_from", "date_to", "store_id", "created_by"), row,
-                                                  strict=True))
+            "SELECT id, date_from, date_to, store_id, created_by, last_error FROM sync_rollbacks "
+            "WHERE state = 'running'")
+        return None if row is None else dict(zip(("id", "date_from", "date_to", "store_id", "created_by",
+                                                  "last_error"), row, strict=True))
 
     async def run(self, date_from: str, date_to: str, store_id: str | None, actor: str) -> dict[str, Any]:
         """Roll the range back (or finish the unfinished rollback of that same range)."""
@@ -167,10 +176,8 @@ class Rollback:
             "SELECT date_from, date_to, store_id FROM sync_rollbacks WHERE id = ?", (rollback_id,))
         date_from, date_to, store_id = head
         reason = f"rolled back by {actor} (rollback #{rollback_id}, {date_from} to {date_to})"
-        items = [dict(zip((*_ITEM_COLUMNS, "state"), r, strict=True)) for r in await self.db.fetchall(
-            f"SELECT {', '.join(_ITEM_COLUMNS)}, state FROM sync_rollback_items WHERE rollback_id = ? "
-            "ORDER BY txn_date, store_id, invoice_id, kind, seq", (rollback_id,))]
-        todo = sorted((i for i in items if i["state"] != "done"), key=lambda i: (i["store_id"], i["invoice_id"]))
+        todo = sorted((i for i in await self._items(rollback_id) if i["state"] == "listed"),
+                      key=lambda i: (i["store_id"], i["invoice_id"]))
         try:
             for (store, invoice), group in groupby(todo, key=lambda i: (i["store_id"], i["invoice_id"])):
                 await self._invoice(rollback_id, store, invoice, list(group), reason)
@@ -185,10 +192,18 @@ class Rollback:
 
         await self.commit.run(finish)
         self._kick()
-        done = [{**{k: i[k] for k in _ITEM_COLUMNS}, "action": "delete" if i["entity"] in VOID_BY_DELETE else "void"}
-                for i in items]
+        items = await self._items(rollback_id)
+        shown = [{**{k: i[k] for k in _ITEM_COLUMNS},
+                  "action": "refused" if i["state"] == "refused" else "delete" if i["entity"] in VOID_BY_DELETE
+                  else "void", "error": i["error"]} for i in items]
         return {"id": rollback_id, "date_from": date_from, "date_to": date_to, "store_id": store_id,
-                "dry_run": False, "state": "done", "documents": done, "done": len(items)}
+                "dry_run": False, "state": "done", "documents": shown,
+                "done": sum(i["state"] == "done" for i in items)}
+
+    async def _items(self, rollback_id: int) -> list[dict[str, Any]]:
+        return [dict(zip((*_ITEM_COLUMNS, "state", "error"), r, strict=True)) for r in await self.db.fetchall(
+            f"SELECT {', '.join(_ITEM_COLUMNS)}, state, error FROM sync_rollback_items WHERE rollback_id = ? "
+            "ORDER BY txn_date, store_id, invoice_id, kind, seq", (rollback_id,))]
 
     async def _invoice(self, rollback_id: int, store: str, invoice: str, items: list[dict[str, Any]],
                        reason: str) -> None:
@@ -201,20 +216,34 @@ class Rollback:
         await self.commit.run(intent)
         rows = {(r["kind"], r["seq"]): r for r in await records.load_postings(self.db, store, invoice)}
         tokens: dict[tuple[str, int], str | None] = {}
+        refused: dict[tuple[str, int], str] = {}
         for i in items:
-            row = rows.get((i["kind"], i["seq"]))
+            key = (i["kind"], i["seq"])
+            row = rows.get(key)
             if row is not None and row["status"] == "voiding":  # else the engine finished it meanwhile
-                tokens[(i["kind"], i["seq"])] = await self._void(row)
+                try:
+                    tokens[key] = await self._void(row)
+                except QBOValidationError as exc:  # QuickBooks will not: the document stays in the books
+                    refused[key] = str(exc)
+                    log.warning("rollback #%s: %s %s of %s stays: %s", rollback_id, i["entity"], i["qbo_id"],
+                                invoice, exc)
             if self._fault is not None:
                 self._fault(rollback_id)
 
         async def record(conn: Any) -> None:
             for (kind, seq), token in tokens.items():
                 await records.mark_voided(conn, store, invoice, kind, seq, token)
-            for i in items:
+            for kind, seq in refused:
                 await conn.execute(
-                    "UPDATE sync_rollback_items SET state = 'done' WHERE rollback_id = ? AND store_id = ? "
-                    "AND invoice_id = ? AND kind = ? AND seq = ?", (rollback_id, store, invoice, i["kind"], i["seq"]))
+                    "UPDATE sync_postings SET status = 'posted', void_reason = NULL, updated_at = ? WHERE store_id = ? "
+                    "AND invoice_id = ? AND kind = ? AND seq = ? AND status = 'voiding'",
+                    (int(time.time()), store, invoice, kind, seq))
+            for i in items:
+                error = refused.get((i["kind"], i["seq"]))
+                await conn.execute(
+                    "UPDATE sync_rollback_items SET state = ?, error = ? WHERE rollback_id = ? AND store_id = ? "
+                    "AND invoice_id = ? AND kind = ? AND seq = ?",
+                    ("done" if error is None else "refused", error, rollback_id, store, invoice, i["kind"], i["seq"]))
             await queue.enqueue(conn, store, invoice)
 
         await self.commit.run(record)

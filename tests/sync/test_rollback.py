@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sovterm.errors import UserFacingError
+from sovterm.qbo.errors import QBOValidationError
 from sovterm.store.db import Database
 from sovterm.store.group_commit import GroupCommit
 from sovterm.sync.rollback import Rollback
@@ -73,6 +74,8 @@ async def test_the_next_call_continues_an_interrupted_rollback(db: Database) -> 
     assert (await db.fetchone("SELECT state, last_error FROM sync_rollbacks"))[0] == "running"
     with pytest.raises(UserFacingError, match="is not finished"):
         await rollback.run("2026-02-01", "2026-02-28", None, "alice")
+    preview = await rollback.preview("2026-02-01", "2026-02-28", None)
+    assert "rollback #1 (2026-01-01 to 2026-01-31) was interrupted (Crash: simulated crash)" in preview["unfinished"]
 
     done = await rollback.run("2026-01-01", "2026-01-31", None, "alice")  # the same range: continue
     assert done["done"] == 4 and kicks == [1]
@@ -87,6 +90,7 @@ async def test_the_next_call_continues_an_interrupted_rollback(db: Database) -> 
     reasons = {r[0] for r in await db.fetchall("SELECT void_reason FROM sync_postings WHERE status = 'voided'")}
     assert reasons == {"rolled back by alice (rollback #1, 2026-01-01 to 2026-01-31)"}
     assert await rollback.resume() is None  # nothing left to resume
+    assert (await rollback.preview("2026-01-01", "2026-01-31", None))["unfinished"] is None
 
 
 async def test_documents_still_being_written_block_a_rollback(db: Database) -> None:
@@ -96,3 +100,22 @@ async def test_documents_still_being_written_block_a_rollback(db: Database) -> N
     with pytest.raises(UserFacingError, match="still writing 1 document"):
         await rollback.run("2026-01-01", "2026-01-31", None, "alice")
     assert books.voided == [] and await db.fetchone("SELECT COUNT(*) FROM sync_rollbacks") == (0,)
+
+
+async def test_a_document_quickbooks_will_not_void_stays_posted_and_is_listed_with_why(db: Database) -> None:
+    await _posting(db, "A", "sale", "SalesReceipt", "10.00", "2025-12-30")
+    await _posting(db, "B", "sale", "SalesReceipt", "20.00", "2025-12-31")
+
+    async def void(row: dict[str, Any]) -> str | None:
+        if row["invoice_id"] == "A":
+            raise QBOValidationError("Account Period Closed", fault_code="6210",
+                                     detail="The account period has closed and the books are locked")
+        return "1"
+
+    rollback = Rollback(db, GroupCommit(db), void, lambda: None)
+    done = await rollback.run("2025-12-01", "2025-12-31", None, "alice")
+    assert [(d["invoice_id"], d["action"]) for d in done["documents"]] == [("A", "refused"), ("B", "void")]
+    assert "6210" in done["documents"][0]["error"] and done["done"] == 1
+    assert await _statuses(db) == {"A/sale": "posted", "B/sale": "voided"}  # A stays in the books, counted once
+    assert (await db.fetchone("SELECT void_reason FROM sync_postings WHERE invoice_id = 'A'"))[0] is None
+    assert (await db.fetchone("SELECT state FROM sync_rollbacks"))[0] == "done"  # never retried forever

@@ -16,7 +16,8 @@ CREATE TABLE sync_rollbacks (
 -- one rollback at a time: a second waits until the first is finished
 CREATE UNIQUE INDEX sync_rollbacks_one_running ON sync_rollbacks(state) WHERE state = 'running';
 
--- Each document of a rollback and how far it got: listed → voided (or deleted) → done (invoice requeued).
+-- Each document of a rollback and how far it got: listed → done (voided or deleted, invoice requeued), or
+-- refused (QuickBooks would not void it, e.g. a closed period or a deposited receipt: it stays, with why).
 CREATE TABLE sync_rollback_items (
     rollback_id     INTEGER NOT NULL REFERENCES sync_rollbacks(id),
     store_id        TEXT NOT NULL,
@@ -28,7 +29,8 @@ CREATE TABLE sync_rollback_items (
     amount          TEXT NOT NULL,
     currency        TEXT NOT NULL,
     txn_date        TEXT NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('listed', 'done')),
+    state           TEXT NOT NULL CHECK (state IN ('listed', 'done', 'refused')),
+    error           TEXT,                           -- refused: QuickBooks' words
     PRIMARY KEY (rollback_id, store_id, invoice_id, kind, seq)
 );
 

@@ -81,6 +81,8 @@ def preview_text(preview: dict[str, Any]) -> str:
     kept = preview.get("kept") or []
     if kept:
         lines.append(f"{len(kept)} payout or hand-booked document(s) are kept")
+    if preview.get("unfinished"):
+        lines.append(preview["unfinished"])
     if preview.get("busy"):
         lines.append(f"{preview['busy']} document(s) are still being written: wait for the sync first")
     return "\n".join(lines)

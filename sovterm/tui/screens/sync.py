@@ -462,8 +462,11 @@ class SyncScreen(DaemonScreen):
                 return
 
             def done(result: dict[str, Any]) -> None:
+                refused = [d for d in result.get("documents") or [] if d.get("action") == "refused"]
                 self.notify(f"rollback #{result.get('id')}: {result.get('done', 0)} document(s) taken back; the "
-                            "sync posts them again", title="Rollback", severity="warning")
+                            "sync posts them again" + (f"; {len(refused)} refused by QuickBooks and kept (see "
+                                                       "`sovterm sync rollback`)" if refused else ""),
+                            title="Rollback", severity="warning")
                 self.reload()
                 self.session.refresh_now()
 
