@@ -36,6 +36,7 @@ from typing import Any
 from sovterm.errors import UserFacingError
 from sovterm.qbo.errors import QBOValidationError
 from sovterm.qbo.postings import VOID_BY_DELETE
+from sovterm.store import audit
 from sovterm.sync import queue, records, rules
 
 log = logging.getLogger("sovterm.sync.rollback")
@@ -142,7 +143,7 @@ class Rollback:
             else:
                 rollback_id = open_["id"]
                 kept = (await listing(self.db, date_from, date_to, store_id))["kept"]
-            return {**await self._work(rollback_id, actor), "kept": kept, "busy": 0}
+            return {**await self._work(rollback_id, finisher=actor), "kept": kept, "busy": 0}
 
     async def resume(self) -> dict[str, Any] | None:
         """Finish a rollback a crash interrupted (the daemon calls this at start)."""
@@ -151,7 +152,7 @@ class Rollback:
             if open_ is None:
                 return None
             log.warning("resuming rollback #%s (%s to %s)", open_["id"], open_["date_from"], open_["date_to"])
-            return await self._work(open_["id"], open_["created_by"])
+            return await self._work(open_["id"], finisher="daemon")
 
     async def _plan(self, date_from: str, date_to: str, store_id: str | None, actor: str,
                     documents: list[dict[str, Any]]) -> int:
@@ -162,6 +163,9 @@ class Rollback:
                 "INSERT INTO sync_rollbacks(date_from, date_to, store_id, state, created_by, created_at) "
                 "VALUES(?, ?, ?, 'running', ?, ?) RETURNING id", (date_from, date_to, store_id, actor, now))
             rollback_id = int((await cur.fetchone())[0])
+            # committed with the plan: who started it survives a crash of the call
+            await audit.record(self.db, actor, "sync.rollback.plan", f"#{rollback_id} {date_from}..{date_to}",
+                               {"store_id": store_id, "documents": len(documents)}, "ok", conn=conn)
             for d in documents:
                 await conn.execute(
                     f"INSERT INTO sync_rollback_items(rollback_id, {', '.join(_ITEM_COLUMNS)}, state) "
@@ -171,10 +175,10 @@ class Rollback:
 
         return await self.commit.run(unit)
 
-    async def _work(self, rollback_id: int, actor: str) -> dict[str, Any]:
+    async def _work(self, rollback_id: int, *, finisher: str) -> dict[str, Any]:
         head = await self.db.fetchone(
-            "SELECT date_from, date_to, store_id FROM sync_rollbacks WHERE id = ?", (rollback_id,))
-        date_from, date_to, store_id = head
+            "SELECT date_from, date_to, store_id, created_by FROM sync_rollbacks WHERE id = ?", (rollback_id,))
+        date_from, date_to, store_id, actor = head
         reason = f"rolled back by {actor} (rollback #{rollback_id}, {date_from} to {date_to})"
         todo = sorted((i for i in await self._items(rollback_id) if i["state"] == "listed"),
                       key=lambda i: (i["store_id"], i["invoice_id"]))
@@ -186,13 +190,17 @@ class Rollback:
                                 (f"{type(exc).__name__}: {exc}", rollback_id))
             raise
 
+        items = await self._items(rollback_id)
+
         async def finish(conn: Any) -> None:
             await conn.execute("UPDATE sync_rollbacks SET state = 'done', finished_at = ?, last_error = NULL "
                                "WHERE id = ?", (int(time.time()), rollback_id))
+            await audit.record(self.db, finisher, "sync.rollback.done", f"#{rollback_id} {date_from}..{date_to}",
+                               {"done": sum(i["state"] == "done" for i in items),
+                                "refused": sum(i["state"] == "refused" for i in items)}, "ok", conn=conn)
 
         await self.commit.run(finish)
         self._kick()
-        items = await self._items(rollback_id)
         shown = [{**{k: i[k] for k in _ITEM_COLUMNS},
                   "action": "refused" if i["state"] == "refused" else "delete" if i["entity"] in VOID_BY_DELETE
                   else "void", "error": i["error"]} for i in items]

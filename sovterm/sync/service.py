@@ -79,8 +79,9 @@ class SyncService:
     async def loop_run(self) -> dict[str, Any]:
         """The periodic `sync` loop: reap leases, release held jobs, advance the backfill."""
         summary = await self.engine.tick()
-        if not self._background and await self.rollback.unfinished() is not None:
-            self._background.spawn(self.rollback.resume())  # a crash interrupted it: carry on
+        if not self._background and await self.rollback.unfinished() is not None and (
+                await self.engine.books.can_sync())[0]:
+            self._background.spawn(self.rollback.resume())  # a crash (or QuickBooks) interrupted it: carry on
         if await payouts.catch_up(self.db):
             self.engine.kick()
         if not self.engine.paused:

@@ -108,9 +108,11 @@ def test_a_crash_in_the_middle_of_a_rollback_resumes_after_restart(system_factor
     assert outcome["r"].returncode != 0
     assert s.sql("SELECT state FROM sync_rollbacks") == [("running",)]
     assert s.sql("SELECT COUNT(*) FROM sync_rollback_items WHERE state = 'done'") == [(1,)]
+    assert s.sql("SELECT action FROM audit WHERE action LIKE 'sync.rollback.%'") == [("sync.rollback.plan",)]
     s.qbo.call(setattr, s.qbo.state, "hang_s", 0.0)
     s.daemon.start()
     s.wait_for(lambda: s.sql("SELECT state FROM sync_rollbacks") == [("done",)], what="the rollback finished")
+    assert s.sql("SELECT actor FROM audit WHERE action = 'sync.rollback.done'") == [("daemon",)]
     assert voided() == 3
     s.cli_ok("sync", "resume")
     s.wait_idle()

@@ -90,6 +90,9 @@ async def test_the_next_call_continues_an_interrupted_rollback(db: Database) -> 
     reasons = {r[0] for r in await db.fetchall("SELECT void_reason FROM sync_postings WHERE status = 'voided'")}
     assert reasons == {"rolled back by alice (rollback #1, 2026-01-01 to 2026-01-31)"}
     assert await rollback.resume() is None  # nothing left to resume
+    trail = await db.fetchall("SELECT actor, action, subject, detail FROM audit ORDER BY id")
+    assert trail == [("alice", "sync.rollback.plan", "#1 2026-01-01..2026-01-31", '{"store_id": null, "documents": 4}'),
+                     ("alice", "sync.rollback.done", "#1 2026-01-01..2026-01-31", '{"done": 4, "refused": 0}')]
     assert (await rollback.preview("2026-01-01", "2026-01-31", None))["unfinished"] is None
 
 
