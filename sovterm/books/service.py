@@ -155,6 +155,12 @@ class BooksService:
         base = {"account_id": account_id, "period": period}
         if row is not None and row[0] == "posted":
             return {**base, "state": "already posted", "qbo_id": row[1], "amount": row[2]}
+        later = await self.db.fetchone("SELECT MAX(period) FROM books_remeasurements WHERE account_id = ? AND "
+                                       "period > ?", (account_id, period))
+        if row is None and later[0] is not None:
+            # that entry already brought the account to fair value on a later date; one for an earlier date
+            # would count this period's change twice
+            return {**base, "state": f"later period {later[0]} already remeasured", "qbo_id": None, "amount": "0.00"}
         if row is None:
             amount = Decimal(h["remeasurement"])
             if amount == 0:

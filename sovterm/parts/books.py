@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -140,7 +140,7 @@ class Holding(Result):
 class Entry(Result):
     account_id: str
     period: str
-    state: Literal["posted", "already posted", "nothing to post"]
+    state: str  # posted | already posted | nothing to post | later period YYYY-MM-DD already remeasured
     qbo_id: str | None
     amount: str
 

@@ -4,8 +4,9 @@ JournalEntry per account and period, once."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,16 @@ def system(tmp_path: Path) -> Iterator[System]:
     s = start_system(tmp_path, mode="deposit")
     yield s
     s.close()
+
+
+def _seed_rate(s: System, day: str, rate: str) -> None:
+    conn = sqlite3.connect(s.daemon.root / "data" / "sovterm.db", timeout=10)
+    try:
+        with conn:
+            conn.execute("INSERT INTO books_rates(store_id, day, currency, rate, source, fetched_at) "
+                         "VALUES(?, ?, 'USD', ?, 'BTCPay (seeded by the test)', 0)", (s.store_id, day, rate))
+    finally:
+        conn.close()
 
 
 def _paid(s: System, amount: str) -> Any:
@@ -85,6 +96,12 @@ def test_holdings_match_the_ledger_and_remeasure_posts_once(system: System) -> N
     assert after["remeasured"] == {"status": "posted", "qbo_id": je["Id"]}
     audit = s.sql("SELECT subject, outcome FROM audit WHERE action = 'books.remeasure'")
     assert audit == [(today, "ok"), (today, "ok")]
+    # periods go forward: an earlier date after today's entry would count the change twice
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    _seed_rate(s, yesterday, "60000")  # the loop records only today's: yesterday's as if it had run then
+    earlier = s.cli_json("books", "remeasure", "--as-of", yesterday)
+    assert [e["state"] for e in earlier["entries"]] == [f"later period {today} already remeasured"]
+    assert len(s.qbo_docs("JournalEntry")) == 1
 
 
 def test_remeasure_refuses_a_future_date_and_a_date_without_a_rate(system: System) -> None:
