@@ -160,6 +160,11 @@ class PayoutsSettings(_Section):
     poll_interval_s: int = Field(120, ge=10)
 
 
+class BooksSettings(_Section):
+    rates_interval_s: int = Field(3600, ge=60)  # how often to check that today's BTCPay rate is recorded
+    remeasure_month_end: bool = False  # post the fair-value JournalEntries after each month's end
+
+
 class ReaperSettings(_Section):
     interval_s: int = Field(30, ge=1)
     retention_days: int = Field(90, ge=1)
@@ -191,6 +196,7 @@ class Settings(_Section):
     sync: SyncSettings = SyncSettings()
     links: LinksSettings = LinksSettings()
     payouts: PayoutsSettings = PayoutsSettings()
+    books: BooksSettings = BooksSettings()
     reaper: ReaperSettings = ReaperSettings()
     health: HealthSettings = HealthSettings()
     status_page: StatusPageSettings = StatusPageSettings()

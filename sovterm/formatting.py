@@ -78,3 +78,16 @@ def analytics_csv(report: dict[str, Any]) -> str:
     k = report["kpis"]
     writer.writerow(["total", k["created"], k["settled"], k["volume"], k["volume_sats"]])
     return out.getvalue()
+
+
+HOLDINGS_COLUMNS = ("account", "sats", "cost", "rate", "fair value", "unrealized", "carried", "to remeasure")
+
+
+def holding_cells(h: dict[str, Any]) -> tuple[str, ...]:
+    """One `books.holdings` row as the CLI and the TUI show it (HOLDINGS_COLUMNS)."""
+    cur = h["currency"]
+    return (f"{h.get('account') or h['account_id']} ({h['account_id']})", sats_text(h["sats"]),
+            money_text(Decimal(h["cost"]), cur), f"{Decimal(h['rate']):,} {cur}/BTC ({h['rate_day']})",
+            money_text(Decimal(h["fair_value"]), cur), f"{Decimal(h['unrealized']):+,.2f} {cur}",
+            money_text(Decimal(h["carrying"]), cur),
+            "posted" if h.get("remeasured") else f"{Decimal(h['remeasurement']):+,.2f} {cur}")

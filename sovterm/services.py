@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from sovterm.analytics.campaigns import Campaigns
     from sovterm.analytics.service import Analytics
+    from sovterm.books.service import BooksService
     from sovterm.btcpay.intake import BTCPayIntake
     from sovterm.btcpay.service import BTCPayService
     from sovterm.config import Settings
@@ -63,6 +64,7 @@ class Services:
     intake: BTCPayIntake | None = None
     analytics: Analytics | None = None
     crowdfund: Campaigns | None = None
+    books: BooksService | None = None
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

@@ -49,6 +49,7 @@ from sovterm.btcpay.models import (
     PullPayment,
     ServerInfo,
     Store,
+    StoreRate,
     Webhook,
     WebhookDelivery,
 )
@@ -414,6 +415,11 @@ class BTCPayClient:
     async def get_pull_payment(self, pull_payment_id: str) -> PullPayment:
         """BTCPay has only the store-less (anonymous) route for one pull payment."""
         return await self._get_model(PullPayment, f"/api/v1/pull-payments/{_Q(pull_payment_id)}")
+
+    async def get_store_rates(self, store_id: str, pairs: list[str]) -> list[StoreRate]:
+        """The store's rates for `pairs` (e.g. BTC_USD) under its own rate rules (`canviewstoresettings`)."""
+        return await self._get_list(StoreRate, f"/api/v1/stores/{_Q(store_id)}/rates",
+                                    params=[("currencyPair", p) for p in pairs])
 
     # -- the store's wallet and Lightning node ----------------------------------------------------
     # `btcpay.store.canviewwallet` (on-chain) and `btcpay.store.canuselightningnode` (Lightning); both are

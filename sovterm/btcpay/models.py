@@ -363,6 +363,15 @@ def _msats(v: Any) -> int | None:
     return None if v in (None, "") else int(Decimal(str(v)))
 
 
+class StoreRate(_Model):
+    """One pair of `GET /api/v1/stores/{storeId}/rates` (Greenfield `StoreRateResult`): the store's own
+    rate rules applied; `rate` is absent when `errors` says why."""
+
+    currency_pair: str
+    rate: Decimal | None = None
+    errors: list[str] | None = None
+
+
 class OnChainWallet(_Model):
     """`GET …/payment-methods/BTC-CHAIN/wallet` (BTC amounts)."""
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sovterm.cli import analytics, btcpay, core, crowdfund, links, local, ops, payouts, qbo, sync, webhooks
+from sovterm.cli import analytics, books, btcpay, core, crowdfund, links, local, ops, payouts, qbo, sync, webhooks
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 
@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     sync,
     links,
     payouts,
+    books,
     ops,
     analytics,
     crowdfund,

@@ -197,6 +197,40 @@ def cmd_book(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def rollback_text(r: dict[str, Any]) -> str:
+    """`sovterm sync rollback` for a person (the `sync.rollback` result)."""
+    scope = f"{r['date_from']} to {r['date_to']}" + (f", store {r['store_id']}" if r.get("store_id") else "")
+    verb = ({"void": "void", "delete": "delete"} if r["dry_run"] else
+            {"void": "voided", "delete": "deleted", "refused": "REFUSED by QuickBooks, stays"})
+    lines = [(f"rollback of {scope} (dry run: nothing changed)" if r["dry_run"]
+              else f"rollback #{r['id']} of {scope}: {r['done']} document(s) taken back, their invoices queued "
+                   "to be posted again")]
+    for d in r["documents"]:
+        lines.append(f"  {d['txn_date']}  {d['invoice_id']:<24} {d['entity']:<13} {d['qbo_id'] or '-':>6} "
+                     f"{d['amount']:>12} {d['currency']}  {verb[d['action']]}"
+                     + (f": {d['error']}" if d.get("error") else ""))
+    if not r["documents"]:
+        lines.append("  no invoice document sovterm posted is dated in this range")
+    for d in r["kept"]:
+        lines.append(f"  {d['txn_date']}  {d['invoice_id']:<24} {d['entity']:<13} {d['qbo_id'] or '-':>6} "
+                     f"{d['amount']:>12} {d['currency']}  kept (a payout's or hand-booked document)")
+    if r.get("busy"):
+        lines.append(f"  {r['busy']} document(s) in the range are still being written: wait for the sync")
+    if r.get("unfinished"):
+        lines.append(f"  note: {r['unfinished']}")
+    if r["dry_run"] and r["documents"]:
+        lines.append("run again with --yes to roll these back")
+    return "\n".join(lines)
+
+
+def cmd_rollback(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    dry_run = args.dry_run or not args.yes
+    result = core.call(args, environ, "sync.rollback", date_from=args.date_from, date_to=args.date_to,
+                       store_id=args.store, dry_run=dry_run)
+    core.emit(args, result, rollback_text)
+    return 0
+
+
 def add_commands(sub: Any, add: core.Adder) -> None:
     grp = core.group(sub, "sync", "the BTCPay → QuickBooks sync")
     add("status", cmd_status, "queue, dead letters, unmatched, backfill (exit 1 with dead jobs)", json_flag=True,
@@ -231,6 +265,13 @@ def add_commands(sub: Any, add: core.Adder) -> None:
         add(verb, cmd_simple, text, json_flag=True, parent=grp).set_defaults(method=method)
     p = add("backfill", cmd_backfill, "post historical settled invoices since a date", json_flag=True, parent=grp)
     p.add_argument("--since", required=True, metavar="YYYY-MM-DD")
+    p = add("rollback", cmd_rollback, "void (or delete) every invoice document posted in a date range and post "
+            "them again with the next sync (admin; lists only without --yes)", json_flag=True, parent=grp)
+    p.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--store", metavar="ID", help="only this store's documents (default: every store)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be rolled back, change nothing")
+    p.add_argument("--yes", action="store_true", help="roll back without asking (scripts)")
     p = add("mode", cmd_mode, "deposit, invoicing or daily summary mode", json_flag=True,
             parent=core.setup_group(sub))
     p.add_argument("mode", choices=["deposit", "invoicing", "summary"])

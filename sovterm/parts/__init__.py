@@ -5,7 +5,7 @@ sync, links and payouts, the parts it hands webhooks and invoice snapshots to (`
 
 from __future__ import annotations
 
-from sovterm.parts import analytics, btcpay, intake, links, ops, payouts, qbo, sync, webhooks
+from sovterm.parts import analytics, books, btcpay, intake, links, ops, payouts, qbo, sync, webhooks
 from sovterm.parts.base import Part
 
 PARTS: list[Part] = [
@@ -16,6 +16,7 @@ PARTS: list[Part] = [
     payouts.PART,
     intake.PART,
     webhooks.PART,
+    books.PART,
     ops.PART,
     analytics.PART,
 ]

@@ -206,6 +206,41 @@ class BookParams(BaseModel):
     store_id: str | None = None
 
 
+class RollbackParams(BaseModel):
+    date_from: str
+    date_to: str
+    store_id: str | None = None
+    dry_run: bool = True  # safe by default: only a call that says so changes the books
+
+
+class RollbackDoc(Result):
+    store_id: str
+    invoice_id: str
+    kind: str
+    seq: int
+    entity: str
+    qbo_id: str | None
+    amount: str
+    currency: str
+    txn_date: str
+    action: Literal["void", "delete", "keep", "refused"]  # refused: QuickBooks would not void it; it stays
+    error: str | None = None  # refused: QuickBooks' words
+
+
+class RollbackResult(Result):
+    id: int | None  # the durable rollback's number; None for a dry run
+    date_from: str
+    date_to: str
+    store_id: str | None
+    dry_run: bool
+    state: Literal["preview", "done"]
+    documents: list[RollbackDoc]  # taken back (voided, or deleted where QuickBooks has no void), or refused
+    kept: list[RollbackDoc]  # payouts' and hand-booked documents: not posted again by the sync, so kept
+    busy: int  # documents in the range the sync is still writing (a rollback waits for them)
+    done: int  # documents taken back
+    unfinished: str | None = None  # a dry run: the interrupted rollback a call with its range would finish
+
+
 class SyncStatus(Result):
     queued: int
     running: int
@@ -452,6 +487,24 @@ def register(server: ControlServer, services: Services) -> None:
     async def day_summary(ctx: CallContext, day: str, store_id: str | None) -> DaySummary:
         """Summary mode: one store-local day's documents and what each invoice put into them."""
         return DaySummary.model_validate(await summary.day_report(services.require_db(), day, store_id))
+
+    @server.method("sync.rollback", role=Role.ADMIN, params=RollbackParams, part="sync", audit="sync.rollback")
+    async def rollback(ctx: CallContext, date_from: str, date_to: str, store_id: str | None,
+                       dry_run: bool) -> RollbackResult:
+        """List every invoice document sovterm posted dated in the range; unless a dry run, void them
+        (delete where QuickBooks has no void) and queue their invoices so the next sync posts them again once.
+        Durable: an interrupted rollback resumes at start or when called again with the same range."""
+        subject = f"{date_from}..{date_to}" + (f" store {store_id}" if store_id else "")
+        ctx.audit(subject=subject, detail={"dry_run": dry_run})
+        if store_id is not None:
+            await require_followed(services, store_id)
+        if dry_run:
+            result = await ctx.part.rollback.preview(date_from, date_to, store_id)
+        else:
+            result = await ctx.part.rollback.run(date_from, date_to, store_id, ctx.peer.user)
+        ctx.audit(subject=subject, detail={"dry_run": dry_run, "rollback": result["id"],
+                                           "documents": len(result["documents"])})
+        return RollbackResult.model_validate(result)
 
     @server.method("setup.mode", role=Role.ADMIN, params=ModeParams, audit="setup.mode")
     async def mode(ctx: CallContext, mode: str, store_id: str | None, deposit_as: str | None,

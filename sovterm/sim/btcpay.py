@@ -640,6 +640,23 @@ async def lightning_balance(request: web.Request) -> web.Response:
     })
 
 
+async def get_store_rates(request: web.Request) -> web.Response:
+    """`GET /api/v1/stores/{storeId}/rates?currencyPair=BTC_USD` (Greenfield `Stores_GetStoreRates`, in
+    swagger.template.stores-rates.json): one `StoreRateResult` per pair; the simulator's single BTC rate
+    for every fiat currency, and an error for a pair its rules cannot compute."""
+    store_id = request.match_info["storeId"]
+    _require(request, STORE + "canviewstoresettings", store_id)
+    state = request.app[STATE_KEY]
+    out = []
+    for pair in request.query.getall("currencyPair", []):
+        base, _, quote = pair.upper().partition("_")
+        if base == "BTC" and len(quote) == 3 and quote.isalpha():
+            out.append({"currencyPair": pair, "errors": [], "rate": str(state.rate)})
+        else:
+            out.append({"currencyPair": pair, "errors": [f"The rate rule for {pair} is missing"], "rate": None})
+    return _json(out)
+
+
 async def lightning_payment(request: web.Request) -> web.Response:
     state, store_id = _lightning_node(request)
     p = state.lightning_payment(store_id, request.match_info["paymentHash"])
@@ -804,6 +821,7 @@ def create_app(state: BTCPaySimState) -> web.Application:
     app.router.add_get(s + "/webhooks/{webhookId}/deliveries", list_deliveries)
     app.router.add_get(s + "/webhooks/{webhookId}/deliveries/{deliveryId}/request", get_delivery_request)
     app.router.add_post(s + "/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", redeliver)
+    app.router.add_get(s + "/rates", get_store_rates)
     app.router.add_get(s + "/payouts", list_payouts)
     app.router.add_get(s + "/payouts/{payoutId}", get_payout)
     app.router.add_post(s + "/payouts/{payoutId}", approve_payout)

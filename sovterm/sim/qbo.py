@@ -45,6 +45,7 @@ class FaultRule:
     route: str = "*"
     probability: float = 1.0
     times: int | None = None  # how many times it may still fire; None = always
+    after: int = 0  # let this many matching requests through first (a crash after N documents)
 
 
 @dataclass
@@ -105,6 +106,9 @@ class QBOSimState:
     def fault_for(self, route: str) -> FaultKind | None:
         for rule in self.faults:
             if rule.route not in ("*", route) or (rule.times is not None and rule.times <= 0):
+                continue
+            if rule.after > 0:
+                rule.after -= 1
                 continue
             if self.rng.random() < rule.probability:
                 if rule.times is not None:

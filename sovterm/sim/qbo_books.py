@@ -16,11 +16,12 @@ CANONICAL = {
     name.lower(): name
     for name in (
         "Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode", "Invoice", "SalesReceipt",
-        "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer", "Preferences",
+        "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer", "JournalEntry", "Preferences",
     )
 }
 LISTS = {"Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode"}
-TRANSACTIONS = {"Invoice", "SalesReceipt", "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer"}
+TRANSACTIONS = {"Invoice", "SalesReceipt", "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer",
+                "JournalEntry"}
 ACCOUNT_TYPES = {
     "Bank", "Accounts Receivable", "Other Current Asset", "Fixed Asset", "Other Asset", "Accounts Payable",
     "Credit Card", "Other Current Liability", "Long Term Liability", "Equity", "Income", "Cost of Goods Sold",
@@ -325,6 +326,31 @@ class Books:
             detail = line.get("AccountBasedExpenseLineDetail") or {}
             self.get("Account", _ref(detail, "AccountRef"), "AccountRef")
         body["TotalAmt"] = total
+
+    def _check_journalentry(self, body: dict[str, Any]) -> None:
+        """qbo.md (Finance.xsd `JournalEntry`): lines `JournalEntryLineDetail{PostingType: Debit|Credit,
+        AccountRef}`, an `Entity` on Accounts Receivable/Payable lines, and debits equal to credits."""
+        debits = credits = Decimal("0")
+        for line in self._lines(body):
+            amount = _dec(line.get("Amount"), "Line.Amount")
+            if line.get("DetailType") != "JournalEntryLineDetail" or amount < 0:
+                raise SimFault("6000", "A business validation error has occurred", "unsupported journal line")
+            detail = line.get("JournalEntryLineDetail") or {}
+            account = self.get("Account", _ref(detail, "AccountRef"), "AccountRef")
+            if account["AccountType"] in ("Accounts Receivable", "Accounts Payable") and not detail.get("Entity"):
+                raise SimFault("6000", "A business validation error has occurred",
+                               "an Accounts Receivable or Payable line needs a customer or vendor (Entity)")
+            if detail.get("PostingType") == "Debit":
+                debits += amount
+            elif detail.get("PostingType") == "Credit":
+                credits += amount
+            else:
+                raise SimFault("2020", "Required param missing", "PostingType is Debit or Credit",
+                               element="PostingType")
+        if debits != credits:
+            raise SimFault("6000", "A business validation error has occurred",
+                           f"Transaction must be balanced: debits {debits} != credits {credits}")
+        body["TotalAmt"] = debits
 
     def _check_transfer(self, body: dict[str, Any]) -> None:
         for key in ("FromAccountRef", "ToAccountRef"):

@@ -349,7 +349,7 @@ def plan(
     voids += fee_voids
     in_books = booked_after + fee_after  # what a refund can take back out of the bitcoin account
     # refunds: one RefundReceipt per BTCPay refund, only against an invoice that is in the books
-    refunded = {p.ref for p in posted if p.kind == REFUND}
+    refunded = {p.ref for p in posted if p.kind == REFUND and p.status in ACTIVE}  # a rolled-back one is again due
     refund_seq = _next_seq(posted, REFUND)
     for refund in inv.refunds:
         if refund.pull_payment_id in refunded:

@@ -5,6 +5,7 @@ totals, recent postings, dead letters, unmatched).
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,8 @@ from sovterm.sync import backfill as backfill_mod
 from sovterm.sync import payouts, queue, records
 from sovterm.sync.backfill import Backfill, HistoryImport
 from sovterm.sync.engine import SyncEngine
+from sovterm.sync.rollback import Rollback
+from sovterm.tasks import Background
 
 PAUSED_KEY = "sync:paused"
 #: Events whose accounting consequence is "look at this invoice again" (others carry none).
@@ -36,6 +39,8 @@ class SyncService:
         self.engine = engine
         self.db = engine.db
         self.backfill = Backfill(engine, history)
+        self.rollback = Rollback(engine.db, engine.commit, engine.documents.void, engine.kick)
+        self._background = Background(logging.getLogger("sovterm.sync"))
 
     # -- ports: `btcpay.intake.EventPort`/`InvoicePort`, `payouts.service.CompletedPort` ---------------
     # (each runs inside the caller's recording transaction)
@@ -68,11 +73,15 @@ class SyncService:
         self.engine.start(interval_s)
 
     async def stop(self) -> None:
+        await self._background.cancel()
         await self.engine.stop()
 
     async def loop_run(self) -> dict[str, Any]:
         """The periodic `sync` loop: reap leases, release held jobs, advance the backfill."""
         summary = await self.engine.tick()
+        if not self._background and await self.rollback.unfinished() is not None and (
+                await self.engine.books.can_sync())[0]:
+            self._background.spawn(self.rollback.resume())  # a crash (or QuickBooks) interrupted it: carry on
         if await payouts.catch_up(self.db):
             self.engine.kick()
         if not self.engine.paused:

@@ -1,6 +1,7 @@
 """Sync: live progress, recent postings with their QuickBooks ids, dead letters, unmatched payments,
 postings flagged for review, and whether the books match (the last 30 days and the bitcoin held, with the
-wallet transactions no document explains, which an admin can book).
+wallet transactions no document explains, which an admin can book), the bitcoin held at fair value
+(Holdings, `sovterm books holdings`), and the rollback of a date range (`X`, see `screens/rollback.py`).
 
 The counts come from the app's `sync.status` feed; the lists are fetched when the screen is shown and
 again (debounced) when the daemon reports a job or an invoice changed; progress comes from
@@ -30,9 +31,11 @@ from textual.widgets import (
     TabPane,
 )
 
+from sovterm.formatting import HOLDINGS_COLUMNS, holding_cells
 from sovterm.tui.actions import actions_for
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen, render_actions
+from sovterm.tui.screens.rollback import RollbackConfirmScreen, RollbackRangeScreen
 from sovterm.tui.session import Session
 from sovterm.tui.state import DaemonState
 from sovterm.tui.views import (
@@ -152,11 +155,13 @@ class SyncScreen(DaemonScreen):
         Binding("v", "reviewed", "Reviewed"),
         Binding("b", "book", "Book tx"),
         Binding("f", "reload", "Refresh"),
+        Binding("X", "rollback", "Roll back"),
         Binding("1", "tab('recent')", "Recent", show=False),
         Binding("2", "tab('dead')", "Dead", show=False),
         Binding("3", "tab('unmatched')", "Unmatched", show=False),
         Binding("4", "tab('review')", "To review", show=False),
         Binding("5", "tab('books')", "Books", show=False),
+        Binding("6", "tab('holdings')", "Holdings", show=False),
     ]
 
     def __init__(self, session: Session) -> None:
@@ -167,6 +172,7 @@ class SyncScreen(DaemonScreen):
         self.review: list[dict[str, Any]] = []
         self.recent: list[dict[str, Any]] = []
         self.books: dict[str, Any] | None = None
+        self.holdings: list[dict[str, Any]] = []
         self._reload_pending = False
 
     def compose(self) -> ComposeResult:
@@ -187,6 +193,9 @@ class SyncScreen(DaemonScreen):
             with TabPane("Books", id="books"):
                 yield Static(id="books-text")
                 yield DataTable(id="books-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Holdings", id="holdings"):
+                yield Static(id="holdings-text")
+                yield DataTable(id="holdings-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="sync-actions", classes="actions-line")
         yield Footer()
 
@@ -198,6 +207,7 @@ class SyncScreen(DaemonScreen):
         self.query_one("#review-table", DataTable).add_columns("date", "BTCPay invoice", "QuickBooks doc", "amount",
                                                               "why")
         self.query_one("#books-table", DataTable).add_columns("store", "wallet transaction nothing explains", "amount")
+        self.query_one("#holdings-table", DataTable).add_columns(*HOLDINGS_COLUMNS)
         self.show_state(self.session.state)
 
     def on_screen_resume(self) -> None:
@@ -296,10 +306,34 @@ class SyncScreen(DaemonScreen):
         for row in unexplained_rows(self.books):
             table.add_row(*row, key=f"{row[0]}/{row[1]}")
 
+    def load_holdings(self) -> None:
+        """The bitcoin held at fair value today (`sovterm books holdings`), asked when the tab is shown."""
+        text = self.query_one("#holdings-text", Static)
+        if (why := self.may("books.holdings")) is not None:
+            text.update(f"[dim]{why}[/]")
+            return
+
+        def done(rows: list[dict[str, Any]]) -> None:
+            self.holdings = rows
+            table = self.query_one("#holdings-table", DataTable)
+            table.clear()
+            for h in rows:
+                table.add_row(*holding_cells(h), key=h["account_id"])
+            text.update(f"as of {rows[0]['as_of']}: {rows[0]['rate_source']}; `sovterm books remeasure` posts "
+                        "the column 'to remeasure'" if rows else "no bitcoin account is mapped yet")
+
+        def failed(message: str) -> None:
+            text.update(f"[b]holdings unavailable[/]: {message}")
+
+        text.update("[dim]reading the ledger…[/]")
+        self.call("books.holdings", {}, done=done, failed=failed, exclusive=True, group="holdings")
+
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "books":
             self.load_books()
+        elif event.pane.id == "holdings":
+            self.load_holdings()
 
     def daemon_event(self, event: DaemonEvent) -> None:
         if event.topic == "sync.progress":
@@ -320,6 +354,8 @@ class SyncScreen(DaemonScreen):
             return True if self.may("sync.reviewed") is None else None
         if action == "book":
             return True if self.may("reconcile.book") is None else None
+        if action == "rollback":
+            return True if self.may("sync.rollback") is None else None
         return super().check_action(action, parameters)
 
     def action_tab(self, tab: str) -> None:
@@ -329,6 +365,8 @@ class SyncScreen(DaemonScreen):
         self.reload()
         if self.query_one(TabbedContent).active == "books":
             self.load_books()
+        elif self.query_one(TabbedContent).active == "holdings":
+            self.load_holdings()
         self.session.refresh_now()
 
     def _selected(self, table_id: str) -> str | None:
@@ -414,3 +452,31 @@ class SyncScreen(DaemonScreen):
             self.call("reconcile.book", params, done=done)
 
         self.app.push_screen(BookScreen(store_id, txid, amount), decided)
+
+    def action_rollback(self) -> None:
+        """Range → dry run → the list with type-to-confirm → the rollback (`sovterm sync rollback`)."""
+        today = datetime.fromtimestamp(self.session.clock(), UTC).date()
+
+        def confirmed(params: dict[str, Any] | None) -> None:
+            if params is None:
+                return
+
+            def done(result: dict[str, Any]) -> None:
+                refused = [d for d in result.get("documents") or [] if d.get("action") == "refused"]
+                self.notify(f"rollback #{result.get('id')}: {result.get('done', 0)} document(s) taken back; the "
+                            "sync posts them again" + (f"; {len(refused)} refused by QuickBooks and kept (see "
+                                                       "`sovterm sync rollback`)" if refused else ""),
+                            title="Rollback", severity="warning")
+                self.reload()
+                self.session.refresh_now()
+
+            self.call("sync.rollback", params, done=done)
+
+        def previewed(preview: dict[str, Any]) -> None:
+            self.app.push_screen(RollbackConfirmScreen(preview), confirmed)
+
+        def ranged(params: dict[str, Any] | None) -> None:
+            if params is not None:
+                self.call("sync.rollback", params, done=previewed)
+
+        self.app.push_screen(RollbackRangeScreen(today), ranged)
