@@ -20,6 +20,7 @@ A method declares what the server does around it, so handlers do not repeat it:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import json
 import os
@@ -179,6 +180,8 @@ class ControlServer:
         max_clients: int = 64,
         notify_limit: int = 1000,
     ) -> None:
+        """`max_clients` slots in all; an eighth of them (at least one) only admins may take, and one
+        user (uid) may hold at most half, so viewers cannot lock the admins out, nor one user the rest."""
         self.path = path
         self.policy = policy
         self.parts = parts
@@ -186,6 +189,8 @@ class ControlServer:
         self.version = version
         self.socket_gid = socket_gid
         self.max_clients = max_clients
+        self.admin_reserved = max(1, max_clients // 8) if max_clients > 1 else 0
+        self.max_per_uid = max(1, max_clients // 2)
         self.notify_limit = notify_limit
         self.methods: dict[str, Method] = {}
         self.connections: set[Connection] = set()
@@ -260,12 +265,8 @@ class ControlServer:
         sock = writer.get_extra_info("socket")
         peer = self.policy.identify(sock)
         conn = Connection(peer, writer, self.notify_limit)
-        if peer.role is Role.NONE or len(self.connections) >= self.max_clients:
-            why = (
-                f"user {peer.user} is in neither the admin nor the viewer group"
-                if peer.role is Role.NONE
-                else "too many clients attached"
-            )
+        why = self._refusal(peer)
+        if why is not None:
             log.warning("control connection refused: %s (pid %s)", why, peer.pid)
             err = rpc.RpcError(rpc.FORBIDDEN, f"access refused: {why}")
             writer.write(rpc.encode({"jsonrpc": "2.0", "id": None, "error": err.to_json()}))
@@ -299,6 +300,20 @@ class ControlServer:
                 await asyncio.wait_for(pump, 1)
             writer.close()
 
+    def _refusal(self, peer: Peer) -> str | None:
+        """Why this peer may not attach now, or None."""
+        if peer.role is Role.NONE:
+            return f"user {peer.user} is in neither the admin nor the viewer group"
+        attached = len(self.connections)
+        if attached >= self.max_clients:
+            return f"too many clients attached ({attached})"
+        if peer.role < Role.ADMIN and attached >= self.max_clients - self.admin_reserved:
+            return f"the last {self.admin_reserved} client slots are kept for admins"
+        mine = sum(1 for c in self.connections if c.peer.uid == peer.uid)
+        if mine >= self.max_per_uid:
+            return f"user {peer.user} already has {mine} clients attached (at most {self.max_per_uid} per user)"
+        return None
+
     async def _pump(self, conn: Connection) -> None:
         """Write replies first, then notifications, telling the client what it missed."""
         try:
@@ -327,6 +342,8 @@ class ControlServer:
                 msg = json.loads(line)
             except ValueError:
                 raise rpc.RpcError(rpc.PARSE_ERROR, "not valid JSON") from None
+            except RecursionError:
+                raise rpc.RpcError(rpc.PARSE_ERROR, "JSON nested too deeply") from None
             if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or "method" not in msg:
                 raise rpc.RpcError(rpc.INVALID_REQUEST, "not a JSON-RPC 2.0 request")
             req_id = msg.get("id")
@@ -352,6 +369,7 @@ class ControlServer:
             )
         if not isinstance(params, dict):
             raise rpc.RpcError(rpc.INVALID_PARAMS, "params must be an object")
+        _refuse_unknown_params(method, params)
         kwargs: dict[str, Any] = params
         if method.params is not None:
             try:
@@ -398,6 +416,30 @@ class ControlServer:
                 fix="the daemon is starting or stopping; try again, or see `sovterm logs`",
             )
         return service
+
+
+def _param_names(model: type[BaseModel]) -> set[str]:
+    return {name for key, info in model.model_fields.items() for name in (key, info.alias) if name}
+
+
+def _refuse_unknown_params(method: Method, params: dict[str, Any]) -> None:
+    """A misspelt parameter is refused with the valid names, never ignored (a mistyped `dry_run`
+    must not run for real); this holds whatever `extra` the params model declares."""
+    model = method.params
+    valid = _param_names(model) if model is not None else set()
+    unknown = sorted(str(key) for key in params if key not in valid)
+    if not unknown:
+        return
+    hints = [
+        f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, valid, n=1)) else repr(key)
+        for key in unknown
+    ]
+    accepted = f"valid parameters: {', '.join(sorted(valid))}" if valid else f"{method.name} takes no parameters"
+    raise rpc.RpcError(
+        rpc.INVALID_PARAMS,
+        f"unknown parameter{'s' if len(unknown) > 1 else ''} for {method.name}: {', '.join(hints)}; {accepted}",
+        {"unknown": unknown, "valid": sorted(valid)},
+    )
 
 
 def _json(result: Any) -> Any:
