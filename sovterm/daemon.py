@@ -122,6 +122,7 @@ async def control_stage(app: web.Application) -> AsyncIterator[None]:
         socket_gid=resolve_group(settings.control.socket_group),
         max_clients=settings.control.max_clients,
         notify_limit=settings.control.client_queue,
+        stuck_after_s=settings.control.client_stuck_s,
     )
     register_core_methods(server, services, reload=lambda: reload(app), loops=app[LOOPS])
     for part in app[PARTS_KEY]:

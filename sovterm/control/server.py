@@ -27,7 +27,7 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,21 +86,55 @@ class Result(BaseModel):
 
 @dataclass(eq=False)
 class Connection:
-    """One attached client: who it is, and its two outgoing lanes."""
+    """One attached client: who it is, its two outgoing lanes, and what it has outstanding.
+
+    Replies are never dropped, so what a client may have outstanding is bounded instead: while it has
+    `max_outstanding` requests running or replies unsent the server stops reading from it (its writes
+    then block in the kernel: backpressure), and live subscriptions are capped at `max_follows`."""
 
     peer: Peer
     writer: asyncio.StreamWriter
     notify_limit: int
+    max_outstanding: int = 16
+    max_follows: int = 8
     replies: deque[bytes] = field(default_factory=deque)
     notes: deque[bytes] = field(default_factory=deque)
     missed: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    requests: set[asyncio.Task[Any]] = field(default_factory=set)
+    follows: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.room.set()
+
+    @property
+    def outstanding(self) -> int:
+        """Requests read and not yet answered on the wire: running, or replied and unsent."""
+        return len(self.requests) + len(self.replies)
+
+    def _update_room(self) -> None:
+        if self.closed or self.outstanding < self.max_outstanding:
+            self.room.set()
+        else:
+            self.room.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+        self.room.set()
 
     def reply(self, data: bytes) -> None:
         self.replies.append(data)
         self.wake.set()
+        self._update_room()
+
+    def sent_reply(self) -> bytes:
+        data = self.replies.popleft()
+        self._update_room()
+        return data
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         if len(self.notes) >= self.notify_limit:
@@ -113,6 +147,31 @@ class Connection:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def handle(self, coro: Awaitable[Any]) -> None:
+        """Run one request; it counts as outstanding until its reply is written."""
+        task = self.spawn(coro)
+        self.requests.add(task)
+        self._update_room()
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self.requests.discard(task)
+            self._update_room()
+
+        task.add_done_callback(done)
+
+    def follow(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start a live subscription (a log tail, an event feed) that lasts until the client goes."""
+        if len(self.follows) >= self.max_follows:
+            coro.close()
+            raise UserFacingError(
+                f"this client already has {len(self.follows)} live subscriptions (at most {self.max_follows})",
+                fix="reuse an open subscription, or reconnect to start afresh",
+            )
+        task = self.spawn(coro)
+        self.follows.add(task)
+        task.add_done_callback(self.follows.discard)
         return task
 
 
@@ -179,9 +238,14 @@ class ControlServer:
         socket_gid: int | None = None,
         max_clients: int = 64,
         notify_limit: int = 1000,
+        max_outstanding: int = 16,
+        max_follows: int = 8,
+        stuck_after_s: float = 60.0,
     ) -> None:
         """`max_clients` slots in all; an eighth of them (at least one) only admins may take, and one
-        user (uid) may hold at most half, so viewers cannot lock the admins out, nor one user the rest."""
+        user (uid) may hold at most half, so viewers cannot lock the admins out, nor one user the rest.
+        A client may have `max_outstanding` requests unanswered and `max_follows` live subscriptions;
+        one that reads no reply for `stuck_after_s` is disconnected."""
         self.path = path
         self.policy = policy
         self.parts = parts
@@ -192,6 +256,10 @@ class ControlServer:
         self.admin_reserved = max(1, max_clients // 8) if max_clients > 1 else 0
         self.max_per_uid = max(1, max_clients // 2)
         self.notify_limit = notify_limit
+        self.max_outstanding = max_outstanding
+        self.max_follows = max_follows
+        self.stuck_after_s = stuck_after_s
+        self.stuck_disconnects = 0
         self.methods: dict[str, Method] = {}
         self.connections: set[Connection] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -250,8 +318,7 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
-            conn.closed = True
-            conn.wake.set()
+            conn.close()
             for task in list(conn.tasks):
                 task.cancel()
             conn.writer.close()
@@ -264,7 +331,7 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         peer = self.policy.identify(sock)
-        conn = Connection(peer, writer, self.notify_limit)
+        conn = Connection(peer, writer, self.notify_limit, self.max_outstanding, self.max_follows)
         why = self._refusal(peer)
         if why is not None:
             log.warning("control connection refused: %s (pid %s)", why, peer.pid)
@@ -279,6 +346,9 @@ class ControlServer:
         pump = asyncio.create_task(self._pump(conn))
         try:
             while not conn.closed:
+                await conn.room.wait()  # backpressure: read no more while it has too much outstanding
+                if conn.closed:
+                    break
                 try:
                     line = await reader.readline()
                 except (asyncio.LimitOverrunError, ValueError):
@@ -289,10 +359,9 @@ class ControlServer:
                 if not line:
                     break
                 if line.strip():
-                    conn.spawn(self._handle_line(conn, line))
+                    conn.handle(self._handle_line(conn, line))
         finally:
-            conn.closed = True
-            conn.wake.set()
+            conn.close()
             for task in list(conn.tasks):
                 task.cancel()
             self.connections.discard(conn)
@@ -322,18 +391,33 @@ class ControlServer:
                 conn.wake.clear()
                 while conn.replies or conn.notes or conn.missed:
                     if conn.replies:
-                        conn.writer.write(conn.replies.popleft())
+                        conn.writer.write(conn.sent_reply())
                     else:
                         if conn.missed:
                             missed, conn.missed = conn.missed, 0
                             conn.writer.write(rpc.notification("events.missed", {"count": missed}))
                         if conn.notes:
                             conn.writer.write(conn.notes.popleft())
-                    await conn.writer.drain()
+                    await self._drain(conn)
                 if conn.closed:
                     return
         except (ConnectionError, asyncio.CancelledError):
             return
+
+    async def _drain(self, conn: Connection) -> None:
+        """Wait for the client to take what was written; one that takes nothing for `stuck_after_s` is
+        cut off (its unread replies go with it), so it holds neither memory nor a slot for ever."""
+        try:
+            await asyncio.wait_for(conn.writer.drain(), self.stuck_after_s)
+        except TimeoutError:
+            self.stuck_disconnects += 1
+            log.warning(
+                "control client %s (pid %s) read nothing for %.0f s with %d replies waiting: disconnected",
+                conn.peer.user, conn.peer.pid, self.stuck_after_s, len(conn.replies),
+            )
+            conn.close()
+            conn.writer.transport.abort()
+            raise ConnectionError("client stuck") from None
 
     async def _handle_line(self, conn: Connection, line: bytes) -> None:
         req_id: Any = None

@@ -246,7 +246,11 @@ def register_core_methods(
                 finally:
                     stop()
 
-            conn.spawn(hold())
+            try:
+                conn.follow(hold())
+            except UserFacingError:
+                stop()
+                raise
         return LogTail(lines=backlog[-lines:] if lines else [])
 
     @server.method("events.subscribe", role=Role.VIEWER, params=SubscribeParams)
@@ -267,7 +271,11 @@ def register_core_methods(
             finally:
                 services.bus.unsubscribe(sub)
 
-        conn.spawn(forward())
+        try:
+            conn.follow(forward())
+        except UserFacingError:
+            services.bus.unsubscribe(sub)
+            raise
         return Subscribed(subscribed=sorted(topics) or ["*"])
 
     @server.method("secrets.rotate", role=Role.ADMIN, audit="secrets.rotate")
