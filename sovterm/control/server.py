@@ -241,11 +241,13 @@ class ControlServer:
         max_outstanding: int = 16,
         max_follows: int = 8,
         stuck_after_s: float = 60.0,
+        security: AuditWriter | None = None,
     ) -> None:
         """`max_clients` slots in all; an eighth of them (at least one) only admins may take, and one
         user (uid) may hold at most half, so viewers cannot lock the admins out, nor one user the rest.
         A client may have `max_outstanding` requests unanswered and `max_follows` live subscriptions;
-        one that reads no reply for `stuck_after_s` is disconnected."""
+        one that reads no reply for `stuck_after_s` is disconnected. Refused connections and forbidden
+        calls go to `security` (an audit writer that bounds how many rows a flood of them writes)."""
         self.path = path
         self.policy = policy
         self.parts = parts
@@ -260,6 +262,7 @@ class ControlServer:
         self.max_follows = max_follows
         self.stuck_after_s = stuck_after_s
         self.stuck_disconnects = 0
+        self.security = security
         self.methods: dict[str, Method] = {}
         self.connections: set[Connection] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -335,6 +338,7 @@ class ControlServer:
         why = self._refusal(peer)
         if why is not None:
             log.warning("control connection refused: %s (pid %s)", why, peer.pid)
+            await self._security_event(peer, "control.refused", None, {"reason": why})
             err = rpc.RpcError(rpc.FORBIDDEN, f"access refused: {why}")
             writer.write(rpc.encode({"jsonrpc": "2.0", "id": None, "error": err.to_json()}))
             with suppress(ConnectionError):
@@ -368,6 +372,13 @@ class ControlServer:
             with suppress(Exception):
                 await asyncio.wait_for(pump, 1)
             writer.close()
+
+    async def _security_event(self, peer: Peer, action: str, subject: str | None, detail: dict[str, Any]) -> None:
+        if self.security is None:
+            return
+        who = {"uid": peer.uid, "gid": peer.gid, "pid": peer.pid, "role": peer.role.name.lower()}
+        with suppress(Exception):  # the refusal stands whether or not its row could be written
+            await self.security(peer.user, action, subject, {**who, **detail}, "refused")
 
     def _refusal(self, peer: Peer) -> str | None:
         """Why this peer may not attach now, or None."""
@@ -446,6 +457,7 @@ class ControlServer:
         if method is None:
             raise rpc.RpcError(rpc.METHOD_NOT_FOUND, f"no such method: {name}")
         if conn.peer.role < method.role:
+            await self._security_event(conn.peer, "control.forbidden", name, {"needs": method.role.name.lower()})
             raise rpc.RpcError(
                 rpc.FORBIDDEN,
                 f"{name} needs the {method.role.name.lower()} role; user {conn.peer.user} is "

@@ -285,10 +285,11 @@ def register_core_methods(
         ctx.audit(detail={"secrets": count})
         return SecretsRotated(reencrypted=count, key_file=str(services.settings.data_dir / "sovterm.key"))
 
-    @server.method("daemon.reload", role=Role.ADMIN)
+    @server.method("daemon.reload", role=Role.ADMIN, audit="daemon.reload")
     async def daemon_reload(ctx: CallContext) -> Reloaded | ReloadRefused:
         """Re-read the configuration (as SIGHUP does) and say what changed."""
         answer = await reload()
+        ctx.audit(detail=audit.reload_detail(answer), outcome="refused" if "error" in answer else "ok")
         return ReloadRefused(**answer) if "error" in answer else Reloaded(**answer)
 
     @server.method("setup.state", role=Role.VIEWER)
