@@ -85,3 +85,65 @@ async def test_rotation_races_every_secret_write(tmp_path: Path) -> None:
         assert len(kids) == ROUNDS + 1
     finally:
         await db.close()
+
+
+async def test_config_import_racing_a_rotation_never_stores_secrets_under_the_old_key(tmp_path: Path, monkeypatch) -> None:
+    """A rotation that lands between the import's plan and its apply: the import is refused, the secret
+    already stored still opens (without the guard the export's old-key ciphertext replaced it)."""
+    from sovterm.config import load_settings
+    from sovterm.control.client import CallFailed, ControlClient
+    from sovterm.control.roles import RolePolicy
+    from sovterm.control.server import ControlServer
+    from sovterm.logs import LogRing, LogSetup
+    from sovterm.ops import config_export
+    from sovterm.ops.backup import read_key
+    from sovterm.parts.core import register_core_methods
+    from sovterm.parts.ops import register
+    from sovterm.services import Services
+    from sovterm.systemd import Notifier
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db, store = await _open(data)
+    await store.put(WEBHOOK, "whsec-original")
+    document = await config_export.export_document(db, read_key(data)[0], version="t")
+    settings = load_settings(None, {"SOVTERM_DATA_DIR": str(data), "HOME": str(tmp_path)})
+    services = Services(settings, {}, Notifier({}), LogSetup(LogRing(size=100), []))
+    services.db, services.secrets = db, store
+
+    async def write_audit(*row: Any, conn: Any = None) -> None:
+        return None
+
+    async def no_reload() -> dict[str, Any]:
+        return {}
+
+    server = ControlServer(tmp_path / "c.sock", RolePolicy(0, None, None), parts=lambda name: None,
+                           audit=write_audit, version="t")
+    register_core_methods(server, services, reload=no_reload, loops=None)  # type: ignore[arg-type]
+    register(server, services)
+    real_plan = config_export.plan_import
+
+    async def plan_then_rotation_lands(*args: Any) -> Any:
+        plan = await real_plan(*args)
+        await keyring.rotate(store, data)
+        return plan
+
+    monkeypatch.setattr(config_export, "plan_import", plan_then_rotation_lands)
+    await store.put(WEBHOOK, "whsec-newer")  # so the import has something to change
+    await server.start()
+    try:
+        async with await ControlClient.connect(server.path) as client:
+            try:
+                await client.call("config.import", document=document, apply=True)
+            except CallFailed as exc:
+                assert "rotated while this export was being imported" in exc.message
+            else:
+                raise AssertionError("the import applied an export made under a key that no longer exists")
+    finally:
+        await server.stop()
+        await db.close()
+    db, store = await _open(data)
+    try:
+        assert (await store.get(WEBHOOK)).reveal() == "whsec-newer"
+    finally:
+        await db.close()
