@@ -1,8 +1,11 @@
 """The control server: JSON-RPC 2.0 over a Unix socket with roles from SO_PEERCRED.
 
 The socket is created under a umask so it is born 0660 inside a 0750 directory (never chmod-ed after
-binding). Each connection has an unbounded lane for replies and a bounded lane for notifications: a
-client that reads slowly loses notifications (and is told how many) but never slows the daemon.
+binding). Each connection has a lane for replies and a bounded lane for notifications: a client that
+reads slowly loses notifications (and is told how many) but never slows the daemon. Replies are never
+dropped; instead a client may have only so many requests outstanding before the server stops reading
+from it (backpressure), and one that reads nothing for long is disconnected (`Connection`). Slots are
+shared fairly: some kept for admins, at most half per uid. Unknown parameters are refused by name.
 
 A method declares what the server does around it, so handlers do not repeat it:
 - `part="btcpay"`: the daemon part it needs. The server asks the `parts` resolver for it before the call;
