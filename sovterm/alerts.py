@@ -77,9 +77,10 @@ def _readiness(ready: bool, checks: dict[str, Any]) -> list[Condition]:
     out: list[Condition] = []
     database = checks.get("database")
     if database and database != "writable":
-        out.append(Condition("database", "error", f"Database {database}",
-                             "Check the data directory's disk and permissions; `sovterm logs --level ERROR` "
-                             "shows the cause."))
+        fix = ("Stop the daemon and restore the latest backup (`sovterm backup restore <file>`); "
+               "`sovterm db check` lists what SQLite found." if database.startswith("damaged") else
+               "Check the data directory's disk and permissions; `sovterm logs --level ERROR` shows the cause.")
+        out.append(Condition("database", "error", f"Database {database}", fix))
     if checks.get("disk"):
         out.append(Condition("disk", "error", f"Disk space {checks['disk']}",
                              "Free space on the disk that holds the data directory."))

@@ -70,6 +70,7 @@ class ControlSettings(_Section):
     viewer_group: str | None = "sovterm-viewer"
     max_clients: int = Field(64, ge=1)
     client_queue: int = Field(1000, ge=10)
+    client_stuck_s: float = Field(60.0, gt=0)  # a client reading no reply this long is disconnected
 
 
 class LoggingSettings(_Section):

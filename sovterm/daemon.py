@@ -123,6 +123,8 @@ async def control_stage(app: web.Application) -> AsyncIterator[None]:
         socket_gid=resolve_group(settings.control.socket_group),
         max_clients=settings.control.max_clients,
         notify_limit=settings.control.client_queue,
+        stuck_after_s=settings.control.client_stuck_s,
+        security=services.security.write,
     )
     register_core_methods(server, services, reload=lambda: reload(app), loops=app[LOOPS])
     for part in app[PARTS_KEY]:
@@ -237,6 +239,15 @@ async def reload(app: web.Application) -> dict[str, Any]:
     return {"applied": _dotted(applied), "restart_needed": _dotted(restart)}
 
 
+async def reload_on_signal(app: web.Application) -> None:
+    """SIGHUP: reload, and put it in the audit trail as a control call's reload is."""
+    answer = await reload(app)
+    services = app[SERVICES]
+    if services.db is not None:
+        await audit.record(services.db, "signal:SIGHUP", "daemon.reload", None, audit.reload_detail(answer),
+                           "refused" if "error" in answer else "ok")
+
+
 async def serve(settings: Settings, environ: Mapping[str, str], config_path: str | None) -> int:
     notifier = Notifier(environ)
     logs = setup_logging(
@@ -260,7 +271,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], config_path: str
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(app)))
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_on_signal(app)))
     started = time.perf_counter()
     try:
         await runner.setup()

@@ -14,6 +14,7 @@ from sovterm.alerts import AlertTracker
 from sovterm.events import EventBus
 from sovterm.health import Connectors, Heartbeats, Metrics
 from sovterm.logs import LogSetup
+from sovterm.store.audit import SecurityEvents
 
 if TYPE_CHECKING:
     import aiohttp
@@ -48,6 +49,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     started_at: float = field(default_factory=time.time)
     alerts: AlertTracker = field(default_factory=AlertTracker)
+    security: SecurityEvents = field(init=False)  # refusals and reloads into the audit trail, bounded
     db: Database | None = None
     secrets: SecretStore | None = None
     http: aiohttp.ClientSession | None = None
@@ -67,6 +69,7 @@ class Services:
     books: BooksService | None = None
 
     def __post_init__(self) -> None:
+        self.security = SecurityEvents(lambda: self.db)
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)
         self.connectors = Connectors(
             on_change=lambda name, s: self.bus.publish(

@@ -207,6 +207,14 @@ def cmd_reload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_db_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    result = call(args, environ, "db.check")
+    emit(args, result, lambda r: "database: ok (SQLite integrity_check)" if r["ok"] else (
+        "database: DAMAGED\n" + "\n".join(f"  {p}" for p in r["problems"]) + f"\nfix: {r['fix']}"
+    ))
+    return 0 if result["ok"] else EXIT_FAILED
+
+
 def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     rows = call(args, environ, "audit.list", limit=args.limit)
     emit(args, rows, lambda rs: "\n".join(
@@ -232,6 +240,9 @@ def add_commands(sub: Any, add: Adder) -> None:
     secrets = group(sub, "secrets", "encrypted secrets")
     add("rotate", cmd_secrets_rotate, "re-encrypt every stored secret under a new key", json_flag=True, parent=secrets)
     add("reload", cmd_reload, "make the daemon re-read its configuration (same as SIGHUP)", json_flag=True)
+    db = group(sub, "db", "the database")
+    add("check", cmd_db_check, "full integrity check of the database (SQLite integrity_check)", json_flag=True,
+        parent=db)
     audit = add("audit", cmd_audit, "show the audit trail (who did what)", json_flag=True)
     audit.add_argument("--limit", type=int, default=100)
     loops = group(sub, "loops", "the daemon's scheduled loops")

@@ -52,17 +52,12 @@ def user_name(uid: int) -> str:
         return f"uid:{uid}"
 
 
-def user_groups(uid: int, gid: int) -> set[int]:
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return {gid}
-    return set(os.getgrouplist(name, gid)) | {gid}
-
-
 @dataclass(frozen=True)
 class RolePolicy:
-    """root and the daemon's own user are admin; then admin group, then viewer group; else refused."""
+    """root and the daemon's own user are admin; then admin group, then viewer group; else refused.
+
+    Groups are the connecting process's own (its gid and supplementary groups at connect time), never
+    the user's entry in /etc/group: a process that dropped the admin group is not an admin."""
 
     daemon_uid: int
     admin_gid: int | None
@@ -75,7 +70,7 @@ class RolePolicy:
     def role_for(self, uid: int, gid: int, extra_gids: set[int] | None = None) -> Role:
         if uid in (0, self.daemon_uid):
             return Role.ADMIN
-        groups = user_groups(uid, gid) | (extra_gids or set())
+        groups = {gid} | (extra_gids or set())
         if self.admin_gid is not None and self.admin_gid in groups:
             return Role.ADMIN
         if self.viewer_gid is not None and self.viewer_gid in groups:
@@ -84,18 +79,30 @@ class RolePolicy:
 
     def identify(self, sock: socket.socket) -> Peer:
         pid, uid, gid = peer_credentials(sock)
-        extra = _peer_groups(sock)
+        extra = peer_groups(sock, pid)
         return Peer(pid, uid, gid, user_name(uid), self.role_for(uid, gid, extra))
 
 
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
 
 
-def _peer_groups(sock: socket.socket) -> set[int]:
-    """Supplementary groups the peer held at connect time (race-free, unlike reading /proc)."""
+def peer_groups(sock: socket.socket, pid: int) -> set[int]:
+    """Supplementary groups the peer held at connect time: SO_PEERGROUPS (race-free), else, on a kernel
+    without it, the `Groups:` line of /proc/<pid>/status read now, at accept; none when neither answers."""
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 256)
     except OSError:
-        return set()
+        return _proc_groups(pid)
     count = len(raw) // 4
     return set(struct.unpack(f"{count}I", raw[: count * 4]))
+
+
+def _proc_groups(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()

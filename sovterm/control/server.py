@@ -1,8 +1,11 @@
 """The control server: JSON-RPC 2.0 over a Unix socket with roles from SO_PEERCRED.
 
 The socket is created under a umask so it is born 0660 inside a 0750 directory (never chmod-ed after
-binding). Each connection has an unbounded lane for replies and a bounded lane for notifications: a
-client that reads slowly loses notifications (and is told how many) but never slows the daemon.
+binding). Each connection has a lane for replies and a bounded lane for notifications: a client that
+reads slowly loses notifications (and is told how many) but never slows the daemon. Replies are never
+dropped; instead a client may have only so many requests outstanding before the server stops reading
+from it (backpressure), and one that reads nothing for long is disconnected (`Connection`). Slots are
+shared fairly: some kept for admins, at most half per uid. Unknown parameters are refused by name.
 
 A method declares what the server does around it, so handlers do not repeat it:
 - `part="btcpay"`: the daemon part it needs. The server asks the `parts` resolver for it before the call;
@@ -20,13 +23,14 @@ A method declares what the server does around it, so handlers do not repeat it:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import json
 import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,21 +89,55 @@ class Result(BaseModel):
 
 @dataclass(eq=False)
 class Connection:
-    """One attached client: who it is, and its two outgoing lanes."""
+    """One attached client: who it is, its two outgoing lanes, and what it has outstanding.
+
+    Replies are never dropped, so what a client may have outstanding is bounded instead: while it has
+    `max_outstanding` requests running or replies unsent the server stops reading from it (its writes
+    then block in the kernel: backpressure), and live subscriptions are capped at `max_follows`."""
 
     peer: Peer
     writer: asyncio.StreamWriter
     notify_limit: int
+    max_outstanding: int = 16
+    max_follows: int = 8
     replies: deque[bytes] = field(default_factory=deque)
     notes: deque[bytes] = field(default_factory=deque)
     missed: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    requests: set[asyncio.Task[Any]] = field(default_factory=set)
+    follows: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.room.set()
+
+    @property
+    def outstanding(self) -> int:
+        """Requests read and not yet answered on the wire: running, or replied and unsent."""
+        return len(self.requests) + len(self.replies)
+
+    def _update_room(self) -> None:
+        if self.closed or self.outstanding < self.max_outstanding:
+            self.room.set()
+        else:
+            self.room.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+        self.room.set()
 
     def reply(self, data: bytes) -> None:
         self.replies.append(data)
         self.wake.set()
+        self._update_room()
+
+    def sent_reply(self) -> bytes:
+        data = self.replies.popleft()
+        self._update_room()
+        return data
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         if len(self.notes) >= self.notify_limit:
@@ -112,6 +150,31 @@ class Connection:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def handle(self, coro: Awaitable[Any]) -> None:
+        """Run one request; it counts as outstanding until its reply is written."""
+        task = self.spawn(coro)
+        self.requests.add(task)
+        self._update_room()
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self.requests.discard(task)
+            self._update_room()
+
+        task.add_done_callback(done)
+
+    def follow(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start a live subscription (a log tail, an event feed) that lasts until the client goes."""
+        if len(self.follows) >= self.max_follows:
+            coro.close()
+            raise UserFacingError(
+                f"this client already has {len(self.follows)} live subscriptions (at most {self.max_follows})",
+                fix="reuse an open subscription, or reconnect to start afresh",
+            )
+        task = self.spawn(coro)
+        self.follows.add(task)
+        task.add_done_callback(self.follows.discard)
         return task
 
 
@@ -178,7 +241,16 @@ class ControlServer:
         socket_gid: int | None = None,
         max_clients: int = 64,
         notify_limit: int = 1000,
+        max_outstanding: int = 16,
+        max_follows: int = 8,
+        stuck_after_s: float = 60.0,
+        security: AuditWriter | None = None,
     ) -> None:
+        """`max_clients` slots in all; an eighth of them (at least one) only admins may take, and one
+        user (uid) may hold at most half, so viewers cannot lock the admins out, nor one user the rest.
+        A client may have `max_outstanding` requests unanswered and `max_follows` live subscriptions;
+        one that reads no reply for `stuck_after_s` is disconnected. Refused connections and forbidden
+        calls go to `security` (an audit writer that bounds how many rows a flood of them writes)."""
         self.path = path
         self.policy = policy
         self.parts = parts
@@ -186,7 +258,14 @@ class ControlServer:
         self.version = version
         self.socket_gid = socket_gid
         self.max_clients = max_clients
+        self.admin_reserved = max(1, max_clients // 8) if max_clients > 1 else 0
+        self.max_per_uid = max(1, max_clients // 2)
         self.notify_limit = notify_limit
+        self.max_outstanding = max_outstanding
+        self.max_follows = max_follows
+        self.stuck_after_s = stuck_after_s
+        self.stuck_disconnects = 0
+        self.security = security
         self.methods: dict[str, Method] = {}
         self.connections: set[Connection] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -245,8 +324,7 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
-            conn.closed = True
-            conn.wake.set()
+            conn.close()
             for task in list(conn.tasks):
                 task.cancel()
             conn.writer.close()
@@ -259,14 +337,11 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         peer = self.policy.identify(sock)
-        conn = Connection(peer, writer, self.notify_limit)
-        if peer.role is Role.NONE or len(self.connections) >= self.max_clients:
-            why = (
-                f"user {peer.user} is in neither the admin nor the viewer group"
-                if peer.role is Role.NONE
-                else "too many clients attached"
-            )
+        conn = Connection(peer, writer, self.notify_limit, self.max_outstanding, self.max_follows)
+        why = self._refusal(peer)
+        if why is not None:
             log.warning("control connection refused: %s (pid %s)", why, peer.pid)
+            await self._security_event(peer, "control.refused", None, {"reason": why})
             err = rpc.RpcError(rpc.FORBIDDEN, f"access refused: {why}")
             writer.write(rpc.encode({"jsonrpc": "2.0", "id": None, "error": err.to_json()}))
             with suppress(ConnectionError):
@@ -278,6 +353,9 @@ class ControlServer:
         pump = asyncio.create_task(self._pump(conn))
         try:
             while not conn.closed:
+                await conn.room.wait()  # backpressure: read no more while it has too much outstanding
+                if conn.closed:
+                    break
                 try:
                     line = await reader.readline()
                 except (asyncio.LimitOverrunError, ValueError):
@@ -288,16 +366,36 @@ class ControlServer:
                 if not line:
                     break
                 if line.strip():
-                    conn.spawn(self._handle_line(conn, line))
+                    conn.handle(self._handle_line(conn, line))
         finally:
-            conn.closed = True
-            conn.wake.set()
+            conn.close()
             for task in list(conn.tasks):
                 task.cancel()
             self.connections.discard(conn)
             with suppress(Exception):
                 await asyncio.wait_for(pump, 1)
             writer.close()
+
+    async def _security_event(self, peer: Peer, action: str, subject: str | None, detail: dict[str, Any]) -> None:
+        if self.security is None:
+            return
+        who = {"uid": peer.uid, "gid": peer.gid, "pid": peer.pid, "role": peer.role.name.lower()}
+        with suppress(Exception):  # the refusal stands whether or not its row could be written
+            await self.security(peer.user, action, subject, {**who, **detail}, "refused")
+
+    def _refusal(self, peer: Peer) -> str | None:
+        """Why this peer may not attach now, or None."""
+        if peer.role is Role.NONE:
+            return f"user {peer.user} is in neither the admin nor the viewer group"
+        attached = len(self.connections)
+        if attached >= self.max_clients:
+            return f"too many clients attached ({attached})"
+        if peer.role < Role.ADMIN and attached >= self.max_clients - self.admin_reserved:
+            return f"the last {self.admin_reserved} client slots are kept for admins"
+        mine = sum(1 for c in self.connections if c.peer.uid == peer.uid)
+        if mine >= self.max_per_uid:
+            return f"user {peer.user} already has {mine} clients attached (at most {self.max_per_uid} per user)"
+        return None
 
     async def _pump(self, conn: Connection) -> None:
         """Write replies first, then notifications, telling the client what it missed."""
@@ -307,18 +405,33 @@ class ControlServer:
                 conn.wake.clear()
                 while conn.replies or conn.notes or conn.missed:
                     if conn.replies:
-                        conn.writer.write(conn.replies.popleft())
+                        conn.writer.write(conn.sent_reply())
                     else:
                         if conn.missed:
                             missed, conn.missed = conn.missed, 0
                             conn.writer.write(rpc.notification("events.missed", {"count": missed}))
                         if conn.notes:
                             conn.writer.write(conn.notes.popleft())
-                    await conn.writer.drain()
+                    await self._drain(conn)
                 if conn.closed:
                     return
         except (ConnectionError, asyncio.CancelledError):
             return
+
+    async def _drain(self, conn: Connection) -> None:
+        """Wait for the client to take what was written; one that takes nothing for `stuck_after_s` is
+        cut off (its unread replies go with it), so it holds neither memory nor a slot for ever."""
+        try:
+            await asyncio.wait_for(conn.writer.drain(), self.stuck_after_s)
+        except TimeoutError:
+            self.stuck_disconnects += 1
+            log.warning(
+                "control client %s (pid %s) read nothing for %.0f s with %d replies waiting: disconnected",
+                conn.peer.user, conn.peer.pid, self.stuck_after_s, len(conn.replies),
+            )
+            conn.close()
+            conn.writer.transport.abort()
+            raise ConnectionError("client stuck") from None
 
     async def _handle_line(self, conn: Connection, line: bytes) -> None:
         req_id: Any = None
@@ -327,6 +440,8 @@ class ControlServer:
                 msg = json.loads(line)
             except ValueError:
                 raise rpc.RpcError(rpc.PARSE_ERROR, "not valid JSON") from None
+            except RecursionError:
+                raise rpc.RpcError(rpc.PARSE_ERROR, "JSON nested too deeply") from None
             if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or "method" not in msg:
                 raise rpc.RpcError(rpc.INVALID_REQUEST, "not a JSON-RPC 2.0 request")
             req_id = msg.get("id")
@@ -345,6 +460,7 @@ class ControlServer:
         if method is None:
             raise rpc.RpcError(rpc.METHOD_NOT_FOUND, f"no such method: {name}")
         if conn.peer.role < method.role:
+            await self._security_event(conn.peer, "control.forbidden", name, {"needs": method.role.name.lower()})
             raise rpc.RpcError(
                 rpc.FORBIDDEN,
                 f"{name} needs the {method.role.name.lower()} role; user {conn.peer.user} is "
@@ -352,6 +468,7 @@ class ControlServer:
             )
         if not isinstance(params, dict):
             raise rpc.RpcError(rpc.INVALID_PARAMS, "params must be an object")
+        _refuse_unknown_params(method, params)
         kwargs: dict[str, Any] = params
         if method.params is not None:
             try:
@@ -398,6 +515,30 @@ class ControlServer:
                 fix="the daemon is starting or stopping; try again, or see `sovterm logs`",
             )
         return service
+
+
+def _param_names(model: type[BaseModel]) -> set[str]:
+    return {name for key, info in model.model_fields.items() for name in (key, info.alias) if name}
+
+
+def _refuse_unknown_params(method: Method, params: dict[str, Any]) -> None:
+    """A misspelt parameter is refused with the valid names, never ignored (a mistyped `dry_run`
+    must not run for real); this holds whatever `extra` the params model declares."""
+    model = method.params
+    valid = _param_names(model) if model is not None else set()
+    unknown = sorted(str(key) for key in params if key not in valid)
+    if not unknown:
+        return
+    hints = [
+        f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, valid, n=1)) else repr(key)
+        for key in unknown
+    ]
+    accepted = f"valid parameters: {', '.join(sorted(valid))}" if valid else f"{method.name} takes no parameters"
+    raise rpc.RpcError(
+        rpc.INVALID_PARAMS,
+        f"unknown parameter{'s' if len(unknown) > 1 else ''} for {method.name}: {', '.join(hints)}; {accepted}",
+        {"unknown": unknown, "valid": sorted(valid)},
+    )
 
 
 def _json(result: Any) -> Any:

@@ -179,6 +179,19 @@ def plan_is_empty(plan: dict[str, Any]) -> bool:
     return not any(g["added"] or g["changed"] for g in groups)
 
 
+def check_secrets_open(box: SecretBox, document: dict[str, Any]) -> None:
+    """Inside the import's transaction (the write lock held, so no key rotation runs): the document's
+    ciphertexts must open under the key now in use, or they would be stored under a key that is gone."""
+    for name, blob64 in document["secrets"].items():
+        try:
+            box.decrypt(base64.b64decode(blob64), name=name)
+        except UserFacingError:
+            raise UserFacingError(
+                "the key file was rotated while this export was being imported; its secrets no longer open",
+                fix="make a new export (`sovterm config export`) and import that",
+            ) from None
+
+
 async def apply_import(db: Database, document: dict[str, Any], conn: Any) -> None:
     """Upsert everything in the (verified) document inside the caller's transaction."""
     now = int(time.time())

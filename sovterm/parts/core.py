@@ -21,6 +21,7 @@ from sovterm.loops import Loops
 from sovterm.parts.btcpay import followed_stores
 from sovterm.services import Services
 from sovterm.store import audit, keyring, kv
+from sovterm.store.db import DatabaseDamaged
 from sovterm.sync.records import MODE_KEY
 from sovterm.web.app import readiness
 
@@ -169,6 +170,13 @@ class LoopResumed(Result):
     resumed: str
 
 
+class DatabaseCheck(Result):
+    ok: bool
+    check: str  # "integrity_check": SQLite's full check, every page and index
+    problems: list[str]  # what SQLite found (at most 20 lines); empty when ok
+    fix: str | None  # how to restore, when damaged
+
+
 class AuditRow(Result):
     id: int
     at: int
@@ -246,7 +254,11 @@ def register_core_methods(
                 finally:
                     stop()
 
-            conn.spawn(hold())
+            try:
+                conn.follow(hold())
+            except UserFacingError:
+                stop()
+                raise
         return LogTail(lines=backlog[-lines:] if lines else [])
 
     @server.method("events.subscribe", role=Role.VIEWER, params=SubscribeParams)
@@ -267,7 +279,11 @@ def register_core_methods(
             finally:
                 services.bus.unsubscribe(sub)
 
-        conn.spawn(forward())
+        try:
+            conn.follow(forward())
+        except UserFacingError:
+            services.bus.unsubscribe(sub)
+            raise
         return Subscribed(subscribed=sorted(topics) or ["*"])
 
     @server.method("secrets.rotate", role=Role.ADMIN, audit="secrets.rotate")
@@ -277,10 +293,11 @@ def register_core_methods(
         ctx.audit(detail={"secrets": count})
         return SecretsRotated(reencrypted=count, key_file=str(services.settings.data_dir / "sovterm.key"))
 
-    @server.method("daemon.reload", role=Role.ADMIN)
+    @server.method("daemon.reload", role=Role.ADMIN, audit="daemon.reload")
     async def daemon_reload(ctx: CallContext) -> Reloaded | ReloadRefused:
         """Re-read the configuration (as SIGHUP does) and say what changed."""
         answer = await reload()
+        ctx.audit(detail=audit.reload_detail(answer), outcome="refused" if "error" in answer else "ok")
         return ReloadRefused(**answer) if "error" in answer else Reloaded(**answer)
 
     @server.method("setup.state", role=Role.VIEWER)
@@ -317,6 +334,16 @@ def register_core_methods(
         known_loop(name)
         loops.pause(name, False)
         return LoopResumed(resumed=name)
+
+    @server.method("db.check", role=Role.ADMIN, audit="db.check")
+    async def db_check(ctx: CallContext) -> DatabaseCheck:
+        """SQLite's full integrity check of the database (every page; slow on a big file); damage found is
+        reported by /readyz and the status page until the daemon runs on a restored file."""
+        db = services.require_db()
+        problems = await db.check(full=True)
+        fix = DatabaseDamaged(db.path, problems).fix if problems else None
+        ctx.audit(detail={"problems": len(problems)}, outcome="failed" if problems else "ok")
+        return DatabaseCheck(ok=not problems, check="integrity_check", problems=problems, fix=fix)
 
     @server.method("audit.list", role=Role.VIEWER, params=AuditParams)
     async def audit_list(ctx: CallContext, limit: int) -> list[AuditRow]:

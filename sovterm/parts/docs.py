@@ -40,6 +40,11 @@ object per line in each direction. Nothing administrative is served on TCP. The 
 - The daemon reads the caller's credentials from the socket (`SO_PEERCRED`, `SO_PEERGROUPS`):
   root and the daemon's own user are **admin**; members of `[control] admin_group` are admin; members of
   `[control] viewer_group` are **viewer**; anyone else is refused with an error and disconnected.
+  The groups are the connecting process's own at connect time, never the user's entry in /etc/group.
+- Slots: `[control] max_clients` in all, an eighth of them kept for admins, at most half per user. A
+  client may have 16 requests unanswered; past that the daemon reads no more from it until it reads its
+  replies, and one that reads nothing for `[control] client_stuck_s` is disconnected. At most 8 live
+  subscriptions (`events.subscribe`, `logs.tail` with `follow`) per connection.
 - Send `hello` first: `{"jsonrpc":"2.0","id":1,"method":"hello","params":{"client":"my-script","protocol":1}}`
   answers the daemon's version and your role. A client speaking another protocol version is refused.
 
@@ -49,10 +54,10 @@ A request carries `id`, `method` and `params` (an object); the reply carries the
 
 | code | meaning |
 |---|---|
-| -32700 | the line was not JSON |
+| -32700 | the line was not JSON, or JSON nested too deeply |
 | -32600 | not a JSON-RPC 2.0 request, or a line over 1 MiB |
 | -32601 | no such method |
-| -32602 | invalid parameters (the message names each) |
+| -32602 | invalid parameters (the message names each); an unknown parameter is refused with the valid names |
 | -32000 | a user-facing error: the message (with its fix) is written for the operator; show it as is |
 | -32001 | forbidden: the method needs a role the caller does not have |
 | -32603 | internal error: the message carries a correlation id to find in the daemon log |

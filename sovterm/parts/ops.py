@@ -169,6 +169,7 @@ def register(server: ControlServer, services: Services) -> None:
             ctx.skip_audit()  # a dry run changed nothing
         else:
             async with db.transaction() as conn:
+                config_export.check_secrets_open(services.require_secrets().box, document)
                 await config_export.apply_import(db, document, conn)
                 ctx.audit(subject=document.get("created"), detail=_counts(plan))
                 await ctx.write_audit(conn)

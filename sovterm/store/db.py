@@ -32,6 +32,52 @@ BUSY_TIMEOUT_MS = 5000
 # (our own writers share an asyncio lock), and none should, so it gives up quickly instead.
 INLINE_BUSY_TIMEOUT_MS = 200
 _PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON")
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+MAX_PROBLEMS = 20  # integrity_check lines kept: enough to say what is wrong, bounded on a wrecked file
+
+
+class DatabaseDamaged(StartupRefused):
+    """SQLite says the database file is damaged: never run on it, say how to restore."""
+
+    code = "database_damaged"
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            f"the database {path} is damaged: {damage_summary(problems)}",
+            fix=f"stop the daemon, move {path.name} (and any {path.name}-wal, {path.name}-shm) aside, then restore "
+            f"the latest backup: `sovterm backup restore <file>` (the daemon's own copies are in "
+            f"{path.parent / 'backups'}); keep the damaged file for diagnosis",
+        )
+
+
+def damage_summary(problems: Sequence[str]) -> str:
+    head = "; ".join(problems[:3])
+    return head + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """SQLite's own word that the file is corrupt or not a database (not a busy lock, not a full disk)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def integrity_problems(path: Path, *, full: bool) -> list[str]:
+    """SQLite's quick_check (or full integrity_check) on a fresh connection of its own, so it reads the file
+    rather than a page cache: [] when the database is sound, else what SQLite found (bounded)."""
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        return [f"cannot be opened: {exc}"]
+    try:
+        rows = conn.execute(f"PRAGMA {pragma}({MAX_PROBLEMS})").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        conn.close()
+    problems = [str(row[0]) for row in rows]
+    return [] if problems == ["ok"] else problems
 
 
 @dataclass(frozen=True)
@@ -80,6 +126,7 @@ class Database:
         self._reader = reader
         self._inline = inline
         self._write_lock = asyncio.Lock()
+        self.damaged: str | None = None  # what SQLite said when it found the file damaged (start, check, or a query)
 
     @classmethod
     async def open(
@@ -89,16 +136,43 @@ class Database:
         migrations: Sequence[Migration] | None = None,
         backup_dir: Path | None = None,
     ) -> Database:
-        """Open (creating if needed) and migrate; refuse a database newer than this code."""
+        """Open (creating if needed), check and migrate; refuse a damaged database (SQLite's quick_check)
+        and one newer than this code."""
         migrations = list(bundled_migrations() if migrations is None else migrations)
-        writer = await _connect(path)
+        if path.exists():
+            problems = await asyncio.to_thread(integrity_problems, path, full=False)
+            if problems:
+                raise DatabaseDamaged(path, problems)
+        try:
+            writer = await _connect(path)
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise DatabaseDamaged(path, [str(exc)]) from None
+            raise
         try:
             await migrate(writer, path, migrations, backup_dir=backup_dir)
             reader = await _connect(path)
+        except sqlite3.DatabaseError as exc:
+            await writer.close()
+            if is_damage(exc):
+                raise DatabaseDamaged(path, [str(exc)]) from None
+            raise
         except BaseException:
             await writer.close()
             raise
         return cls(path, writer, reader, _connect_inline(path))
+
+    async def check(self, *, full: bool = True) -> list[str]:
+        """Integrity check on demand (full by default): [] when sound; damage found is kept in `damaged`
+        (for /readyz and the status page) until the daemon restarts on a restored file."""
+        problems = await asyncio.to_thread(integrity_problems, self.path, full=full)
+        if problems:
+            self.damaged = damage_summary(problems)
+        return problems
+
+    def _note(self, exc: BaseException) -> None:
+        if is_damage(exc) and self.damaged is None:
+            self.damaged = str(exc)
 
     async def close(self) -> None:
         async with self._write_lock:
@@ -117,10 +191,15 @@ class Database:
             await self._finish_then_roll_back_if_cancelled(self._writer.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._writer
-            except BaseException:
+            except BaseException as exc:
+                self._note(exc)
                 await asyncio.shield(self._rollback_if_open())
                 raise
-            await self._finish_then_roll_back_if_cancelled(self._writer.execute("COMMIT"))
+            try:
+                await self._finish_then_roll_back_if_cancelled(self._writer.execute("COMMIT"))
+            except sqlite3.DatabaseError as exc:
+                self._note(exc)
+                raise
 
     @asynccontextmanager
     async def inline_transaction(self) -> AsyncIterator[InlineConnection]:
@@ -133,7 +212,8 @@ class Database:
             try:
                 yield InlineConnection(conn)
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
+                self._note(exc)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
@@ -153,12 +233,20 @@ class Database:
             await self._writer.execute("ROLLBACK")
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        try:
+            async with self._reader.execute(sql, tuple(params)) as cur:
+                return await cur.fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._note(exc)
+            raise
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        try:
+            async with self._reader.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.DatabaseError as exc:
+            self._note(exc)
+            raise
 
     async def write(self, sql: str, params: Iterable[Any] = ()) -> int:
         """A single-statement write in its own transaction; returns the affected row count."""

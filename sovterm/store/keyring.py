@@ -79,22 +79,35 @@ async def unlock(db: Database, data_dir: Path) -> SecretStore:
 
 
 async def rotate(store: SecretStore, data_dir: Path) -> int:
-    """Re-encrypt every secret under a fresh key; returns how many secrets were re-encrypted."""
+    """Re-encrypt every secret under a fresh key; returns how many secrets were re-encrypted.
+
+    The whole rotation holds the database's write lock (it is one write transaction), and every secret
+    write encrypts inside a write transaction, so a rotation and any `SecretStore.put` (a token refresh,
+    a link-signing key, a webhook secret) or another rotation never interleave: nothing is written
+    under a key that is about to disappear, and no rotation re-encrypts a value read before a newer write.
+    """
     key_path = data_dir / KEY_FILE_NAME
     pending = key_path.with_name(KEY_FILE_NAME + PENDING_SUFFIX)
     new_key = AESGCM.generate_key(bit_length=256)
-    write_key_file(pending, new_key)
     new_box = SecretBox(new_key)
-    db = store.db
-    names = [r[0] for r in await db.fetchall("SELECT name FROM secrets ORDER BY name")]
-    plain = {name: await store.get(name) for name in names}
-    async with db.transaction() as tx:
-        for name, value in plain.items():
-            assert value is not None
-            await tx.execute(
-                "UPDATE secrets SET ciphertext = ?, updated_at = strftime('%s','now') WHERE name = ?",
-                (new_box.encrypt(value.reveal(), name=name), name),
-            )
-    os.replace(pending, key_path)
-    store.box = new_box
-    return len(names)
+    async with store.rotating():
+        old_box = store.box
+        try:
+            async with store.db.transaction() as tx:
+                old_box = store.box  # read under the lock: a rotation before this one may have swapped it
+                write_key_file(pending, new_key)
+                async with tx.execute("SELECT name, ciphertext FROM secrets ORDER BY name") as cur:
+                    rows = list(await cur.fetchall())
+                for name, blob in rows:
+                    value = old_box.decrypt(blob, name=name)
+                    await tx.execute(
+                        "UPDATE secrets SET ciphertext = ?, updated_at = strftime('%s','now') WHERE name = ?",
+                        (new_box.encrypt(value.reveal(), name=name), name),
+                    )
+                # Swapped before COMMIT, still under the write lock: the next writer encrypts with it.
+                store.box = new_box
+        except BaseException:
+            store.box = old_box  # the re-encryption did not commit: the old key is still the key
+            raise
+        os.replace(pending, key_path)
+    return len(rows)

@@ -7,8 +7,11 @@ key in the data directory's key file; `SecretStore` keeps named secrets encrypte
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,11 +160,29 @@ class SecretStore:
 
     Names are namespaced by part, e.g. `btcpay:api_key` (server-wide), `btcpay:api_key:<store>` (a
     store's own key), `btcpay:webhook:<store>`, `qbo:tokens:<realm>`, `links:signing:<kid>`.
+
+    Every write encrypts inside a write transaction (the caller's, or its own), so it is serialised with
+    key rotation, which holds the write lock throughout (`keyring.rotate`).
     """
 
     def __init__(self, db: Database, box: SecretBox) -> None:
         self._db = db
         self.box = box
+        self._rotated = asyncio.Event()
+        self._rotated.set()
+        self._rotations = 0
+
+    @asynccontextmanager
+    async def rotating(self) -> AsyncIterator[None]:
+        """Held by a key rotation: a read that raced one waits until none runs and tries again."""
+        self._rotations += 1
+        self._rotated.clear()
+        try:
+            yield
+        finally:
+            self._rotations -= 1
+            if not self._rotations:
+                self._rotated.set()
 
     @property
     def db(self) -> Database:
@@ -169,20 +190,28 @@ class SecretStore:
 
     async def put(self, name: str, value: Secret | str, *, conn: Any = None) -> None:
         plain = value.reveal() if isinstance(value, Secret) else value
-        blob = self.box.encrypt(plain, name=name)
         sql = (
             "INSERT INTO secrets(name, ciphertext, updated_at) VALUES(?, ?, strftime('%s','now')) "
             "ON CONFLICT(name) DO UPDATE SET ciphertext=excluded.ciphertext, updated_at=excluded.updated_at"
         )
         if conn is not None:
-            await conn.execute(sql, (name, blob))
+            await conn.execute(sql, (name, self.box.encrypt(plain, name=name)))
         else:
             async with self._db.transaction() as tx:
-                await tx.execute(sql, (name, blob))
+                await tx.execute(sql, (name, self.box.encrypt(plain, name=name)))
 
     async def get(self, name: str) -> Secret | None:
-        row = await self._db.fetchone("SELECT ciphertext FROM secrets WHERE name = ?", (name,))
-        return None if row is None else self.box.decrypt(row[0], name=name)
+        while True:
+            box, rotating = self.box, not self._rotated.is_set()
+            row = await self._db.fetchone("SELECT ciphertext FROM secrets WHERE name = ?", (name,))
+            if row is None:
+                return None
+            try:
+                return box.decrypt(row[0], name=name)
+            except UserFacingError:
+                if not rotating and self._rotated.is_set() and box is self.box:
+                    raise  # no rotation raced this read: the key really does not open it
+                await self._rotated.wait()  # read across a rotation: read again under the new key
 
     async def delete(self, name: str, *, conn: Any = None) -> None:
         if conn is not None:

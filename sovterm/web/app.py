@@ -182,6 +182,9 @@ async def readiness(services: Services) -> tuple[bool, dict[str, object]]:
     except Exception as exc:  # report, never raise: this is the health endpoint
         ok = False
         checks["database"] = f"not writable: {type(exc).__name__}"
+    if db is not None and db.damaged:
+        ok = False
+        checks["database"] = f"damaged: {db.damaged} (restore a backup: `sovterm backup restore`)"
     stale = services.heartbeats.stale()
     checks["loops"] = services.heartbeats.snapshot()
     if stale:

@@ -24,6 +24,8 @@ async def btcpay_webhook(request: web.Request) -> web.Response:
                                          client_address(request))
     outcome = result.reason.split(":", 1)[0]  # "unreadable: <detail>" counts as "unreadable"
     services.metrics.count_webhook(outcome)
+    if 400 <= result.status < 500:
+        await services.security.webhook_refused(request.match_info["store_id"], outcome)
     return web.Response(status=result.status, text=outcome + "\n")
 
 

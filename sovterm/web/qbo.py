@@ -34,6 +34,8 @@ async def oauth_callback(request: web.Request) -> web.Response:
                            {"environment": result.environment, "via": "callback"}, "ok")
     except UserFacingError as exc:
         log.warning("qbo callback refused: %s", exc.message)
+        await request.app[SERVICES].security.write(
+            "oauth-callback", "qbo.callback_refused", None, {"reason": exc.message[:200]}, burst=1)
         result = exc
     except Exception as exc:  # the browser sees a generic page; the details stay in the log
         log.exception("qbo callback failed")

@@ -21,6 +21,11 @@ class EchoParams(BaseModel):
     text: str
 
 
+class HelloParams(BaseModel):
+    client: str
+    protocol: int
+
+
 @pytest.fixture
 async def server(tmp_path: Path):
     async def no_audit(*row: object, conn: object = None) -> None:
@@ -29,8 +34,8 @@ async def server(tmp_path: Path):
     srv = ControlServer(tmp_path / "run" / "c.sock", RolePolicy(os.geteuid(), None, None), parts=lambda name: None,
                         audit=no_audit, version="t", notify_limit=5)
 
-    @srv.method("hello", role=Role.VIEWER)
-    async def hello(ctx: CallContext, **_: object) -> dict:
+    @srv.method("hello", role=Role.VIEWER, params=HelloParams)
+    async def hello(ctx: CallContext, client: str, protocol: int) -> dict:
         return {"role": ctx.peer.role.name.lower()}
 
     @srv.method("echo", role=Role.VIEWER, params=EchoParams)

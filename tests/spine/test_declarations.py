@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from sovterm.control import protocol as rpc
 from sovterm.control.roles import Peer, Role, RolePolicy
 from sovterm.control.server import CallContext, Connection, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.parts.docs import registry, render
+
+
+class ChangeParams(BaseModel):
+    refuse: bool = False
+    dry: bool = False
 
 
 class Greeting(Result):
@@ -50,7 +56,7 @@ def fx() -> Fixture:
         """Several greetings."""
         return [Greeting(text="a", count=1), Greeting(text="b", count=2)]
 
-    @fx.server.method("thing.change", role=Role.ADMIN, audit="thing.change")
+    @fx.server.method("thing.change", role=Role.ADMIN, params=ChangeParams, audit="thing.change")
     async def change(ctx: CallContext, refuse: bool = False, dry: bool = False) -> dict[str, Any]:
         """Changes a thing."""
         ctx.audit(subject="T1", detail={"dry": dry})
