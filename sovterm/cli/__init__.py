@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sovterm import __version__
-from sovterm.cli import btcpay, core, links, ops, payouts, qbo, sync
+from sovterm.cli import btcpay, core, items, links, ops, payouts, qbo, sync
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 
@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     btcpay,
     qbo,
     sync,
+    items,
     links,
     payouts,
     ops,

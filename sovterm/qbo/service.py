@@ -75,6 +75,7 @@ OVERRIDES: dict[str, tuple[str, str, str]] = {
     "customer": ("customer_id", "Customer", "DisplayName"),
     "class": ("class_id", "Class", "Name"),
     "tax_code": ("tax_code_id", "TaxCode", "Name"),
+    "location": ("department_id", "Department", "Name"),
 }
 REQUIRED_FIELDS = ("deposit_account_id", "income_account_id", "item_id", "fee_account_id", "fee_collected_account_id")
 
@@ -403,6 +404,7 @@ class QBOService:
             ("payment_methods", await mapper.list_payment_methods(), ("Name", "Type")),
             ("classes", await mapper.list_classes(), ("Name",)),
             ("tax_codes", await mapper.list_tax_codes(), ("Name",)),
+            ("locations", await mapper.list_departments(), ("Name",)),
         ):
             out[key] = {
                 "count": len(rows),
@@ -425,9 +427,11 @@ class QBOService:
         return bool(connection and connection.sandbox)
 
     async def _resolve(self, client: QBOClient, entity: str, name_field: str, value: str) -> tuple[str, str]:
-        """(id, display name) of the entity whose Id or name is `value`."""
+        """(id, display name) of the entity whose Id or name is `value` (inactive ones too: the mapping's
+        validation then says it is inactive, rather than that it does not exist)."""
         for prop in ("Id", name_field) if value.isdigit() else (name_field,):
-            rows = await client.query(f"SELECT * FROM {entity} WHERE {prop} = {quote_literal(value)}", limit=1)
+            rows = await client.query(f"SELECT * FROM {entity} WHERE {prop} = {quote_literal(value)}"
+                                      + (" AND Active IN (true, false)" if entity != "Account" else ""), limit=1)
             if rows:
                 return str(rows[0]["Id"]), str(rows[0].get(name_field, ""))
         raise MappingError(f"no {entity} named or numbered '{value}' in QuickBooks",

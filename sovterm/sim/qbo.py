@@ -435,6 +435,7 @@ def seed_company(
     for name in ("Cash", "Check"):
         books.add("PaymentMethod", {"Name": name, "Type": "NON_CREDIT_CARD"})
     books.add("Class", {"Name": "Online"})
+    books.add("Department", {"Name": "Main Street"})
     books.add("TaxCode", {"Name": "Out of scope", "Taxable": False})
     customers = [
         books.add("Customer", {"DisplayName": name, "PrimaryEmailAddr": {"Address": email},

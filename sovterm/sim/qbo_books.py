@@ -16,10 +16,10 @@ CANONICAL = {
     name.lower(): name
     for name in (
         "Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode", "Invoice", "SalesReceipt",
-        "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer", "Preferences",
+        "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer", "Preferences", "Department", "TaxRate",
     )
 }
-LISTS = {"Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode"}
+LISTS = {"Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode", "Department", "TaxRate"}
 TRANSACTIONS = {"Invoice", "SalesReceipt", "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer"}
 ACCOUNT_TYPES = {
     "Bank", "Accounts Receivable", "Other Current Asset", "Fixed Asset", "Other Asset", "Accounts Payable",
@@ -33,11 +33,13 @@ BALANCE_SHEET = {
 _COMMON_QUERYABLE = {"Id", "MetaData.CreateTime", "MetaData.LastUpdatedTime"}
 QUERYABLE = {
     "Account": {"Name", "AccountType", "Active", "Classification", "FullyQualifiedName", "CurrencyRef"},
-    "Item": {"Name", "Type", "Active", "FullyQualifiedName"},
+    "Item": {"Name", "Type", "Active", "FullyQualifiedName", "Sku"},  # Finance.xsd: Sku "Filterable: ALL"
     "Customer": {"DisplayName", "GivenName", "FamilyName", "CompanyName", "Active", "PrimaryEmailAddr"},
     "PaymentMethod": {"Name", "Active", "Type"},
     "Class": {"Name", "Active", "FullyQualifiedName"},
     "TaxCode": {"Name", "Active"},
+    "TaxRate": {"Name", "Active"},
+    "Department": {"Name", "Active", "FullyQualifiedName"},
     "Preferences": set(),
     **{t: {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt"} for t in TRANSACTIONS},
 }
@@ -201,6 +203,18 @@ class Books:
     def _check_class(self, body: dict[str, Any]) -> None:
         self._unique_name("Class", "Name", body)
 
+    def _check_department(self, body: dict[str, Any]) -> None:
+        self._unique_name("Department", "Name", body)
+
+    def active(self, entity: str, entity_id: str | None, element: str) -> dict[str, Any]:
+        """A referenced list entry that must exist and be active. QuickBooks refuses a transaction naming an
+        inactive class, location, item or customer (the simulator's wording is its own)."""
+        doc = self.get(entity, entity_id, element)
+        if doc.get("Active") is False:
+            raise SimFault("6000", "A business validation error has occurred",
+                           f"{entity} assigned to {element} is inactive: {doc.get('Name', entity_id)}", element=element)
+        return doc
+
     def _check_transaction(self, entity: str, body: dict[str, Any], allow_dup: bool) -> None:
         doc_number = body.get("DocNumber")
         if doc_number is not None:
@@ -233,7 +247,9 @@ class Books:
         if "PaymentMethodRef" in body:
             self.get("PaymentMethod", _ref(body, "PaymentMethodRef"), "PaymentMethodRef")
         if "ClassRef" in body:
-            self.get("Class", _ref(body, "ClassRef"), "ClassRef")
+            self.active("Class", _ref(body, "ClassRef"), "ClassRef")
+        if "DepartmentRef" in body:
+            self.active("Department", _ref(body, "DepartmentRef"), "DepartmentRef")
 
     def _lines(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         lines = body.get("Line")
@@ -249,7 +265,9 @@ class Books:
             if line.get("DetailType") != "SalesItemLineDetail":
                 raise SimFault("6000", "A business validation error has occurred", "unsupported line DetailType")
             detail = line.get("SalesItemLineDetail") or {}
-            self.get("Item", _ref(detail, "ItemRef"), "ItemRef")
+            self.active("Item", _ref(detail, "ItemRef"), "ItemRef")
+            if "ClassRef" in detail:
+                self.active("Class", _ref(detail, "ClassRef"), "ClassRef")
             if "TaxCodeRef" in detail and _ref(detail, "TaxCodeRef") not in ("TAX", "NON"):
                 self.get("TaxCode", _ref(detail, "TaxCodeRef"), "TaxCodeRef")
             if "Qty" in detail and "UnitPrice" in detail:
