@@ -1,5 +1,5 @@
 """Sync: live progress, recent postings with their QuickBooks ids, dead letters, unmatched payments,
-postings flagged for review, and whether the books match (the last 30 days and the bitcoin held, with the
+postings flagged for review, BTCPay items and the QuickBooks items they post to, and whether the books match (the last 30 days and the bitcoin held, with the
 wallet transactions no document explains, which an admin can book).
 
 The counts come from the app's `sync.status` feed; the lists are fetched when the screen is shown and
@@ -35,10 +35,12 @@ from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen, render_actions
 from sovterm.tui.session import Session
 from sovterm.tui.state import DaemonState
+from sovterm.tui.text import escape
 from sovterm.tui.views import (
     SyncProgress,
     books_text,
     dead_row,
+    items_view,
     posting_row,
     render_sync_status,
     review_row,
@@ -87,6 +89,42 @@ class BookScreen(ModalScreen[dict[str, Any] | None]):
             self.query_one("#book-problem", Static).update("type the account first")
             return
         self.dismiss({"txid": self.txid, "account": account, "store_id": self.store_id})
+
+
+class MapItemScreen(ModalScreen[dict[str, Any] | None]):
+    """Map a BTCPay item code to a QuickBooks item (`sovterm setup items map`); Esc maps nothing."""
+
+    CSS_PATH = "sync.tcss"
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, store_id: str, code: str, title: str) -> None:
+        super().__init__()
+        self.store_id, self.code, self.title = store_id, code, title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="item-box", classes="dialog") as box:
+            box.border_title = "Map a BTCPay item"
+            yield Static(f"[b]{self.code}[/] {self.title}", id="item-what")
+            yield Label("the QuickBooks item (name or id) its sales post to")
+            yield Input(placeholder="e.g. Latte", id="item-qbo", compact=True)
+            yield Static(id="item-problem", classes="problem")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="item-cancel", variant="primary")
+                yield Button("Map", id="item-apply")
+
+    def on_mount(self) -> None:
+        self.query_one("#item-qbo", Input).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "item-apply":
+            self.dismiss(None)
+            return
+        item = self.query_one("#item-qbo", Input).value.strip()
+        if not item:
+            self.query_one("#item-problem", Static).update("type the QuickBooks item first")
+            return
+        self.dismiss({"store_id": self.store_id, "code": self.code, "item": item})
 
 
 class ResolveScreen(ModalScreen[dict[str, Any] | None]):
@@ -151,12 +189,14 @@ class SyncScreen(DaemonScreen):
         Binding("e", "resolve", "Resolve"),
         Binding("v", "reviewed", "Reviewed"),
         Binding("b", "book", "Book tx"),
+        Binding("m", "map_item", "Map item"),
         Binding("f", "reload", "Refresh"),
         Binding("1", "tab('recent')", "Recent", show=False),
         Binding("2", "tab('dead')", "Dead", show=False),
         Binding("3", "tab('unmatched')", "Unmatched", show=False),
         Binding("4", "tab('review')", "To review", show=False),
         Binding("5", "tab('books')", "Books", show=False),
+        Binding("6", "tab('items')", "Items", show=False),
     ]
 
     def __init__(self, session: Session) -> None:
@@ -167,6 +207,7 @@ class SyncScreen(DaemonScreen):
         self.review: list[dict[str, Any]] = []
         self.recent: list[dict[str, Any]] = []
         self.books: dict[str, Any] | None = None
+        self.items: dict[str, Any] | None = None
         self._reload_pending = False
 
     def compose(self) -> ComposeResult:
@@ -187,6 +228,9 @@ class SyncScreen(DaemonScreen):
             with TabPane("Books", id="books"):
                 yield Static(id="books-text")
                 yield DataTable(id="books-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Items", id="items"):
+                yield Static(id="items-text")
+                yield DataTable(id="items-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="sync-actions", classes="actions-line")
         yield Footer()
 
@@ -198,6 +242,7 @@ class SyncScreen(DaemonScreen):
         self.query_one("#review-table", DataTable).add_columns("date", "BTCPay invoice", "QuickBooks doc", "amount",
                                                               "why")
         self.query_one("#books-table", DataTable).add_columns("store", "wallet transaction nothing explains", "amount")
+        self.query_one("#items-table", DataTable).add_columns("BTCPay item", "title", "QuickBooks item", "held")
         self.show_state(self.session.state)
 
     def on_screen_resume(self) -> None:
@@ -296,10 +341,35 @@ class SyncScreen(DaemonScreen):
         for row in unexplained_rows(self.books):
             table.add_row(*row, key=f"{row[0]}/{row[1]}")
 
+    def load_items(self) -> None:
+        """The store's items (`setup.items.list`; several stores: the CLI's `--store`)."""
+        if (why := self.may("setup.items.list")) is not None:
+            self.query_one("#items-text", Static).update(f"[dim]{why}[/]")
+            return
+
+        def done(result: dict[str, Any]) -> None:
+            self.items = result
+            self.show_items()
+
+        def failed(message: str) -> None:
+            self.query_one("#items-text", Static).update(f"[dim]{escape(message)}[/]")
+
+        self.call("setup.items.list", {}, done=done, failed=failed, exclusive=True, group="items")
+
+    def show_items(self) -> None:
+        text, rows = items_view(self.items)
+        self.query_one("#items-text", Static).update(text)
+        table = self.query_one("#items-table", DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(*row, key=row[0])
+
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "books":
             self.load_books()
+        elif event.pane.id == "items":
+            self.load_items()
 
     def daemon_event(self, event: DaemonEvent) -> None:
         if event.topic == "sync.progress":
@@ -320,6 +390,8 @@ class SyncScreen(DaemonScreen):
             return True if self.may("sync.reviewed") is None else None
         if action == "book":
             return True if self.may("reconcile.book") is None else None
+        if action == "map_item":
+            return True if self.may("setup.items.map") is None else None
         return super().check_action(action, parameters)
 
     def action_tab(self, tab: str) -> None:
@@ -329,6 +401,8 @@ class SyncScreen(DaemonScreen):
         self.reload()
         if self.query_one(TabbedContent).active == "books":
             self.load_books()
+        if self.query_one(TabbedContent).active == "items":
+            self.load_items()
         self.session.refresh_now()
 
     def _selected(self, table_id: str) -> str | None:
@@ -414,3 +488,24 @@ class SyncScreen(DaemonScreen):
             self.call("reconcile.book", params, done=done)
 
         self.app.push_screen(BookScreen(store_id, txid, amount), decided)
+
+    def action_map_item(self) -> None:
+        self.action_tab("items")
+        code = self._selected("#items-table")
+        if code is None or self.items is None:
+            self.notify("no BTCPay item to map yet", severity="information")
+            return
+        title = next((i.get("title") or "" for i in self.items["items"] if i["code"] == code), "")
+
+        def decided(params: dict[str, Any] | None) -> None:
+            if params is None:
+                return
+
+            def done(result: dict[str, Any]) -> None:
+                self.notify(f"{code} → {result.get('qbo_name')}; {result.get('released')} held posting(s) released",
+                            title="Items")
+                self.load_items()
+
+            self.call("setup.items.map", params, done=done)
+
+        self.app.push_screen(MapItemScreen(self.items["store_id"], code, title), decided)
