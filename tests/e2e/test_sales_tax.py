@@ -73,3 +73,11 @@ def test_non_us_company_tax_inclusive_lines_with_a_tax_code(system_factory: Call
     doc = s.wait_for(lambda: docs_about(s, "SalesReceipt", inv.id), what="receipt")[0]
     assert D(str(doc["TotalAmt"])) == D("12.00") and tax_of(doc) == D("2.00")
     assert D(str(doc["Line"][0]["Amount"])) == D("10.00") and "2 × 5.00 as sold" in doc["Line"][0]["Description"]
+    # an item with its own tax code (zero-rated), mapped by the operator: its lines carry that code
+    zero = next(c["Id"] for c in s.qbo_docs("TaxCode") if c["Name"] == "0.0% Z")
+    s.cli_ok("setup", "items", "map", "bread", "--item", "Pint", "--tax-code", "0.0% Z")
+    inv = pay_cart(s, [("bread", "Bread", D("3.00"), 1), ("pint", "Pint", D("6.00"), 1)], tax_rate=D("20"),
+                   tax_included_in_price=True)
+    doc = s.wait_for(lambda: docs_about(s, "SalesReceipt", inv.id), what="receipt")[0]
+    assert [ln["SalesItemLineDetail"]["TaxCodeRef"]["value"] for ln in doc["Line"]] == [zero, standard]
+    assert D(str(doc["TotalAmt"])) == D("9.00")
