@@ -132,7 +132,7 @@ async def save_item(db: Any, store_id: str, code: str, *, title: str | None, ite
 
 async def find_item(client: QBOClient, code: str, title: str | None) -> dict[str, Any] | None:
     """The QuickBooks Item for a BTCPay item: by SKU (Finance.xsd marks `Item.Sku` filterable), else by name."""
-    for prop, value in (("Sku", code), ("Name", title), ("Name", code)):
+    for prop, value in dict.fromkeys((("Sku", code), ("Name", title), ("Name", code))):
         if value:
             rows = await client.query(f"SELECT * FROM Item WHERE {prop} = {quote_literal(value[:100])}", limit=1)
             if rows:
@@ -201,10 +201,9 @@ class Catalog:
                 await save_item(self._db, store_id, code, title=titles.get(code), item_id=None, name=None,
                                 how="unknown", looked_up=True)
                 missing.append(code)
-            else:
-                if row is None:
-                    await save_item(self._db, store_id, code, title=titles.get(code), item_id=None, name=None,
-                                    how="default", looked_up=True)
+            else:  # noted (and when it was looked up), so the next sale of it asks QuickBooks no sooner
+                await save_item(self._db, store_id, code, title=titles.get(code), item_id=None, name=None,
+                                how="default", looked_up=True)
                 found[code] = ItemRef(mapping.item_id)
         if missing:
             raise Unmapped(f"{HELD_PREFIX}: store {store_id}, BTCPay item(s) "
