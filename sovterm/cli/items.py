@@ -52,7 +52,8 @@ def cmd_items(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_tax(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    r = call(args, environ, "setup.tax", store_id=args.store, kind=args.kind, tax_code=args.tax_code)
+    r = call(args, environ, "setup.tax", store_id=args.store, kind=args.kind, tax_code=args.tax_code,
+             tax_account=args.tax_account)
     emit(args, r, lambda r: f"store {r['store_id']}: sales tax {TAX_TEXT[r['tax']['kind']]}; "
                             f"{r['released']} held posting(s) released")
     return 0
@@ -84,6 +85,8 @@ def add_commands(sub: Any, add: Adder) -> None:
     p = add("tax", cmd_tax, "how the sales tax inside BTCPay prices is booked", json_flag=True, parent=setup)
     p.add_argument("kind", choices=list(TAX_TEXT))
     p.add_argument("--tax-code", metavar="NAME|ID", help="inclusive: the tax code on each line")
+    p.add_argument("--tax-account", metavar="NAME|ID",
+                   help="stores booking sales as Deposits: the liability account the tax goes to")
     p.add_argument("--store", metavar="ID", help="BTCPay store id (default: the only selected store)")
     p = add("link-dimensions", cmd_link_dimensions, "class and location for one pay link's documents",
             json_flag=True, parent=setup)

@@ -23,6 +23,8 @@ from sovterm.qbo.service import QBOService
 from sovterm.services import Services
 from sovterm.sync import items, queue
 
+LIABILITY_TYPES = ("Other Current Liability", "Long Term Liability")
+
 
 class StoreParams(BaseModel):
     store_id: str | None = None
@@ -41,6 +43,7 @@ class PolicyParams(StoreParams):
 class TaxParams(StoreParams):
     kind: Literal["none", "us", "inclusive"]
     tax_code: str | None = None
+    tax_account: str | None = None  # Deposits (no tax lines): the liability account the tax goes to
 
 
 class LinkParams(BaseModel):
@@ -64,6 +67,7 @@ class TaxSettingResult(Result):
     kind: str
     tax_code_id: str | None
     names: dict[str, str]
+    account_id: str | None = None
 
 
 class ItemsList(Result):
@@ -133,7 +137,8 @@ def register(server: ControlServer, services: Services) -> None:
         held = await db.fetchone("SELECT COUNT(*) FROM sync_jobs WHERE store_id = ? AND state = 'held' "
                                  "AND last_error LIKE ?", (store, items.HELD_PREFIX + "%"))
         return ItemsList(store_id=store, policy=await items.get_policy(db, store),
-                         tax=TaxSettingResult(kind=tax.kind, tax_code_id=tax.tax_code_id, names=tax.names),
+                         tax=TaxSettingResult(kind=tax.kind, tax_code_id=tax.tax_code_id, names=tax.names,
+                                              account_id=tax.account_id),
                          items=[ItemRow(**row) for row in await items.list_items(db, store)], held=held[0])
 
     @server.method("setup.items.map", role=Role.ADMIN, params=MapParams, part="qbo", audit="setup.items.map")
@@ -163,20 +168,29 @@ def register(server: ControlServer, services: Services) -> None:
         return PolicySet(store_id=store, policy=policy, released=await _release(services))
 
     @server.method("setup.tax", role=Role.ADMIN, params=TaxParams, part="qbo", audit="setup.tax")
-    async def tax(ctx: CallContext, store_id: str | None, kind: str, tax_code: str | None) -> TaxSet:
+    async def tax(ctx: CallContext, store_id: str | None, kind: str, tax_code: str | None,
+                  tax_account: str | None) -> TaxSet:
         """How sales tax inside BTCPay prices is booked: `us`, `inclusive` (with a tax code) or `none`."""
         store = await resolve_store(services, store_id)
-        ctx.audit(subject=store, detail={"kind": kind, "tax_code": tax_code})
+        ctx.audit(subject=store, detail={"kind": kind, "tax_code": tax_code, "tax_account": tax_account})
         if kind == "inclusive" and not tax_code:
             raise UserFacingError("a tax-inclusive company needs the tax code to put on each line",
                                   fix="pass --tax-code NAME|ID (see `sovterm setup accounts --list`, tax_codes)")
-        setting = items.TaxSetting(kind, None, {})  # type: ignore[arg-type]
+        code_id, account_id, names = None, None, {}
         if tax_code and kind == "inclusive":
             found = await _find(ctx.part, "TaxCode", tax_code, "tax code")
-            setting = items.TaxSetting("inclusive", str(found["Id"]), {"tax_code": str(found.get("Name"))})
+            code_id, names["tax_code"] = str(found["Id"]), str(found.get("Name"))
+        if tax_account and kind != "none":
+            found = await _find(ctx.part, "Account", tax_account, "tax account")
+            if found.get("AccountType") not in LIABILITY_TYPES:
+                raise MappingError(f"tax account '{found.get('Name')}' is {found.get('AccountType')}: tax owed is a "
+                                   f"liability ({' or '.join(LIABILITY_TYPES)})", fix="pick e.g. Sales Tax Payable")
+            account_id, names["tax_account"] = str(found["Id"]), str(found.get("Name"))
+        setting = items.TaxSetting(kind, code_id, names, account_id)  # type: ignore[arg-type]
         await items.set_tax(services.require_db(), store, setting)
         return TaxSet(store_id=store, tax=TaxSettingResult(kind=setting.kind, tax_code_id=setting.tax_code_id,
-                                                           names=setting.names), released=await _release(services))
+                                                           names=setting.names, account_id=account_id),
+                      released=await _release(services))
 
     @server.method("setup.link_dimensions", role=Role.ADMIN, params=LinkParams, part="qbo",
                    audit="setup.link_dimensions")

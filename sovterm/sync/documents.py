@@ -156,8 +156,8 @@ class Documents:
                 raise Refused(f"no {snap.currency}→{ctx.home} exchange rate for {p.txn_date}")
         sale = None
         if self.catalog is not None:
-            first_sale = p.kind == rules.SALE and p.seq == 0 and p.entity == "SalesReceipt"
-            sale = await self.catalog.context(snap.store_id, snap.invoice_id, mapping, items=first_sale)
+            first_sale = p.entity if p.kind == rules.SALE and p.seq == 0 else None
+            sale = await self.catalog.context(snap.store_id, snap.invoice_id, mapping, first_sale=first_sale)
         body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate, sale=sale,
                                 price=snap.amount and rules.cents(snap.amount)))
         return posting_row(snap.store_id, snap.invoice_id, p.kind, p.seq, p.entity, p.amount, snap.currency, p.ref,
@@ -245,8 +245,11 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
                                    class_id=class_id, tax_code_id=m.tax_code_id, description=p.memo,
                                    department_id=location, lines=lines, tax=tax, **common)
     if p.entity == "Deposit":
-        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id, class_id)
-        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], department_id=location, **common)
+        tax = items.deposit_tax(sale, p.amount, price) if sale else Decimal(0)
+        lines = [DepositLine(m.income_account_id, p.amount - tax, p.memo, m.customer_id, class_id)]
+        if tax and sale and sale.tax.account_id:
+            lines.append(DepositLine(sale.tax.account_id, tax, f"sales tax — {p.memo}", m.customer_id, class_id))
+        return build_deposit(deposit_account_id=m.deposit_account_id, lines=lines, department_id=location, **common)
     if p.entity == "Payment":
         assert p.qbo_invoice is not None and p.applied is not None
         return build_payment(customer_id=p.qbo_invoice.customer_id, invoice_id=p.qbo_invoice.id, amount=p.applied,

@@ -44,6 +44,7 @@ class TaxSetting:
     kind: lines.TaxKind = "none"
     tax_code_id: str | None = None  # inclusive companies: the code on every line without its own
     names: dict[str, str] = field(default_factory=dict)
+    account_id: str | None = None  # where a Deposit (no tax lines) books the tax: a liability account
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,13 @@ async def set_policy(db: Any, store_id: str, policy: str) -> None:
 
 async def get_tax(db: Any, store_id: str) -> TaxSetting:
     value = await records.kv_get(db, TAX_KEY + store_id) or {}
-    return TaxSetting(value.get("kind", "none"), value.get("tax_code_id"), value.get("names", {}))
+    return TaxSetting(value.get("kind", "none"), value.get("tax_code_id"), value.get("names", {}),
+                      value.get("account_id"))
 
 
 async def set_tax(db: Any, store_id: str, setting: TaxSetting) -> None:
     await records.kv_put(db, TAX_KEY + store_id, {"kind": setting.kind, "tax_code_id": setting.tax_code_id,
-                                                  "names": setting.names})
+                                                  "names": setting.names, "account_id": setting.account_id})
 
 
 async def invoice_metadata(db: Any, store_id: str, invoice_id: str) -> dict[str, Any]:
@@ -148,12 +150,21 @@ class Catalog:
         self._db = db
         self._client = client  # async () -> QBOClient
 
-    async def context(self, store_id: str, invoice_id: str, mapping: StoreMapping, *, items: bool) -> SaleContext:
-        """The invoice's sale detail, tax setting and class/location; its items resolved when `items` (the
-        first sale document, the only one that lists the cart)."""
+    async def context(self, store_id: str, invoice_id: str, mapping: StoreMapping, *, first_sale: str | None
+                      ) -> SaleContext:
+        """The invoice's sale detail, tax setting and class/location. `first_sale`: the entity of the invoice's
+        first sale document, the only one that carries the cart (a SalesReceipt, its items resolved) or the
+        tax (a Deposit too, on its own line)."""
         metadata = await invoice_metadata(self._db, store_id, invoice_id)
-        detail = lines.sale_detail(metadata) if items else lines.SaleDetail()
+        detail = lines.sale_detail(metadata) if first_sale else lines.SaleDetail()
         tax = await get_tax(self._db, store_id)
+        if first_sale == "Deposit":
+            detail = lines.SaleDetail((), detail.tax)
+            if detail.tax > 0 and tax.kind != "none" and not tax.account_id:
+                raise Unmapped(f"{HELD_PREFIX}: store {store_id} books sales as Deposits, which have no tax lines, "
+                               f"and BTCPay invoice {invoice_id} says {detail.tax} of its price is tax",
+                               fix=f"name the liability account the tax goes to: `sovterm setup tax {tax.kind} "
+                                   f"--tax-account NAME|ID --store {store_id}`")
         if detail.tax > 0 and tax.kind == "none":
             raise Unmapped(f"{HELD_PREFIX}: store {store_id} has no sales-tax setting, and BTCPay invoice {invoice_id} "
                            f"says {detail.tax} of its price is tax (taxIncluded), which is never revenue",
@@ -270,3 +281,10 @@ def sale_lines(sale: SaleContext, mapping: StoreMapping, total: Decimal, price: 
         if tax:
             header["TxnTaxDetail"] = {"TotalTax": tax}
     return out, header
+
+
+def deposit_tax(sale: SaleContext, total: Decimal, price: Decimal | None) -> Decimal:
+    """The sales tax inside a Deposit of `total` (its own line, to the tax setting's liability account)."""
+    if sale.tax.kind == "none" or not sale.tax.account_id or sale.detail.tax <= 0:
+        return Decimal(0)
+    return lines.document_lines(sale.detail, total, sale.tax.kind, price)[1]

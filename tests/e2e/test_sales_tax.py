@@ -49,6 +49,22 @@ def test_us_company_tax_on_the_document_total_is_what_was_paid(deposit_system: S
     inv = pay_cart(s, [("sandwich", "Sandwich", D("5.00"), 1)])
     doc = s.wait_for(lambda: docs_about(s, "SalesReceipt", inv.id), what="receipt")[0]
     assert D(str(doc["TotalAmt"])) == D("5.00") and tax_of(doc) == 0
+    # a store booking sales as Deposits (no tax lines): the tax goes to the liability account the operator named
+    s.cli_ok("setup", "mode", "deposit", "--deposit-as", "deposit")
+    try:
+        inv = pay_cart(s, [("sandwich", "Sandwich", D("10.00"), 2)], tax_rate=D("8.25"))
+        s.wait_for(lambda: s.sql("SELECT 1 FROM sync_jobs WHERE invoice_id = ? AND state = 'held' AND last_error "
+                                 "LIKE '%--tax-account%'", (inv.id,)), what="held for the tax account")
+        bad = s.cli("setup", "tax", "us", "--tax-account", "Checking")
+        assert bad.returncode == 1 and "liability" in bad.stderr
+        s.cli_ok("setup", "tax", "us", "--tax-account", "Sales Tax Payable")
+        deposit = s.wait_for(lambda: docs_about(s, "Deposit", inv.id), what="deposit")[0]
+        payable = next(a["Id"] for a in s.qbo_docs("Account") if a["Name"] == "Sales Tax Payable")
+        assert D(str(deposit["TotalAmt"])) == D("21.65")
+        assert [(ln["DepositLineDetail"]["AccountRef"]["value"] == payable, D(str(ln["Amount"])))
+                for ln in deposit["Line"]] == [(False, D("20.00")), (True, D("1.65"))]
+    finally:
+        s.cli_ok("setup", "mode", "deposit", "--deposit-as", "salesreceipt")
 
 
 def test_non_us_company_tax_inclusive_lines_with_a_tax_code(system_factory: Callable[..., System]) -> None:
