@@ -115,7 +115,7 @@ def sale_detail(metadata: dict[str, Any]) -> SaleDetail:
 
 @dataclass(frozen=True)
 class DocLine:
-    """One line of the document: `net` is revenue, `tax` its share of the sales tax (inclusive companies)."""
+    """One line of the document: `net` is revenue, `tax` its share of the sales tax."""
 
     code: str
     title: str
@@ -145,22 +145,27 @@ def document_lines(detail: SaleDetail, total: Decimal, tax_kind: TaxKind,
         tax = _cents(tax * total / price)
     if tax >= total:
         tax = Decimal(0)
-    sold = [s if s.unit_price is not None else SoldLine(s.code, s.title, 1, price or total) for s in detail.lines]
+    named_price = min(price, total) if price else total  # `itemCode` alone: what of the price was paid
+    sold = [s if s.unit_price is not None else SoldLine(s.code, s.title, 1, named_price) for s in detail.lines]
     if not sold:  # nothing named: one line for the sale on the store's sales item
         sold = [SoldLine(SALE, "", 1, None)]
         prices_hold_tax = True
         listed = [total]
     else:
         listed = [s.amount for s in sold]
-        prices_hold_tax = abs(sum(listed) - total) <= abs(sum(listed) + tax - total)
+        # judged against the invoice's price (what the cart was priced at), not an over- or underpayment
+        against, full_tax = (price, detail.tax) if price else (total, tax)
+        prices_hold_tax = (any(s.unit_price is None for s in detail.lines)  # the price itself: tax inside
+                           or abs(sum(listed) - against) <= abs(sum(listed) + full_tax - against))
     wanted = total if prices_hold_tax else total - tax  # what the listed amounts should add up to
     rest = wanted - sum(listed, Decimal(0))
     shares = _shares(listed, tax)
     lines = [DocLine(s.code, s.title, s.qty, s.unit_price, amount - share if prices_hold_tax else amount, share)
              for s, amount, share in zip(sold, listed, shares, strict=True)]
     if rest != 0:
-        lines.append(DocLine(ADJUSTMENT, f"Rounding/adjustment: the cart adds up to {wanted - rest}, "
-                                         f"{wanted} was received", 1, rest, rest))
+        on_top = "" if prices_hold_tax else f" plus {tax} tax"
+        lines.append(DocLine(ADJUSTMENT, f"Rounding/adjustment: the cart adds up to {wanted - rest}{on_top}, "
+                                         f"{total} was received", 1, rest, rest))
     return lines, tax
 
 

@@ -48,3 +48,9 @@ def test_tax_split_for_each_kind_and_a_partial_payment_carries_its_part() -> Non
     plain = sale_detail({"taxIncluded": "8.00"})
     lines, tax = document_lines(plain, D("40.00"), "us", price=D("100.00"))  # 40 of 100 paid: 40 % of the tax
     assert tax == D("3.20") and [(x.code, x.net) for x in lines] == [(SALE, D("36.80"))]
+    named = sale_detail({"itemCode": "X", "taxIncluded": "8.00"})  # the item alone: what was paid of it
+    assert [(x.code, x.net) for x in document_lines(named, D("40.00"), "us", price=D("100.00"))[0]] == [
+        ("X", D("36.80"))]
+    lines, _ = document_lines(named, D("110.00"), "us", price=D("100.00"))  # overpaid: the excess adjusts
+    assert [(x.code, x.net) for x in lines] == [("X", D("92.00")), (ADJUSTMENT, D("10.00"))]
+    assert lines[1].title == "Rounding/adjustment: the cart adds up to 100.00, 110.00 was received"
