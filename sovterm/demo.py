@@ -190,8 +190,14 @@ async def _traffic(state: Any, store_id: str, app_id: str) -> None:
         await asyncio.sleep(TRAFFIC_EVERY_S)
         n += 1
         amount = Decimal(rng.randint(350, 9000)) / 100
-        inv = state.create_invoice(store_id, amount, "USD",
-                                   metadata={"orderId": f"demo-{n}", "itemDesc": rng.choice(items)})
+        if n % 4 == 0:  # a Point-of-Sale cart: its lines become items on the SalesReceipt
+            menu = [("flat-white", "Flat white", Decimal("4.50")), ("croissant", "Croissant", Decimal("3.25")),
+                    ("beans-1kg", "Espresso beans 1kg", Decimal("24.00"))]
+            cart = [(code, title, price, rng.randint(1, 3)) for code, title, price in rng.sample(menu, 2)]
+            inv = state.create_pos_invoice(store_id, cart)
+        else:
+            inv = state.create_invoice(store_id, amount, "USD",
+                                       metadata={"orderId": f"demo-{n}", "itemDesc": rng.choice(items)})
         method = rng.choice(["BTC-CHAIN", "BTC-LN", "BTC-LN"])
         state.pay(inv.id, method=method)
         if method == "BTC-CHAIN":

@@ -17,7 +17,21 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sovterm.cli import analytics, books, btcpay, core, crowdfund, links, local, ops, payouts, qbo, sync, webhooks
+from sovterm.cli import (
+    analytics,
+    books,
+    btcpay,
+    core,
+    crowdfund,
+    items,
+    links,
+    local,
+    ops,
+    payouts,
+    qbo,
+    sync,
+    webhooks,
+)
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 
@@ -28,6 +42,7 @@ COMMAND_MODULES = [
     btcpay,
     qbo,
     sync,
+    items,
     links,
     payouts,
     books,

@@ -5,13 +5,14 @@ sync, links and payouts, the parts it hands webhooks and invoice snapshots to (`
 
 from __future__ import annotations
 
-from sovterm.parts import analytics, books, btcpay, intake, links, ops, payouts, qbo, sync, webhooks
+from sovterm.parts import analytics, books, btcpay, intake, items, links, ops, payouts, qbo, sync, webhooks
 from sovterm.parts.base import Part
 
 PARTS: list[Part] = [
     btcpay.PART,
     qbo.PART,
     sync.PART,
+    items.PART,
     links.PART,
     payouts.PART,
     intake.PART,

@@ -191,6 +191,7 @@ class Entities(Result):
     payment_methods: EntityList
     classes: EntityList
     tax_codes: EntityList
+    locations: EntityList
 
 
 class Proposed(Result):
@@ -282,7 +283,7 @@ def register(server: ControlServer, services: Services) -> None:
 
     @server.method("setup.accounts.list", role=Role.VIEWER, part="qbo")
     async def accounts_list(ctx: CallContext) -> Entities:
-        """The company's accounts, items, customers, payment methods, classes and tax codes."""
+        """The company's accounts, items, customers, payment methods, classes, tax codes and locations."""
         service: QBOService = ctx.part
         return Entities(sandbox=await service.connected_sandbox(), **await service.list_entities())
 

@@ -82,6 +82,7 @@ class StoreMapping:
     names: dict[str, str] = field(default_factory=dict)  # display names, filled by validation
     # where the network fees customers pay are credited; None in mappings saved before sovterm booked them
     fee_collected_account_id: str | None = None
+    department_id: str | None = None  # location (QuickBooks Department) on every document's header
 
 
 def _type_of(entity: dict[str, Any], kind: str) -> str:
@@ -116,6 +117,9 @@ class AccountMapper:
 
     async def list_tax_codes(self) -> list[dict[str, Any]]:
         return await self._client.query("SELECT * FROM TaxCode")
+
+    async def list_departments(self) -> list[dict[str, Any]]:
+        return await self._client.query("SELECT * FROM Department")
 
     async def find_by_name(self, entity: str, name: str, *, include_inactive: bool = False) -> dict[str, Any] | None:
         sql = f"SELECT * FROM {entity} WHERE Name = {quote_literal(name)}"
@@ -209,9 +213,10 @@ class AccountMapper:
             ("customer_id", "Customer", "customer", "DisplayName"),
             ("class_id", "Class", "class", "Name"),
             ("tax_code_id", "TaxCode", "tax code", "Name"),
+            ("department_id", "Department", "location", "Name"),
         ):
             if getattr(mapping, key):
-                names[key] = str((await self._get(entity, getattr(mapping, key), role)).get(label, ""))
+                names[key] = str((await self.get_active(entity, getattr(mapping, key), role)).get(label, ""))
         mapping.names = names
         return mapping
 
@@ -220,6 +225,20 @@ class AccountMapper:
         if not rows:
             raise MappingError(f"{role}: no {entity} with id {entity_id} in QuickBooks",
                                fix="pick one from `sovterm setup accounts`")
+        return rows[0]
+
+    async def get_active(self, entity: str, entity_id: str, role: str) -> dict[str, Any]:
+        """A list entry that exists and is active: QuickBooks refuses a document naming an inactive class or
+        location, so the mapping refuses it first, with the reason (the query asks for inactive ones too, or
+        an inactive entry would look like a missing one)."""
+        rows = await self._client.query(
+            f"SELECT * FROM {entity} WHERE Id = {quote_literal(entity_id)} AND Active IN (true, false)", limit=1)
+        if not rows:
+            raise MappingError(f"{role}: no {entity} with id {entity_id} in QuickBooks",
+                               fix="pick one from `sovterm setup accounts --list`")
+        if rows[0].get("Active") is False:
+            raise MappingError(f"{role}: {entity} '{rows[0].get('Name', entity_id)}' is inactive in QuickBooks",
+                               fix=f"make it active again in QuickBooks, or map another {role}")
         return rows[0]
 
     async def save(self, mapping: StoreMapping) -> StoreMapping:
@@ -239,13 +258,14 @@ class AccountMapper:
 async def load_mapping(db: Database, store_id: str) -> StoreMapping | None:
     row = await db.fetchone(
         "SELECT store_id, realm_id, deposit_account_id, income_account_id, item_id, fee_account_id,"
-        " payment_method_id, customer_id, class_id, tax_code_id, names, fee_collected_account_id"
+        " payment_method_id, customer_id, class_id, tax_code_id, names, fee_collected_account_id, department_id"
         " FROM qbo_mappings WHERE store_id = ?",
         (store_id,),
     )
     if row is None:
         return None
-    return StoreMapping(*row[:10], names=json.loads(row[10]), fee_collected_account_id=row[11])
+    return StoreMapping(*row[:10], names=json.loads(row[10]), fee_collected_account_id=row[11],
+                        department_id=row[12])
 
 
 async def default_mapping(mapper: AccountMapper, store_id: str, *, consent: bool = True) -> StoreMapping:

@@ -12,4 +12,5 @@ OVERRIDES: dict[str, tuple[str, str, str]] = {
     "customer": ("customer_id", "Customer", "DisplayName"),
     "class": ("class_id", "Class", "Name"),
     "tax_code": ("tax_code_id", "TaxCode", "Name"),
+    "location": ("department_id", "Department", "Name"),
 }

@@ -186,6 +186,12 @@ def _header(marker: str, txn_date: date, note: BtcDetail | str | None, *, doc_nu
     return {"DocNumber": marker, **header} if doc_number else header
 
 
+def _location(body: dict[str, Any], department_id: str | None) -> None:
+    """Location (QuickBooks calls it Department) on the header: `Transaction.DepartmentRef` in Finance.xsd."""
+    if department_id:
+        body["DepartmentRef"] = _ref(department_id)
+
+
 def _sales_line(item_id: str, amount: Decimal, description: str | None,
                 class_id: str | None, tax_code_id: str | None) -> dict[str, Any]:
     detail: dict[str, Any] = {"ItemRef": _ref(item_id), "Qty": 1, "UnitPrice": amount}
@@ -203,14 +209,18 @@ def build_sales_receipt(
     *, marker: str, txn_date: date, item_id: str, amount: Decimal, deposit_account_id: str,
     currency: str, ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
     customer_id: str | None = None, payment_method_id: str | None = None, class_id: str | None = None,
-    tax_code_id: str | None = None, description: str | None = None,
+    tax_code_id: str | None = None, description: str | None = None, department_id: str | None = None,
+    lines: list[dict[str, Any]] | None = None, tax: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A sale paid in full at once (deposit mode): money lands in the BTC asset account."""
+    """A sale paid in full at once (deposit mode): money lands in the BTC asset account. `lines` (items, cart,
+    tax split: `sync.lines`) replace the one line of `item_id`; `tax` is the header's tax fields."""
     body = _header(marker, txn_date, note)
     body.update(currency_fields(ctx, currency, exchange_rate))
+    _location(body, department_id)
     if customer_id:
         body["CustomerRef"] = _ref(customer_id)
-    body["Line"] = [_sales_line(item_id, _amount(amount), description, class_id, tax_code_id)]
+    body["Line"] = lines or [_sales_line(item_id, _amount(amount), description, class_id, tax_code_id)]
+    body.update(tax or {})
     body["DepositToAccountRef"] = _ref(deposit_account_id)
     if payment_method_id:
         body["PaymentMethodRef"] = _ref(payment_method_id)
@@ -251,12 +261,14 @@ class DepositLine:
 def build_deposit(
     *, marker: str, txn_date: date, deposit_account_id: str, lines: list[DepositLine], currency: str,
     ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
+    department_id: str | None = None,
 ) -> dict[str, Any]:
     """Money into the BTC asset account straight from income (no customer, deposit mode)."""
     if not lines:
         raise ValueError("a deposit needs at least one line")
     body = _header(marker, txn_date, note)
     body.update(currency_fields(ctx, currency, exchange_rate))
+    _location(body, department_id)
     body["Line"] = []
     for line in lines:
         detail: dict[str, Any] = {"AccountRef": _ref(line.account_id)}
@@ -277,11 +289,12 @@ def build_refund_receipt(
     *, marker: str, txn_date: date, item_id: str, amount: Decimal, refund_from_account_id: str, currency: str,
     ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
     customer_id: str | None = None, payment_method_id: str | None = None, description: str | None = None,
-    class_id: str | None = None,
+    class_id: str | None = None, department_id: str | None = None,
 ) -> dict[str, Any]:
     """Money paid back to a customer out of the BTC asset account."""
     body = _header(marker, txn_date, note)
     body.update(currency_fields(ctx, currency, exchange_rate))
+    _location(body, department_id)
     if customer_id:
         body["CustomerRef"] = _ref(customer_id)
     body["Line"] = [_sales_line(item_id, _amount(amount), description, class_id, None)]
@@ -294,11 +307,12 @@ def build_refund_receipt(
 def build_purchase(
     *, marker: str, txn_date: date, paying_account_id: str, expense_account_id: str, amount: Decimal,
     currency: str, ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
-    class_id: str | None = None,
+    class_id: str | None = None, department_id: str | None = None,
 ) -> dict[str, Any]:
     """A network fee: an expense paid out of the BTC asset account."""
     body = _header(marker, txn_date, note)
     body.update(currency_fields(ctx, currency, exchange_rate))
+    _location(body, department_id)
     detail: dict[str, Any] = {"AccountRef": _ref(expense_account_id)}
     if class_id:
         detail["ClassRef"] = _ref(class_id)

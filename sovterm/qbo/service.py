@@ -392,6 +392,7 @@ class QBOService:
             ("payment_methods", await mapper.list_payment_methods(), ("Name", "Type")),
             ("classes", await mapper.list_classes(), ("Name",)),
             ("tax_codes", await mapper.list_tax_codes(), ("Name",)),
+            ("locations", await mapper.list_departments(), ("Name",)),
         ):
             out[key] = {
                 "count": len(rows),
@@ -414,9 +415,11 @@ class QBOService:
         return bool(connection and connection.sandbox)
 
     async def _resolve(self, client: QBOClient, entity: str, name_field: str, value: str) -> tuple[str, str]:
-        """(id, display name) of the entity whose Id or name is `value`."""
+        """(id, display name) of the entity whose Id or name is `value` (inactive ones too: the mapping's
+        validation then says it is inactive, rather than that it does not exist)."""
         for prop in ("Id", name_field) if value.isdigit() else (name_field,):
-            rows = await client.query(f"SELECT * FROM {entity} WHERE {prop} = {quote_literal(value)}", limit=1)
+            rows = await client.query(f"SELECT * FROM {entity} WHERE {prop} = {quote_literal(value)}"
+                                      + (" AND Active IN (true, false)" if entity != "Account" else ""), limit=1)
             if rows:
                 return str(rows[0]["Id"]), str(rows[0].get(name_field, ""))
         raise MappingError(f"no {entity} named or numbered '{value}' in QuickBooks",

@@ -390,6 +390,70 @@ class BTCPaySimState:
         self.emit(inv.store_id, "InvoiceCreated", _invoice_event(inv), at=created)
         return inv
 
+    def create_pos_invoice(
+        self,
+        store_id: str,
+        cart: list[tuple[str, str, Decimal, int]],
+        *,
+        app_id: str = "PoSApp1",
+        currency: str | None = None,
+        tax_rate: Decimal = Decimal(0),
+        tax_included_in_price: bool = False,
+        discount_percent: Decimal = Decimal(0),
+        tip: Decimal = Decimal(0),
+        amounts: list[Decimal] | None = None,
+    ) -> SimInvoice:
+        """An invoice as BTCPay's Point-of-Sale app creates it from a cart of (item id, title, unit price,
+        count): the order summed as `PoSOrder.Calculate` does (discount and tax per line, rounded half away
+        from zero to the currency's 2 decimals), and the metadata `UIPointOfSaleController` writes
+        (`itemCode`/`itemDesc` for a one-item cart, `taxIncluded` = the items' tax or none, `orderId`,
+        `orderUrl`, `posData` = `PosAppData`, `receiptData`), searchable by `pos-app_<appId>`."""
+        from decimal import ROUND_HALF_UP
+
+        def rnd(value: Decimal) -> Decimal:
+            return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+        currency = (currency or self.store(store_id).default_currency).upper()
+        lines = [(f"Custom Amount {n}", "", a, 1) for n, a in enumerate(amounts or [], start=1)] + list(cart)
+        discount_total = tax_total = excluded = Decimal(0)
+        for _code, _title, price, count in lines:
+            line = price * count
+            discount = rnd(line * discount_percent / 100)
+            discount_total += discount
+            line -= discount
+            if tax_included_in_price and tax_rate > 0:
+                tax = rnd(line * tax_rate / (100 + tax_rate))
+                excluded += line - tax
+            else:
+                tax = rnd(line * tax_rate / 100)
+                excluded += line
+            tax_total += tax
+        excluded = rnd(excluded)
+        tip = rnd(tip)
+        total = rnd(excluded + tax_total + tip)
+        pos_data = {
+            "cart": [{"id": code, "price": price, "title": title, "count": count, "inventory": None, "image": None}
+                     for code, title, price, count in cart],
+            "amounts": list(amounts) if amounts else None, "customAmount": Decimal(0),
+            "discountPercentage": discount_percent, "tipPercentage": Decimal(0),
+            "itemsTotal": excluded + discount_total, "discountAmount": discount_total, "subTotal": excluded,
+            "tax": tax_total, "tip": tip, "total": total,
+        }
+        receipt = {"Cart": {title: f"{count} x {price} = {price * count}" for _c, title, price, count in cart},
+                   "Total": str(total)}
+        metadata: dict[str, Any] = {
+            "orderId": self.new_id(10), "orderUrl": f"https://btcpay.example/apps/{app_id}/pos",
+            "posData": pos_data, "receiptData": receipt,
+        }
+        if len(cart) == 1:
+            metadata.update({"itemCode": cart[0][0], "itemDesc": cart[0][1]})
+        if tax_total > 0:
+            metadata["taxIncluded"] = tax_total
+        # amounts as decimal strings, like every amount this simulator writes (BTCPay writes JSON numbers; the
+        # reader takes both, and `{"value": …}` for a cart price)
+        metadata = json.loads(json.dumps(metadata, default=str))
+        return self.create_invoice(store_id, total, currency, metadata=metadata, search_terms=[f"pos-app_{app_id}"])
+
     def pay(
         self,
         invoice_id: str,

@@ -417,9 +417,11 @@ def seed_company(
     multicurrency: bool = False,
     invoices: int = 3,
     enforce_unique_docnumber: bool = True,
+    country: str = "US",
 ) -> Books:
-    """A small company: the usual chart of accounts, an item, customers, and open invoices 1001…"""
-    books = Books(realm_id, home_currency, multicurrency, enforce_unique_docnumber)
+    """A small company: the usual chart of accounts, an item, customers, and open invoices 1001…; outside
+    the US, VAT rates and codes (a US company's automated sales tax needs none)."""
+    books = Books(realm_id, home_currency, multicurrency, enforce_unique_docnumber, country=country)
     state.books[realm_id] = books
     accounts = {}
     for name, kind, sub in [
@@ -439,7 +441,13 @@ def seed_company(
     for name in ("Cash", "Check"):
         books.add("PaymentMethod", {"Name": name, "Type": "NON_CREDIT_CARD"})
     books.add("Class", {"Name": "Online"})
+    books.add("Department", {"Name": "Main Street"})
     books.add("TaxCode", {"Name": "Out of scope", "Taxable": False})
+    if country.upper() != "US":
+        for rate, code in ((Decimal("20"), "20.0% S"), (Decimal("0"), "0.0% Z")):
+            tax_rate = books.add("TaxRate", {"Name": f"VAT {rate}%", "RateValue": rate})
+            books.add("TaxCode", {"Name": code, "Taxable": True, "SalesTaxRateList": {
+                "TaxRateDetail": [{"TaxRateRef": {"value": tax_rate["Id"]}}]}})
     customers = [
         books.add("Customer", {"DisplayName": name, "PrimaryEmailAddr": {"Address": email},
                                "CurrencyRef": {"value": home_currency}})

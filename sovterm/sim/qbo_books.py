@@ -16,10 +16,11 @@ CANONICAL = {
     name.lower(): name
     for name in (
         "Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode", "Invoice", "SalesReceipt",
-        "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer", "JournalEntry", "Preferences",
+        "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer", "JournalEntry", "Preferences", "Department",
+        "TaxRate",
     )
 }
-LISTS = {"Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode"}
+LISTS = {"Account", "Item", "Customer", "PaymentMethod", "Class", "TaxCode", "Department", "TaxRate"}
 TRANSACTIONS = {"Invoice", "SalesReceipt", "Payment", "Deposit", "RefundReceipt", "Purchase", "Transfer",
                 "JournalEntry"}
 ACCOUNT_TYPES = {
@@ -34,11 +35,13 @@ BALANCE_SHEET = {
 _COMMON_QUERYABLE = {"Id", "MetaData.CreateTime", "MetaData.LastUpdatedTime"}
 QUERYABLE = {
     "Account": {"Name", "AccountType", "Active", "Classification", "FullyQualifiedName", "CurrencyRef"},
-    "Item": {"Name", "Type", "Active", "FullyQualifiedName"},
+    "Item": {"Name", "Type", "Active", "FullyQualifiedName", "Sku"},  # Finance.xsd: Sku "Filterable: ALL"
     "Customer": {"DisplayName", "GivenName", "FamilyName", "CompanyName", "Active", "PrimaryEmailAddr"},
     "PaymentMethod": {"Name", "Active", "Type"},
     "Class": {"Name", "Active", "FullyQualifiedName"},
     "TaxCode": {"Name", "Active"},
+    "TaxRate": {"Name", "Active"},
+    "Department": {"Name", "Active", "FullyQualifiedName"},
     "Preferences": set(),
     **{t: {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt"} for t in TRANSACTIONS},
 }
@@ -92,6 +95,11 @@ class Books:
     entities: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     next_id: int = 1
     rates: dict[tuple[str, str], Decimal] = field(default_factory=dict)  # (source, YYYY-MM-DD) → rate
+    #: sales tax: a US company uses automated sales tax (Preferences.TaxPrefs.PartnerTaxEnabled), whose engine
+    #: the simulator stands in for with one rate (percent) for the company's address; any other country
+    #: uses tax codes per line (see `_sales_lines`)
+    country: str = "US"
+    ast_rate: Decimal = Decimal("8.25")
 
     def exchange_rate(self, source: str, as_of: str) -> dict[str, Any]:
         """GET exchangerate?sourcecurrencycode=…&asofdate=…: home units per one `source` unit."""
@@ -202,6 +210,26 @@ class Books:
     def _check_class(self, body: dict[str, Any]) -> None:
         self._unique_name("Class", "Name", body)
 
+    def _check_department(self, body: dict[str, Any]) -> None:
+        self._unique_name("Department", "Name", body)
+
+    def active(self, entity: str, entity_id: str | None, element: str) -> dict[str, Any]:
+        """A referenced list entry that must exist and be active. QuickBooks refuses a transaction naming an
+        inactive class, location, item or customer (the simulator's wording is its own)."""
+        doc = self.get(entity, entity_id, element)
+        if doc.get("Active") is False:
+            raise SimFault("6000", "A business validation error has occurred",
+                           f"{entity} assigned to {element} is inactive: {doc.get('Name', entity_id)}", element=element)
+        return doc
+
+    def tax_rate(self, code_id: str) -> Decimal:
+        """The percent of a (non-US) tax code: the sum of the `RateValue` of the TaxRates in its
+        `SalesTaxRateList` (Finance.xsd `TaxCode`, `TaxRate`)."""
+        code = self.get("TaxCode", code_id, "TaxCodeRef")
+        details = ((code.get("SalesTaxRateList") or {}).get("TaxRateDetail")) or []
+        return sum((_dec(self.get("TaxRate", _ref(d, "TaxRateRef"), "TaxRateRef").get("RateValue", 0), "RateValue")
+                    for d in details), Decimal(0))
+
     def _check_transaction(self, entity: str, body: dict[str, Any], allow_dup: bool) -> None:
         doc_number = body.get("DocNumber")
         if doc_number is not None:
@@ -234,7 +262,9 @@ class Books:
         if "PaymentMethodRef" in body:
             self.get("PaymentMethod", _ref(body, "PaymentMethodRef"), "PaymentMethodRef")
         if "ClassRef" in body:
-            self.get("Class", _ref(body, "ClassRef"), "ClassRef")
+            self.active("Class", _ref(body, "ClassRef"), "ClassRef")
+        if "DepartmentRef" in body:
+            self.active("Department", _ref(body, "DepartmentRef"), "DepartmentRef")
 
     def _lines(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         lines = body.get("Line")
@@ -244,21 +274,62 @@ class Books:
         return lines
 
     def _sales_lines(self, body: dict[str, Any]) -> Decimal:
-        total = Decimal("0")
+        """The document's total, with its sales tax worked out as QuickBooks does.
+
+        - US company (automated sales tax): lines are net; the engine computes tax on the lines coded `TAX`
+          (here at `ast_rate`) and adds it on top, unless the request carries `TxnTaxDetail.TotalTax`, which
+          it honours ("Whenever an explicit tax amount is sent in the transaction request the AST engine
+          honors the amount": Intuit, "Using QuickBooks Online API for automated sales tax", 2017).
+        - Other countries: each line's `TaxCodeRef` names the rate. `GlobalTaxCalculation` TaxExcluded (the
+          default) adds the tax on top of the net lines; TaxInclusive takes it out of each line's gross
+          (`TaxInclusiveAmt`, Finance.xsd: "total amount of line item including tax"; `Amount` is the net),
+          so the total is the gross. A supplied `TxnTaxDetail.TotalTax` is used as is (Finance.xsd
+          TxnTaxDetail: "This can be calculated by QuickBooks business logic or you may supply it"), and then
+          the net lines plus the tax must make the gross.
+        The simulator's reading: with TaxInclusive, `Qty × UnitPrice` is checked against the gross."""
+        us = self.country.upper() == "US"
+        inclusive = not us and body.get("GlobalTaxCalculation") == "TaxInclusive"
+        net_total = gross_total = tax = Decimal("0")
         for line in self._lines(body):
             amount = _dec(line.get("Amount"), "Line.Amount")
             if line.get("DetailType") != "SalesItemLineDetail":
                 raise SimFault("6000", "A business validation error has occurred", "unsupported line DetailType")
             detail = line.get("SalesItemLineDetail") or {}
-            self.get("Item", _ref(detail, "ItemRef"), "ItemRef")
-            if "TaxCodeRef" in detail and _ref(detail, "TaxCodeRef") not in ("TAX", "NON"):
-                self.get("TaxCode", _ref(detail, "TaxCodeRef"), "TaxCodeRef")
+            self.active("Item", _ref(detail, "ItemRef"), "ItemRef")
+            if "ClassRef" in detail:
+                self.active("Class", _ref(detail, "ClassRef"), "ClassRef")
+            code = _ref(detail, "TaxCodeRef")
+            rate = Decimal(0)
+            if us:
+                if code not in (None, "TAX", "NON"):
+                    self.get("TaxCode", code, "TaxCodeRef")
+                rate = self.ast_rate if code == "TAX" else Decimal(0)
+            elif code is not None:
+                rate = self.tax_rate(code) if code not in ("TAX", "NON") else Decimal(0)
+            gross = _dec(detail.get("TaxInclusiveAmt", amount), "TaxInclusiveAmt") if inclusive else amount
             if "Qty" in detail and "UnitPrice" in detail:
-                if _dec(detail["Qty"], "Qty") * _dec(detail["UnitPrice"], "UnitPrice") != amount:
+                if _dec(detail["Qty"], "Qty") * _dec(detail["UnitPrice"], "UnitPrice") != gross:
                     raise SimFault("6070", "Amount is not equal to UnitPrice * Qty",
-                                   f"Amount {amount} != {detail['UnitPrice']} * {detail['Qty']}")
-            total += amount
-        return total
+                                   f"Amount {gross} != {detail['UnitPrice']} * {detail['Qty']}")
+            if inclusive:
+                line_tax = (gross * rate / (100 + rate)).quantize(Decimal("0.01"))
+                if "TaxInclusiveAmt" not in detail:
+                    line["Amount"] = amount = gross - line_tax
+                    detail["TaxInclusiveAmt"] = gross
+            else:
+                line_tax = (amount * rate / 100).quantize(Decimal("0.01"))
+            net_total += amount
+            gross_total += gross
+            tax += line_tax
+        supplied = (body.get("TxnTaxDetail") or {}).get("TotalTax")
+        if supplied is not None:
+            tax = _dec(supplied, "TxnTaxDetail.TotalTax")
+            if inclusive and net_total + tax != gross_total:
+                raise SimFault("6000", "A business validation error has occurred",
+                               f"net lines {net_total} + tax {tax} do not make the tax-inclusive total {gross_total}")
+        if tax or supplied is not None or inclusive:
+            body["TxnTaxDetail"] = {**(body.get("TxnTaxDetail") or {}), "TotalTax": tax}
+        return gross_total if inclusive else net_total + tax
 
     def _check_salesreceipt(self, body: dict[str, Any]) -> None:
         body["TotalAmt"] = self._sales_lines(body)
@@ -451,7 +522,8 @@ class Books:
 
     def preferences(self) -> dict[str, Any]:
         return {"Id": "1", "SyncToken": "0", "CurrencyPrefs": {
-            "MultiCurrencyEnabled": self.multicurrency, "HomeCurrency": {"value": self.home_currency}}}
+            "MultiCurrencyEnabled": self.multicurrency, "HomeCurrency": {"value": self.home_currency}},
+            "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": self.country.upper() == "US"}}
 
 
 def _field(doc: dict[str, Any], path: str) -> Any:

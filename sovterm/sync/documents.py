@@ -42,7 +42,7 @@ from sovterm.qbo.postings import (
     void_document,
 )
 from sovterm.qbo.sender import Sender
-from sovterm.sync import payouts, reconcile, rules
+from sovterm.sync import items, payouts, reconcile, rules
 
 CLEARING_ACCOUNT = "Bitcoin Payouts Clearing"
 
@@ -100,11 +100,13 @@ class ClearingAccounts:
 class Documents:
     """Drafts the QuickBooks documents of planned postings and writes them, exactly once."""
 
-    def __init__(self, client: ClientSource, *, fx: ExchangeRates | None = None) -> None:
+    def __init__(self, client: ClientSource, *, fx: ExchangeRates | None = None,
+                 catalog: items.Catalog | None = None) -> None:
         self._client = client
         self.sender = Sender(client)
         self.fx: ExchangeRates = fx or BooksRates(client)
         self.clearing = ClearingAccounts()
+        self.catalog = catalog  # items, sales tax, a pay link's class/location (none: the mapping alone)
 
     async def close(self) -> None:
         await self.sender.close()
@@ -152,7 +154,12 @@ class Documents:
             rate = await self.exchange_rate(snap.currency, ctx.home, p.txn_date.isoformat())
             if rate is None:
                 raise Refused(f"no {snap.currency}→{ctx.home} exchange rate for {p.txn_date}")
-        body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate))
+        sale = None
+        if self.catalog is not None:
+            first_sale = p.entity if p.kind == rules.SALE and p.seq == 0 else None
+            sale = await self.catalog.context(snap.store_id, snap.invoice_id, mapping, first_sale=first_sale)
+        body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate, sale=sale,
+                                price=snap.amount and rules.cents(snap.amount)))
         return posting_row(snap.store_id, snap.invoice_id, p.kind, p.seq, p.entity, p.amount, snap.currency, p.ref,
                            marker, body, p.txn_date, p.review)
 
@@ -175,7 +182,8 @@ class Documents:
         text = payouts.describe_fee(payout, fee, value, ctx.home)
         body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
                                     expense_account_id=mapping.fee_account_id, amount=value, currency=ctx.home,
-                                    ctx=ctx, note=text, class_id=mapping.class_id))
+                                    ctx=ctx, note=text, class_id=mapping.class_id,
+                                    department_id=mapping.department_id))
         return posting_row(payout.store_id, job_key, payouts.FEE, 0, "Purchase", value, ctx.home, fee.reference,
                            marker, body, day, None)
 
@@ -218,22 +226,30 @@ def posting_row(store_id: str, invoice_id: str, kind: str, seq: int, entity: str
 
 
 def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping, ctx: CurrencyContext,
-               rate: Decimal | None) -> dict[str, Any]:
-    """The QuickBooks request body for one planned posting."""
+               rate: Decimal | None, *, sale: items.SaleContext | None = None,
+               price: Decimal | None = None) -> dict[str, Any]:
+    """The QuickBooks request body for one planned posting (`sale`: its items, tax and class/location)."""
     common = {"marker": marker, "txn_date": p.txn_date, "currency": currency, "ctx": ctx, "exchange_rate": rate,
               "note": p.memo}
+    class_id = sale.class_id if sale else m.class_id
+    location = sale.department_id if sale else m.department_id
     if p.kind == rules.FEE:
         assert m.fee_collected_account_id is not None
         customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
-        line = DepositLine(m.fee_collected_account_id, p.amount, p.memo, customer, m.class_id)
-        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
+        line = DepositLine(m.fee_collected_account_id, p.amount, p.memo, customer, class_id)
+        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], department_id=location, **common)
     if p.entity == "SalesReceipt":
+        lines, tax = items.sale_lines(sale, m, p.amount, price, p.memo) if sale else (None, None)
         return build_sales_receipt(item_id=m.item_id, amount=p.amount, deposit_account_id=m.deposit_account_id,
                                    customer_id=m.customer_id, payment_method_id=m.payment_method_id,
-                                   class_id=m.class_id, tax_code_id=m.tax_code_id, description=p.memo, **common)
+                                   class_id=class_id, tax_code_id=m.tax_code_id, description=p.memo,
+                                   department_id=location, lines=lines, tax=tax, **common)
     if p.entity == "Deposit":
-        line = DepositLine(m.income_account_id, p.amount, p.memo, m.customer_id, m.class_id)
-        return build_deposit(deposit_account_id=m.deposit_account_id, lines=[line], **common)
+        tax = items.deposit_tax(sale, p.amount, price) if sale else Decimal(0)
+        lines = [DepositLine(m.income_account_id, p.amount - tax, p.memo, m.customer_id, class_id)]
+        if tax and sale and sale.tax.account_id:
+            lines.append(DepositLine(sale.tax.account_id, tax, f"sales tax — {p.memo}", m.customer_id, class_id))
+        return build_deposit(deposit_account_id=m.deposit_account_id, lines=lines, department_id=location, **common)
     if p.entity == "Payment":
         assert p.qbo_invoice is not None and p.applied is not None
         return build_payment(customer_id=p.qbo_invoice.customer_id, invoice_id=p.qbo_invoice.id, amount=p.applied,
@@ -243,5 +259,5 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
         customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
         return build_refund_receipt(item_id=m.item_id, amount=p.amount, refund_from_account_id=m.deposit_account_id,
                                     customer_id=customer, payment_method_id=m.payment_method_id,
-                                    description=p.memo, class_id=m.class_id, **common)
+                                    description=p.memo, class_id=class_id, department_id=location, **common)
     raise ValueError(f"no builder for {p.entity}")

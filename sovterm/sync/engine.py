@@ -50,7 +50,7 @@ from sovterm.qbo.errors import (
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext, PostResult
 from sovterm.store.group_commit import GroupCommit
-from sovterm.sync import payouts, queue, reconcile, records, rules, summary
+from sovterm.sync import items, payouts, queue, reconcile, records, rules, summary
 from sovterm.sync.documents import Documents, ExchangeRates, Refused
 from sovterm.sync.queue import Job
 from sovterm.sync.summary_jobs import DaySummaries
@@ -151,7 +151,7 @@ class SyncEngine:
         self.db = db
         self.commit = commit or GroupCommit(db)  # jobs finishing together share one transaction
         self.books = books
-        self.documents = Documents(books.client, fx=fx)
+        self.documents = Documents(books.client, fx=fx, catalog=items.Catalog(db, books.client))
         self.settings = settings or EngineSettings()
         self.bus: Bus = bus or _NullBus()
         self.refunds = refunds
@@ -299,7 +299,7 @@ class SyncEngine:
             if not ok:
                 raise Hold(reason)
             docs = await self._settle(job)
-        except (Hold, QBOReconnectRequired) as exc:
+        except (Hold, QBOReconnectRequired, items.Unmapped) as exc:
             reason = str(exc)
             await queue.hold(self.commit, job, self.owner, reason)
             self._publish(job, "held", error=reason)

@@ -465,3 +465,20 @@ def summary_text(progress: WizardProgress) -> str:
         + (", ".join(f"{_esc(k)} {'saved' if v else 'missing'}" for k, v in progress.mappings.items()) or "—"),
         f"{mark(progress.backfill_done)} backfill: {backfill}",
     ])
+
+
+def items_view(items: dict[str, Any] | None) -> tuple[str, list[tuple[str, str, str, str]]]:
+    """The Items tab: the store's unknown-item policy and sales-tax setting, and a row per BTCPay item."""
+    if items is None:
+        return "[dim]loading…[/]", []
+    tax = items["tax"]
+    text = (f"store {items['store_id']} · unknown items: [b]{items['policy']}[/] · sales tax: [b]{tax['kind']}[/]"
+            + (f" ({tax['names'].get('tax_code', tax['tax_code_id'])})" if tax.get("tax_code_id") else ""))
+    if items.get("held"):
+        text += f"\n[b]{items['held']} posting(s) held[/]: select the item and press m to map it"
+    rows = []
+    for i in items["items"]:
+        target = (f"{i['qbo_name']} (#{i['qbo_item_id']})" if i["qbo_item_id"] else
+                  "store's sales item" if i["how"] == "default" else "NOT MAPPED")
+        rows.append((i["code"], i.get("title") or "", target, str(i["waiting"] or "")))
+    return text, rows

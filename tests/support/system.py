@@ -193,6 +193,7 @@ def start_system(
     home_currency: str = "USD",
     multicurrency: bool = False,
     qbo_invoices: int = 3,
+    country: str = "US",
     sync: dict[str, Any] | None = None,
     qbo_settings: dict[str, Any] | None = None,
     btcpay_settings: dict[str, Any] | None = None,
@@ -214,7 +215,8 @@ def start_system(
     store = btcpay.call(btcpay.state.create_store, "Satoshi's Coffee", default_currency=store_currency)
     key = btcpay.call(btcpay.state.create_api_key, [f"btcpay.store.{p}:{store.id}" for p in STORE_PERMISSIONS])
     qstate = QBOSimState(seed=seed, time_scale=qbo_time_scale)
-    seed_company(qstate, REALM, home_currency=home_currency, multicurrency=multicurrency, invoices=qbo_invoices)
+    seed_company(qstate, REALM, home_currency=home_currency, multicurrency=multicurrency, invoices=qbo_invoices,
+                 country=country)
     qbo = QBOSimServer(qstate)
     secret_file = root / "qbo-client-secret"
     secret_file.write_text(CLIENT_SECRET + "\n")

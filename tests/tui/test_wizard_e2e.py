@@ -108,8 +108,15 @@ async def test_the_whole_wizard_on_the_simulators(full_env: FullEnv) -> None:
         await pilot.press("ctrl+n")
         await until(pilot, lambda: screen.step == "accounts" and screen.query_one("#accounts-table", DataTable).row_count,
                     what="proposed accounts")
+        screen.query_one("#accounts-class", Input).value = "Nowhere"  # checked like an account: refused
+        await press(pilot, screen, "accounts-apply")
+        await until(pilot, lambda: "no Class named or numbered 'Nowhere'" in problem(screen, "accounts"),
+                    timeout=15, what="unknown class refused")
+        screen.query_one("#accounts-class", Input).value = "Online"
+        screen.query_one("#accounts-location", Input).value = "Main Street"
         await press(pilot, screen, "accounts-apply")
         await until(pilot, lambda: screen.progress.accounts_done, timeout=15, what="mapping saved")
+        assert full_env.sql("SELECT class_id IS NOT NULL, department_id IS NOT NULL FROM qbo_mappings") == [(1, 1)]
         await pilot.press("ctrl+n")
         await until(pilot, lambda: screen.step == "backfill", what="backfill step")
         screen.query_one("#backfill-since", Input).value = "last week"

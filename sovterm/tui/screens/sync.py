@@ -1,7 +1,8 @@
 """Sync: live progress, recent postings with their QuickBooks ids, dead letters, unmatched payments,
-postings flagged for review, and whether the books match (the last 30 days and the bitcoin held, with the
-wallet transactions no document explains, which an admin can book), the bitcoin held at fair value
-(Holdings, `sovterm books holdings`), and the rollback of a date range (`X`, see `screens/rollback.py`).
+postings flagged for review, BTCPay items and the QuickBooks items they post to, and whether the books
+match (the last 30 days and the bitcoin held, with the wallet transactions no document explains, which an
+admin can book), the bitcoin held at fair value (Holdings, `sovterm books holdings`), and the rollback of
+a date range (`X`, see `screens/rollback.py`).
 
 The counts come from the app's `sync.status` feed; the lists are fetched when the screen is shown and
 again (debounced) when the daemon reports a job or an invoice changed; progress comes from
@@ -38,10 +39,12 @@ from sovterm.tui.screens.base import DaemonScreen, render_actions
 from sovterm.tui.screens.rollback import RollbackConfirmScreen, RollbackRangeScreen
 from sovterm.tui.session import Session
 from sovterm.tui.state import DaemonState
+from sovterm.tui.text import escape
 from sovterm.tui.views import (
     SyncProgress,
     books_text,
     dead_row,
+    items_view,
     posting_row,
     render_sync_status,
     review_row,
@@ -90,6 +93,42 @@ class BookScreen(ModalScreen[dict[str, Any] | None]):
             self.query_one("#book-problem", Static).update("type the account first")
             return
         self.dismiss({"txid": self.txid, "account": account, "store_id": self.store_id})
+
+
+class MapItemScreen(ModalScreen[dict[str, Any] | None]):
+    """Map a BTCPay item code to a QuickBooks item (`sovterm setup items map`); Esc maps nothing."""
+
+    CSS_PATH = "sync.tcss"
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, store_id: str, code: str, title: str) -> None:
+        super().__init__()
+        self.store_id, self.code, self.title = store_id, code, title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="item-box", classes="dialog") as box:
+            box.border_title = "Map a BTCPay item"
+            yield Static(f"[b]{self.code}[/] {self.title}", id="item-what")
+            yield Label("the QuickBooks item (name or id) its sales post to")
+            yield Input(placeholder="e.g. Latte", id="item-qbo", compact=True)
+            yield Static(id="item-problem", classes="problem")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="item-cancel", variant="primary")
+                yield Button("Map", id="item-apply")
+
+    def on_mount(self) -> None:
+        self.query_one("#item-qbo", Input).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "item-apply":
+            self.dismiss(None)
+            return
+        item = self.query_one("#item-qbo", Input).value.strip()
+        if not item:
+            self.query_one("#item-problem", Static).update("type the QuickBooks item first")
+            return
+        self.dismiss({"store_id": self.store_id, "code": self.code, "item": item})
 
 
 class ResolveScreen(ModalScreen[dict[str, Any] | None]):
@@ -154,6 +193,7 @@ class SyncScreen(DaemonScreen):
         Binding("e", "resolve", "Resolve"),
         Binding("v", "reviewed", "Reviewed"),
         Binding("b", "book", "Book tx"),
+        Binding("m", "map_item", "Map item"),
         Binding("f", "reload", "Refresh"),
         Binding("X", "rollback", "Roll back"),
         Binding("1", "tab('recent')", "Recent", show=False),
@@ -162,6 +202,7 @@ class SyncScreen(DaemonScreen):
         Binding("4", "tab('review')", "To review", show=False),
         Binding("5", "tab('books')", "Books", show=False),
         Binding("6", "tab('holdings')", "Holdings", show=False),
+        Binding("7", "tab('items')", "Items", show=False),
     ]
 
     def __init__(self, session: Session) -> None:
@@ -173,6 +214,7 @@ class SyncScreen(DaemonScreen):
         self.recent: list[dict[str, Any]] = []
         self.books: dict[str, Any] | None = None
         self.holdings: list[dict[str, Any]] = []
+        self.items: dict[str, Any] | None = None
         self._reload_pending = False
 
     def compose(self) -> ComposeResult:
@@ -196,6 +238,9 @@ class SyncScreen(DaemonScreen):
             with TabPane("Holdings", id="holdings"):
                 yield Static(id="holdings-text")
                 yield DataTable(id="holdings-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Items", id="items"):
+                yield Static(id="items-text")
+                yield DataTable(id="items-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="sync-actions", classes="actions-line")
         yield Footer()
 
@@ -208,6 +253,7 @@ class SyncScreen(DaemonScreen):
                                                               "why")
         self.query_one("#books-table", DataTable).add_columns("store", "wallet transaction nothing explains", "amount")
         self.query_one("#holdings-table", DataTable).add_columns(*HOLDINGS_COLUMNS)
+        self.query_one("#items-table", DataTable).add_columns("BTCPay item", "title", "QuickBooks item", "held")
         self.show_state(self.session.state)
 
     def on_screen_resume(self) -> None:
@@ -327,6 +373,28 @@ class SyncScreen(DaemonScreen):
 
         text.update("[dim]reading the ledger…[/]")
         self.call("books.holdings", {}, done=done, failed=failed, exclusive=True, group="holdings")
+    def load_items(self) -> None:
+        """The store's items (`setup.items.list`; several stores: the CLI's `--store`)."""
+        if (why := self.may("setup.items.list")) is not None:
+            self.query_one("#items-text", Static).update(f"[dim]{why}[/]")
+            return
+
+        def done(result: dict[str, Any]) -> None:
+            self.items = result
+            self.show_items()
+
+        def failed(message: str) -> None:
+            self.query_one("#items-text", Static).update(f"[dim]{escape(message)}[/]")
+
+        self.call("setup.items.list", {}, done=done, failed=failed, exclusive=True, group="items")
+
+    def show_items(self) -> None:
+        text, rows = items_view(self.items)
+        self.query_one("#items-text", Static).update(text)
+        table = self.query_one("#items-table", DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(*row, key=row[0])
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
@@ -334,6 +402,8 @@ class SyncScreen(DaemonScreen):
             self.load_books()
         elif event.pane.id == "holdings":
             self.load_holdings()
+        elif event.pane.id == "items":
+            self.load_items()
 
     def daemon_event(self, event: DaemonEvent) -> None:
         if event.topic == "sync.progress":
@@ -356,6 +426,8 @@ class SyncScreen(DaemonScreen):
             return True if self.may("reconcile.book") is None else None
         if action == "rollback":
             return True if self.may("sync.rollback") is None else None
+        if action == "map_item":
+            return True if self.may("setup.items.map") is None else None
         return super().check_action(action, parameters)
 
     def action_tab(self, tab: str) -> None:
@@ -367,6 +439,8 @@ class SyncScreen(DaemonScreen):
             self.load_books()
         elif self.query_one(TabbedContent).active == "holdings":
             self.load_holdings()
+        elif self.query_one(TabbedContent).active == "items":
+            self.load_items()
         self.session.refresh_now()
 
     def _selected(self, table_id: str) -> str | None:
@@ -480,3 +554,24 @@ class SyncScreen(DaemonScreen):
                 self.call("sync.rollback", params, done=previewed)
 
         self.app.push_screen(RollbackRangeScreen(today), ranged)
+
+    def action_map_item(self) -> None:
+        self.action_tab("items")
+        code = self._selected("#items-table")
+        if code is None or self.items is None:
+            self.notify("no BTCPay item to map yet", severity="information")
+            return
+        title = next((i.get("title") or "" for i in self.items["items"] if i["code"] == code), "")
+
+        def decided(params: dict[str, Any] | None) -> None:
+            if params is None:
+                return
+
+            def done(result: dict[str, Any]) -> None:
+                self.notify(f"{code} → {result.get('qbo_name')}; {result.get('released')} held posting(s) released",
+                            title="Items")
+                self.load_items()
+
+            self.call("setup.items.map", params, done=done)
+
+        self.app.push_screen(MapItemScreen(self.items["store_id"], code, title), decided)

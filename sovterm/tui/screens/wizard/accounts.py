@@ -7,7 +7,8 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.widgets import Button, DataTable, Static
+from textual.containers import Horizontal
+from textual.widgets import Button, DataTable, Input, Static
 
 from sovterm.tui.connection import ActionFailed
 from sovterm.tui.screens.wizard.step import ADMIN, Step
@@ -28,6 +29,9 @@ class AccountsStep(Step):
         yield Static("[b]5. Accounts[/]\nThe QuickBooks accounts and item sovterm posts to. Existing "
                      "ones are found by name; the missing ones are created when you apply.", classes="intro")
         yield DataTable(id="accounts-table", cursor_type="row", show_cursor=False)
+        with Horizontal(id="accounts-dimensions"):  # optional: every store's documents carry them
+            yield Input(placeholder="class (optional)", id="accounts-class", classes=ADMIN, compact=True)
+            yield Input(placeholder="location (optional)", id="accounts-location", classes=ADMIN, compact=True)
         yield Button("Apply (create the missing defaults)", id="accounts-apply", classes=ADMIN, variant="primary")
         yield Static(id="accounts-problem", classes="problem")
 
@@ -82,12 +86,16 @@ class AccountsStep(Step):
             self.problem("follow a BTCPay store first (step 2)")
             return
         remaining = list(stores)
+        # a class and location typed here are checked like accounts (`setup accounts --class --location`)
+        overrides = {key: value for key in ("class", "location")
+                     if (value := self.query_one(f"#accounts-{key}", Input).value.strip())}
 
         def next_store(_: Any = None) -> None:
             if not remaining:
                 self.proposals_for = None  # read again: the missing defaults now exist
                 self.reload()
                 return
-            self.ask("setup.accounts.apply", {"store_id": remaining.pop(0), "auto": True}, next_store)
+            self.ask("setup.accounts.apply", {"store_id": remaining.pop(0), "auto": True, "overrides": overrides},
+                     next_store)
 
         next_store()
