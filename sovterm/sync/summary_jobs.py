@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sovterm.qbo.errors import QBOValidationError
 from sovterm.qbo.models import dumps
 from sovterm.qbo.postings import marker_for
-from sovterm.sync import queue, records, rules
+from sovterm.sync import items, lines, queue, records, rules
 from sovterm.sync.documents import Refused, posting_row
 from sovterm.sync.summary import (
     JOB_KIND,
@@ -58,6 +58,9 @@ class DaySummaries:
             return False
         if await contributed(self.engine.db, snap.store_id, snap.invoice_id):
             return True  # in a summary already: it stays there, whatever the mode is now
+        metadata = await items.invoice_metadata(self.engine.db, snap.store_id, snap.invoice_id)
+        if lines.sale_detail(metadata).tax > 0:
+            return False  # sales tax is split out on the invoice's own document; a day's summary has no tax line
         policy = await self.policy(snap.store_id)
         return policy.since is not None and local_day(snap.paid_at or snap.created_at, policy.tz) >= policy.since
 

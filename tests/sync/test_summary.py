@@ -15,7 +15,7 @@ import pytest
 from sovterm.errors import UserFacingError
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext
-from sovterm.sync import queue, reconcile, records, summary
+from sovterm.sync import items, queue, reconcile, records, summary
 from sovterm.sync.engine import EngineSettings, SyncEngine
 from sovterm.sync.rules import InvoiceSnap, PaymentSnap, RefundSnap
 from tests.sync.helpers import REALM, STORE, docs, invoice, put
@@ -309,3 +309,18 @@ async def test_a_day_quickbooks_refuses_keeps_its_invoices_for_the_retry(db, eng
     await run(engine, db)
     [doc] = deposits(qbo_state, "2026-01-01")
     assert Decimal(str(doc["TotalAmt"])) == Decimal("200.00")
+
+
+async def test_an_invoice_carrying_sales_tax_keeps_its_own_document_in_summary_mode(db, engine, qbo_state):
+    """A day's summary has no tax line, so a taxed invoice is posted on its own, tax split out, never summed
+    into sales."""
+    await summary_mode(db, since="2026-01-02")
+    await items.set_tax(db, STORE, items.TaxSetting("us", None, {}, None))
+    await put(db, invoice("plain", created=ts("2026-01-02 10:00")))
+    await put(db, invoice("taxed", created=ts("2026-01-02 11:00"), metadata={"taxIncluded": "8.00"}))
+    await run(engine, db)
+    [receipt] = docs(qbo_state, "SalesReceipt")
+    assert "taxed" in receipt["PrivateNote"] and Decimal(str(receipt["TotalAmt"])) == Decimal("100.00")
+    assert Decimal(str(receipt["TxnTaxDetail"]["TotalTax"])) == Decimal("8.00")
+    [day] = [d for d in docs(qbo_state, "Deposit") if d["TxnDate"] == "2026-01-02"]
+    assert Decimal(str(day["TotalAmt"])) == Decimal("100.00")  # the plain invoice only
