@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from sovterm.amounts import plain
 from sovterm.control import protocol as rpc
@@ -59,9 +60,9 @@ class ServerThread:
         self.server = ControlServer(path, RolePolicy(os.geteuid(), None, None), parts=lambda name: None,
                                     audit=self._no_audit, version="t", notify_limit=100)
 
-        @self.server.method("echo", role=Role.VIEWER)
-        async def echo(ctx: CallContext, **params: Any) -> Any:
-            return params
+        @self.server.method("echo", role=Role.VIEWER, params=EchoParams)
+        async def echo(ctx: CallContext, still: str | None) -> Any:
+            return {} if still is None else {"still": still}
 
         started = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
@@ -98,6 +99,10 @@ def connection(tmp_path: Path) -> Iterator[tuple[socket.socket, Any]]:
     server.stop()
 
 
+class EchoParams(BaseModel):
+    still: str | None = None
+
+
 def expected_answers(line: bytes) -> int:
     """How many replies a line should get: one, except a well-formed notification (no id) that succeeds."""
     if not line.strip():
@@ -107,7 +112,10 @@ def expected_answers(line: bytes) -> int:
     except ValueError:
         return 1
     if isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and "method" in msg and msg.get("id") is None:
-        return 0 if str(msg["method"]) == "echo" and isinstance(msg.get("params") or {}, dict) else 1
+        # the server is strict: echo succeeds without parameters or with `still` as text, and nothing else
+        params = msg.get("params") or {}
+        fine = isinstance(params, dict) and set(params) <= {"still"} and isinstance(params.get("still", ""), str)
+        return 0 if str(msg["method"]) == "echo" and fine else 1
     return 1
 
 
