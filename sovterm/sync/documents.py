@@ -17,6 +17,7 @@ is applied to; the payouts' clearing account is looked up by name and created on
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -220,6 +221,9 @@ def posting_row(store_id: str, invoice_id: str, kind: str, seq: int, entity: str
 def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping, ctx: CurrencyContext,
                rate: Decimal | None) -> dict[str, Any]:
     """The QuickBooks request body for one planned posting."""
+    if p.cashu:  # ecash is deposited to (and refunded from) the Cashu ecash account
+        assert m.cashu_account_id is not None
+        m = dataclasses.replace(m, deposit_account_id=m.cashu_account_id)
     common = {"marker": marker, "txn_date": p.txn_date, "currency": currency, "ctx": ctx, "exchange_rate": rate,
               "note": p.memo}
     if p.kind == rules.FEE:

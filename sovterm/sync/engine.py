@@ -64,6 +64,9 @@ NO_MAPPING = ("store {store} has no QuickBooks account mapping yet: run `sovterm
 NO_FEE_ACCOUNT = ("store {store} has no QuickBooks account for network fees collected (a mapping made before "
                   "sovterm booked them): run `sovterm setup accounts --store {store} --auto`, or map one with "
                   "--fee-collected-account NAME|ID")
+NO_CASHU_ACCOUNT = ("store {store} has no QuickBooks account for Cashu ecash (a mapping made before sovterm "
+                    "recognised Cashu payments): run `sovterm setup accounts --store {store} --auto`, or map one "
+                    "with --cashu-account NAME|ID")
 
 
 class Books(Protocol):
@@ -390,6 +393,8 @@ class SyncEngine:
         fee_posts = any(p.kind == rules.FEE for p in plan.posts)
         if mapping is not None and fee_posts and not mapping.fee_collected_account_id:
             raise Hold(NO_FEE_ACCOUNT.format(store=job.store_id))
+        if mapping is not None and any(p.cashu for p in plan.posts) and not mapping.cashu_account_id:
+            raise Hold(NO_CASHU_ACCOUNT.format(store=job.store_id))
         new_rows = [await self.documents.for_invoice(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
         # 4. the intent
         self._step("before_intent")

@@ -1,0 +1,10 @@
+-- #17: Cashu payments, notifications, trusted-mint health (ops).
+
+-- Where Cashu (BTCNutServer) payments are deposited: ecash held at a mint is a claim on that mint, not
+-- bitcoin in the store's wallet. NULL in mappings saved before sovterm recognised Cashu: such an invoice's
+-- documents wait (held) until the operator maps it (`sovterm setup accounts --auto` or --cashu-account).
+ALTER TABLE qbo_mappings ADD COLUMN cashu_account_id TEXT;
+
+-- Cashu payments mirrored before sovterm knew the method were stored as "other".
+UPDATE invoice_payment_methods SET payment_method = 'cashu' WHERE UPPER(payment_method_raw) = 'CASHU';
+UPDATE invoice_payments SET payment_method = 'cashu' WHERE UPPER(payment_method_raw) = 'CASHU';
