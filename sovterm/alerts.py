@@ -148,12 +148,19 @@ def conditions(ready: bool, checks: dict[str, Any], sync: SyncRead) -> list[Cond
     return _readiness(ready, checks) + _sync(sync)
 
 
+AlertListener = Callable[[str, "Alert"], None]  # ("started" | "cleared", the alert)
+
+
 class AlertTracker:
-    """When each condition was first seen, forgotten once it clears; a new one is published as `alert`."""
+    """When each condition was first seen, forgotten once it clears. A new one is published as `alert`, one
+    that cleared as `alert.cleared`, and both are handed to the listeners (notifications), which hear them
+    even when no client is subscribed to the bus."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.first_seen: dict[str, float] = {}
+        self.active: dict[str, Alert] = {}
+        self.listeners: list[AlertListener] = []
 
     def observe(self, found: list[Condition], bus: EventBus) -> list[Alert]:
         now = self.clock()
@@ -162,8 +169,19 @@ class AlertTracker:
         for alert in alerts:
             if alert.key not in self.first_seen:
                 bus.publish("alert", source=alert.key.split(".")[0], **alert.model_dump())
+                self._tell("started", alert)
+        for key in self.first_seen.keys() - seen.keys():
+            gone = self.active.get(key)
+            if gone is not None:
+                bus.publish("alert.cleared", source=key.split(".")[0], **gone.model_dump())
+                self._tell("cleared", gone)
         self.first_seen = seen
+        self.active = {a.key: a for a in alerts}
         return sorted(alerts, key=lambda a: SEVERITY_ORDER[a.severity])
+
+    def _tell(self, change: str, alert: Alert) -> None:
+        for listener in self.listeners:
+            listener(change, alert)
 
 
 async def current(tracker: AlertTracker, bus: EventBus, ready: bool, checks: dict[str, Any],

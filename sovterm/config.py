@@ -149,6 +149,18 @@ class HealthSettings(_Section):
     heartbeat_grace_s: int = Field(120, ge=5)
 
 
+class NotifySettings(_Section):
+    """Notifications of alerts (sovterm/notify/); destinations are added with `sovterm notify add`."""
+
+    check_interval_s: int = Field(30, ge=1)  # how often the daemon works out its alerts for notifications
+    max_per_hour: int = Field(20, ge=1)  # per destination; more are held back and counted
+    dedupe_s: int = Field(900, ge=0)  # the same alert starting (or clearing) again within this is not resent
+    retry_base_s: float = Field(10.0, gt=0)  # first retry after a failed delivery; doubles each time
+    retry_max_s: float = Field(1800.0, gt=0)
+    max_attempts: int = Field(8, ge=1)  # then the message is given up (logged, counted)
+    timeout_s: float = Field(30.0, gt=0)  # one delivery attempt
+
+
 class Settings(_Section):
     data_dir: Path
     listener: ListenerSettings = ListenerSettings()
@@ -161,6 +173,7 @@ class Settings(_Section):
     payouts: PayoutsSettings = PayoutsSettings()
     reaper: ReaperSettings = ReaperSettings()
     health: HealthSettings = HealthSettings()
+    notify: NotifySettings = NotifySettings()
     source: str = "defaults"  # where the settings came from, for `config check`
 
     @property

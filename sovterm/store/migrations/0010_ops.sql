@@ -8,3 +8,12 @@ ALTER TABLE qbo_mappings ADD COLUMN cashu_account_id TEXT;
 -- Cashu payments mirrored before sovterm knew the method were stored as "other".
 UPDATE invoice_payment_methods SET payment_method = 'cashu' WHERE UPPER(payment_method_raw) = 'CASHU';
 UPDATE invoice_payments SET payment_method = 'cashu' WHERE UPPER(payment_method_raw) = 'CASHU';
+
+-- Notification destinations. The apprise URL (it carries tokens) is a secret: encrypted in `secrets` under
+-- `notify.url.<name>`; this table keeps only what lists may show.
+CREATE TABLE notify_destinations (
+    name TEXT PRIMARY KEY,
+    service TEXT NOT NULL,           -- the URL's scheme (ntfy, mailto, json, tgram...), never the URL
+    min_severity TEXT NOT NULL DEFAULT 'warning',
+    created_at INTEGER NOT NULL
+);
