@@ -161,6 +161,23 @@ class NotifySettings(_Section):
     timeout_s: float = Field(30.0, gt=0)  # one delivery attempt
 
 
+class MintsSettings(_Section):
+    """Trusted Cashu mints checked for health (sovterm/mints/); more are added with `sovterm mints add`."""
+
+    trusted: list[str] = Field(default_factory=list)  # base URLs, e.g. https://mint.example.com
+    check_interval_s: int = Field(60, ge=5)
+    timeout_s: float = Field(10.0, gt=0)  # one check of one mint (both requests)
+    max_skew_s: float = Field(60.0, gt=0)  # the mint's clock this far from ours is a problem
+
+    @field_validator("trusted")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"{url!r} is not a mint URL; give base URLs such as https://mint.example.com")
+        return value
+
+
 class Settings(_Section):
     data_dir: Path
     listener: ListenerSettings = ListenerSettings()
@@ -174,6 +191,7 @@ class Settings(_Section):
     reaper: ReaperSettings = ReaperSettings()
     health: HealthSettings = HealthSettings()
     notify: NotifySettings = NotifySettings()
+    mints: MintsSettings = MintsSettings()
     source: str = "defaults"  # where the settings came from, for `config check`
 
     @property

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sovterm.control.server import ControlServer
     from sovterm.links.pay import PayPage
     from sovterm.links.service import LinkService
+    from sovterm.mints.monitor import MintMonitor
     from sovterm.notify.service import NotifyService
     from sovterm.payouts.service import PayoutService
     from sovterm.qbo.service import QBOService
@@ -61,6 +62,7 @@ class Services:
     payouts: PayoutService | None = None
     intake: BTCPayIntake | None = None
     notify: NotifyService | None = None
+    mints: MintMonitor | None = None
 
     def __post_init__(self) -> None:
         self.heartbeats = Heartbeats(grace_s=self.settings.health.heartbeat_grace_s)

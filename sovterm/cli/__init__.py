@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sovterm import __version__
-from sovterm.cli import btcpay, core, links, notify, ops, payouts, qbo, sync
+from sovterm.cli import btcpay, core, links, mints, notify, ops, payouts, qbo, sync
 from sovterm.cli.core import CommandError
 from sovterm.errors import UserFacingError
 
@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     payouts,
     ops,
     notify,
+    mints,
 ]
 
 

@@ -5,7 +5,7 @@ sync, links and payouts, the parts it hands webhooks and invoice snapshots to (`
 
 from __future__ import annotations
 
-from sovterm.parts import btcpay, intake, links, notify, ops, payouts, qbo, sync
+from sovterm.parts import btcpay, intake, links, mints, notify, ops, payouts, qbo, sync
 from sovterm.parts.base import Part
 
 PARTS: list[Part] = [
@@ -16,5 +16,6 @@ PARTS: list[Part] = [
     payouts.PART,
     intake.PART,
     ops.PART,
+    mints.PART,
     notify.PART,
 ]

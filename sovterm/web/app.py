@@ -135,6 +135,8 @@ async def readiness(services: Services) -> tuple[bool, dict[str, object]]:
     checks["connectors"] = connectors
     if any(not c["ready"] for c in connectors.values()):
         ok = False
+    if services.mints is not None:  # a mint down is an alert, not a reason the daemon is unready
+        checks["mints"] = services.mints.snapshot()
     services.metrics.ready.set(1 if ok else 0)
     return ok, checks
 

@@ -17,3 +17,18 @@ CREATE TABLE notify_destinations (
     min_severity TEXT NOT NULL DEFAULT 'warning',
     created_at INTEGER NOT NULL
 );
+
+-- Trusted Cashu mints and what their health checks saw (one row per change of state, trimmed per mint).
+CREATE TABLE mints (
+    url TEXT PRIMARY KEY,
+    source TEXT NOT NULL DEFAULT 'operator',  -- operator | config | btcpay
+    added_at INTEGER NOT NULL
+);
+CREATE TABLE mint_history (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX mint_history_url_at ON mint_history(url, at);
