@@ -22,6 +22,7 @@ from sovterm.tui.screens.dashboard import DashboardScreen
 from sovterm.tui.screens.links import LinksScreen
 from sovterm.tui.screens.logs import LogsScreen
 from sovterm.tui.screens.mints import MintsScreen
+from sovterm.tui.screens.notify import NotifyScreen
 from sovterm.tui.screens.payouts import PayoutsScreen
 from sovterm.tui.screens.sync import SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen
@@ -47,6 +48,8 @@ SCREENS: tuple[ScreenSpec, ...] = (
                requires=("payouts.list",)),
     ScreenSpec("links", "k", "Pay links", LinksScreen, "create, show (with QR) and expire pay links",
                requires=("links.list",)),
+    ScreenSpec("notify", "o", "Notifications", NotifyScreen, "where alerts are sent: add, test, remove destinations",
+               requires=("notify.list",)),
     ScreenSpec("mints", "h", "Mints", MintsScreen, "trusted Cashu mints: health, history, check now",
                requires=("mints.list",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
