@@ -14,7 +14,10 @@ import psutil
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sovterm.logs import get_logger
 from sovterm.services import Services
+
+log = get_logger("web")
 
 SERVICES = web.AppKey("services", Services)
 
@@ -146,8 +149,19 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ok, **checks}, status=200 if ok else 503)
 
 
+SYNC_REFRESH_S = 5.0  # a scrape flood re-reads the sync counts at most this often
+
+
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[SERVICES].metrics.registry
+    services = request.app[SERVICES]
+    sync = services.sync
+    if sync is not None and time.monotonic() - services.metrics.sync_refreshed_at >= SYNC_REFRESH_S:
+        services.metrics.sync_refreshed_at = time.monotonic()
+        try:
+            services.metrics.observe_sync(await asyncio.wait_for(sync.status(), 3.0), await sync.posting_counts())
+        except Exception:  # the rest of /metrics still answers; the sync figures keep their last values
+            log.warning("sync figures for /metrics unavailable", exc_info=True)
+    registry = services.metrics.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
