@@ -192,7 +192,7 @@ def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> in
 def cmd_logs(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings = settings_from(args, environ)
     params = {"lines": args.lines, "follow": args.follow, "level": args.level,
-              "component": args.component, "search": args.grep}
+              "component": args.component, "search": args.grep, "cid": args.cid}
 
     def show(line: dict[str, Any]) -> None:
         print(json.dumps(line) if args.json else format_log_line(line), flush=True)
@@ -265,6 +265,8 @@ def add_commands(sub: Any, add: Adder) -> None:
     logs.add_argument("--level", default="DEBUG", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level shown")
     logs.add_argument("--component", help="only this component (btcpay, qbo, sync, ...)")
     logs.add_argument("--grep", help="only lines containing this text")
+    logs.add_argument("--cid", help="only lines of one correlation id: an invoice id (its webhooks, re-reads and "
+                                    "sync job), link:<id> (pay-link clicks), loop:<name> (loop runs)")
     config = group(sub, "config", "configuration tools")
     add("check", cmd_config_check, "validate the configuration and show what it resolves to", json_flag=True, parent=config)
     secrets = group(sub, "secrets", "encrypted secrets")

@@ -9,6 +9,7 @@ from typing import Any
 
 from sovterm.alerts import Alert
 from sovterm.config import NotifySettings
+from sovterm.formatting import duration
 from sovterm.notify import destinations
 from sovterm.notify.dispatch import Deliver, Dispatcher, Message, deliver
 from sovterm.store.secrets import SecretStore
@@ -19,14 +20,9 @@ def message_for(change: str, alert: Alert) -> Message:
     host = socket.gethostname()
     if change == "cleared":
         return Message(alert.key, change, alert.severity, f"sovterm on {host}: cleared: {alert.text}",
-                       f"Cleared after {_age(time.time() - alert.since)}: {alert.text}")
+                       f"Cleared after {duration(time.time() - alert.since)}: {alert.text}")
     return Message(alert.key, change, alert.severity, f"sovterm on {host}: {alert.severity}: {alert.text}",
                    f"{alert.text}\n\nWhat to do: {alert.fix}")
-
-
-def _age(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 class NotifyService:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sovterm.errors import UserFacingError
+from sovterm.logs import correlation
 from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient
 from sovterm.qbo.errors import (
     QBOAuthError,
@@ -269,12 +270,15 @@ class SyncEngine:
     # -- one job ------------------------------------------------------------------------------------
 
     async def run_job(self, job: Job) -> JobOutcome:
-        renew = asyncio.create_task(self._renew(job))
-        try:
-            outcome = await self._run(job)
-        finally:
-            renew.cancel()
-        return outcome
+        with correlation(job.invoice_id):  # the invoice's story in the log: its webhooks, re-reads and jobs
+            renew = asyncio.create_task(self._renew(job))
+            try:
+                outcome = await self._run(job)
+            finally:
+                renew.cancel()
+            if outcome.state == "posted":
+                log.info("job %s for invoice %s posted %s", job.id, job.invoice_id, ", ".join(outcome.docs or []))
+            return outcome
 
     async def _renew(self, job: Job) -> None:
         while True:

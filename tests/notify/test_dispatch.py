@@ -78,7 +78,9 @@ async def test_an_alert_reaches_mail_and_http_when_it_starts_and_when_it_clears(
     assert "sovterm sync retry" in http.posts[0]["message"]  # the fix travels with the alert
     assert [p["type"] for p in http.posts] == ["failure", "success"]
     assert http.paths == [f"/hook/{TOKEN}"] * 2
-    assert d.outboxes["mail"].state()["sent"] == 2 and d.outboxes["hook"].state()["state"] == "ok"
+    # the receiver has a message a moment before the sender thread returns: wait for the count
+    await until(lambda: d.outboxes["mail"].state()["sent"] == 2, what="both mails counted")
+    assert d.outboxes["hook"].state()["state"] == "ok"
 
 
 async def test_severity_filter_and_dedupe(make, http) -> None:

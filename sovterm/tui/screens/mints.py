@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
+from sovterm.formatting import age
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen
 from sovterm.tui.screens.confirm import ConfirmScreen
@@ -36,8 +37,7 @@ def mint_detail(m: dict[str, Any], clock: float) -> str:
     if m.get("motd"):
         lines.append(f"message from the mint: {escape(m['motd'])}")
     for h in m.get("history") or []:
-        minutes = int((clock - h["at"]) // 60)
-        lines.append(f"[dim]{minutes:>5} min ago[/] {h['state']:<8} {escape(h['detail'])}")
+        lines.append(f"[dim]{age(clock - h['at']):>12}[/] {h['state']:<8} {escape(h['detail'])}")
     return "\n".join(lines)
 
 

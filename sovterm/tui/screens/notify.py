@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
+from sovterm.formatting import age
 from sovterm.tui.messages import DaemonEvent
 from sovterm.tui.screens.base import DaemonScreen
 from sovterm.tui.screens.confirm import ConfirmScreen
@@ -26,12 +27,12 @@ SEVERITIES = (("errors only", "error"), ("warnings and errors", "warning"), ("ev
 
 def destination_row(d: dict[str, Any], now: float) -> tuple[str, ...]:
     last = d.get("last_sent_at")
-    age = "never" if not last else f"{int((now - last) // 60)} min ago"
+    sent = age(None if not last else now - last)
     trouble = d.get("last_error") or ""
     if d.get("held_back"):
         trouble = f"{d['held_back']} held back by the limit" + (f"; {trouble}" if trouble else "")
     return (d["name"], f"{d['service']}://…", d["min_severity"], d["state"], str(d["sent"]), str(d["queued"]),
-            age, trouble)
+            sent, trouble)
 
 
 class AddDestinationScreen(ModalScreen[dict[str, str] | None]):
