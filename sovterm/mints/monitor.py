@@ -34,6 +34,7 @@ class MintMonitor:
         self._on_change = on_change
         self._clock = clock
         self.readings: dict[str, Reading] = {}
+        self._last_up: dict[str, Reading] = {}  # the last reading with answers, per mint
 
     async def trusted(self) -> dict[str, str]:
         """{url: source}: the config's and the operator's."""
@@ -59,6 +60,7 @@ class MintMonitor:
             raise MintError(f"{url} is not a trusted mint", fix="`sovterm mints` lists them")
         await self._db.write("DELETE FROM mint_history WHERE url = ?", (url,))
         self.readings.pop(url, None)
+        self._last_up.pop(url, None)
         return url
 
     async def check(self) -> dict[str, Any]:
@@ -66,6 +68,7 @@ class MintMonitor:
         urls = list(await self.trusted())
         for gone in set(self.readings) - set(urls):
             del self.readings[gone]
+            self._last_up.pop(gone, None)
         readings = await asyncio.gather(*(probe(self._http, u, timeout_s=self._timeout_s,
                                                 max_skew_s=self._max_skew_s, clock=self._clock) for u in urls))
         for reading in readings:
@@ -76,8 +79,10 @@ class MintMonitor:
         return {"mints": len(readings), **counts}
 
     async def _record(self, reading: Reading) -> None:
-        what = changes(self.readings.get(reading.url), reading)
+        what = changes(self.readings.get(reading.url), reading, self._last_up.get(reading.url))
         self.readings[reading.url] = reading
+        if reading.state != "down":
+            self._last_up[reading.url] = reading
         if not what:
             return
         async with self._db.transaction() as conn:

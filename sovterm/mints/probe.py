@@ -134,8 +134,10 @@ def _text(value: Any) -> str | None:
     return str(value)[:500] if isinstance(value, (str, int, float)) else None
 
 
-def changes(before: Reading | None, after: Reading) -> list[str]:
-    """What changed since the last reading that an operator should see in the history."""
+def changes(before: Reading | None, after: Reading, last_up: Reading | None = None) -> list[str]:
+    """What changed since the last reading that an operator should see in the history; version, keysets,
+    fee and message are compared with `last_up`, the last reading that got answers (a mint that was down
+    and comes back with a new message shows it)."""
     if before is None:
         return [f"first check: {after.state}"]
     out = []
@@ -143,6 +145,7 @@ def changes(before: Reading | None, after: Reading) -> list[str]:
         out.append(f"{before.state} → {after.state}" + (f": {'; '.join(after.problems)}" if after.problems else ""))
     elif after.problems and before.problems != after.problems:
         out.append("; ".join(after.problems))
+    before = last_up or before
     if after.state != DOWN and before.state != DOWN:
         if before.version and after.version and before.version != after.version:
             out.append(f"version {before.version} → {after.version}")
