@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -144,17 +145,43 @@ def _sync(sync: SyncRead) -> list[Condition]:
     return out
 
 
+def _mints(checks: dict[str, Any]) -> list[Condition]:
+    """Trusted Cashu mints (the mints part's last checks): ecash from a mint that is down cannot be redeemed."""
+    out: list[Condition] = []
+    for url, mint in sorted((checks.get("mints") or {}).items()):
+        host = urlsplit(url).netloc or url
+        problems = "; ".join(mint.get("problems") or [])
+        if mint.get("state") == "down":
+            out.append(Condition(f"mint.{host}.down", "error", f"Cashu mint {host} is down: {problems}",
+                                 "Its ecash cannot be redeemed while it is down; `sovterm mints` shows its history. "
+                                 "If it stays down, stop trusting it in BTCNutServer's store settings."))
+        elif mint.get("state") == "degraded":
+            out.append(Condition(f"mint.{host}.degraded", "warning", f"Cashu mint {host}: {problems}",
+                                 "`sovterm mints` shows what changed; ask the mint's operator if it lasts."))
+        if mint.get("motd"):
+            out.append(Condition(f"mint.{host}.motd", "info", f"Cashu mint {host} says: {mint['motd'][:200]}",
+                                 "Read it: mints use this message for maintenance and shutdown notices."))
+    return out
+
+
 def conditions(ready: bool, checks: dict[str, Any], sync: SyncRead) -> list[Condition]:
     """Every rule, applied to one reading of the daemon's state (docs/alerts.md lists them)."""
-    return _readiness(ready, checks) + _sync(sync)
+    return _readiness(ready, checks) + _sync(sync) + _mints(checks)
+
+
+AlertListener = Callable[[str, "Alert"], None]  # ("started" | "cleared", the alert)
 
 
 class AlertTracker:
-    """When each condition was first seen, forgotten once it clears; a new one is published as `alert`."""
+    """When each condition was first seen, forgotten once it clears. A new one is published as `alert`, one
+    that cleared as `alert.cleared`, and both are handed to the listeners (notifications), which hear them
+    even when no client is subscribed to the bus."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.first_seen: dict[str, float] = {}
+        self.active: dict[str, Alert] = {}
+        self.listeners: list[AlertListener] = []
 
     def observe(self, found: list[Condition], bus: EventBus) -> list[Alert]:
         now = self.clock()
@@ -163,8 +190,19 @@ class AlertTracker:
         for alert in alerts:
             if alert.key not in self.first_seen:
                 bus.publish("alert", source=alert.key.split(".")[0], **alert.model_dump())
+                self._tell("started", alert)
+        for key in self.first_seen.keys() - seen.keys():
+            gone = self.active.get(key)
+            if gone is not None:
+                bus.publish("alert.cleared", source=key.split(".")[0], **gone.model_dump())
+                self._tell("cleared", gone)
         self.first_seen = seen
+        self.active = {a.key: a for a in alerts}
         return sorted(alerts, key=lambda a: SEVERITY_ORDER[a.severity])
+
+    def _tell(self, change: str, alert: Alert) -> None:
+        for listener in self.listeners:
+            listener(change, alert)
 
 
 async def current(tracker: AlertTracker, bus: EventBus, ready: bool, checks: dict[str, Any],

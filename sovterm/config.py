@@ -187,6 +187,35 @@ class StatusPageSettings(_Section):
     analytics_days: int = Field(30, ge=1, le=366)
 
 
+class NotifySettings(_Section):
+    """Notifications of alerts (sovterm/notify/); destinations are added with `sovterm notify add`."""
+
+    check_interval_s: int = Field(30, ge=1)  # how often the daemon works out its alerts for notifications
+    max_per_hour: int = Field(20, ge=1)  # per destination; more are held back and counted
+    dedupe_s: int = Field(900, ge=0)  # the same alert starting (or clearing) again within this is not resent
+    retry_base_s: float = Field(10.0, gt=0)  # first retry after a failed delivery; doubles each time
+    retry_max_s: float = Field(1800.0, gt=0)
+    max_attempts: int = Field(8, ge=1)  # then the message is given up (logged, counted)
+    timeout_s: float = Field(30.0, gt=0)  # one delivery attempt
+
+
+class MintsSettings(_Section):
+    """Trusted Cashu mints checked for health (sovterm/mints/); more are added with `sovterm mints add`."""
+
+    trusted: list[str] = Field(default_factory=list)  # base URLs, e.g. https://mint.example.com
+    check_interval_s: int = Field(60, ge=5)
+    timeout_s: float = Field(10.0, gt=0)  # one check of one mint (both requests)
+    max_skew_s: float = Field(60.0, gt=0)  # the mint's clock this far from ours is a problem
+
+    @field_validator("trusted")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"{url!r} is not a mint URL; give base URLs such as https://mint.example.com")
+        return value
+
+
 class Settings(_Section):
     data_dir: Path
     listener: ListenerSettings = ListenerSettings()
@@ -202,6 +231,8 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     status_page: StatusPageSettings = StatusPageSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    notify: NotifySettings = NotifySettings()
+    mints: MintsSettings = MintsSettings()
     source: str = "defaults"  # where the settings came from, for `config check`
 
     @property

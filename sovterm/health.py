@@ -143,6 +143,20 @@ class Metrics:
         )
         self._per_request: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._per_outcome: dict[str, Any] = {}
+        # sync figures, refreshed when /metrics is read (at most every SYNC_REFRESH_S)
+        self.sync_jobs = Gauge("sovterm_sync_jobs", "Sync jobs by state (queued, running, held, dead)", ["state"],
+                               registry=self.registry)
+        self.sync_unmatched = Gauge("sovterm_sync_unmatched_payments",
+                                    "Invoicing-mode payments that match no QuickBooks invoice", registry=self.registry)
+        self.sync_review = Gauge("sovterm_sync_postings_to_review", "Postings flagged for the operator's review",
+                                 registry=self.registry)
+        self.sync_postings = Gauge("sovterm_sync_postings", "QuickBooks documents in the postings ledger by "
+                                   "document type and status", ["entity", "status"], registry=self.registry)
+        self.btcpay_poll_age = Gauge("sovterm_btcpay_poll_age_seconds", "Seconds since BTCPay was last polled",
+                                     registry=self.registry)
+        self.qbo_errors = Counter("sovterm_qbo_errors", "QuickBooks API errors by code (Intuit's fault code, "
+                                  "else sovterm's error kind)", ["code"], registry=self.registry)
+        self.sync_refreshed_at = 0.0
 
     def count_webhook(self, outcome: str) -> None:
         """One BTCPay delivery, by what became of it (the child is looked up once per outcome)."""
@@ -160,6 +174,21 @@ class Metrics:
             self._per_request[(route, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_qbo_error(self, code: str) -> None:
+        self.qbo_errors.labels(code).inc()
+
+    def observe_sync(self, summary: dict[str, Any], postings: list[tuple[str, str, int]]) -> None:
+        """The sync part's counts (its `status()`) and its postings by (entity, status, count)."""
+        for state in ("queued", "running", "held", "dead"):
+            self.sync_jobs.labels(state).set(int(summary.get(state) or 0))
+        self.sync_unmatched.set(int(summary.get("unmatched") or 0))
+        self.sync_review.set(int(summary.get("review") or 0))
+        age = summary.get("last_poll_age_s")
+        self.btcpay_poll_age.set(float("nan") if age is None else float(age))
+        self.sync_postings.clear()  # a (type, status) pair that is gone must not linger
+        for entity, status, count in postings:
+            self.sync_postings.labels(entity, status).set(count)
 
     def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
         """A gauge other parts can register lazily (queue depth, dead jobs...)."""

@@ -17,7 +17,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from sovterm.logs import get_logger
+from sovterm.logs import correlation, get_logger
 from sovterm.services import Services
 
 log = get_logger("loops")
@@ -92,7 +92,8 @@ class Loops:
         summary: dict[str, Any] | None = None
         error: str | None = None
         try:
-            summary = await spec.run()
+            with correlation(f"loop:{name}"):
+                summary = await spec.run()
         except asyncio.CancelledError:
             error = "cancelled"
             raise

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from sovterm.control.server import ControlServer
     from sovterm.links.pay import PayPage
     from sovterm.links.service import LinkService
+    from sovterm.mints.monitor import MintMonitor
+    from sovterm.notify.service import NotifyService
     from sovterm.payouts.service import PayoutService
     from sovterm.qbo.service import QBOService
     from sovterm.store.db import Database
@@ -67,6 +69,8 @@ class Services:
     analytics: Analytics | None = None
     crowdfund: Campaigns | None = None
     books: BooksService | None = None
+    notify: NotifyService | None = None
+    mints: MintMonitor | None = None
 
     def __post_init__(self) -> None:
         self.security = SecurityEvents(lambda: self.db)

@@ -28,6 +28,7 @@ from sovterm.btcpay.service import BTCPayService
 from sovterm.btcpay.webhooks import IngestResult, InvoiceEvent, PayoutEvent, WebhookEvent, ingest
 from sovterm.errors import UserFacingError
 from sovterm.events import EventBus
+from sovterm.logs import correlation
 from sovterm.tasks import Background
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ class BTCPayIntake:
         event = result.event
         if result.reason == "accepted" and event is not None:
             invoice_id = event.invoice_id if isinstance(event, InvoiceEvent) else None
-            if invoice_id is not None and btcpay.connected:
-                self.schedule_refresh(store_id, invoice_id)
+            payout_id = event.payout_id if isinstance(event, PayoutEvent) else None
+            with correlation(invoice_id or (f"payout:{payout_id}" if payout_id else f"delivery:{event.delivery_id}")):
+                log.info("BTCPay %s for store %s recorded (delivery %s)", event.type, store_id, event.delivery_id)
+                if invoice_id is not None and btcpay.connected:
+                    self.schedule_refresh(store_id, invoice_id)  # its task keeps the correlation id
             if self.bus is not None:
                 self.bus.publish(
                     "btcpay.webhook", store_id=store_id, type=event.type, invoice_id=invoice_id,

@@ -93,6 +93,7 @@ class PaymentMethodKind(StrEnum):
     ONCHAIN = "onchain"
     LIGHTNING = "lightning"
     LNURL = "lnurl"
+    CASHU = "cashu"  # BTCNutServer's ecash: held at a mint, not in the store's wallet
     OTHER = "other"
 
 
@@ -101,6 +102,8 @@ _LNURL_SUFFIXES = {"LNURL", "LNURLPAY"}
 _CHAIN_SUFFIXES = {"CHAIN", "BTCLIKE", "ONCHAIN"}
 #: 1.x wrote on-chain ids as the bare crypto code; plugin ids like `CASHU` are bare too but are not chains.
 _BARE_CHAIN_CODES = {"BTC", "LTC", "BCH", "DOGE", "DASH", "GRS", "MONA", "LBTC"}
+#: BTCNutServer's payment method id; it records the payment in BTC (`CashuPaymentService.RegisterCashuPayment`).
+CASHU_METHOD_ID = "CASHU"
 
 
 def split_payment_method_id(raw: str) -> tuple[str, PaymentMethodKind]:
@@ -110,6 +113,8 @@ def split_payment_method_id(raw: str) -> tuple[str, PaymentMethodKind]:
     `BTC-LNURLPAY`. Like BTCPay's own parser, `_` and `-` are equivalent and a bare chain code is on-chain.
     """
     text = raw.strip().replace("_", "-")
+    if text.upper() == CASHU_METHOD_ID:
+        return "BTC", PaymentMethodKind.CASHU
     if "-" not in text:
         code = text.upper()
         return code, PaymentMethodKind.ONCHAIN if code in _BARE_CHAIN_CODES else PaymentMethodKind.OTHER

@@ -26,6 +26,8 @@ from sovterm.cli import (
     items,
     links,
     local,
+    mints,
+    notify,
     ops,
     payouts,
     qbo,
@@ -50,6 +52,8 @@ COMMAND_MODULES = [
     analytics,
     crowdfund,
     webhooks,
+    notify,
+    mints,
 ]
 
 

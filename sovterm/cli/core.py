@@ -167,7 +167,7 @@ def cmd_version(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_logs(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     params = {"lines": args.lines, "follow": args.follow, "level": args.level,
-              "component": args.component, "search": args.grep}
+              "component": args.component, "search": args.grep, "cid": args.cid}
 
     def show(line: dict[str, Any]) -> None:
         print(json.dumps(line) if args.json else format_log_line(line), flush=True)
@@ -237,6 +237,8 @@ def add_commands(sub: Any, add: Adder) -> None:
     logs.add_argument("--level", default="DEBUG", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level shown")
     logs.add_argument("--component", help="only this component (btcpay, qbo, sync, ...)")
     logs.add_argument("--grep", help="only lines containing this text")
+    logs.add_argument("--cid", help="only lines of one correlation id: an invoice id (its webhooks, re-reads and "
+                                    "sync job), link:<id> (pay-link clicks), loop:<name> (loop runs)")
     secrets = group(sub, "secrets", "encrypted secrets")
     add("rotate", cmd_secrets_rotate, "re-encrypt every stored secret under a new key", json_flag=True, parent=secrets)
     add("reload", cmd_reload, "make the daemon re-read its configuration (same as SIGHUP)", json_flag=True)

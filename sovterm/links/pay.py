@@ -29,6 +29,7 @@ from sovterm.btcpay.models import QBO_REF_METADATA_KEY
 from sovterm.errors import UserFacingError
 from sovterm.links.service import DOC_NUMBER_METADATA_KEY, LINK_METADATA_KEY, LinkService, qbo_amount
 from sovterm.links.tokens import LinkClaims, TokenGone, TokenInvalid
+from sovterm.logs import correlation
 from sovterm.qbo.errors import QBOError
 
 log = logging.getLogger("sovterm.links")
@@ -96,7 +97,8 @@ class PayPage:
         if lock is None:
             lock = self._locks[claims.link_id] = asyncio.Lock()
         async with lock:
-            return await self._pay_locked(claims)
+            with correlation(f"link:{claims.link_id}"):
+                return await self._pay_locked(claims)
 
     async def _pay_locked(self, claims: LinkClaims) -> PayOutcome:
         link = await self.links.link(claims.link_id)

@@ -5,7 +5,21 @@ sync, links and payouts, the parts it hands webhooks and invoice snapshots to (`
 
 from __future__ import annotations
 
-from sovterm.parts import analytics, books, btcpay, intake, items, links, ops, payouts, qbo, sync, webhooks
+from sovterm.parts import (
+    analytics,
+    books,
+    btcpay,
+    intake,
+    items,
+    links,
+    mints,
+    notify,
+    ops,
+    payouts,
+    qbo,
+    sync,
+    webhooks,
+)
 from sovterm.parts.base import Part
 
 PARTS: list[Part] = [
@@ -20,4 +34,6 @@ PARTS: list[Part] = [
     books.PART,
     ops.PART,
     analytics.PART,
+    mints.PART,
+    notify.PART,
 ]

@@ -39,6 +39,7 @@ class LogsParams(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "DEBUG"
     component: str | None = None
     search: str | None = None
+    cid: str | None = None  # one correlation id: an invoice id, a job, a pay link, a loop run
 
 
 class AuditParams(BaseModel):
@@ -49,7 +50,8 @@ class SubscribeParams(BaseModel):
     topics: list[str] = []
 
 
-def log_filter(level: str, component: str | None, search: str | None) -> Callable[[dict[str, Any]], bool]:
+def log_filter(level: str, component: str | None, search: str | None,
+               cid: str | None = None) -> Callable[[dict[str, Any]], bool]:
     floor = LEVELS[level]
     needle = search.lower() if search else None
 
@@ -57,6 +59,8 @@ def log_filter(level: str, component: str | None, search: str | None) -> Callabl
         if LEVELS.get(line.get("level", "INFO"), 20) < floor:
             return False
         if component and not str(line.get("component", "")).startswith(component):
+            return False
+        if cid and line.get("cid") != cid:
             return False
         return not needle or needle in str(line.get("msg", "")).lower()
 
@@ -232,10 +236,11 @@ def register_core_methods(
 
     @server.method("logs.tail", role=Role.VIEWER, params=LogsParams)
     async def logs_tail(
-        ctx: CallContext, lines: int, follow: bool, level: str, component: str | None, search: str | None
+        ctx: CallContext, lines: int, follow: bool, level: str, component: str | None, search: str | None,
+        cid: str | None,
     ) -> LogTail:
         """Recent log lines; with follow, new lines arrive as `logs.line` notifications."""
-        keep = log_filter(level, component, search)
+        keep = log_filter(level, component, search, cid)
         ring = services.logs.ring
         backlog = [{"seq": seq, **line} for seq, line in ring.recent(ring.size) if keep(line)]
         if follow:

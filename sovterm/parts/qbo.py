@@ -32,6 +32,7 @@ async def qbo_stage(services: Services) -> AsyncIterator[None]:
     service = QBOService(
         services.settings.qbo, services.settings.qbo_redirect_uri, services.require_db(),
         services.require_secrets(), services.http, bus=services.bus, connectors=services.connectors,
+        on_error=lambda error: services.metrics.count_qbo_error(error.fault_code or error.code),
     )
     await service.refresh_state()
     services.qbo = service

@@ -16,7 +16,7 @@ import logging
 import random
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -83,8 +83,10 @@ class QBOClient:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
         rng: random.Random | None = None,
+        on_error: Callable[[QBOError], None] | None = None,  # counts errors for /metrics
     ) -> None:
         self.realm_id = realm_id
+        self._on_error = on_error
         self._base = f"{api_base.rstrip('/')}/v3/company/{realm_id}"
         self._tokens = tokens
         self._session = session
@@ -147,6 +149,8 @@ class QBOClient:
                      f": {error.message}" if error is not None else "")
             if error is None:
                 return (loads(text) if text else {}), tid
+            if self._on_error is not None:
+                self._on_error(error)
             if status == 0 and not retry_unknown:
                 raise error
             if isinstance(error, QBOWrongEnvironment):

@@ -50,9 +50,14 @@ FEE_ACCOUNT = DefaultSpec("fee_account_id", "Account", "Bitcoin Network Fees",
 FEE_COLLECTED_ACCOUNT = DefaultSpec("fee_collected_account_id", "Account", "Bitcoin Network Fees Collected",
                                     {"AccountType": "Other Income", "AccountSubType": "OtherMiscellaneousIncome"},
                                     FEE_COLLECTED_TYPES)
+# Cashu ecash held at a mint is a claim on that mint, not bitcoin in the store's wallet: its own asset account
+CASHU_ACCOUNT = DefaultSpec("cashu_account_id", "Account", "Cashu ecash",
+                            {"AccountType": "Other Current Asset", "AccountSubType": "OtherCurrentAssets"},
+                            DEPOSIT_TYPES)
 SALE_ITEM = DefaultSpec("item_id", "Item", "BTCPay Sale", {"Type": "Service"}, SALE_ITEM_TYPES)
 PAYMENT_METHOD = DefaultSpec("payment_method_id", "PaymentMethod", "Bitcoin", {"Type": "NON_CREDIT_CARD"})
-DEFAULTS = (DEPOSIT_ACCOUNT, INCOME_ACCOUNT, FEE_ACCOUNT, FEE_COLLECTED_ACCOUNT, SALE_ITEM, PAYMENT_METHOD)
+DEFAULTS = (DEPOSIT_ACCOUNT, INCOME_ACCOUNT, FEE_ACCOUNT, FEE_COLLECTED_ACCOUNT, CASHU_ACCOUNT, SALE_ITEM,
+            PAYMENT_METHOD)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class StoreMapping:
     # where the network fees customers pay are credited; None in mappings saved before sovterm booked them
     fee_collected_account_id: str | None = None
     department_id: str | None = None  # location (QuickBooks Department) on every document's header
+    # where Cashu payments are deposited; None in mappings saved before sovterm recognised Cashu
+    cashu_account_id: str | None = None
 
 
 def _type_of(entity: dict[str, Any], kind: str) -> str:
@@ -191,9 +198,10 @@ class AccountMapper:
             ("income_account_id", "income account", INCOME_TYPES),
             ("fee_account_id", "fee account", FEE_TYPES),
             ("fee_collected_account_id", "network fees collected account", FEE_COLLECTED_TYPES),
+            ("cashu_account_id", "Cashu ecash account", DEPOSIT_TYPES),
         ):
-            if key == "fee_collected_account_id" and mapping.fee_collected_account_id is None:
-                continue  # a mapping saved before sovterm booked collected fees
+            if key in ("fee_collected_account_id", "cashu_account_id") and getattr(mapping, key) is None:
+                continue  # a mapping saved before sovterm booked collected fees or Cashu
             account = accounts.get(getattr(mapping, key))
             if account is None:
                 raise MappingError(f"{role}: no account with id {getattr(mapping, key)} in QuickBooks",
@@ -258,14 +266,15 @@ class AccountMapper:
 async def load_mapping(db: Database, store_id: str) -> StoreMapping | None:
     row = await db.fetchone(
         "SELECT store_id, realm_id, deposit_account_id, income_account_id, item_id, fee_account_id,"
-        " payment_method_id, customer_id, class_id, tax_code_id, names, fee_collected_account_id, department_id"
+        " payment_method_id, customer_id, class_id, tax_code_id, names, fee_collected_account_id, department_id,"
+        " cashu_account_id"
         " FROM qbo_mappings WHERE store_id = ?",
         (store_id,),
     )
     if row is None:
         return None
     return StoreMapping(*row[:10], names=json.loads(row[10]), fee_collected_account_id=row[11],
-                        department_id=row[12])
+                        department_id=row[12], cashu_account_id=row[13])
 
 
 async def default_mapping(mapper: AccountMapper, store_id: str, *, consent: bool = True) -> StoreMapping:

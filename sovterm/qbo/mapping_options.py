@@ -7,6 +7,7 @@ OVERRIDES: dict[str, tuple[str, str, str]] = {
     "income_account": ("income_account_id", "Account", "Name"),
     "fee_account": ("fee_account_id", "Account", "Name"),
     "fee_collected_account": ("fee_collected_account_id", "Account", "Name"),
+    "cashu_account": ("cashu_account_id", "Account", "Name"),
     "item": ("item_id", "Item", "Name"),
     "payment_method": ("payment_method_id", "PaymentMethod", "Name"),
     "customer": ("customer_id", "Customer", "DisplayName"),

@@ -102,8 +102,10 @@ class QBOService:
         bus: EventBus,
         connectors: Connectors,
         clock: Callable[[], float] = time.time,
+        on_error: Callable[[QBOError], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_error = on_error
         self.redirect_uri = redirect_uri
         self._db = db
         self._http = http
@@ -233,6 +235,7 @@ class QBOService:
             self._clients[realm] = QBOClient(
                 self.settings.resolved_api_base(), realm, tokens, self._http,
                 limiter=self.limiters.for_realm(realm), timeout_s=self.settings.request_timeout_s,
+                on_error=self._on_error,
             )
         return self._clients[realm]
 

@@ -383,7 +383,7 @@ class BTCPaySimState:
         for pm in payment_methods or ["BTC-CHAIN", "BTC-LN"]:
             pm = normalise_pm(pm)
             dest = ("bc1q" + self.new_id(38).lower()) if pm == "BTC-CHAIN" else ("lnbc" + self.new_id(60).lower())
-            inv.methods[pm] = SimPaymentMethod(pm, dest)
+            inv.methods[pm] = SimPaymentMethod(pm, "" if pm == "CASHU" else dest)  # BTCNutServer: no details
             if pm == "BTC-CHAIN" and store.network_fee_mode == "Always":
                 inv.methods[pm].fee = self.network_fee_btc()
         self.invoices[inv.id] = inv
@@ -500,6 +500,13 @@ class BTCPaySimState:
                 "paymentMethodId": method, "payment": _payment_json(payment),
             }, at=at)
         self._recompute(inv, at)
+        return payment
+
+    def pay_cashu(self, invoice_id: str, *, at: int | None = None) -> SimPayment:
+        """What BTCNutServer does with a Cashu token (`CashuPaymentService.RegisterCashuPayment`): a `CASHU`
+        payment of what is due in BTC, status Processing, then the invoice marked Settled."""
+        payment = self.pay(invoice_id, method="CASHU", settled=False, at=at)
+        self.mark_status(invoice_id, "Settled", at=at)
         return payment
 
     def confirm(self, invoice_id: str, *, at: int | None = None) -> None:

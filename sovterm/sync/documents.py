@@ -17,6 +17,7 @@ is applied to; the payouts' clearing account is looked up by name and created on
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -229,6 +230,9 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
                rate: Decimal | None, *, sale: items.SaleContext | None = None,
                price: Decimal | None = None) -> dict[str, Any]:
     """The QuickBooks request body for one planned posting (`sale`: its items, tax and class/location)."""
+    if p.cashu:  # ecash is deposited to (and refunded from) the Cashu ecash account
+        assert m.cashu_account_id is not None
+        m = dataclasses.replace(m, deposit_account_id=m.cashu_account_id)
     common = {"marker": marker, "txn_date": p.txn_date, "currency": currency, "ctx": ctx, "exchange_rate": rate,
               "note": p.memo}
     class_id = sale.class_id if sale else m.class_id

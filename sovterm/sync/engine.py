@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sovterm.errors import UserFacingError
+from sovterm.logs import correlation
 from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient
 from sovterm.qbo.errors import (
     QBOAuthError,
@@ -65,6 +66,9 @@ NO_MAPPING = ("store {store} has no QuickBooks account mapping yet: run `sovterm
 NO_FEE_ACCOUNT = ("store {store} has no QuickBooks account for network fees collected (a mapping made before "
                   "sovterm booked them): run `sovterm setup accounts --store {store} --auto`, or map one with "
                   "--fee-collected-account NAME|ID")
+NO_CASHU_ACCOUNT = ("store {store} has no QuickBooks account for Cashu ecash (a mapping made before sovterm "
+                    "recognised Cashu payments): run `sovterm setup accounts --store {store} --auto`, or map one "
+                    "with --cashu-account NAME|ID")
 
 
 class Books(Protocol):
@@ -272,12 +276,15 @@ class SyncEngine:
     # -- one job ------------------------------------------------------------------------------------
 
     async def run_job(self, job: Job) -> JobOutcome:
-        renew = asyncio.create_task(self._renew(job))
-        try:
-            outcome = await self._run(job)
-        finally:
-            renew.cancel()
-        return outcome
+        with correlation(job.invoice_id):  # the invoice's story in the log: its webhooks, re-reads and jobs
+            renew = asyncio.create_task(self._renew(job))
+            try:
+                outcome = await self._run(job)
+            finally:
+                renew.cancel()
+            if outcome.state == "posted":
+                log.info("job %s for invoice %s posted %s", job.id, job.invoice_id, ", ".join(outcome.docs or []))
+            return outcome
 
     async def _renew(self, job: Job) -> None:
         while True:
@@ -401,6 +408,8 @@ class SyncEngine:
         fee_posts = any(p.kind == rules.FEE for p in plan.posts)
         if mapping is not None and fee_posts and not mapping.fee_collected_account_id:
             raise Hold(NO_FEE_ACCOUNT.format(store=job.store_id))
+        if mapping is not None and any(p.cashu for p in plan.posts) and not mapping.cashu_account_id:
+            raise Hold(NO_CASHU_ACCOUNT.format(store=job.store_id))
         new_rows = [await self.documents.for_invoice(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
         # 4. the intent
         self._step("before_intent")

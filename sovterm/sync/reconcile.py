@@ -282,7 +282,8 @@ async def ledger_balance(db: Any, store_id: str) -> LedgerBalance:
     """The store's satoshis by what moved them, from sovterm's BTCPay ledger tables."""
     pays = await db.fetchall(
         "SELECT status, COALESCE(SUM(amount_sats), 0), COALESCE(SUM(COALESCE(fee_sats, 0)), 0) FROM invoice_payments "
-        "WHERE store_id = ? AND currency = 'BTC' AND status IN ('Settled', 'Processing') GROUP BY status", (store_id,))
+        "WHERE store_id = ? AND currency = 'BTC' AND payment_method != 'cashu' AND status IN ('Settled', 'Processing') "
+        "GROUP BY status", (store_id,))  # Cashu ecash is held at the mint, never in the wallet
     by_status = {r[0]: (int(r[1]), int(r[2])) for r in pays}
     settled, fees = by_status.get("Settled", (0, 0))
     out = await db.fetchone("SELECT COALESCE(SUM(amount_sats), 0) FROM payouts WHERE store_id = ? AND state = "

@@ -11,7 +11,7 @@ sequence number (and with it the marker and the requestid) is part of the postin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
@@ -35,14 +35,15 @@ def cents(value: Decimal) -> Decimal:
 
 
 def method_label(kind: str) -> str:
-    """Ledger kinds (onchain, lightning, lnurl, other) as an accountant reads them."""
-    return {"onchain": "on-chain", "lightning": "Lightning", "lnurl": "Lightning"}.get(kind, "other")
+    """Ledger kinds (onchain, lightning, lnurl, cashu, other) as an accountant reads them."""
+    return {"onchain": "on-chain", "lightning": "Lightning", "lnurl": "Lightning",
+            "cashu": "Cashu ecash"}.get(kind, "other")
 
 
 @dataclass(frozen=True)
 class PaymentSnap:
     payment_id: str
-    method: str  # onchain | lightning | lnurl | other
+    method: str  # onchain | lightning | lnurl | cashu | other
     currency: str  # the paid currency (BTC)
     amount: Decimal  # in `currency`
     sats: int | None
@@ -126,6 +127,7 @@ class NewPosting:
     review: str | None = None
     txn_date: date = date(1970, 1, 1)
     qbo_invoice: QBOInvoiceRef | None = None
+    cashu: bool = False  # paid in Cashu ecash: booked to the Cashu ecash account, not the bitcoin account
 
 
 @dataclass(frozen=True)
@@ -371,7 +373,29 @@ def plan(
             txn_date=day_of(refund.created_at) if refund.created_at else txn_date(inv), qbo_invoice=qbo_invoice,
         ))
         refund_seq += 1
-    return Plan(label, recognised, tuple(posts), tuple(voids), unmatched=unmatched, notes=tuple(notes))
+    return Plan(label, recognised, tuple(_cashu_posts(inv, posts)), tuple(voids), unmatched=unmatched,
+                notes=tuple(notes))
+
+
+def cashu_sats(inv: InvoiceSnap) -> tuple[int, int]:
+    """(sats paid in Cashu ecash, all sats) over the payments BTCPay still counts."""
+    pays = [p for p in inv.payments if p.status != "Invalid"]
+    return sum(p.sats or 0 for p in pays if p.method == "cashu"), sum(p.sats or 0 for p in pays)
+
+
+def _cashu_posts(inv: InvoiceSnap, posts: list[NewPosting]) -> list[NewPosting]:
+    """An invoice paid in Cashu ecash goes to the Cashu ecash account (a claim on the mint, not bitcoin in the
+    wallet). One document has one deposit account, so an invoice paid partly in ecash stays in the bitcoin
+    account and is flagged for the accountant to move the ecash part."""
+    cashu, total = cashu_sats(inv)
+    if cashu == 0:
+        return posts
+    if cashu == total:
+        return [replace(p, cashu=True) for p in posts]
+    note = (f"{sats_text(cashu)} of {sats_text(total)} paid in Cashu ecash, booked to the bitcoin account: move "
+            "that part to the Cashu ecash account")
+    return [replace(p, review=f"{p.review}; {note}" if p.review else note) if p.kind in (SALE, PAYMENT) else p
+            for p in posts]
 
 
 def _currency_refusal(inv: InvoiceSnap, policy: StorePolicy) -> str | None:

@@ -134,6 +134,11 @@ class SyncService:
             "held_reason": await self._held_reason(),
         }
 
+    async def posting_counts(self) -> list[tuple[str, str, int]]:
+        """(document type, status, count) over the postings ledger, for /metrics."""
+        rows = await self.db.fetchall("SELECT entity, status, COUNT(*) FROM sync_postings GROUP BY entity, status")
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
     async def _held_reason(self) -> str | None:
         row = await self.db.fetchone("SELECT last_error FROM sync_jobs WHERE state = 'held' ORDER BY updated_at DESC LIMIT 1")
         return None if row is None else row[0]

@@ -24,6 +24,8 @@ from sovterm.tui.screens.dashboard import DashboardScreen
 from sovterm.tui.screens.deliveries import DeliveriesScreen
 from sovterm.tui.screens.links import LinksScreen
 from sovterm.tui.screens.logs import LogsScreen
+from sovterm.tui.screens.mints import MintsScreen
+from sovterm.tui.screens.notify import NotifyScreen
 from sovterm.tui.screens.payouts import PayoutsScreen
 from sovterm.tui.screens.sync import SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen
@@ -58,6 +60,10 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("deliveries", "W", "Webhook deliveries", DeliveriesScreen,
                "what BTCPay sent: verified, deduplicated, refused (and why); redeliver",
                requires=("webhooks.deliveries",)),
+    ScreenSpec("notify", "o", "Notifications", NotifyScreen, "where alerts are sent: add, test, remove destinations",
+               requires=("notify.list",)),
+    ScreenSpec("mints", "h", "Mints", MintsScreen, "trusted Cashu mints: health, history, check now",
+               requires=("mints.list",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
                requires=("setup.state", "btcpay.status", "qbo.status")),
 )

@@ -17,9 +17,12 @@ import psutil
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sovterm.logs import get_logger
 from sovterm.services import Services
 from sovterm.web.clients import TRUSTED, RateLimiter, TrustedProxies, client_address
 from sovterm.web.connections import ConnectionGuard, connection_budget
+
+log = get_logger("web")
 
 SERVICES = web.AppKey("services", Services)
 
@@ -201,6 +204,8 @@ async def readiness(services: Services) -> tuple[bool, dict[str, object]]:
     checks["connectors"] = connectors
     if any(not c["ready"] for c in connectors.values()):
         ok = False
+    if services.mints is not None:  # a mint down is an alert, not a reason the daemon is unready
+        checks["mints"] = services.mints.snapshot()
     services.metrics.ready.set(1 if ok else 0)
     return ok, checks
 
@@ -210,16 +215,26 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ok, **checks}, status=200 if ok else 503)
 
 
+SYNC_REFRESH_S = 5.0  # a scrape flood re-reads the sync counts at most this often
+
+
 async def metrics(request: web.Request) -> web.Response:
-    services_metrics = request.app[SERVICES].metrics
+    services = request.app[SERVICES]
     guard = request.app[GUARD]
     for name, doc, value in (
         ("open", "Open listener connections", guard.open),
         ("refused", "Listener connections refused (per-address cap, or all busy at the cap) since start", guard.refused),
         ("evicted", "Idle listener connections closed to make room at the cap since start", guard.evicted),
     ):
-        services_metrics.gauge(f"sovterm_listener_connections_{name}", doc).set(value)
-    registry = services_metrics.registry
+        services.metrics.gauge(f"sovterm_listener_connections_{name}", doc).set(value)
+    sync = services.sync
+    if sync is not None and time.monotonic() - services.metrics.sync_refreshed_at >= SYNC_REFRESH_S:
+        services.metrics.sync_refreshed_at = time.monotonic()
+        try:
+            services.metrics.observe_sync(await asyncio.wait_for(sync.status(), 3.0), await sync.posting_counts())
+        except Exception:  # the rest of /metrics still answers; the sync figures keep their last values
+            log.warning("sync figures for /metrics unavailable", exc_info=True)
+    registry = services.metrics.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

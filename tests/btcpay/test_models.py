@@ -30,7 +30,7 @@ from sovterm.btcpay.models import (
         ("BTC-LNURL", PaymentMethodKind.LNURL),
         ("BTC-LNURLPAY", PaymentMethodKind.LNURL),
         ("BTC_LNURLPAY", PaymentMethodKind.LNURL),
-        ("CASHU", PaymentMethodKind.OTHER),  # BTCNutServer plugin id: bare, but not a chain
+        ("CASHU", PaymentMethodKind.CASHU),  # BTCNutServer plugin id: its own kind, not a chain
         ("BTC-SOMETHINGNEW", PaymentMethodKind.OTHER),
         ("USDT-TRON", PaymentMethodKind.OTHER),
     ],

@@ -93,11 +93,16 @@ async def test_tracker_keeps_first_seen_forgets_cleared_and_publishes_new_ones()
     assert event.data["severity"] == "error" and event.data["text"] == "1 sync job(s) failed for good"
     clock[0] = 1060.0
     assert [a.since for a in tracker.observe(dead, bus)] == [1000.0]  # still the same condition
+    heard: list[tuple[str, str, float]] = []
+    tracker.listeners.append(lambda change, alert: heard.append((change, alert.key, alert.since)))
     assert tracker.observe([], bus) == []
+    _, cleared = await events.next()  # the clear is published too (notifications send it)
+    assert cleared is not None and cleared.topic == "alert.cleared" and cleared.data["key"] == "sync.dead"
     clock[0] = 1120.0
     assert [a.since for a in tracker.observe(dead, bus)] == [1120.0]  # it cleared: a new one
     _, again = await events.next()
-    assert again is not None and again.data["since"] == 1120.0
+    assert again is not None and again.topic == "alert" and again.data["since"] == 1120.0
+    assert heard == [("cleared", "sync.dead", 1000.0), ("started", "sync.dead", 1120.0)]
 
 
 class TroubledSync:
