@@ -92,7 +92,7 @@ class MethodRow(Result):
     volume: str
 
 
-class ItemRow(Result):
+class TopItem(Result):
     item: str
     invoices: int
     volume: str
@@ -118,7 +118,7 @@ class AnalyticsReport(Result):
     kpis: Kpis
     statuses: dict[str, int]
     methods: list[MethodRow]
-    items: list[ItemRow]
+    items: list[TopItem]
     series: list[SeriesRow]
 
 
@@ -144,7 +144,7 @@ def answer(report: Report, store_id: str | None) -> AnalyticsReport:
         statuses=dict(sorted(report.statuses.items())),
         methods=[MethodRow(method=m.method, payments=m.payments, invoices=m.invoices, sats=m.sats,
                            volume=_money(m.volume)) for m in report.methods],
-        items=[ItemRow(item=i.item, invoices=i.invoices, volume=_money(i.volume)) for i in report.items],
+        items=[TopItem(item=i.item, invoices=i.invoices, volume=_money(i.volume)) for i in report.items],
         series=[SeriesRow(period=b.period, created=b.created, settled=b.settled, volume=_money(b.volume),
                           sats=b.sats) for b in report.series],
     )

@@ -161,7 +161,7 @@ def _result_types(methods: dict[str, Method]) -> list[str]:
                     todo.append(inner)
     lines = ["\n## Result types\n", "The types named in the results above.\n",
              "| type | fields | what it is |", "|---|---|---|"]
-    for kind in sorted(seen, key=lambda kind: kind.__name__):
+    for kind in sorted(seen, key=lambda kind: (kind.__name__, kind.__module__)):  # a name two parts use: stable
         name = kind.__name__
         if issubclass(kind, BaseModel):
             fields = _fields(kind, defaults=False)
