@@ -75,6 +75,19 @@ async def require_followed(services: Services, store_id: str) -> str:
     return store_id
 
 
+async def resolve_store(services: Services, store_id: str | None) -> str:
+    """The given store (checked by `require_followed`), else the only followed store: a command about one
+    store needs no `--store` until a second store is followed."""
+    if store_id:
+        return await require_followed(services, store_id)
+    followed = await ledger.selected_stores(services.require_db())
+    if len(followed) == 1:
+        return followed[0]
+    raise UserFacingError("which BTCPay store?" if followed else "no BTCPay store is followed",
+                          fix=f"pass --store with one of: {', '.join(followed)}" if followed
+                          else "run `sovterm setup btcpay` and follow a store")
+
+
 async def followed_stores(services: Services) -> list[dict[str, Any]]:
     """Each followed store as the operator configured it, read locally (no BTCPay call): its mode, its
     QuickBooks mapping (accounts and class, by name), its key (own or server-wide), webhook and last error."""

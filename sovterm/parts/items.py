@@ -16,7 +16,7 @@ from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.parts.base import Part
-from sovterm.parts.qbo import resolve_store
+from sovterm.parts.btcpay import resolve_store
 from sovterm.qbo.client import quote_literal
 from sovterm.qbo.mapping import SALE_ITEM_TYPES, MappingError
 from sovterm.qbo.service import QBOService

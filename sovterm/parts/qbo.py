@@ -17,7 +17,7 @@ from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
-from sovterm.parts.btcpay import require_followed
+from sovterm.parts.btcpay import resolve_store
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.oauth import STATE_TTL_S
 from sovterm.qbo.service import TOKENS_LOOP_S, QBOService
@@ -83,18 +83,6 @@ class StoreParams(_Params):
 class ApplyParams(StoreParams):
     auto: bool = False
     overrides: dict[str, str] = {}
-
-
-async def resolve_store(services: Services, store_id: str | None) -> str:
-    """The given store, else the only BTCPay store selected for sync."""
-    if store_id:
-        return await require_followed(services, store_id)
-    rows = await services.require_db().fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")
-    if len(rows) == 1:
-        return str(rows[0][0])
-    known = ", ".join(r[0] for r in rows) or "none selected yet"
-    raise UserFacingError("which BTCPay store is this mapping for?",
-                          fix=f"pass --store ID (selected stores: {known})")
 
 
 class Started(Result):

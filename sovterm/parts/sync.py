@@ -25,7 +25,7 @@ from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
-from sovterm.parts.btcpay import require_followed
+from sovterm.parts.btcpay import require_followed, resolve_store
 from sovterm.qbo.client import QBOClient
 from sovterm.qbo.mapping import StoreMapping
 from sovterm.qbo.postings import CurrencyContext
@@ -557,13 +557,7 @@ def register(server: ControlServer, services: Services) -> None:
         if services.qbo is None or services.btcpay is None:
             raise UserFacingError("both BTCPay and QuickBooks must be connected")
         db = services.require_db()
-        stores = await ledger.selected_stores(db)
-        if store_id is None:
-            if len(stores) != 1:
-                raise UserFacingError("which store's wallet?", fix="give --store STORE_ID")
-            store_id = stores[0]
-        elif store_id not in stores:
-            raise UserFacingError(f"store {store_id} is not followed", fix="see `sovterm status` for the stores")
+        store_id = await resolve_store(services, store_id)
         result = await reconcile.book(db, services.btcpay.client_for_store(store_id), await services.qbo.client(),
                                       store_id, txid, account, ctx.peer.user)
         ctx.audit(subject=txid, detail=result)

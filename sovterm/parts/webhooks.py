@@ -8,11 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from sovterm.btcpay import deliveries as webhook_deliveries
-from sovterm.btcpay.service import BTCPayService
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
-from sovterm.errors import UserFacingError
 from sovterm.parts.base import Part
+from sovterm.parts.btcpay import resolve_store
 from sovterm.services import Services
 
 
@@ -50,24 +49,12 @@ class Redelivered(Result):
     new_delivery_id: str
 
 
-def _store(btcpay: BTCPayService, store_id: str | None) -> str:
-    """The store asked for, or the one followed store."""
-    followed = sorted(btcpay.followed)
-    if store_id is not None:
-        return store_id
-    if len(followed) == 1:
-        return followed[0]
-    raise UserFacingError("several stores are followed" if followed else "no store is followed",
-                          fix="pass --store with one of: " + ", ".join(followed) if followed
-                          else "run `sovterm setup btcpay` and follow a store")
-
-
 def register(server: ControlServer, services: Services) -> None:
     @server.method("webhooks.deliveries", role=Role.VIEWER, params=DeliveriesParams, part="btcpay")
     async def deliveries(ctx: CallContext, store_id: str | None, count: int) -> list[Delivery]:
         """BTCPay's latest deliveries to our webhook, each verified, deduplicated, refused (and why) or not
         delivered."""
-        store = _store(ctx.part, store_id)
+        store = await resolve_store(services, store_id)
         found = await webhook_deliveries.deliveries(ctx.part.db, ctx.part.client_for_store(store), store, count)
         return [Delivery.model_validate(d) for d in found]
 
@@ -75,7 +62,7 @@ def register(server: ControlServer, services: Services) -> None:
                    audit="webhooks.redeliver")
     async def redeliver(ctx: CallContext, delivery_id: str, store_id: str | None) -> Redelivered:
         """Ask BTCPay to send a delivery again (it arrives as a new delivery with the same event)."""
-        store = _store(ctx.part, store_id)
+        store = await resolve_store(services, store_id)
         ctx.audit(subject=delivery_id, detail={"store_id": store})
         done = await webhook_deliveries.redeliver(ctx.part.db, ctx.part.client_for_store(store), store, delivery_id)
         ctx.audit(subject=delivery_id, detail={"store_id": store, "new_delivery_id": done["new_delivery_id"]})
