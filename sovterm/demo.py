@@ -152,7 +152,7 @@ class DemoWorld:
             async with aiohttp.ClientSession() as http, http.get(started["authorization_url"]) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"the OAuth callback answered {resp.status}")
-            await c.call("setup.qbo.wait", timeout_s=15)
+            await c.call("setup.qbo.wait", timeout_s=15, since=started["started_at"])
             await c.call("qbo.auto_sync", enabled=True)
             await c.call("setup.accounts.apply", store_id=self.store_id, auto=True)
             await c.call("setup.mode", store_id=self.store_id, mode="deposit")
