@@ -269,7 +269,7 @@ class SyncEngine:
         if counts["held"]:
             ok, _ = await self.books.can_sync()
             if ok:
-                released = await queue.release_held(self.db)
+                released = await queue.release_held(self.db, recheck=(items.HELD_PREFIX, items.LOOKUP_AGAIN_S))
         self.kick()
         return {"requeued": requeued, "released": released, **{k: counts[k] for k in ("queued", "dead", "held")}}
 

@@ -225,25 +225,32 @@ async def hold_queued(db: Any, reason: str, now: float | None = None) -> int:
     )
 
 
-async def release_held(db: Any, now: float | None = None) -> int:
-    """Held jobs go back to the queue (one per invoice and kind; extra ones are folded)."""
+async def release_held(db: Any, now: float | None = None, *, recheck: tuple[str, float] | None = None) -> int:
+    """Held jobs go back to the queue (one per invoice and kind; extra ones are folded). `recheck`
+    (reason prefix, seconds): jobs held for that reason go back only once they have waited that long, so a
+    posting held for the operator stays held (and listed as such) between its periodic re-checks."""
     now = time.time() if now is None else now
+    due = "state = 'held'"
+    args: tuple[Any, ...] = ()
+    if recheck is not None:
+        due += " AND (last_error IS NULL OR last_error NOT LIKE ? OR updated_at <= ?)"
+        args = (recheck[0] + "%", int(now - recheck[1]))
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE sync_jobs SET state = 'done', last_error = 'folded into a waiting job', updated_at = ? "
-            "WHERE state = 'held' AND EXISTS (SELECT 1 FROM sync_jobs q WHERE q.store_id = sync_jobs.store_id "
+            f"WHERE {due} AND EXISTS (SELECT 1 FROM sync_jobs q WHERE q.store_id = sync_jobs.store_id "
             "AND q.invoice_id = sync_jobs.invoice_id AND q.kind = sync_jobs.kind AND q.state = 'queued')",
-            (int(now),),
+            (int(now), *args),
         )
         cur = await conn.execute(
-            "UPDATE sync_jobs SET state = 'queued', next_run_at = ?, updated_at = ? WHERE state = 'held' AND id IN "
-            "(SELECT MIN(id) FROM sync_jobs WHERE state = 'held' GROUP BY store_id, invoice_id, kind)",
-            (now, int(now)),
+            f"UPDATE sync_jobs SET state = 'queued', next_run_at = ?, updated_at = ? WHERE {due} AND id IN "
+            f"(SELECT MIN(id) FROM sync_jobs WHERE {due} GROUP BY store_id, invoice_id, kind)",
+            (now, int(now), *args, *args),
         )
         n = cur.rowcount
         await conn.execute(
-            "UPDATE sync_jobs SET state = 'done', last_error = 'folded into a waiting job', updated_at = ? "
-            "WHERE state = 'held'", (int(now),),
+            f"UPDATE sync_jobs SET state = 'done', last_error = 'folded into a waiting job', updated_at = ? "
+            f"WHERE {due}", (int(now), *args),
         )
     return n
 
