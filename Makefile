@@ -30,7 +30,7 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check sovterm tests bench
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 # The property tests with many fresh examples each (tests/fuzz/conftest.py, profile `long`).
 fuzz: $(STAMP)

@@ -10,6 +10,12 @@ from sovterm.store.db import Database
 from tests.support.daemon import DaemonProcess, write_config
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long end-to-end tests (marked `slow`) first, the rest in their order: under xdist the short ones
+    then fill the end, so the run does not wait on one worker finishing a two-minute test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh database with every migration applied."""

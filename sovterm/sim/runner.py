@@ -22,7 +22,8 @@ class ThreadedApp:
     def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0, name: str = "sim") -> None:
         self.host = host
         self.loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None)
+        # a simulated hang must not hold the shutdown: in-flight handlers get a second, then are cancelled
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         self._site: web.TCPSite | None = None
         self.port = port
         started = threading.Event()

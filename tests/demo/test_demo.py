@@ -19,7 +19,7 @@ from tests.support.daemon import clean_env
 @pytest.mark.slow
 def test_demo_sets_everything_up_syncs_and_cleans_up() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sovterm", "demo", "--no-tui", "--seconds", "35"],
+        [sys.executable, "-m", "sovterm", "demo", "--no-tui", "--seconds", "25"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
     )
     assert proc.stdout is not None

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from sovterm.qbo.postings import marker_for
 from tests.support.system import System
 
@@ -45,6 +47,7 @@ def settled_down(system: System) -> bool:
     return due == 0
 
 
+@pytest.mark.slow
 def test_a_day_becomes_one_document_after_it_closes_late_payments_adjust_and_the_cut_over_holds(system_factory):
     s = system_factory(mode="summary")
     today = datetime.now(UTC).date()

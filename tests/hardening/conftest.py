@@ -35,6 +35,9 @@ class LoggedDaemon(DaemonProcess):
             self.wait_ready(timeout)
         return self
 
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace")[-4000:]
+
     def db_bytes(self) -> int:
         """The database's size on disk after a checkpoint folds the WAL back into it."""
         path = self.root / "data" / "sovterm.db"

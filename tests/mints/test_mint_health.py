@@ -52,6 +52,7 @@ def alerts_for(monitor: MintMonitor) -> list[tuple[str, str]]:
     return [(c.key, c.severity) for c in conditions(True, {"mints": monitor.snapshot()}, SyncRead())]
 
 
+@pytest.mark.slow
 async def test_a_real_mint_through_stop_restart_message_rotation_and_disabled_minting(mint, monitor_for) -> None:
     await asyncio.to_thread(mint.start)
     monitor = monitor_for(mint.url)
@@ -106,8 +107,10 @@ async def odd_mints() -> AsyncIterator[str]:
     async def garbage(request: web.Request) -> web.Response:
         return web.Response(text="<html>not a mint</html>")
 
+    released = asyncio.Event()
+
     async def hang(request: web.Request) -> web.Response:
-        await asyncio.sleep(30)
+        await released.wait()  # past the monitor's timeout; released at teardown so cleanup need not wait
         return web.Response(text="{}")
 
     async def redirect(request: web.Request) -> web.Response:
@@ -134,6 +137,7 @@ async def odd_mints() -> AsyncIterator[str]:
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     yield f"http://127.0.0.1:{port}"
+    released.set()
     await runner.cleanup()
 
 

@@ -100,8 +100,7 @@ class DaemonProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {err.decode()}")
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.output()}")
             if self.socket_path.exists():
                 try:  # the control socket, then the TCP site (which starts just after it)
                     with socket.socket(socket.AF_UNIX) as s:
@@ -112,6 +111,12 @@ class DaemonProcess:
                     pass
             time.sleep(0.05)
         raise TimeoutError("daemon did not become ready")
+
+    def output(self) -> str:
+        """What the exited daemon wrote on stderr (subclasses that send it to a file read the file)."""
+        assert self.proc is not None
+        _, err = self.proc.communicate()
+        return err.decode(errors="replace") if err else ""
 
     def stop(self, timeout: float = 30.0) -> int:
         assert self.proc is not None

@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from sovterm.tui.app import SovtermApp
@@ -34,6 +35,7 @@ def table_rows(screen: Any, selector: str) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+@pytest.mark.slow
 async def test_sync_payouts_and_links_screens(full_env: FullEnv) -> None:
     app = SovtermApp(full_env.daemon.socket_path)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from textual.widgets import Button, DataTable, Input, SelectionList, Static
 
 from sovterm.tui.app import SovtermApp
@@ -40,6 +41,7 @@ async def press(pilot, screen: WizardScreen, button_id: str) -> None:  # type: i
     await pilot.pause()
 
 
+@pytest.mark.slow
 async def test_the_whole_wizard_on_the_simulators(full_env: FullEnv) -> None:
     socket = full_env.daemon.socket_path
     # ---- first session: BTCPay and the store, then the operator leaves ----
