@@ -20,7 +20,7 @@ from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
-from sovterm.qbo.client import QBOClient
+from sovterm.parts.sync import QBOBooks
 from sovterm.services import Services
 
 MONTH_END_CHECK_S = 6 * 3600  # the month-end loop looks every six hours; posting is once per period
@@ -52,25 +52,9 @@ class StoreRates:
         return found.rate, f"BTCPay store {store_id} rate {pair}"
 
 
-class QuickBooks:
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    def _qbo(self) -> Any:
-        if self._services.qbo is None:
-            raise UserFacingError("the QuickBooks part is not running")
-        return self._services.qbo
-
-    async def client(self) -> QBOClient:
-        return await self._qbo().client()
-
-    async def home_currency(self) -> str:
-        return (await self._qbo().currency_context()).home
-
-
 @asynccontextmanager
 async def books_stage(services: Services) -> AsyncIterator[None]:
-    services.books = BooksService(services.require_db(), StoreRates(services), QuickBooks(services))
+    services.books = BooksService(services.require_db(), StoreRates(services), QBOBooks(services))
     try:
         yield
     finally:

@@ -36,7 +36,7 @@ from sovterm.sync.service import SyncService
 
 
 class QBOBooks:
-    """The engine's `Books` over the QuickBooks service."""
+    """The sync engine's and the books service's view of QuickBooks, over the QuickBooks service."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -56,6 +56,9 @@ class QBOBooks:
 
     async def currency(self) -> CurrencyContext:
         return await self._qbo().currency_context()
+
+    async def home_currency(self) -> str:
+        return (await self.currency()).home
 
     async def client(self) -> QBOClient:
         return await self._qbo().client()
