@@ -5,6 +5,7 @@ The venv is made once and reused; when it cannot be made the tests skip naming w
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -24,16 +25,19 @@ def mint_venv() -> Path:
     venv = Path(os.environ.get("SOVTERM_MINT_VENV") or ROOT / ".venv-mint")
     stamp = venv / ".requirements"
     wanted = REQUIREMENTS.read_text()
-    if (venv / "bin" / "mint").exists() and stamp.exists() and stamp.read_text() == wanted:
-        return venv
-    try:
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(REQUIREMENTS)], check=True,
-                       capture_output=True, timeout=900)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"a nutshell mint (PyPI cashu 0.20.2 with marshmallow<4, limits<5) could not be installed "
-                    f"into {venv}: {type(exc).__name__}")
-    stamp.write_text(wanted)
+    # several xdist workers may want it at once: one makes it, the others wait for the lock and reuse it
+    with open(f"{venv}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (venv / "bin" / "mint").exists() and stamp.exists() and stamp.read_text() == wanted:
+            return venv
+        try:
+            subprocess.run(["python3", "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(REQUIREMENTS)], check=True,
+                           capture_output=True, timeout=900)
+        except (OSError, subprocess.SubprocessError) as exc:
+            pytest.skip(f"a nutshell mint (PyPI cashu 0.20.2 with marshmallow<4, limits<5) could not be "
+                        f"installed into {venv}: {type(exc).__name__}")
+        stamp.write_text(wanted)
     return venv
 
 
