@@ -44,7 +44,9 @@ MARKER_LENGTH = 21  # Intuit's DocNumber limit
 FOUND_BY_MEMO = frozenset({"Payment", "Transfer"})
 #: one look-up query covers documents dated at most this many days apart (a backfill spans months)
 LOOKUP_SPAN_DAYS = 7
-VOID_BY_DELETE = frozenset({"Deposit", "RefundReceipt"})  # QuickBooks has no void for these: delete
+#: QuickBooks voids only SalesReceipt and Payment (`include=void`) among what sovterm writes; these it deletes
+#: (Intuit's reference has "Delete" and no "Void" for them; python-quickbooks gives them DeleteMixin only)
+VOID_BY_DELETE = frozenset({"Deposit", "RefundReceipt", "Purchase", "Transfer", "JournalEntry"})
 _MARKER_IN_NOTE = re.compile(r"sovterm:(SV[A-Z2-7]{19})(?![A-Z2-7])")
 
 

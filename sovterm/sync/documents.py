@@ -165,39 +165,42 @@ class Documents:
                            marker, body, p.txn_date, p.review)
 
     async def payout_transfer(self, job_key: str, payout: payouts.PayoutSnap, mapping: StoreMapping, home: str,
-                              amount: Decimal, note: str, review: str | None, day: date) -> dict[str, Any]:
-        """A payout's Transfer from the bitcoin account to the clearing account."""
-        marker = marker_for(payouts.TRANSFER, payout.store_id, payout.payout_id, 0)
+                              amount: Decimal, note: str, review: str | None, day: date, seq: int = 0) -> dict[str, Any]:
+        """A payout's Transfer from the bitcoin account to the clearing account (`seq` > 0: posted again after
+        a rollback, under a new marker)."""
+        marker = marker_for(payouts.TRANSFER, payout.store_id, payout.payout_id, seq)
         clearing = await self.clearing.get(await self._client())
         body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
                                     to_account_id=clearing, amount=amount, note=payouts.describe(payout, note),
                                     class_id=mapping.class_id))
-        return posting_row(payout.store_id, job_key, payouts.TRANSFER, 0, "Transfer", amount, home, payout.payout_id,
+        return posting_row(payout.store_id, job_key, payouts.TRANSFER, seq, "Transfer", amount, home, payout.payout_id,
                            marker, body, day, review)
 
     def network_fee(self, job_key: str, payout: payouts.PayoutSnap, fee: payouts.FeeLookup, value: Decimal,
-                    mapping: StoreMapping, ctx: CurrencyContext, day: date) -> dict[str, Any]:
-        """A payout transaction's network fee: a Purchase whose marker is the transaction's (booked once)."""
+                    mapping: StoreMapping, ctx: CurrencyContext, day: date, seq: int = 0) -> dict[str, Any]:
+        """A payout transaction's network fee: a Purchase whose marker is the transaction's (booked once;
+        `seq` > 0 after a rollback)."""
         assert fee.reference is not None
-        marker = marker_for(payouts.FEE, payout.store_id, fee.reference, 0)
+        marker = marker_for(payouts.FEE, payout.store_id, fee.reference, seq)
         text = payouts.describe_fee(payout, fee, value, ctx.home)
         body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
                                     expense_account_id=mapping.fee_account_id, amount=value, currency=ctx.home,
                                     ctx=ctx, note=text, class_id=mapping.class_id,
                                     department_id=mapping.department_id))
-        return posting_row(payout.store_id, job_key, payouts.FEE, 0, "Purchase", value, ctx.home, fee.reference,
+        return posting_row(payout.store_id, job_key, payouts.FEE, seq, "Purchase", value, ctx.home, fee.reference,
                            marker, body, day, None)
 
     def wallet_transfer(self, job_key: str, store_id: str, txid: str, *, amount: Decimal, home: str, outgoing: bool,
-                        account_id: str, mapping: StoreMapping, note: str, day: date, review: str) -> dict[str, Any]:
+                        account_id: str, mapping: StoreMapping, note: str, day: date, review: str,
+                        seq: int = 0) -> dict[str, Any]:
         """A wallet transaction the operator booked by hand: a Transfer between the bitcoin account and the
-        account they chose (out of the bitcoin account when `outgoing`)."""
-        marker = marker_for(reconcile.WALLET_PREFIX, store_id, txid, 0)
+        account they chose (out of the bitcoin account when `outgoing`; `seq` > 0 after a rollback)."""
+        marker = marker_for(reconcile.WALLET_PREFIX, store_id, txid, seq)
         bitcoin = mapping.deposit_account_id
         body = dumps(build_transfer(marker=marker, txn_date=day, amount=amount, note=note[:4000],
                                     from_account_id=bitcoin if outgoing else account_id,
                                     to_account_id=account_id if outgoing else bitcoin, class_id=mapping.class_id))
-        return posting_row(store_id, job_key, "booked", 0, "Transfer", amount, home, txid, marker, body, day, review)
+        return posting_row(store_id, job_key, "booked", seq, "Transfer", amount, home, txid, marker, body, day, review)
 
     # -- writing: the one way down --------------------------------------------------------------------
 
