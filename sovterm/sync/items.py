@@ -277,9 +277,10 @@ def sale_lines(sale: SaleContext, mapping: StoreMapping, total: Decimal, price: 
     if sale.tax.kind == "us":
         header["TxnTaxDetail"] = {"TotalTax": tax}
     elif sale.tax.kind == "inclusive":
+        # the total tax always, 0 included: left out, QuickBooks would work out the line codes' rate from
+        # the gross of an untaxed sale and book a liability nobody collected
         header["GlobalTaxCalculation"] = "TaxInclusive"
-        if tax:
-            header["TxnTaxDetail"] = {"TotalTax": tax}
+        header["TxnTaxDetail"] = {"TotalTax": tax}
     return out, header
 
 
