@@ -6,7 +6,8 @@ and letting the sync book it again with the right settings, without touching any
 
 Every document of the postings ledger is taken back: an invoice's sales, payments, network-fee Deposits and
 refunds, a payout's Transfer and its network-fee Purchase, a wallet transaction booked by hand, and the
-documents of a daily summary. QuickBooks voids SalesReceipt and Payment; it has no void for Deposit,
+documents of a daily summary; and the fair-value remeasurement JournalEntries of the books part
+(`books_remeasurements`), which that part posts again once the sync has re-posted their accounts' documents. QuickBooks voids SalesReceipt and Payment; it has no void for Deposit,
 RefundReceipt, Purchase, Transfer or JournalEntry, so those are deleted (`qbo.postings.void_document`).
 
 How it stays exactly once:
@@ -44,6 +45,7 @@ from sovterm.sync import queue, records, summary
 
 log = logging.getLogger("sovterm.sync.rollback")
 
+REMEASURE = "remeasure:"  # a remeasurement's rollback items: remeasure:<bitcoin account id>
 _ITEM_COLUMNS = ("store_id", "invoice_id", "kind", "seq", "entity", "qbo_id", "amount", "currency", "txn_date")
 
 Void = Callable[[dict[str, Any]], Awaitable[str | None]]
@@ -85,6 +87,16 @@ async def listing(db: Any, date_from: str, date_to: str, store_id: str | None) -
             busy += 1
         elif status == "posted":
             documents.append({**doc, "action": "delete" if doc["entity"] in VOID_BY_DELETE else "void"})
+    mapped = " AND account_id IN (SELECT deposit_account_id FROM qbo_mappings WHERE store_id = ?)" if store_id else ""
+    for account_id, period, seq, qbo_id, amount, currency, status in await db.fetchall(
+            "SELECT account_id, period, seq, qbo_id, amount, currency, status FROM books_remeasurements "
+            f"WHERE period >= ? AND period <= ?{mapped} ORDER BY period, account_id, seq", params):
+        if status in ("pending", "voiding"):
+            busy += 1
+        elif status == "posted":
+            documents.append({"store_id": "", "invoice_id": REMEASURE + account_id, "kind": "remeasure", "seq": seq,
+                              "entity": "JournalEntry", "qbo_id": qbo_id, "amount": amount, "currency": currency,
+                              "txn_date": period, "action": "delete"})
     return {"documents": documents, "busy": busy}
 
 
@@ -181,7 +193,10 @@ class Rollback:
                       key=lambda i: (i["store_id"], i["invoice_id"]))
         try:
             for (store, invoice), group in groupby(todo, key=lambda i: (i["store_id"], i["invoice_id"])):
-                await self._invoice(rollback_id, store, invoice, list(group), reason)
+                if invoice.startswith(REMEASURE):
+                    await self._remeasurements(rollback_id, invoice.removeprefix(REMEASURE), list(group), reason)
+                else:
+                    await self._invoice(rollback_id, store, invoice, list(group), reason)
         except Exception as exc:
             await self.db.write("UPDATE sync_rollbacks SET last_error = ? WHERE id = ?",
                                 (f"{type(exc).__name__}: {exc}", rollback_id))
@@ -259,5 +274,49 @@ class Rollback:
                 await queue.enqueue(conn, store, invoice, kind=summary.JOB_KIND, payload=cause)
             else:
                 await queue.enqueue(conn, store, invoice, payload=cause)
+
+        await self.commit.run(record)
+
+    async def _remeasurements(self, rollback_id: int, account_id: str, items: list[dict[str, Any]],
+                              reason: str) -> None:
+        """An account's remeasurement JournalEntries: marked `voiding`, deleted in QuickBooks, recorded `voided`
+        (the books part's `books.reposts` loop posts each period again, worked out afresh, once the sync has
+        posted the account's documents again)."""
+        where = "account_id = ? AND period = ? AND seq = ?"
+
+        async def intent(conn: Any) -> None:
+            for i in items:
+                await conn.execute(f"UPDATE books_remeasurements SET status = 'voiding', void_reason = ? WHERE {where} "
+                                   "AND status = 'posted'", (reason, account_id, i["txn_date"], i["seq"]))
+
+        await self.commit.run(intent)
+        gone: list[dict[str, Any]] = []
+        refused: dict[tuple[str, int], str] = {}
+        for i in items:
+            row = await self.db.fetchone(f"SELECT status, qbo_id, marker FROM books_remeasurements WHERE {where}",
+                                         (account_id, i["txn_date"], i["seq"]))
+            if row is not None and row[0] == "voiding":
+                try:
+                    await self._void({"entity": "JournalEntry", "qbo_id": row[1], "marker": row[2]})
+                    gone.append(i)
+                except QBOValidationError as exc:
+                    refused[(i["txn_date"], i["seq"])] = str(exc)
+            if self._fault is not None:
+                self._fault(rollback_id)
+
+        async def record(conn: Any) -> None:
+            for i in gone:
+                await conn.execute(f"UPDATE books_remeasurements SET status = 'voided' WHERE {where}",
+                                   (account_id, i["txn_date"], i["seq"]))
+            for i in items:
+                error = refused.get((i["txn_date"], i["seq"]))
+                if error is not None:
+                    await conn.execute(f"UPDATE books_remeasurements SET status = 'posted', void_reason = NULL "
+                                       f"WHERE {where} AND status = 'voiding'", (account_id, i["txn_date"], i["seq"]))
+                await conn.execute(
+                    "UPDATE sync_rollback_items SET state = ?, error = ? WHERE rollback_id = ? AND store_id = ? "
+                    "AND invoice_id = ? AND kind = ? AND seq = ?",
+                    ("done" if error is None else "refused", error, rollback_id, i["store_id"], i["invoice_id"],
+                     i["kind"], i["seq"]))
 
         await self.commit.run(record)
