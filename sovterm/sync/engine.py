@@ -410,7 +410,12 @@ class SyncEngine:
             raise Hold(NO_FEE_ACCOUNT.format(store=job.store_id))
         if mapping is not None and any(p.cashu for p in plan.posts) and not mapping.cashu_account_id:
             raise Hold(NO_CASHU_ACCOUNT.format(store=job.store_id))
-        new_rows = [await self.documents.for_invoice(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
+        new_rows: list[dict[str, Any]] = []
+        voided = {(v.kind, v.seq) for v in plan.voids}
+        staying = [r for r in rows if (r["kind"], r["seq"]) not in voided]
+        if mapping is not None:  # a refund reads the tax of the sales booked (or planned) before it
+            for p in plan.posts:
+                new_rows.append(await self.documents.for_invoice(snap, p, mapping, ctx, booked=staying + new_rows))
         # 4. the intent
         self._step("before_intent")
         if new_rows or plan.voids:
