@@ -200,11 +200,13 @@ class BooksService:
     async def repost_rolled_back(self) -> dict[str, Any]:
         """Post again the remeasurements a rollback took back, oldest period first, once the sync has posted
         again what their accounts' stores had in the books (the `books.reposts` loop; worked out afresh, as
-        `books remeasure` would, with the mapping of now)."""
+        `books remeasure` would, with the mapping of now). An entry a crash left `pending` a minute ago or more
+        (not one a `books remeasure` call is writing now) is finished here too, looked up by its marker first."""
         rows = await self.db.fetchall(
-            "SELECT DISTINCT account_id, period FROM books_remeasurements r WHERE status = 'voided' AND NOT EXISTS "
-            "(SELECT 1 FROM books_remeasurements l WHERE l.account_id = r.account_id AND l.period = r.period "
-            "AND l.status != 'voided') ORDER BY period, account_id")
+            "SELECT DISTINCT account_id, period FROM books_remeasurements r WHERE (status = 'pending' AND "
+            "created_at < ?) OR (status = 'voided' AND NOT EXISTS (SELECT 1 FROM books_remeasurements l WHERE "
+            "l.account_id = r.account_id AND l.period = r.period AND l.status != 'voided')) ORDER BY period, "
+            "account_id", (int(self.clock()) - 60,))
         if not rows or self.books is None:
             return {"posted": 0, "waiting": len(rows)}
         if await self.db.fetchone("SELECT 1 FROM sync_rollbacks WHERE state = 'running'") is not None:
