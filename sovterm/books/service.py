@@ -199,7 +199,7 @@ class BooksService:
 
     async def repost_rolled_back(self) -> dict[str, Any]:
         """Post again the remeasurements a rollback took back, oldest period first, once the sync has posted
-        again what their accounts' stores had in the books (the `books.reposts` loop; worked out afresh, as
+        again what their accounts' stores had in the books (the sync loop calls it; worked out afresh, as
         `books remeasure` would, with the mapping of now). An entry a crash left `pending` a minute ago or more
         (not one a `books remeasure` call is writing now) is finished here too, looked up by its marker first."""
         rows = await self.db.fetchall(

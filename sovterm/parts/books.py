@@ -1,8 +1,7 @@
 """The books part in the daemon: the fair value of the bitcoin held (docs/accounting.md "Fair value of the
 bitcoin held"). Its service records each store's BTCPay rate every day (`books.rates` loop), and posts the
 remeasurement JournalEntries on demand (`books.remeasure`) or after each month's end when
-`[books] remeasure_month_end` is on (`books.month_end` loop), and posts again those a rollback took back
-(`books.reposts` loop)."""
+`[books] remeasure_month_end` is on (`books.month_end` loop)."""
 
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ from sovterm.qbo.client import QBOClient
 from sovterm.services import Services
 
 MONTH_END_CHECK_S = 6 * 3600  # the month-end loop looks every six hours; posting is once per period
-REPOSTS_CHECK_S = 5.0  # remeasurements a rollback took back are posted again soon after the sync has caught up
 
 
 class StoreRates:
@@ -86,14 +84,7 @@ def books_loops(services: Services) -> list[LoopSpec]:
             return {"skipped": "BTCPay and QuickBooks must both be connected"}
         return await services.books.record_rates()
 
-    async def reposts() -> dict[str, Any]:
-        assert services.books is not None
-        if services.qbo is None or not (await services.qbo.can_sync())[0]:
-            return {"skipped": "QuickBooks cannot be written to"}
-        return await services.books.repost_rolled_back()
-
-    loops = [LoopSpec("books.rates", services.settings.books.rates_interval_s, rates, first_delay_s=5.0),
-             LoopSpec("books.reposts", REPOSTS_CHECK_S, reposts, first_delay_s=REPOSTS_CHECK_S)]
+    loops = [LoopSpec("books.rates", services.settings.books.rates_interval_s, rates, first_delay_s=5.0)]
     if services.settings.books.remeasure_month_end:
         async def month_end() -> dict[str, Any]:
             assert services.books is not None

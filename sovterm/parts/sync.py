@@ -148,7 +148,11 @@ async def sync_stage(services: Services) -> AsyncIterator[None]:
 def sync_loops(services: Services) -> list[LoopSpec]:
     async def run() -> dict[str, Any]:
         assert services.sync is not None
-        return await services.sync.loop_run()
+        done = await services.sync.loop_run()
+        # the tail of a rollback: remeasurements it took back are posted again once the sync has caught up
+        if services.books is not None and services.qbo is not None and (await services.qbo.can_sync())[0]:
+            done["remeasurements"] = await services.books.repost_rolled_back()
+        return done
 
     return [LoopSpec("sync", services.settings.sync.interval_s, run)]
 

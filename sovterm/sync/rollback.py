@@ -7,7 +7,8 @@ and letting the sync book it again with the right settings, without touching any
 Every document of the postings ledger is taken back: an invoice's sales, payments, network-fee Deposits and
 refunds, a payout's Transfer and its network-fee Purchase, a wallet transaction booked by hand, and the
 documents of a daily summary; and the fair-value remeasurement JournalEntries of the books part
-(`books_remeasurements`), which that part posts again once the sync has re-posted their accounts' documents. QuickBooks voids SalesReceipt and Payment; it has no void for Deposit,
+(`books_remeasurements`), which that part posts again (from the sync loop) once the sync has re-posted
+the documents of their accounts. QuickBooks voids SalesReceipt and Payment; it has no void for Deposit,
 RefundReceipt, Purchase, Transfer or JournalEntry, so those are deleted (`qbo.postings.void_document`).
 
 How it stays exactly once:
@@ -280,7 +281,7 @@ class Rollback:
     async def _remeasurements(self, rollback_id: int, account_id: str, items: list[dict[str, Any]],
                               reason: str) -> None:
         """An account's remeasurement JournalEntries: marked `voiding`, deleted in QuickBooks, recorded `voided`
-        (the books part's `books.reposts` loop posts each period again, worked out afresh, once the sync has
+        (the books part posts each period again from the sync loop, worked out afresh, once the sync has
         posted the account's documents again)."""
         where = "account_id = ? AND period = ? AND seq = ?"
 

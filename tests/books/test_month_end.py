@@ -18,9 +18,8 @@ def _loop_names(tmp_path: Path, books: BooksSettings) -> list[str]:
 
 
 def test_the_month_end_loop_is_off_by_default_and_on_when_configured(tmp_path: Path) -> None:
-    assert _loop_names(tmp_path, BooksSettings()) == ["books.rates", "books.reposts"]
-    assert _loop_names(tmp_path, BooksSettings(remeasure_month_end=True)) == ["books.rates", "books.reposts",
-                                                                                  "books.month_end"]
+    assert _loop_names(tmp_path, BooksSettings()) == ["books.rates"]
+    assert _loop_names(tmp_path, BooksSettings(remeasure_month_end=True)) == ["books.rates", "books.month_end"]
 
 
 def test_the_period_is_the_previous_months_last_day() -> None:
