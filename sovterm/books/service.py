@@ -113,7 +113,7 @@ class BooksService:
             carried = ledger.carrying(book, await ledger.remeasured(self.db, account_id, as_of))
             h = rules.holding(account_id, as_of, book.lots, book.disposals, rate, source, carried)
             posted = await self.db.fetchone("SELECT status, qbo_id FROM books_remeasurements WHERE account_id = ? "
-                                            "AND period = ?", (account_id, as_of.isoformat()))
+                                            "AND period = ? AND status != 'voided'", (account_id, as_of.isoformat()))
             out.append({
                 "account_id": account_id, "account": await self._account_name(account_id), "stores": stores,
                 "as_of": as_of.isoformat(), "currency": home, "sats": h.sats, "cost": str(h.cost),
@@ -150,22 +150,30 @@ class BooksService:
 
     async def _one(self, client: QBOClient, h: dict[str, Any], gain_account: str, actor: str) -> dict[str, Any]:
         account_id, period = h["account_id"], h["as_of"]
-        row = await self.db.fetchone("SELECT status, qbo_id, amount, marker, request_id, body FROM "
-                                     "books_remeasurements WHERE account_id = ? AND period = ?", (account_id, period))
+        live = ("SELECT status, qbo_id, amount, marker, request_id, body, seq FROM books_remeasurements WHERE "
+                "account_id = ? AND period = ? AND status != 'voided'")
+        row = await self.db.fetchone(live, (account_id, period))
         base = {"account_id": account_id, "period": period}
         if row is not None and row[0] == "posted":
             return {**base, "state": "already posted", "qbo_id": row[1], "amount": row[2]}
+        if row is not None and row[0] == "voiding":
+            return {**base, "state": "being rolled back", "qbo_id": row[1], "amount": row[2]}
+        earlier = await self.db.fetchone("SELECT MAX(seq) FROM books_remeasurements WHERE account_id = ? AND "
+                                         "period = ?", (account_id, period))
         later = await self.db.fetchone("SELECT MAX(period) FROM books_remeasurements WHERE account_id = ? AND "
-                                       "period > ?", (account_id, period))
-        if row is None and later[0] is not None:
+                                       "period > ? AND status != 'voided'", (account_id, period))
+        if row is None and later[0] is not None and earlier[0] is None:
             # that entry already brought the account to fair value on a later date; one for an earlier date
-            # would count this period's change twice
+            # would count this period's change twice (a period rolled back is posted again: the later entry
+            # was worked out with it)
             return {**base, "state": f"later period {later[0]} already remeasured", "qbo_id": None, "amount": "0.00"}
         if row is None:
             amount = Decimal(h["remeasurement"])
             if amount == 0:
                 return {**base, "state": "nothing to post", "qbo_id": None, "amount": "0.00"}
-            marker = marker_for("remeasure", account_id, period)
+            seq = 0 if earlier[0] is None else int(earlier[0]) + 1
+            # posted again after a rollback: a new marker (the old requestid would replay the deleted entry)
+            marker = marker_for("remeasure", account_id, period, *((seq,) if seq else ()))
             memo = (f"Fair value of bitcoin (ASU 2023-08) as of {period}: {sats_text(h['sats'])} at {h['rate']} "
                     f"{h['currency']}/BTC ({h['rate_source']}, {h['rate_day']}) = {h['fair_value']}; books carried "
                     f"{h['carrying']}; cost {h['cost']}")
@@ -176,20 +184,51 @@ class BooksService:
                           "Line": lines})
             rid = request_id("sovterm", marker, hashlib.sha256(body.encode()).hexdigest()[:16])
             await self.db.write(
-                "INSERT INTO books_remeasurements(account_id, period, amount, currency, rate, source, sats, marker, "
-                "request_id, body, status, created_by, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (account_id, period, str(amount), h["currency"], h["rate"], h["rate_source"], h["sats"], marker,
+                "INSERT INTO books_remeasurements(account_id, period, seq, amount, currency, rate, source, sats, "
+                "marker, request_id, body, status, created_by, created_at) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+                (account_id, period, seq, str(amount), h["currency"], h["rate"], h["rate_source"], h["sats"], marker,
                  rid, body, actor, int(self.clock())))
-            row = await self.db.fetchone("SELECT status, qbo_id, amount, marker, request_id, body FROM "
-                                         "books_remeasurements WHERE account_id = ? AND period = ?",
-                                         (account_id, period))
-        _, _, amount_text, marker, rid, body = row
+            row = await self.db.fetchone(live, (account_id, period))
+        _, _, amount_text, marker, rid, body, seq = row
         doc = await self._create_once(client, marker, rid, body)
         await self.db.write("UPDATE books_remeasurements SET status = 'posted', qbo_id = ?, posted_at = ? "
-                            "WHERE account_id = ? AND period = ?", (str(doc["Id"]), int(self.clock()), account_id,
-                                                                    period))
+                            "WHERE account_id = ? AND period = ? AND seq = ?",
+                            (str(doc["Id"]), int(self.clock()), account_id, period, seq))
         return {**base, "state": "posted", "qbo_id": str(doc["Id"]), "amount": amount_text}
+
+    async def repost_rolled_back(self) -> dict[str, Any]:
+        """Post again the remeasurements a rollback took back, oldest period first, once the sync has posted
+        again what their accounts' stores had in the books (the sync loop calls it; worked out afresh, as
+        `books remeasure` would, with the mapping of now). An entry a crash left `pending` a minute ago or more
+        (not one a `books remeasure` call is writing now) is finished here too, looked up by its marker first."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT account_id, period FROM books_remeasurements r WHERE (status = 'pending' AND "
+            "created_at < ?) OR (status = 'voided' AND NOT EXISTS (SELECT 1 FROM books_remeasurements l WHERE "
+            "l.account_id = r.account_id AND l.period = r.period AND l.status != 'voided')) ORDER BY period, "
+            "account_id", (int(self.clock()) - 60,))
+        if not rows or self.books is None:
+            return {"posted": 0, "waiting": len(rows)}
+        if await self.db.fetchone("SELECT 1 FROM sync_rollbacks WHERE state = 'running'") is not None:
+            return {"posted": 0, "waiting": len(rows)}  # the rollback is still taking documents back
+        stores_of = await ledger.accounts(self.db)
+        client = await self.books.client()
+        gain_account = await self.gain_account(client)
+        posted = waiting = 0
+        for account_id, period in rows:
+            stores = stores_of.get(account_id, [])
+            marks = ", ".join("?" for _ in stores)
+            busy = stores and await self.db.fetchone(
+                f"SELECT 1 FROM sync_jobs WHERE store_id IN ({marks}) AND (state IN ('running', 'held') OR "
+                "(state = 'queued' AND next_run_at <= ?)) LIMIT 1", (*stores, self.clock()))
+            if busy:  # its documents are being posted again: the carrying amount is not final yet
+                waiting += 1
+                continue
+            held = [h for h in await self.holdings(date.fromisoformat(period)) if h["account_id"] == account_id]
+            for h in held:
+                done = await self._one(client, h, gain_account, "daemon")
+                posted += done["state"] == "posted"
+        return {"posted": posted, "waiting": waiting}
 
     async def _create_once(self, client: QBOClient, marker: str, rid: str, body: str) -> dict[str, Any]:
         """Look the marker up (a crash may have left it created), else create it."""

@@ -203,17 +203,14 @@ def rollback_text(r: dict[str, Any]) -> str:
     verb = ({"void": "void", "delete": "delete"} if r["dry_run"] else
             {"void": "voided", "delete": "deleted", "refused": "REFUSED by QuickBooks, stays"})
     lines = [(f"rollback of {scope} (dry run: nothing changed)" if r["dry_run"]
-              else f"rollback #{r['id']} of {scope}: {r['done']} document(s) taken back, their invoices queued "
-                   "to be posted again")]
+              else f"rollback #{r['id']} of {scope}: {r['done']} document(s) taken back, their invoices, payouts and "
+                   "days queued to be posted again")]
     for d in r["documents"]:
         lines.append(f"  {d['txn_date']}  {d['invoice_id']:<24} {d['entity']:<13} {d['qbo_id'] or '-':>6} "
                      f"{d['amount']:>12} {d['currency']}  {verb[d['action']]}"
                      + (f": {d['error']}" if d.get("error") else ""))
     if not r["documents"]:
-        lines.append("  no invoice document sovterm posted is dated in this range")
-    for d in r["kept"]:
-        lines.append(f"  {d['txn_date']}  {d['invoice_id']:<24} {d['entity']:<13} {d['qbo_id'] or '-':>6} "
-                     f"{d['amount']:>12} {d['currency']}  kept (a payout's or hand-booked document)")
+        lines.append("  no document sovterm posted is dated in this range")
     if r.get("busy"):
         lines.append(f"  {r['busy']} document(s) in the range are still being written: wait for the sync")
     if r.get("unfinished"):
@@ -265,7 +262,7 @@ def add_commands(sub: Any, add: core.Adder) -> None:
         add(verb, cmd_simple, text, json_flag=True, parent=grp).set_defaults(method=method)
     p = add("backfill", cmd_backfill, "post historical settled invoices since a date", json_flag=True, parent=grp)
     p.add_argument("--since", required=True, metavar="YYYY-MM-DD")
-    p = add("rollback", cmd_rollback, "void (or delete) every invoice document posted in a date range and post "
+    p = add("rollback", cmd_rollback, "void (or delete) every document sovterm posted in a date range and post "
             "them again with the next sync (admin; lists only without --yes)", json_flag=True, parent=grp)
     p.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD")

@@ -151,7 +151,11 @@ async def sync_stage(services: Services) -> AsyncIterator[None]:
 def sync_loops(services: Services) -> list[LoopSpec]:
     async def run() -> dict[str, Any]:
         assert services.sync is not None
-        return await services.sync.loop_run()
+        done = await services.sync.loop_run()
+        # the tail of a rollback: remeasurements it took back are posted again once the sync has caught up
+        if services.books is not None and services.qbo is not None and (await services.qbo.can_sync())[0]:
+            done["remeasurements"] = await services.books.repost_rolled_back()
+        return done
 
     return [LoopSpec("sync", services.settings.sync.interval_s, run)]
 
@@ -226,7 +230,7 @@ class RollbackDoc(Result):
     amount: str
     currency: str
     txn_date: str
-    action: Literal["void", "delete", "keep", "refused"]  # refused: QuickBooks would not void it; it stays
+    action: Literal["void", "delete", "refused"]  # refused: QuickBooks would not void it; it stays
     error: str | None = None  # refused: QuickBooks' words
 
 
@@ -238,7 +242,6 @@ class RollbackResult(Result):
     dry_run: bool
     state: Literal["preview", "done"]
     documents: list[RollbackDoc]  # taken back (voided, or deleted where QuickBooks has no void), or refused
-    kept: list[RollbackDoc]  # payouts' and hand-booked documents: not posted again by the sync, so kept
     busy: int  # documents in the range the sync is still writing (a rollback waits for them)
     done: int  # documents taken back
     unfinished: str | None = None  # a dry run: the interrupted rollback a call with its range would finish
@@ -494,8 +497,9 @@ def register(server: ControlServer, services: Services) -> None:
     @server.method("sync.rollback", role=Role.ADMIN, params=RollbackParams, part="sync", audit="sync.rollback")
     async def rollback(ctx: CallContext, date_from: str, date_to: str, store_id: str | None,
                        dry_run: bool) -> RollbackResult:
-        """List every invoice document sovterm posted dated in the range; unless a dry run, void them
-        (delete where QuickBooks has no void) and queue their invoices so the next sync posts them again once.
+        """List every document sovterm posted dated in the range (invoices', payouts', booked wallet
+        transactions', daily summaries'); unless a dry run, void them (delete where QuickBooks has no void) and
+        queue their invoices, payouts and days so the next sync posts them again once.
         Durable: an interrupted rollback resumes at start or when called again with the same range."""
         subject = f"{date_from}..{date_to}" + (f" store {store_id}" if store_id else "")
         ctx.audit(subject=subject, detail={"dry_run": dry_run})

@@ -44,7 +44,9 @@ MARKER_LENGTH = 21  # Intuit's DocNumber limit
 FOUND_BY_MEMO = frozenset({"Payment", "Transfer"})
 #: one look-up query covers documents dated at most this many days apart (a backfill spans months)
 LOOKUP_SPAN_DAYS = 7
-VOID_BY_DELETE = frozenset({"Deposit", "RefundReceipt"})  # QuickBooks has no void for these: delete
+#: QuickBooks voids only SalesReceipt and Payment (`include=void`) among what sovterm writes; these it deletes
+#: (Intuit's reference has "Delete" and no "Void" for them; python-quickbooks gives them DeleteMixin only)
+VOID_BY_DELETE = frozenset({"Deposit", "RefundReceipt", "Purchase", "Transfer", "JournalEntry"})
 _MARKER_IN_NOTE = re.compile(r"sovterm:(SV[A-Z2-7]{19})(?![A-Z2-7])")
 
 
@@ -290,14 +292,17 @@ def build_refund_receipt(
     ctx: CurrencyContext, exchange_rate: Decimal | None = None, note: BtcDetail | str | None = None,
     customer_id: str | None = None, payment_method_id: str | None = None, description: str | None = None,
     class_id: str | None = None, department_id: str | None = None,
+    lines: list[dict[str, Any]] | None = None, tax: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Money paid back to a customer out of the BTC asset account."""
+    """Money paid back to a customer out of the BTC asset account. `lines` and `tax` (the header's tax
+    fields) carry a taxed sale's split (`sync.items.refund_lines`) in place of the one line of `item_id`."""
     body = _header(marker, txn_date, note)
     body.update(currency_fields(ctx, currency, exchange_rate))
     _location(body, department_id)
     if customer_id:
         body["CustomerRef"] = _ref(customer_id)
-    body["Line"] = [_sales_line(item_id, _amount(amount), description, class_id, None)]
+    body["Line"] = lines or [_sales_line(item_id, _amount(amount), description, class_id, None)]
+    body.update(tax or {})
     body["DepositToAccountRef"] = _ref(refund_from_account_id)
     if payment_method_id:
         body["PaymentMethodRef"] = _ref(payment_method_id)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from sovterm.errors import UserFacingError
 from sovterm.qbo.client import QBOClient, quote_literal, request_id
 from sovterm.qbo.errors import QBODuplicateName
 from sovterm.qbo.mapping import StoreMapping
-from sovterm.qbo.models import dumps
+from sovterm.qbo.models import dumps, loads
 from sovterm.qbo.postings import (
     CurrencyContext,
     DepositLine,
@@ -43,7 +43,7 @@ from sovterm.qbo.postings import (
     void_document,
 )
 from sovterm.qbo.sender import Sender
-from sovterm.sync import items, payouts, reconcile, rules
+from sovterm.sync import items, lines, payouts, reconcile, rules
 
 CLEARING_ACCOUNT = "Bitcoin Payouts Clearing"
 
@@ -147,8 +147,9 @@ class Documents:
     # -- drafting: one ledger row per document ------------------------------------------------------------
 
     async def for_invoice(self, snap: rules.InvoiceSnap, p: rules.NewPosting, mapping: StoreMapping,
-                          ctx: CurrencyContext) -> dict[str, Any]:
-        """The ledger row of one posting the rules planned for a BTCPay invoice."""
+                          ctx: CurrencyContext, booked: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        """The ledger row of one posting the rules planned for a BTCPay invoice (`booked`: the invoice's
+        postings that stay, and those planned before this one, from which a refund learns the sale's tax)."""
         marker = marker_for(p.kind, snap.store_id, snap.invoice_id, p.seq)
         rate = None
         if snap.currency.upper() != ctx.home.upper() and ctx.multicurrency:
@@ -159,45 +160,51 @@ class Documents:
         if self.catalog is not None:
             first_sale = p.entity if p.kind == rules.SALE and p.seq == 0 else None
             sale = await self.catalog.context(snap.store_id, snap.invoice_id, mapping, first_sale=first_sale)
+        refund_tax = None
+        if p.entity == "RefundReceipt" and sale is not None and sale.tax.kind != "none":
+            refund_tax = tax_of_refund(booked, p.amount)
         body = dumps(build_body(p, marker, snap.currency, mapping, ctx, rate, sale=sale,
-                                price=snap.amount and rules.cents(snap.amount)))
+                                price=snap.amount and rules.cents(snap.amount), refund_tax=refund_tax))
         return posting_row(snap.store_id, snap.invoice_id, p.kind, p.seq, p.entity, p.amount, snap.currency, p.ref,
                            marker, body, p.txn_date, p.review)
 
     async def payout_transfer(self, job_key: str, payout: payouts.PayoutSnap, mapping: StoreMapping, home: str,
-                              amount: Decimal, note: str, review: str | None, day: date) -> dict[str, Any]:
-        """A payout's Transfer from the bitcoin account to the clearing account."""
-        marker = marker_for(payouts.TRANSFER, payout.store_id, payout.payout_id, 0)
+                              amount: Decimal, note: str, review: str | None, day: date, seq: int = 0) -> dict[str, Any]:
+        """A payout's Transfer from the bitcoin account to the clearing account (`seq` > 0: posted again after
+        a rollback, under a new marker)."""
+        marker = marker_for(payouts.TRANSFER, payout.store_id, payout.payout_id, seq)
         clearing = await self.clearing.get(await self._client())
         body = dumps(build_transfer(marker=marker, txn_date=day, from_account_id=mapping.deposit_account_id,
                                     to_account_id=clearing, amount=amount, note=payouts.describe(payout, note),
                                     class_id=mapping.class_id))
-        return posting_row(payout.store_id, job_key, payouts.TRANSFER, 0, "Transfer", amount, home, payout.payout_id,
+        return posting_row(payout.store_id, job_key, payouts.TRANSFER, seq, "Transfer", amount, home, payout.payout_id,
                            marker, body, day, review)
 
     def network_fee(self, job_key: str, payout: payouts.PayoutSnap, fee: payouts.FeeLookup, value: Decimal,
-                    mapping: StoreMapping, ctx: CurrencyContext, day: date) -> dict[str, Any]:
-        """A payout transaction's network fee: a Purchase whose marker is the transaction's (booked once)."""
+                    mapping: StoreMapping, ctx: CurrencyContext, day: date, seq: int = 0) -> dict[str, Any]:
+        """A payout transaction's network fee: a Purchase whose marker is the transaction's (booked once;
+        `seq` > 0 after a rollback)."""
         assert fee.reference is not None
-        marker = marker_for(payouts.FEE, payout.store_id, fee.reference, 0)
+        marker = marker_for(payouts.FEE, payout.store_id, fee.reference, seq)
         text = payouts.describe_fee(payout, fee, value, ctx.home)
         body = dumps(build_purchase(marker=marker, txn_date=day, paying_account_id=mapping.deposit_account_id,
                                     expense_account_id=mapping.fee_account_id, amount=value, currency=ctx.home,
                                     ctx=ctx, note=text, class_id=mapping.class_id,
                                     department_id=mapping.department_id))
-        return posting_row(payout.store_id, job_key, payouts.FEE, 0, "Purchase", value, ctx.home, fee.reference,
+        return posting_row(payout.store_id, job_key, payouts.FEE, seq, "Purchase", value, ctx.home, fee.reference,
                            marker, body, day, None)
 
     def wallet_transfer(self, job_key: str, store_id: str, txid: str, *, amount: Decimal, home: str, outgoing: bool,
-                        account_id: str, mapping: StoreMapping, note: str, day: date, review: str) -> dict[str, Any]:
+                        account_id: str, mapping: StoreMapping, note: str, day: date, review: str,
+                        seq: int = 0) -> dict[str, Any]:
         """A wallet transaction the operator booked by hand: a Transfer between the bitcoin account and the
-        account they chose (out of the bitcoin account when `outgoing`)."""
-        marker = marker_for(reconcile.WALLET_PREFIX, store_id, txid, 0)
+        account they chose (out of the bitcoin account when `outgoing`; `seq` > 0 after a rollback)."""
+        marker = marker_for(reconcile.WALLET_PREFIX, store_id, txid, seq)
         bitcoin = mapping.deposit_account_id
         body = dumps(build_transfer(marker=marker, txn_date=day, amount=amount, note=note[:4000],
                                     from_account_id=bitcoin if outgoing else account_id,
                                     to_account_id=account_id if outgoing else bitcoin, class_id=mapping.class_id))
-        return posting_row(store_id, job_key, "booked", 0, "Transfer", amount, home, txid, marker, body, day, review)
+        return posting_row(store_id, job_key, "booked", seq, "Transfer", amount, home, txid, marker, body, day, review)
 
     # -- writing: the one way down --------------------------------------------------------------------
 
@@ -226,10 +233,26 @@ def posting_row(store_id: str, invoice_id: str, kind: str, seq: int, entity: str
     }
 
 
+def tax_of_refund(booked: Sequence[dict[str, Any]], amount: Decimal) -> Decimal:
+    """The sales tax inside a refund of `amount` (`lines.refund_tax`): the tax the invoice's live SalesReceipts
+    split out (`TxnTaxDetail.TotalTax` of their bodies), against what the invoice booked (sales and the
+    customer's network fee), after the refunds already booked and the tax they carried."""
+    live = [r for r in booked if r.get("status", "pending") in rules.ACTIVE]
+
+    def tax(kind: str) -> Decimal:
+        return sum((Decimal(str((loads(r["body"]).get("TxnTaxDetail") or {}).get("TotalTax", 0))) for r in live
+                    if r["kind"] == kind and r["entity"] in ("SalesReceipt", "RefundReceipt")), Decimal(0))
+
+    in_books = sum((Decimal(r["amount"]) for r in live if r["kind"] in (rules.SALE, rules.FEE)), Decimal(0))
+    before = sum((Decimal(r["amount"]) for r in live if r["kind"] == rules.REFUND), Decimal(0))
+    return lines.refund_tax(tax(rules.SALE), in_books, before, tax(rules.REFUND), amount)
+
+
 def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping, ctx: CurrencyContext,
                rate: Decimal | None, *, sale: items.SaleContext | None = None,
-               price: Decimal | None = None) -> dict[str, Any]:
-    """The QuickBooks request body for one planned posting (`sale`: its items, tax and class/location)."""
+               price: Decimal | None = None, refund_tax: Decimal | None = None) -> dict[str, Any]:
+    """The QuickBooks request body for one planned posting (`sale`: its items, tax and class/location;
+    `refund_tax`: the sales tax inside a refund, for a store that splits tax out)."""
     if p.cashu:  # ecash is deposited to (and refunded from) the Cashu ecash account
         assert m.cashu_account_id is not None
         m = dataclasses.replace(m, deposit_account_id=m.cashu_account_id)
@@ -261,7 +284,10 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
                              payment_method_id=m.payment_method_id, reference=None, **common)
     if p.entity == "RefundReceipt":
         customer = p.qbo_invoice.customer_id if p.qbo_invoice else m.customer_id
+        split, tax = (items.refund_lines(sale, m, p.amount, refund_tax, p.memo)
+                      if sale is not None and refund_tax is not None else (None, None))
         return build_refund_receipt(item_id=m.item_id, amount=p.amount, refund_from_account_id=m.deposit_account_id,
                                     customer_id=customer, payment_method_id=m.payment_method_id,
-                                    description=p.memo, class_id=class_id, department_id=location, **common)
+                                    description=p.memo, class_id=class_id, department_id=location, lines=split,
+                                    tax=tax, **common)
     raise ValueError(f"no builder for {p.entity}")

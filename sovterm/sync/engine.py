@@ -410,7 +410,12 @@ class SyncEngine:
             raise Hold(NO_FEE_ACCOUNT.format(store=job.store_id))
         if mapping is not None and any(p.cashu for p in plan.posts) and not mapping.cashu_account_id:
             raise Hold(NO_CASHU_ACCOUNT.format(store=job.store_id))
-        new_rows = [await self.documents.for_invoice(snap, p, mapping, ctx) for p in plan.posts] if mapping else []
+        new_rows: list[dict[str, Any]] = []
+        voided = {(v.kind, v.seq) for v in plan.voids}
+        staying = [r for r in rows if (r["kind"], r["seq"]) not in voided]
+        if mapping is not None:  # a refund reads the tax of the sales booked (or planned) before it
+            for p in plan.posts:
+                new_rows.append(await self.documents.for_invoice(snap, p, mapping, ctx, booked=staying + new_rows))
         # 4. the intent
         self._step("before_intent")
         if new_rows or plan.voids:
@@ -459,10 +464,10 @@ class SyncEngine:
         rows = await records.load_postings(self.db, job.store_id, job.invoice_id)
         docs = [await self._send(r) for r in rows if r["status"] == "pending"]
         payout = await payouts.load(self.db, job.store_id, job.invoice_id.removeprefix(payouts.PREFIX))
-        done = {r["kind"] for r in rows}
+        kinds = _due_again(rows, first=(payouts.TRANSFER, payouts.FEE))
         new_rows: list[dict[str, Any]] = []
-        if payout is not None and payout.state == "Completed" and not done:
-            new_rows = await self._payout_rows(job, payout)
+        if payout is not None and payout.state == "Completed" and kinds:
+            new_rows = await self._payout_rows(job, payout, kinds)
         results = []
         for r in new_rows:
             results.append((r, await self._post(r, lookup_first=False)))
@@ -476,8 +481,9 @@ class SyncEngine:
         await self.commit.run(record)
         return docs + [f"{r['entity']}:{res.id}" for r, res in results]
 
-    async def _payout_rows(self, job: Job, payout: payouts.PayoutSnap) -> list[dict[str, Any]]:
-        """Work out the payout's documents and commit their intent (and the fee's wallet entry) at once."""
+    async def _payout_rows(self, job: Job, payout: payouts.PayoutSnap, kinds: dict[str, int]) -> list[dict[str, Any]]:
+        """Work out the payout's documents of `kinds` ({kind: seq}) and commit their intent (and the fee's
+        wallet entry) at once."""
         mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
         if mapping is None:
             raise Hold(NO_MAPPING.format(store=job.store_id))
@@ -490,12 +496,13 @@ class SyncEngine:
         if fee.msats is None:
             review = "; ".join(x for x in (review, f"network fee not booked: {fee.reason}") if x)
         rows = []
-        if not refund:
+        if not refund and payouts.TRANSFER in kinds:
             rows.append(await self.documents.payout_transfer(job.invoice_id, payout, mapping, ctx.home, amount, note,
-                                                             review or None, day))
+                                                             review or None, day, kinds[payouts.TRANSFER]))
         fee_value = payouts.fee_value(fee, payout, amount)
-        if fee_value is not None and fee_value > 0:
-            rows.append(self.documents.network_fee(job.invoice_id, payout, fee, fee_value, mapping, ctx, day))
+        if fee_value is not None and fee_value > 0 and payouts.FEE in kinds:
+            rows.append(self.documents.network_fee(job.invoice_id, payout, fee, fee_value, mapping, ctx, day,
+                                                   kinds[payouts.FEE]))
 
         kept: list[dict[str, Any]] = []
 
@@ -522,7 +529,8 @@ class SyncEngine:
             "SELECT sats, account_id, note, happened_at, created_by FROM wallet_entries WHERE store_id = ? "
             "AND reference = ? AND kind = 'booked'", (job.store_id, txid))
         row = None
-        if not rows and entry is not None:
+        due = _due_again(rows, first=("booked",))
+        if due and entry is not None:
             sats, account_id, note, happened_at, actor = entry
             mapping = await self._cached(("mapping", job.store_id), lambda: self.books.mapping(job.store_id))
             if mapping is None:
@@ -543,14 +551,15 @@ class SyncEngine:
             row = self.documents.wallet_transfer(
                 job.invoice_id, job.store_id, txid, amount=amount, home=ctx.home, outgoing=outgoing,
                 account_id=account_id, mapping=mapping, note=text, day=day,
-                review=f"wallet transaction booked by hand, {valued}: check against the day's rate")
+                review=f"wallet transaction booked by hand, {valued}: check against the day's rate", seq=due["booked"])
             await self.commit.run(lambda conn: records.insert_pending(conn, row))
             self._step("after_intent")
         result = await self._post(row, lookup_first=False) if row is not None else None
 
         async def record(conn: Any) -> None:
             if result is not None:
-                await records.mark_posted(conn, job.store_id, job.invoice_id, "booked", 0, result.id, result.sync_token)
+                await records.mark_posted(conn, job.store_id, job.invoice_id, "booked", row["seq"], result.id,
+                                          result.sync_token)
             await queue.complete(conn, job, self.owner)
 
         await self.commit.run(record)
@@ -622,3 +631,18 @@ class SyncEngine:
         token = await self.documents.void(row)
         await self.commit.run(lambda conn: records.mark_voided(conn, row["store_id"], row["invoice_id"], row["kind"],
                                                                row["seq"], token))
+
+
+def _due_again(rows: list[dict[str, Any]], *, first: tuple[str, ...]) -> dict[str, int]:
+    """{kind: seq} of a payout's or booked wallet transaction's documents to write: every kind of `first` when
+    nothing was ever written; after a rollback, each kind whose documents are all voided, under the next
+    sequence number (a new marker). A kind still in the books (or being written or voided) is never written
+    again, nor one never written at all once others were (a fee booked with another payout of its
+    transaction, or none to book)."""
+    if not rows:
+        return dict.fromkeys(first, 0)
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["kind"]] = max(out.get(r["kind"], -1), r["seq"] + 1)
+    live = {r["kind"] for r in rows if r["status"] != "voided"}
+    return {kind: seq for kind, seq in out.items() if kind not in live}

@@ -277,10 +277,38 @@ def sale_lines(sale: SaleContext, mapping: StoreMapping, total: Decimal, price: 
     if sale.tax.kind == "us":
         header["TxnTaxDetail"] = {"TotalTax": tax}
     elif sale.tax.kind == "inclusive":
+        # the total tax always, 0 included: left out, QuickBooks would work out the line codes' rate from
+        # the gross of an untaxed sale and book a liability nobody collected
         header["GlobalTaxCalculation"] = "TaxInclusive"
-        if tax:
-            header["TxnTaxDetail"] = {"TotalTax": tax}
+        header["TxnTaxDetail"] = {"TotalTax": tax}
     return out, header
+
+
+def refund_lines(sale: SaleContext, mapping: StoreMapping, amount: Decimal, tax: Decimal,
+                 memo: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(QuickBooks lines, header tax fields) of a RefundReceipt of `amount` whose sales tax is `tax`
+    (`lines.refund_tax`), split the way the store's sales were: a US company's line is net with the tax in
+    `TxnTaxDetail.TotalTax` (0 included, so the automated sales tax engine adds none); a tax-inclusive
+    company's line carries the gross (`TaxInclusiveAmt`), the net and the store's tax code, the header the tax.
+    QuickBooks then takes the tax back off the liability it booked with the sale."""
+    net = amount - tax
+    inclusive = sale.tax.kind == "inclusive"
+    detail: dict[str, Any] = {"ItemRef": {"value": mapping.item_id}, "Qty": 1, "UnitPrice": amount if inclusive
+                              else net}
+    if sale.class_id:
+        detail["ClassRef"] = {"value": sale.class_id}
+    if inclusive:
+        if sale.tax.tax_code_id:
+            detail["TaxCodeRef"] = {"value": sale.tax.tax_code_id}
+        detail["TaxInclusiveAmt"] = amount
+    else:
+        detail["TaxCodeRef"] = {"value": "TAX" if tax else "NON"}
+    line = {"Amount": net, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": detail,
+            "Description": (f"{memo}; of it {tax} sales tax" if tax else memo)[:4000]}
+    header: dict[str, Any] = {"TxnTaxDetail": {"TotalTax": tax}}
+    if inclusive:
+        header["GlobalTaxCalculation"] = "TaxInclusive"
+    return [line], header
 
 
 def deposit_tax(sale: SaleContext, total: Decimal, price: Decimal | None) -> Decimal:

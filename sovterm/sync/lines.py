@@ -178,3 +178,28 @@ def _shares(amounts: list[Decimal], tax: Decimal) -> list[Decimal]:
     biggest = max(range(len(amounts)), key=lambda i: amounts[i])
     shares[biggest] += tax - sum(shares, Decimal(0))
     return shares
+
+
+def refund_tax(sale_tax: Decimal, booked: Decimal, refunded_before: Decimal, tax_before: Decimal,
+               refund: Decimal) -> Decimal:
+    """The sales tax inside a refund of a taxed sale: the same part of the tax the sale documents split out
+    (`sale_tax`) as the refund is of what the invoice booked (`booked`: its sales and the network fee the
+    customer paid).
+
+    Exact, in integer cents: the tax of everything refunded so far (`refunded_before` + `refund`) is
+    `sale_tax × refunded / booked`, rounded half-even to the cent; this refund's tax is that less the tax the
+    earlier refunds carried (`tax_before`). So refunds in any number of pieces give back exactly the tax of
+    what they refund, and the whole sale refunded gives back exactly `sale_tax`, never a cent more (what is
+    refunded beyond `booked` carries no tax). A refund keeps at least one cent of revenue on its line
+    (QuickBooks takes no line of 0); a cent held back that way is given back by the next refund."""
+    tax_c, booked_c, refund_c = _minor(sale_tax), _minor(booked), _minor(refund)
+    if tax_c <= 0 or booked_c <= 0:
+        return Decimal(0)
+    q, r = divmod(tax_c * min(_minor(refunded_before) + refund_c, booked_c), booked_c)
+    due = q + (1 if 2 * r > booked_c or (2 * r == booked_c and q % 2) else 0)
+    return Decimal(max(0, min(due - _minor(tax_before), refund_c - 1))) / 100
+
+
+def _minor(amount: Decimal) -> int:
+    """A fiat amount in integer cents (amounts here are already to the cent)."""
+    return int(_cents(amount) * 100)

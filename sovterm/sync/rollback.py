@@ -1,26 +1,31 @@
-"""Rollback: take back every document sovterm posted for BTCPay invoices in a date range, and post them
-again with the next sync (`sovterm sync rollback --from DATE --to DATE`, docs/accounting.md "Rollback").
+"""Rollback: take back every document sovterm posted in a date range, and post them again with the next
+sync (`sovterm sync rollback --from DATE --to DATE`, docs/accounting.md "Rollback").
 
 Why: a wrong mapping, mode or class noticed after a month of postings is fixed by rolling the month back
 and letting the sync book it again with the right settings, without touching anything by hand.
+
+Every document of the postings ledger is taken back: an invoice's sales, payments, network-fee Deposits and
+refunds, a payout's Transfer and its network-fee Purchase, a wallet transaction booked by hand, and the
+documents of a daily summary; and the fair-value remeasurement JournalEntries of the books part
+(`books_remeasurements`), which that part posts again (from the sync loop) once the sync has re-posted
+the documents of their accounts. QuickBooks voids SalesReceipt and Payment; it has no void for Deposit,
+RefundReceipt, Purchase, Transfer or JournalEntry, so those are deleted (`qbo.postings.void_document`).
 
 How it stays exactly once:
 - the rollback is a durable plan (`sync_rollbacks` + one `sync_rollback_items` row per document) written
   before anything is voided; a crash leaves it `running`, and the daemon's start (or the next call with the
   same range) carries on from the first document not `done`;
-- each invoice's documents are marked `voiding` in the postings ledger (with the reason) before QuickBooks
-  is called, exactly as the engine voids: if the engine meets such a row first it finishes the void itself;
-- QuickBooks voids SalesReceipt and Payment and cannot void Deposit or RefundReceipt, so those are deleted
-  (`qbo.postings.void_document`; harmless when already done, which is what makes a resumed run safe);
+- each job key's documents (an invoice's, a payout's, a booked wallet transaction's, a summary day's) are
+  marked `voiding` in the postings ledger (with the reason) before QuickBooks is called, exactly as the
+  engine voids: if the engine meets such a row first it finishes the void itself;
+- a void or delete is harmless when already done, which is what makes a resumed run safe;
 - a document QuickBooks refuses to void (a closed period, 6210; a receipt already in a bank deposit, 6540)
   is put back to `posted` and listed as refused with QuickBooks' words: it stays in the books, counted;
-- the same transaction that records the voids queues a `reconcile` job for the invoice. The rules see
-  the voided documents as no longer active and post the recognised amount again under the next sequence
-  number (a new marker), so each invoice is in the books once, net.
-
-Only invoice documents (sales, payments, the customer's network fee, refunds) are rolled back. Payout
-Transfers, their network-fee Purchases and wallet transactions booked by hand are listed as kept: the sync
-posts those once per payout or transaction and would not post them again.
+- the same transaction that records the voids queues the key's job again (a summary day's entries are
+  freed from the documents taken back in it). The engine sees no live document of that kind and posts it
+  again under the next sequence number (a new marker): each is in the books once, net. A summary day is
+  one unit: all its documents are dated on it, so it is taken back whole and its entries become one new
+  document.
 """
 
 from __future__ import annotations
@@ -37,12 +42,11 @@ from sovterm.errors import UserFacingError
 from sovterm.qbo.errors import QBOValidationError
 from sovterm.qbo.postings import VOID_BY_DELETE
 from sovterm.store import audit
-from sovterm.sync import queue, records, rules
+from sovterm.sync import queue, records, summary
 
 log = logging.getLogger("sovterm.sync.rollback")
 
-#: the kinds of posting a rollback takes back (and the rules post again)
-INVOICE_KINDS = (rules.SALE, rules.PAYMENT, rules.FEE, rules.REFUND)
+REMEASURE = "remeasure:"  # a remeasurement's rollback items: remeasure:<bitcoin account id>
 _ITEM_COLUMNS = ("store_id", "invoice_id", "kind", "seq", "entity", "qbo_id", "amount", "currency", "txn_date")
 
 Void = Callable[[dict[str, Any]], Awaitable[str | None]]
@@ -71,22 +75,30 @@ def _scope(date_from: str, date_to: str, store_id: str | None) -> tuple[str, lis
 
 
 async def listing(db: Any, date_from: str, date_to: str, store_id: str | None) -> dict[str, Any]:
-    """What a rollback of the range would take back, keep, and what is still being written."""
+    """What a rollback of the range would take back, and how many of its documents are still being written."""
     where, params = _scope(date_from, date_to, store_id)
     rows = await db.fetchall(
         f"SELECT {', '.join(_ITEM_COLUMNS)}, status FROM sync_postings WHERE {where} "
         "ORDER BY txn_date, store_id, invoice_id, kind, seq", params)
-    documents, kept, busy = [], [], 0
+    documents, busy = [], 0
     for r in rows:
         doc = dict(zip(_ITEM_COLUMNS, r[:-1], strict=True))
         status = r[-1]
         if status in ("pending", "voiding"):
             busy += 1
-        elif status == "posted" and doc["kind"] in INVOICE_KINDS:
-            documents.append({**doc, "action": "delete" if doc["entity"] in VOID_BY_DELETE else "void"})
         elif status == "posted":
-            kept.append({**doc, "action": "keep"})
-    return {"documents": documents, "kept": kept, "busy": busy}
+            documents.append({**doc, "action": "delete" if doc["entity"] in VOID_BY_DELETE else "void"})
+    mapped = " AND account_id IN (SELECT deposit_account_id FROM qbo_mappings WHERE store_id = ?)" if store_id else ""
+    for account_id, period, seq, qbo_id, amount, currency, status in await db.fetchall(
+            "SELECT account_id, period, seq, qbo_id, amount, currency, status FROM books_remeasurements "
+            f"WHERE period >= ? AND period <= ?{mapped} ORDER BY period, account_id, seq", params):
+        if status in ("pending", "voiding"):
+            busy += 1
+        elif status == "posted":
+            documents.append({"store_id": "", "invoice_id": REMEASURE + account_id, "kind": "remeasure", "seq": seq,
+                              "entity": "JournalEntry", "qbo_id": qbo_id, "amount": amount, "currency": currency,
+                              "txn_date": period, "action": "delete"})
+    return {"documents": documents, "busy": busy}
 
 
 class Rollback:
@@ -139,11 +151,9 @@ class Rollback:
                         f"the sync is still writing {found['busy']} document(s) dated in this range",
                         fix="wait until `sovterm sync status` shows nothing queued or running, then run it again")
                 rollback_id = await self._plan(date_from, date_to, store_id, actor, found["documents"])
-                kept = found["kept"]
             else:
                 rollback_id = open_["id"]
-                kept = (await listing(self.db, date_from, date_to, store_id))["kept"]
-            return {**await self._work(rollback_id, finisher=actor), "kept": kept, "busy": 0}
+            return {**await self._work(rollback_id, finisher=actor), "busy": 0}
 
     async def resume(self) -> dict[str, Any] | None:
         """Finish a rollback a crash interrupted (the daemon calls this at start)."""
@@ -184,7 +194,10 @@ class Rollback:
                       key=lambda i: (i["store_id"], i["invoice_id"]))
         try:
             for (store, invoice), group in groupby(todo, key=lambda i: (i["store_id"], i["invoice_id"])):
-                await self._invoice(rollback_id, store, invoice, list(group), reason)
+                if invoice.startswith(REMEASURE):
+                    await self._remeasurements(rollback_id, invoice.removeprefix(REMEASURE), list(group), reason)
+                else:
+                    await self._invoice(rollback_id, store, invoice, list(group), reason)
         except Exception as exc:
             await self.db.write("UPDATE sync_rollbacks SET last_error = ? WHERE id = ?",
                                 (f"{type(exc).__name__}: {exc}", rollback_id))
@@ -215,8 +228,8 @@ class Rollback:
 
     async def _invoice(self, rollback_id: int, store: str, invoice: str, items: list[dict[str, Any]],
                        reason: str) -> None:
-        """One invoice's documents: marked `voiding`, voided in QuickBooks, then recorded with the invoice's
-        job in one transaction."""
+        """One job key's documents (an invoice's, a payout's, a booked wallet transaction's, a summary day's):
+        marked `voiding`, voided in QuickBooks, then recorded with the key's job in one transaction."""
         async def intent(conn: Any) -> None:
             for i in items:
                 await records.mark_voiding(conn, store, invoice, i["kind"], i["seq"], reason)
@@ -252,6 +265,59 @@ class Rollback:
                     "UPDATE sync_rollback_items SET state = ?, error = ? WHERE rollback_id = ? AND store_id = ? "
                     "AND invoice_id = ? AND kind = ? AND seq = ?",
                     ("done" if error is None else "refused", error, rollback_id, store, invoice, i["kind"], i["seq"]))
-            await queue.enqueue(conn, store, invoice)
+            cause = {"cause": f"rollback #{rollback_id}"}
+            if summary.is_key(invoice):  # the day's entries wait for its next document again
+                currency, day = summary.parse_key(invoice)
+                for _, seq in tokens:
+                    await conn.execute(
+                        "UPDATE sync_summary_entries SET doc_seq = NULL WHERE store_id = ? AND currency = ? "
+                        "AND day = ? AND doc_seq = ?", (store, currency, day.isoformat(), seq))
+                await queue.enqueue(conn, store, invoice, kind=summary.JOB_KIND, payload=cause)
+            else:
+                await queue.enqueue(conn, store, invoice, payload=cause)
+
+        await self.commit.run(record)
+
+    async def _remeasurements(self, rollback_id: int, account_id: str, items: list[dict[str, Any]],
+                              reason: str) -> None:
+        """An account's remeasurement JournalEntries: marked `voiding`, deleted in QuickBooks, recorded `voided`
+        (the books part posts each period again from the sync loop, worked out afresh, once the sync has
+        posted the account's documents again)."""
+        where = "account_id = ? AND period = ? AND seq = ?"
+
+        async def intent(conn: Any) -> None:
+            for i in items:
+                await conn.execute(f"UPDATE books_remeasurements SET status = 'voiding', void_reason = ? WHERE {where} "
+                                   "AND status = 'posted'", (reason, account_id, i["txn_date"], i["seq"]))
+
+        await self.commit.run(intent)
+        gone: list[dict[str, Any]] = []
+        refused: dict[tuple[str, int], str] = {}
+        for i in items:
+            row = await self.db.fetchone(f"SELECT status, qbo_id, marker FROM books_remeasurements WHERE {where}",
+                                         (account_id, i["txn_date"], i["seq"]))
+            if row is not None and row[0] == "voiding":
+                try:
+                    await self._void({"entity": "JournalEntry", "qbo_id": row[1], "marker": row[2]})
+                    gone.append(i)
+                except QBOValidationError as exc:
+                    refused[(i["txn_date"], i["seq"])] = str(exc)
+            if self._fault is not None:
+                self._fault(rollback_id)
+
+        async def record(conn: Any) -> None:
+            for i in gone:
+                await conn.execute(f"UPDATE books_remeasurements SET status = 'voided' WHERE {where}",
+                                   (account_id, i["txn_date"], i["seq"]))
+            for i in items:
+                error = refused.get((i["txn_date"], i["seq"]))
+                if error is not None:
+                    await conn.execute(f"UPDATE books_remeasurements SET status = 'posted', void_reason = NULL "
+                                       f"WHERE {where} AND status = 'voiding'", (account_id, i["txn_date"], i["seq"]))
+                await conn.execute(
+                    "UPDATE sync_rollback_items SET state = ?, error = ? WHERE rollback_id = ? AND store_id = ? "
+                    "AND invoice_id = ? AND kind = ? AND seq = ?",
+                    ("done" if error is None else "refused", error, rollback_id, i["store_id"], i["invoice_id"],
+                     i["kind"], i["seq"]))
 
         await self.commit.run(record)

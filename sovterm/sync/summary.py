@@ -390,7 +390,7 @@ async def check(db: Any, want: dict[tuple[str, str], tuple[str, Decimal, Decimal
     # the documents: each equals its entries
     postings = await db.fetchall(
         "SELECT store_id, invoice_id, seq, entity, txn_date, qbo_id FROM sync_postings WHERE invoice_id LIKE ? "
-        "AND txn_date BETWEEN ? AND ?", (PREFIX + "%", date_from, date_to))
+        "AND txn_date BETWEEN ? AND ? AND status != 'voided'", (PREFIX + "%", date_from, date_to))
     for store_id, key, seq, entity, day, qbo_id in postings:
         sums = sum((Decimal(e["amount"]) for e in bound.get((store_id, key, seq), [])), Decimal(0))
         doc = found.get((store_id, key, seq))

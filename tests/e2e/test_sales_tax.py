@@ -40,6 +40,17 @@ def test_us_company_tax_on_the_document_total_is_what_was_paid(deposit_system: S
     assert D(str(doc["TotalAmt"])) == D("21.65") and tax_of(doc) == D("1.65")
     assert [(D(str(ln["Amount"])), ln["SalesItemLineDetail"]["TaxCodeRef"]["value"]) for ln in doc["Line"]] == [
         (D("20.00"), "TAX")]
+    # refunds give the tax back in proportion, in cents, cumulatively (docs/accounting.md TR1-TR2): 10.00 of
+    # 21.65 carries 1.65 × 10.00 / 21.65 = 0.762 → 0.76; the other 11.65 the rest, 0.89; all of it back: 1.65
+    for n, amount in enumerate(("10.00", "11.65"), start=1):
+        s.btcpay.call(s.btcpay.state.refund, inv.id, "Custom", custom_amount=D(amount), custom_currency="USD")
+        s.wait_for(lambda n=n: len(docs_about(s, "RefundReceipt", inv.id)) == n, what="the refund receipt")
+    refunds = docs_about(s, "RefundReceipt", inv.id)
+    assert [(D(str(r["TotalAmt"])), tax_of(r)) for r in sorted(refunds, key=lambda r: int(r["Id"]))] == [
+        (D("10.00"), D("0.76")), (D("11.65"), D("0.89"))]
+    assert [[(D(str(ln["Amount"])), ln["SalesItemLineDetail"]["TaxCodeRef"]["value"]) for ln in r["Line"]]
+            for r in sorted(refunds, key=lambda r: int(r["Id"]))] == [[(D("9.24"), "TAX")], [(D("10.76"), "TAX")]]
+    assert tax_of(doc) - sum(tax_of(r) for r in refunds) == 0  # the liability is back to nothing
     # tax included in the prices: 10.80 with 8 % inside is 0.80 of tax; revenue 10.00
     inv = pay_cart(s, [("sandwich", "Sandwich", D("10.80"), 1)], tax_rate=D("8"), tax_included_in_price=True)
     doc = s.wait_for(lambda: docs_about(s, "SalesReceipt", inv.id), what="receipt")[0]
@@ -84,6 +95,14 @@ def test_non_us_company_tax_inclusive_lines_with_a_tax_code(system_factory: Call
     assert (detail["Qty"], D(str(detail["UnitPrice"])), D(str(detail["TaxInclusiveAmt"])), D(str(line["Amount"]))) == (
         2, D("6.00"), D("12.00"), D("10.00"))
     assert detail["TaxCodeRef"]["value"] == standard
+    # a partial refund of 5.00 gives back 2.00 × 5.00 / 12.00 = 0.833 → 0.83 of VAT (TR3)
+    s.btcpay.call(s.btcpay.state.refund, inv.id, "Custom", custom_amount=D("5.00"), custom_currency="GBP")
+    [refund] = s.wait_for(lambda: docs_about(s, "RefundReceipt", inv.id), what="the refund receipt")
+    assert refund["GlobalTaxCalculation"] == "TaxInclusive"
+    assert D(str(refund["TotalAmt"])) == D("5.00") and tax_of(refund) == D("0.83")
+    [line] = refund["Line"]
+    assert (D(str(line["SalesItemLineDetail"]["TaxInclusiveAmt"])), D(str(line["Amount"])),
+            line["SalesItemLineDetail"]["TaxCodeRef"]["value"]) == (D("5.00"), D("4.17"), standard)
     # VAT added on top of the prices: 10.00 + 20 % = 12.00 paid; the line's gross is what was paid
     inv = pay_cart(s, [("pint", "Pint", D("5.00"), 2)], tax_rate=D("20"))
     doc = s.wait_for(lambda: docs_about(s, "SalesReceipt", inv.id), what="receipt")[0]

@@ -86,3 +86,28 @@ def test_a_day_becomes_one_document_after_it_closes_late_payments_adjust_and_the
     s.wait_for(lambda: settled_down(s), what="the queue settled")
     report = s.cli_json("reconcile", "--from", (today - timedelta(days=5)).isoformat(), "--to", today.isoformat())
     assert report["ok"] is True, report["differences"]
+
+    # rollback (issue 15 point 2): the day before it and the day itself. The summary day goes back whole (its
+    # summary and its adjustment, both Deposits, deleted) and comes back as one document holding every entry
+    # of the day; the invoice of the day before gets its own SalesReceipt again; today's entries are untouched
+    start = (day - timedelta(days=1)).isoformat()
+    dry = s.cli_json("sync", "rollback", "--from", start, "--to", day.isoformat())
+    key = f"summary:USD:{day.isoformat()}"
+    assert sorted((d["invoice_id"], d["seq"], d["entity"], d["action"]) for d in dry["documents"]) == sorted([
+        (before.id, 0, "SalesReceipt", "void"), (key, 0, "Deposit", "delete"), (key, 1, "Deposit", "delete")])
+    done = s.cli_json("sync", "rollback", "--from", start, "--to", day.isoformat(), "--yes")
+    assert done["done"] == 3
+    s.wait_for(lambda: settled_down(s), what="the queue settled")
+    [again] = s.wait_for(lambda: day_docs(s, day), what="the day's summary posted again")
+    assert Decimal(again["TotalAmt"]) == Decimal("87.34") and again["Id"] not in (doc["Id"], adjustment[0]["Id"])
+    assert [(x["Description"], Decimal(x["Amount"])) for x in again["Line"]] == [
+        ("on-chain sales (1 invoice)", Decimal("12.34")), ("Lightning sales (3 invoices)", Decimal("75.00"))]
+    assert s.sql("SELECT seq, status FROM sync_postings WHERE invoice_id = ? ORDER BY seq", (key,)) == [
+        (0, "voided"), (1, "voided"), (2, "posted")]
+    assert s.sql("SELECT DISTINCT doc_seq FROM sync_summary_entries WHERE day = ?", (day.isoformat(),)) == [(2,)]
+    assert s.sql("SELECT doc_seq FROM sync_summary_entries WHERE invoice_id = ?", (now.id,)) == [(None,)]
+    [receipt] = [d for d in s.qbo_docs("SalesReceipt") if before.id in d["PrivateNote"]
+                 and d.get("TxnStatus") != "Voided"]
+    assert Decimal(receipt["TotalAmt"]) == Decimal("9.99")
+    report = s.cli_json("reconcile", "--from", (today - timedelta(days=5)).isoformat(), "--to", today.isoformat())
+    assert report["ok"] is True, report["differences"]

@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from sovterm.sync.lines import ADJUSTMENT, CUSTOM, DISCOUNT, SALE, TIP, SoldLine, document_lines, sale_detail
+from sovterm.sync.lines import (
+    ADJUSTMENT,
+    CUSTOM,
+    DISCOUNT,
+    SALE,
+    TIP,
+    SoldLine,
+    document_lines,
+    refund_tax,
+    sale_detail,
+)
 
 D = Decimal
 
@@ -54,3 +64,22 @@ def test_tax_split_for_each_kind_and_a_partial_payment_carries_its_part() -> Non
     lines, _ = document_lines(named, D("110.00"), "us", price=D("100.00"))  # overpaid: the excess adjusts
     assert [(x.code, x.net) for x in lines] == [("X", D("92.00")), (ADJUSTMENT, D("10.00"))]
     assert lines[1].title == "Rounding/adjustment: the cart adds up to 100.00, 110.00 was received"
+
+
+def test_refund_tax_tr_rows_and_pieces_give_back_exactly_the_sales_tax() -> None:
+    """docs/accounting.md TR1-TR5: a refund's tax is its part of the sale's, in cents, worked out on the
+    refunds so far, so the pieces of a whole refund give back exactly the tax."""
+    assert refund_tax(D("1.65"), D("21.65"), D(0), D(0), D("10.00")) == D("0.76")  # TR1: 0.762
+    assert refund_tax(D("1.65"), D("21.65"), D("10.00"), D("0.76"), D("11.65")) == D("0.89")  # TR2: 1.65 - 0.76
+    assert refund_tax(D("2.00"), D("12.00"), D(0), D(0), D("5.00")) == D("0.83")  # TR3: 0.833
+    assert refund_tax(D("0.80"), D("10.80"), D(0), D(0), D("10.80")) == D("0.80")  # TR4: the whole sale back
+    assert refund_tax(D("0.05"), D("2.00"), D(0), D(0), D("1.00")) == D("0.02")  # TR5: 0.025, half-even
+    assert refund_tax(D("0.05"), D("2.00"), D("1.00"), D("0.02"), D("1.00")) == D("0.03")  # the rest
+    assert refund_tax(D("1.65"), D("21.65"), D(0), D(0), D("30.00")) == D("1.65")  # beyond the booked: no more
+    assert refund_tax(D(0), D("21.65"), D(0), D(0), D("10.00")) == 0
+    # 21.65 back in ten refunds, seven of a cent (each keeps its cent of revenue: its tax waits for the next)
+    pieces = [D("0.01")] * 7 + [D("3.33"), D("0.50"), D("17.74")]
+    given: list[Decimal] = []
+    for n, piece in enumerate(pieces):
+        given.append(refund_tax(D("1.65"), D("21.65"), sum(pieces[:n], D(0)), sum(given, D(0)), piece))
+    assert sum(given) == D("1.65") and given[:7] == [0] * 7 and all(t < p for t, p in zip(given, pieces, strict=True))

@@ -63,8 +63,8 @@ async def test_the_next_call_continues_an_interrupted_rollback(db: Database) -> 
 
     preview = await rollback.preview("2026-01-01", "2026-01-31", None)
     assert [(d["invoice_id"], d["kind"], d["action"]) for d in preview["documents"]] == [
-        ("A", "sale", "void"), ("B", "fee", "delete"), ("B", "sale", "void"), ("C", "sale", "void")]
-    assert [d["invoice_id"] for d in preview["kept"]] == ["payout:P"]
+        ("A", "sale", "void"), ("B", "fee", "delete"), ("B", "sale", "void"), ("payout:P", "transfer", "delete"),
+        ("C", "sale", "void")]
     assert await db.fetchone("SELECT COUNT(*) FROM sync_rollbacks") == (0,)
 
     with pytest.raises(Crash):
@@ -78,21 +78,22 @@ async def test_the_next_call_continues_an_interrupted_rollback(db: Database) -> 
     assert "rollback #1 (2026-01-01 to 2026-01-31) was interrupted (Crash: simulated crash)" in preview["unfinished"]
 
     done = await rollback.run("2026-01-01", "2026-01-31", None, "alice")  # the same range: continue
-    assert done["done"] == 4 and kicks == [1]
+    assert done["done"] == 5 and kicks == [1]
     # the crash came after B's fee was voided and before its receipt: B's fee is asked again (harmless:
-    # `void_document` finds it gone), A, B's receipt and C once each
-    assert books.voided == ["QAsale", "QBfee", "QBfee", "QBsale", "QCsale"]
+    # `void_document` finds it gone), A, B's receipt, C and the payout's Transfer once each
+    assert books.voided == ["QAsale", "QBfee", "QBfee", "QBsale", "QCsale", "Qpayout:Ptransfer"]
     state = await _statuses(db)
-    assert {k: v for k, v in state.items() if v == "voided"}.keys() == {"A/sale", "B/fee", "B/sale", "C/sale"}
-    assert state["D/sale"] == "posted" and state["payout:P/transfer"] == "posted"
+    assert {k: v for k, v in state.items() if v == "voided"}.keys() == {"A/sale", "B/fee", "B/sale", "C/sale",
+                                                                         "payout:P/transfer"}
+    assert state["D/sale"] == "posted"
     jobs = await db.fetchall("SELECT invoice_id FROM sync_jobs WHERE state = 'queued' ORDER BY invoice_id")
-    assert [j[0] for j in jobs] == ["A", "B", "C"]
+    assert [j[0] for j in jobs] == ["A", "B", "C", "payout:P"]
     reasons = {r[0] for r in await db.fetchall("SELECT void_reason FROM sync_postings WHERE status = 'voided'")}
     assert reasons == {"rolled back by alice (rollback #1, 2026-01-01 to 2026-01-31)"}
     assert await rollback.resume() is None  # nothing left to resume
     trail = await db.fetchall("SELECT actor, action, subject, detail FROM audit ORDER BY id")
-    assert trail == [("alice", "sync.rollback.plan", "#1 2026-01-01..2026-01-31", '{"store_id": null, "documents": 4}'),
-                     ("alice", "sync.rollback.done", "#1 2026-01-01..2026-01-31", '{"done": 4, "refused": 0}')]
+    assert trail == [("alice", "sync.rollback.plan", "#1 2026-01-01..2026-01-31", '{"store_id": null, "documents": 5}'),
+                     ("alice", "sync.rollback.done", "#1 2026-01-01..2026-01-31", '{"done": 5, "refused": 0}')]
     assert (await rollback.preview("2026-01-01", "2026-01-31", None))["unfinished"] is None
 
 

@@ -78,9 +78,6 @@ def preview_text(preview: dict[str, Any]) -> str:
     for d in docs:
         lines.append(f"{d['txn_date']}  {d['invoice_id']}  {d['entity']} {d.get('qbo_id') or '-'}  "
                      f"{d['amount']} {d['currency']}  → {d['action']}")
-    kept = preview.get("kept") or []
-    if kept:
-        lines.append(f"{len(kept)} payout or hand-booked document(s) are kept")
     if preview.get("unfinished"):
         lines.append(preview["unfinished"])
     if preview.get("busy"):
