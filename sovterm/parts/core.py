@@ -111,8 +111,7 @@ async def daemon_status(services: Services) -> StatusResult:
         checks=checks,
         last_runs=runs,
         stores=await followed_stores(services),
-        alerts=await alerts.current(services.alerts, services.bus, ready, checks,
-                                    await alerts.read_sync(services.sync)),
+        alerts=await alerts.for_daemon(services, ready, checks),
     )
 
 
