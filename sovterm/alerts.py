@@ -10,6 +10,7 @@ show those). Every rule is listed in docs/alerts.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +19,17 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from sovterm.formatting import duration
+
 if TYPE_CHECKING:
     from sovterm.events import EventBus
 
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 SYNC_TIMEOUT_S = 3.0  # a slow sync part must not hold up a status answer
+BOOKS_CHECK_KEY = "alerts.books_match"  # kv: the last books-match check (the `books.match` loop writes it)
+BACKUP_KEY = "backup.last"  # kv: the newest backup `sovterm backup create` made (parts/ops.py writes it)
+DAY_S = 86400
 CONNECTOR_FIX = {
     "btcpay": "Run `sovterm setup btcpay` (or the setup wizard in the terminal UI).",
     "qbo": "Run `sovterm setup qbo` (or the setup wizard in the terminal UI).",
@@ -63,6 +69,48 @@ class SyncStatus(Protocol):
     """What alerts read from the sync part: its counts."""
 
     async def status(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What the rules read besides readiness and sync: payouts waiting for approval, the last books-match
+    check and the newest backup. Each is a cheap read (an indexed count, two kv rows): the expensive
+    books-match report runs in its own loop and only its verdict is read here."""
+
+    now: float
+    payouts_waiting: int = 0
+    oldest_payout_at: float | None = None  # BTCPay's creation time of the oldest one waiting
+    payout_wait_s: float = 600.0  # alert once the oldest has waited this long
+    books: dict[str, Any] | None = None  # the last books-match check (BOOKS_CHECK_KEY)
+    backup_at: float | None = None  # the newest backup sovterm made
+    database_since: float | None = None  # when the database was created: with no backup, counted from here
+    backup_max_age_s: float | None = 7 * DAY_S  # None: not watched (the platform backs the data up)
+    error: str | None = None
+
+
+class PayoutsWaiting(Protocol):
+    async def awaiting_approval(self) -> tuple[int, float | None]: ...
+
+
+async def read_upkeep(db: Any, payouts: PayoutsWaiting | None, settings: Any, clock: Callable[[], float] = time.time
+                      ) -> Upkeep:
+    """One reading of the upkeep facts; a failure is reported in `error`, never raised (a status answer
+    reports a part's failure, it never fails with it)."""
+    rules = settings.alerts
+    limits = {"payout_wait_s": rules.payout_wait_min * 60.0,
+              "backup_max_age_s": rules.backup_max_age_days * DAY_S if rules.backup_max_age_days else None}
+    if db is None:
+        return Upkeep(clock(), **limits)
+    try:
+        waiting, oldest = await asyncio.wait_for(payouts.awaiting_approval(), SYNC_TIMEOUT_S) if payouts else (0, None)
+        rows = {key: json.loads(value) for key, value in await db.fetchall(
+            "SELECT key, value FROM kv WHERE key IN (?, ?)", (BOOKS_CHECK_KEY, BACKUP_KEY))}
+        created = await db.fetchone("SELECT MIN(applied_at) FROM schema_version")
+    except Exception as exc:
+        return Upkeep(clock(), **limits, error=f"upkeep checks unavailable ({type(exc).__name__})")
+    backup = rows.get(BACKUP_KEY) or {}
+    return Upkeep(clock(), waiting, oldest, books=rows.get(BOOKS_CHECK_KEY), backup_at=backup.get("at"),
+                  database_since=float(created[0]) if created and created[0] is not None else None, **limits)
 
 
 async def read_sync(sync: SyncStatus | None) -> SyncRead:
@@ -164,9 +212,44 @@ def _mints(checks: dict[str, Any]) -> list[Condition]:
     return out
 
 
-def conditions(ready: bool, checks: dict[str, Any], sync: SyncRead) -> list[Condition]:
+def _upkeep(up: Upkeep | None) -> list[Condition]:
+    """Payouts waiting for approval, books that do not match, no recent backup."""
+    if up is None:
+        return []
+    out: list[Condition] = []
+    if up.payouts_waiting and up.oldest_payout_at is not None and up.now - up.oldest_payout_at >= up.payout_wait_s:
+        out.append(Condition("payouts.awaiting", "warning",
+                             f"{up.payouts_waiting} payout(s) awaiting approval, the oldest for "
+                             f"{duration(up.now - up.oldest_payout_at)}",
+                             "Approve or cancel them on the terminal UI's Payouts screen, or `sovterm payouts list "
+                             "--open` then `sovterm payouts approve` (or `cancel`)."))
+    books = up.books
+    if books and books.get("ok") is False:
+        found = [f"{books['differences']} difference(s)"] if books.get("differences") else []
+        found += [f"{books['wallets_off']} wallet(s) off"] if books.get("wallets_off") else []
+        out.append(Condition("books.differ", "error",
+                             f"The books do not match for {books['from']} to {books['to']}: {', '.join(found)} "
+                             f"(checked {duration(up.now - books['at'])} ago)",
+                             f"`sovterm reconcile --from {books['from']} --to {books['to']}` (or the Books tab of the "
+                             "terminal UI's Sync screen) lists them; once fixed, `sovterm loops run books.match` "
+                             "checks again."))
+    if up.backup_max_age_s is not None:
+        last = up.backup_at if up.backup_at is not None else up.database_since
+        if last is not None and up.now - last >= up.backup_max_age_s:
+            text = (f"No backup for {duration(up.now - last)}" if up.backup_at is not None else
+                    f"No backup yet (the database is {duration(up.now - last)} old)")
+            out.append(Condition("backup.old", "warning", text,
+                                 "Run `sovterm backup create --output <file>` and keep the file off this machine "
+                                 "(docs/operations.md). If the platform backs up the whole data directory, set "
+                                 "`[alerts] backup_max_age_days = 0`."))
+    if up.error:
+        out.append(Condition("upkeep.unavailable", "warning", up.error, "`sovterm logs --level ERROR` shows why."))
+    return out
+
+
+def conditions(ready: bool, checks: dict[str, Any], sync: SyncRead, upkeep: Upkeep | None = None) -> list[Condition]:
     """Every rule, applied to one reading of the daemon's state (docs/alerts.md lists them)."""
-    return _readiness(ready, checks) + _sync(sync) + _mints(checks)
+    return _readiness(ready, checks) + _sync(sync) + _upkeep(upkeep) + _mints(checks)
 
 
 AlertListener = Callable[[str, "Alert"], None]  # ("started" | "cleared", the alert)
@@ -206,6 +289,15 @@ class AlertTracker:
 
 
 async def current(tracker: AlertTracker, bus: EventBus, ready: bool, checks: dict[str, Any],
-                  sync: SyncRead) -> list[Alert]:
-    """The alerts for this reading of the readiness checks and of the sync part."""
-    return tracker.observe(conditions(ready, checks, sync), bus)
+                  sync: SyncRead, upkeep: Upkeep | None = None) -> list[Alert]:
+    """The alerts for this reading of the readiness checks, the sync part and the upkeep facts."""
+    return tracker.observe(conditions(ready, checks, sync, upkeep), bus)
+
+
+async def for_daemon(services: Any, ready: bool, checks: dict[str, Any], sync: SyncRead | None = None) -> list[Alert]:
+    """The daemon's alerts now, for every surface and the notifications loop (`services` is the daemon's
+    `Services`; not imported here, which would be a cycle)."""
+    if sync is None:
+        sync = await read_sync(services.sync)
+    upkeep = await read_upkeep(services.db, services.payouts, services.settings)
+    return await current(services.alerts, services.bus, ready, checks, sync, upkeep)

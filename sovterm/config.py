@@ -199,6 +199,15 @@ class NotifySettings(_Section):
     timeout_s: float = Field(30.0, gt=0)  # one delivery attempt
 
 
+class AlertsSettings(_Section):
+    """Thresholds of the upkeep alerts (docs/alerts.md): payouts waiting, the books-match check, backups."""
+
+    payout_wait_min: int = Field(10, ge=0)  # a payout awaiting approval this long is an alert (0: at once)
+    books_check_interval_s: int = Field(6 * 3600, ge=300)  # how often the books-match report runs in the background
+    books_check_days: int = Field(7, ge=1, le=92)  # the closed days it covers, ending yesterday (UTC)
+    backup_max_age_days: int = Field(7, ge=0)  # no backup for this long is an alert (0: the platform backs up)
+
+
 class MintsSettings(_Section):
     """Trusted Cashu mints checked for health (sovterm/mints/); more are added with `sovterm mints add`."""
 
@@ -233,6 +242,7 @@ class Settings(_Section):
     analytics: AnalyticsSettings = AnalyticsSettings()
     notify: NotifySettings = NotifySettings()
     mints: MintsSettings = MintsSettings()
+    alerts: AlertsSettings = AlertsSettings()
     source: str = "defaults"  # where the settings came from, for `config check`
 
     @property

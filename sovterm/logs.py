@@ -2,7 +2,8 @@
 
 Every record carries a timestamp, level, component (the part of sovterm that logged it) and, where one
 exists, a correlation id (invoice, job, webhook delivery) taken from `extra={"cid": ...}` or from the
-`correlation()` context.
+`correlation()` context. Work done for several at once (a QuickBooks batch carrying several jobs'
+documents) carries them all as `cids` (`context_for`), so each one's story still finds that line.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import logging.handlers
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any
 
 ROOT = "sovterm"
 _cid: contextvars.ContextVar[str | None] = contextvars.ContextVar("sovterm_cid", default=None)
-_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "cid", "taskName"}
+_cids: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("sovterm_cids", default=())
+_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "cid", "cids", "taskName"}
 
 
 def get_logger(component: str) -> logging.Logger:
@@ -31,11 +33,25 @@ def get_logger(component: str) -> logging.Logger:
 @contextmanager
 def correlation(cid: str) -> Iterator[None]:
     """Tag every log line written inside this block (and tasks it starts) with `cid`."""
-    token = _cid.set(cid)
+    token, many = _cid.set(cid), _cids.set(())
     try:
         yield
     finally:
+        _cids.reset(many)
         _cid.reset(token)
+
+
+def current_cid() -> str | None:
+    return _cid.get()
+
+
+def context_for(cids: Iterable[str | None]) -> contextvars.Context:
+    """A context for a task that works for several correlation ids at once: its lines carry them all as
+    `cids` (in order, once each) and no single `cid`. Start the task with `create_task(..., context=)`."""
+    context = contextvars.copy_context()
+    context.run(_cid.set, None)
+    context.run(_cids.set, tuple(dict.fromkeys(c for c in cids if c)))
+    return context
 
 
 def record_to_dict(record: logging.LogRecord) -> dict[str, Any]:
@@ -50,6 +66,8 @@ def record_to_dict(record: logging.LogRecord) -> dict[str, Any]:
     cid = getattr(record, "cid", None) or _cid.get()
     if cid:
         out["cid"] = cid
+    elif cids := _cids.get():
+        out["cids"] = list(cids)
     for key, value in vars(record).items():
         if key not in _STD_ATTRS and not key.startswith("_"):
             out[key] = value if isinstance(value, (int, bool, type(None))) else str(value)

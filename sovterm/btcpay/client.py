@@ -230,6 +230,15 @@ class BTCPayClient:
             params={"onlyAccountedPayments": only_accounted_payments},
         )
 
+    async def get_store_payment_method_config(self, store_id: str, payment_method_id: str) -> dict[str, Any] | None:
+        """A payment method's store settings (`includeConfig=true`, which BTCPay gives only to a key with
+        `canmodifystoresettings`): a plugin's own JSON, e.g. BTCNutServer's `trustedMintsUrls` for `CASHU`.
+        Raises BTCPayNotFound when the store has no such method (or the plugin is not installed)."""
+        raw, _ = await self._request("GET", f"/api/v1/stores/{_Q(store_id)}/payment-methods/{_Q(payment_method_id)}",
+                                     params={"includeConfig": True})
+        config = raw.get("config") if isinstance(raw, dict) else None
+        return config if isinstance(config, dict) else None
+
     async def create_invoice(
         self,
         store_id: str,

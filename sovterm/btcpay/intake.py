@@ -25,7 +25,7 @@ from sovterm.btcpay.errors import BTCPayError
 from sovterm.btcpay.models import Invoice
 from sovterm.btcpay.poller import InvoicePoller
 from sovterm.btcpay.service import BTCPayService
-from sovterm.btcpay.webhooks import IngestResult, InvoiceEvent, PayoutEvent, WebhookEvent, ingest
+from sovterm.btcpay.webhooks import IngestResult, InvoiceEvent, PayoutEvent, WebhookEvent, event_cid, ingest
 from sovterm.errors import UserFacingError
 from sovterm.events import EventBus
 from sovterm.logs import correlation
@@ -112,8 +112,7 @@ class BTCPayIntake:
         event = result.event
         if result.reason == "accepted" and event is not None:
             invoice_id = event.invoice_id if isinstance(event, InvoiceEvent) else None
-            payout_id = event.payout_id if isinstance(event, PayoutEvent) else None
-            with correlation(invoice_id or (f"payout:{payout_id}" if payout_id else f"delivery:{event.delivery_id}")):
+            with correlation(event_cid(event)):
                 log.info("BTCPay %s for store %s recorded (delivery %s)", event.type, store_id, event.delivery_id)
                 if invoice_id is not None and btcpay.connected:
                     self.schedule_refresh(store_id, invoice_id)  # its task keeps the correlation id
@@ -125,8 +124,10 @@ class BTCPayIntake:
         return result
 
     async def _on_event(self, conn: aiosqlite.Connection, event: WebhookEvent) -> None:
-        for port in self.events:
-            await port.on_event(conn, event)
+        # the group commit runs this in its writer task, whose log context is another delivery's: set its own
+        with correlation(event_cid(event)):
+            for port in self.events:
+                await port.on_event(conn, event)
 
     async def _on_invoice_changed(self, conn: aiosqlite.Connection, store_id: str, invoice: Invoice) -> None:
         for port in self.invoices:

@@ -241,6 +241,15 @@ async def _refuse(
     return IngestResult(status=status, reason=reason)
 
 
+def event_cid(event: WebhookEvent) -> str:
+    """The correlation id of what a delivery is about: its invoice, else its payout, else the delivery."""
+    if isinstance(event, InvoiceEvent) and event.invoice_id:
+        return event.invoice_id
+    if isinstance(event, PayoutEvent) and event.payout_id:
+        return f"payout:{event.payout_id}"
+    return f"delivery:{event.delivery_id}"
+
+
 async def ingest(
     db: Any,
     *,
@@ -308,10 +317,12 @@ async def ingest(
     except OverflowError:  # a signed number SQLite cannot hold (a timestamp above 2**63): the same forever
         return await refuse(status=400, reason="unreadable: a number is out of range", delivery_id=event.delivery_id)
     except Exception:
-        log.exception("could not store BTCPay %s delivery %s", event.type, event.delivery_id)
+        log.exception("could not store BTCPay %s delivery %s", event.type, event.delivery_id,
+                      extra={"cid": event_cid(event)})
         return IngestResult(500, "store_failed", event_type=event.type, event=event)
     if not inserted:
-        log.info("BTCPay delivery %s repeats event %s; ignored", event.delivery_id, event.dedupe_key)
+        log.info("BTCPay delivery %s repeats event %s; ignored", event.delivery_id, event.dedupe_key,
+                 extra={"cid": event_cid(event)})
         return IngestResult(200, "duplicate", duplicate=True, event_type=event.type, event=event)
     return IngestResult(200, "accepted", event_type=event.type, event=event)
 

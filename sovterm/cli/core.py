@@ -145,7 +145,8 @@ def format_alerts(alerts: list[dict[str, Any]], now: float) -> list[str]:
 
 
 def format_log_line(line: dict[str, Any]) -> str:
-    extra = f" [{line['cid']}]" if line.get("cid") else ""
+    cids = [line["cid"]] if line.get("cid") else line.get("cids") or []
+    extra = f" [{','.join(cids)}]" if cids else ""
     return f"{line.get('ts', '')} {line.get('level', ''):<7} {line.get('component', ''):<10}{extra} {line.get('msg', '')}"
 
 

@@ -1,12 +1,13 @@
-"""The trusted mints and their health: the list (operator's, from the config), one reading per mint kept in
-memory, and a history row whenever something an operator should see changed (state, version, keyset,
-fee, message), trimmed per mint."""
+"""The trusted mints and their health: the list (the config's, the operator's, and the ones BTCNutServer's
+store settings trust, read from BTCPay at each check), one reading per mint kept in memory, and a history
+row whenever something an operator should see changed (state, version, keyset, fee, message), trimmed per
+mint."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -16,16 +17,21 @@ from sovterm.mints.probe import Reading, changes, normalise_url, probe
 from sovterm.store.db import Database
 
 HISTORY_KEEP = 200  # rows per mint
+MAX_FROM_BTCPAY = 50  # mints taken from BTCPay's store settings, all stores together
 
 
 class MintError(UserFacingError):
     code = "mints"
 
 
+# {mint url: its source ("btcpay:<store id>")} and notes on what could not be read (a permission missing)
+ListedInBTCPay = Callable[[], Awaitable[tuple[dict[str, str], list[str]]]]
+
+
 class MintMonitor:
     def __init__(self, db: Database, http: aiohttp.ClientSession, *, configured: list[str], timeout_s: float,
                  max_skew_s: float, on_change: Callable[[str, Reading, list[str]], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 listed_in_btcpay: ListedInBTCPay | None = None, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._http = http
         self._configured = [normalise_url(u) for u in configured]
@@ -35,11 +41,15 @@ class MintMonitor:
         self._clock = clock
         self.readings: dict[str, Reading] = {}
         self._last_up: dict[str, Reading] = {}  # the last reading with answers, per mint
+        self._listed_in_btcpay = listed_in_btcpay
+        self.in_btcpay: dict[str, str] = {}  # the last list read from BTCPay (kept when a read fails)
+        self.btcpay_notes: list[str] = []
 
     async def trusted(self) -> dict[str, str]:
-        """{url: source}: the config's and the operator's."""
+        """{url: source}: the config's and the operator's, and those only BTCPay's store settings list."""
         rows = await self._db.fetchall("SELECT url, source FROM mints ORDER BY url")
-        out = {url: "config" for url in self._configured}
+        out = dict(sorted(self.in_btcpay.items()))
+        out.update({url: "config" for url in self._configured})
         out.update({r[0]: r[1] for r in rows})
         return out
 
@@ -54,6 +64,9 @@ class MintMonitor:
 
     async def remove(self, url: str) -> str:
         url = normalise_url(url)
+        if url in self.in_btcpay and url not in self._configured:
+            raise MintError(f"{url} is trusted in BTCPay's Cashu settings of store {self.in_btcpay[url][7:]}",
+                            fix="remove it there (Store > Cashu settings > trusted mints)")
         if url in self._configured:
             raise MintError(f"{url} is trusted in the configuration file", fix="remove it from [mints] trusted")
         if await self._db.write("DELETE FROM mints WHERE url = ?", (url,)) == 0:
@@ -64,7 +77,9 @@ class MintMonitor:
         return url
 
     async def check(self) -> dict[str, Any]:
-        """Probe every trusted mint at once (each bounded by the timeout); record what changed."""
+        """Read BTCPay's list, probe every trusted mint at once (each bounded by the timeout); record what
+        changed."""
+        await self._read_btcpay()
         urls = list(await self.trusted())
         for gone in set(self.readings) - set(urls):
             del self.readings[gone]
@@ -76,7 +91,24 @@ class MintMonitor:
         counts: dict[str, int] = {}
         for r in readings:
             counts[r.state] = counts.get(r.state, 0) + 1
-        return {"mints": len(readings), **counts}
+        notes = {"btcpay_notes": self.btcpay_notes} if self.btcpay_notes else {}
+        return {"mints": len(readings), **counts, **notes}
+
+    async def _read_btcpay(self) -> None:
+        if self._listed_in_btcpay is None:
+            return
+        try:
+            listed, self.btcpay_notes = await self._listed_in_btcpay()
+        except Exception as exc:  # BTCPay down: keep the last list; the connector's own alert says why
+            self.btcpay_notes = [f"BTCPay's Cashu settings not read ({type(exc).__name__}); the last list is kept"]
+            return
+        found: dict[str, str] = {}
+        for url, source in list(listed.items())[:MAX_FROM_BTCPAY]:
+            try:
+                found.setdefault(normalise_url(url), source)
+            except ValueError:
+                self.btcpay_notes.append(f"BTCPay lists {url[:100]!r}, not a mint URL; skipped")
+        self.in_btcpay = found
 
     async def _record(self, reading: Reading) -> None:
         what = changes(self.readings.get(reading.url), reading, self._last_up.get(reading.url))

@@ -30,6 +30,7 @@ log = get_logger("notify")
 QUEUE_LIMIT = 50  # messages waiting per destination; a destination down for days keeps only the newest
 SENDER_THREADS = 2  # per destination: a retry can start while an abandoned attempt still times out
 HOUR_S = 3600.0
+CLOSE_TIMEOUT_S = 5.0  # stopping the workers never holds up the daemon's shutdown longer
 NOTIFY_TYPES = {"error": apprise.NotifyType.FAILURE, "warning": apprise.NotifyType.WARNING,
                 "info": apprise.NotifyType.INFO, "cleared": apprise.NotifyType.SUCCESS}
 
@@ -184,7 +185,11 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(box.pool, self._send, box.destination.url.reveal(), message.title, message.body,
                                       "cleared" if message.change == "cleared" else message.severity)
-        await asyncio.wait_for(future, self.timeout_s)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the attempt ends just
+        # as the worker is cancelled, losing the cancellation; the worker then waited for messages forever
+        # and `close()` with it (the notify test that hung)
+        async with asyncio.timeout(self.timeout_s):
+            await future
 
     async def _work(self, box: Outbox) -> None:
         dest = box.destination
@@ -228,9 +233,14 @@ class Dispatcher:
             box.given_up += 1
 
     async def close(self) -> None:
+        """Stop every worker; bounded, so a worker that ignored its cancellation is reported, never waited for."""
         for box in self.outboxes.values():
             box.stop()
-        await self._tasks.cancel()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._tasks.cancel()
+        except TimeoutError:
+            log.error("%d notification worker(s) did not stop within %.0f s", len(self._tasks), CLOSE_TIMEOUT_S)
 
 
 def _reason(exc: BaseException) -> str:

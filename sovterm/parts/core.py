@@ -60,7 +60,7 @@ def log_filter(level: str, component: str | None, search: str | None,
             return False
         if component and not str(line.get("component", "")).startswith(component):
             return False
-        if cid and line.get("cid") != cid:
+        if cid and line.get("cid") != cid and cid not in (line.get("cids") or ()):  # a batch lists its cids
             return False
         return not needle or needle in str(line.get("msg", "")).lower()
 
@@ -111,8 +111,7 @@ async def daemon_status(services: Services) -> StatusResult:
         checks=checks,
         last_runs=runs,
         stores=await followed_stores(services),
-        alerts=await alerts.current(services.alerts, services.bus, ready, checks,
-                                    await alerts.read_sync(services.sync)),
+        alerts=await alerts.for_daemon(services, ready, checks),
     )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel
 
+from sovterm.btcpay import ledger as btcpay_ledger
+from sovterm.btcpay.errors import BTCPayAuthError, BTCPayNotFound
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.loops import LoopSpec
@@ -32,7 +34,7 @@ class HistoryEntry(Result):
 
 class MintState(Result):
     url: str
-    source: str  # config | operator
+    source: str  # config | operator | btcpay:<store id> (BTCNutServer's store settings)
     checked: bool
     state: str  # ok | degraded | down | unchecked
     problems: list[str] = []
@@ -59,6 +61,7 @@ class MintsChecked(Result):
     ok: int = 0
     degraded: int = 0
     down: int = 0
+    btcpay_notes: list[str] = []  # what could not be read of BTCNutServer's trusted mints, and why
 
 
 def register(server: ControlServer, services: Services) -> None:
@@ -98,11 +101,36 @@ async def mints_stage(services: Services) -> AsyncIterator[None]:
     # its own session: a mint's TLS, redirects and time limits have nothing to do with BTCPay's calls
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.timeout_s)) as http:
         services.mints = MintMonitor(services.require_db(), http, configured=settings.trusted,
-                                     timeout_s=settings.timeout_s, max_skew_s=settings.max_skew_s, on_change=changed)
+                                     timeout_s=settings.timeout_s, max_skew_s=settings.max_skew_s, on_change=changed,
+                                     listed_in_btcpay=lambda: listed_in_btcpay(services))
         try:
             yield
         finally:
             services.mints = None
+
+
+async def listed_in_btcpay(services: Services) -> tuple[dict[str, str], list[str]]:
+    """The mints BTCNutServer trusts in each followed store's Cashu settings ({url: "btcpay:<store>"}), read
+    through BTCPay's own store payment-method API (`…/payment-methods/CASHU?includeConfig=true`, which
+    needs `btcpay.store.canmodifystoresettings`), and a note per store that could not be read."""
+    btcpay = services.btcpay
+    if btcpay is None or not btcpay.connected:
+        return {}, []
+    found: dict[str, str] = {}
+    notes: list[str] = []
+    for store_id in await btcpay_ledger.selected_stores(services.require_db()):
+        try:
+            config = await btcpay.client_for_store(store_id).get_store_payment_method_config(store_id, "CASHU")
+        except BTCPayNotFound:
+            continue  # the store takes no Cashu, or the plugin is not installed
+        except BTCPayAuthError:
+            notes.append(f"store {store_id}: BTCPay shows the Cashu settings only to an API key with "
+                         "btcpay.store.canmodifystoresettings; without it, list the mints with `sovterm mints add`")
+            continue
+        for url in (config or {}).get("trustedMintsUrls") or []:
+            if isinstance(url, str):
+                found.setdefault(url, f"btcpay:{store_id}")
+    return found, notes
 
 
 def _loops(services: Services) -> list[LoopSpec]:

@@ -5,17 +5,20 @@ and support bundles. It has no service of its own; everything runs on the daemon
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from sovterm import __version__
+from sovterm.alerts import BACKUP_KEY
 from sovterm.control.roles import Role
 from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.ops import backup, config_export, diag, files
 from sovterm.parts.base import Part
 from sovterm.parts.core import daemon_status
 from sovterm.services import Services
+from sovterm.store import kv
 from sovterm.web.status import add_routes
 
 KEY_WARNING = (
@@ -132,6 +135,9 @@ def register(server: ControlServer, services: Services) -> None:
             services.require_db(), data_dir, include_key=include_key, version=__version__
         )
         ctx.audit(subject=result["name"], detail={"includes_key": include_key, "size": result["size"]})
+        # the newest backup, for the "no backup for a week" alert (docs/alerts.md); copied out or not, it was made
+        await kv.put(services.require_db(), BACKUP_KEY, {"at": time.time(),
+                                                         "name": result["name"], "includes_key": include_key})
         return BackupCreated(**result, warning=KEY_WARNING if include_key else None)
 
     @server.method("ops.fetch", role=Role.ADMIN, params=FetchParams)

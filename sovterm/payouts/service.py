@@ -115,6 +115,12 @@ class PayoutService:
             out.append(item)
         return out
 
+    async def awaiting_approval(self) -> tuple[int, float | None]:
+        """How many mirrored payouts wait for approval, and BTCPay's creation time of the oldest (the alert)."""
+        row = await self.db.fetchone("SELECT COUNT(*), MIN(created_at) FROM payouts WHERE state = ?",
+                                     (PayoutState.AWAITING_APPROVAL.value,))
+        return (int(row[0]), None if row[1] is None else float(row[1])) if row else (0, None)
+
     async def _pull_payment_name(self, client: PayoutBTCPay, pp_id: str | None) -> str | None:
         if pp_id is None:
             return None

@@ -20,12 +20,14 @@ exists": looked up, not an error.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from sovterm.logs import context_for, current_cid
 from sovterm.qbo.client import MAX_BATCH_ITEMS, QBOClient, request_id
 from sovterm.qbo.errors import (
     QBODuplicateDocNumber,
@@ -45,6 +47,13 @@ class _Item:
     row: dict[str, Any]
     future: asyncio.Future[PostResult]
     unknowns: int = 0
+    # the job's log context: a request started for this item alone logs under its job's correlation id,
+    # whichever job's call happened to start it
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+    @property
+    def cid(self) -> str | None:
+        return self.context.run(current_cid)
 
     @property
     def marker(self) -> str:
@@ -123,7 +132,7 @@ class Sender:
             items = self._take(self._creates, self.batch_size, self._creates[0].entity)
             if items:
                 self._batch_busy = True
-                self._background.spawn(self._batch(items))
+                self._spawn_for(items, self._batch(items))
         while self._creates and self._singles_busy < self.singles and (
             self._batch_busy or len(self._creates) < self.min_batch
         ):
@@ -131,7 +140,13 @@ class Sender:
             if not items:
                 break
             self._singles_busy += 1
-            self._background.spawn(self._single(items[0]))
+            self._spawn_for(items, self._single(items[0]))
+
+    def _spawn_for(self, items: list[_Item], work: Any) -> None:
+        """Start a request for these items in their log context: one item's own, or for several (a batch,
+        a look-up) one that lists all their correlation ids, never the id of the job that happened to ask."""
+        context = items[0].context.copy() if len(items) == 1 else context_for(i.cid for i in items)
+        self._background.spawn(asyncio.get_running_loop().create_task(work, context=context))
 
     async def _linger(self) -> None:
         await asyncio.sleep(self.linger_s)
@@ -144,7 +159,7 @@ class Sender:
             items = self._take(self._lookups, self.lookup_size, self._lookups[0].entity)
             if items:
                 self._lookups_busy += 1
-                self._background.spawn(self._lookup(items))
+                self._spawn_for(items, self._lookup(items))
                 return
 
     # -- the three kinds of request -------------------------------------------------------------------
@@ -159,6 +174,8 @@ class Sender:
                 doc = found.get(item.marker)
                 if doc is not None:
                     self.stats["found"] += 1
+                    item.context.run(log.info, "qbo %s %s found (Id %s): not created again", entity, item.marker,
+                                     doc["Id"])
                     _resolve(item, PostResult(entity, str(doc["Id"]), str(doc["SyncToken"]), item.marker, False, doc))
                 else:
                     self._creates.append(item)
@@ -185,6 +202,8 @@ class Sender:
                 if res.ok and res.data:
                     self.stats["batched"] += 1
                     data = res.data
+                    item.context.run(log.info, "qbo %s %s created (Id %s) in a batch of %d", item.entity,
+                                     item.marker, data["Id"], len(items))
                     _resolve(item, PostResult(item.entity, str(data["Id"]), str(data["SyncToken"]), item.marker,
                                               True, data))
                 elif isinstance(res.error, QBODuplicateDocNumber):

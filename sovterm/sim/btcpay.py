@@ -640,6 +640,43 @@ async def lightning_balance(request: web.Request) -> web.Response:
     })
 
 
+def _store_payment_methods(request: web.Request, only_enabled: bool) -> list[dict[str, Any]]:
+    """`GreenfieldStorePaymentMethodsController.GetStorePaymentMethods` (btcpayserver@03345c2): every method
+    with a config (the simulator knows only those seeded with one, e.g. `configure_cashu`), `config` only with
+    `includeConfig=true`, which also needs `canmodifystoresettings`; a null config is left out of the JSON."""
+    store_id = request.match_info["storeId"]
+    _require(request, STORE + "canviewstoresettings", store_id)
+    include_config = _bool_param(request, "includeConfig", False)
+    if include_config:
+        _require(request, STORE + "canmodifystoresettings", store_id)
+    store = request.app[STATE_KEY].stores[store_id]
+    out = []
+    for pmid, config in store.payment_method_configs.items():
+        enabled = pmid not in store.payment_methods_disabled
+        if only_enabled and not enabled:
+            continue
+        item: dict[str, Any] = {"enabled": enabled, "paymentMethodId": pmid}
+        if include_config:
+            item["config"] = config
+        out.append(item)
+    return out
+
+
+async def list_store_payment_methods(request: web.Request) -> web.Response:
+    """`GET /api/v1/stores/{storeId}/payment-methods?onlyEnabled=&includeConfig=`."""
+    return _json(_store_payment_methods(request, _bool_param(request, "onlyEnabled", False)))
+
+
+async def get_store_payment_method(request: web.Request) -> web.Response:
+    """`GET /api/v1/stores/{storeId}/payment-methods/{paymentMethodId}?includeConfig=`; 404
+    `paymentmethod-not-found` for a method the store has no config for (or a plugin not installed)."""
+    wanted = request.match_info["paymentMethodId"].upper()
+    found = [m for m in _store_payment_methods(request, False) if m["paymentMethodId"] == wanted]
+    if not found:
+        raise SimError(404, "paymentmethod-not-found", "The payment method is not found")
+    return _json(found[0])
+
+
 async def get_store_rates(request: web.Request) -> web.Response:
     """`GET /api/v1/stores/{storeId}/rates?currencyPair=BTC_USD` (Greenfield `Stores_GetStoreRates`, in
     swagger.template.stores-rates.json): one `StoreRateResult` per pair; the simulator's single BTC rate
@@ -829,6 +866,8 @@ def create_app(state: BTCPaySimState) -> web.Application:
     app.router.add_post(s + "/payouts/{payoutId}/mark-paid", mark_payout_paid)
     app.router.add_get(s + "/pull-payments", list_pull_payments)
     app.router.add_get("/api/v1/pull-payments/{pullPaymentId}", get_pull_payment)
+    app.router.add_get(s + "/payment-methods", list_store_payment_methods)
+    app.router.add_get(s + "/payment-methods/{paymentMethodId}", get_store_payment_method)
     app.router.add_get(s + "/payment-methods/{paymentMethodId}/wallet", wallet_overview)
     app.router.add_get(s + "/payment-methods/{paymentMethodId}/wallet/transactions", wallet_transactions)
     app.router.add_get(s + "/payment-methods/{paymentMethodId}/wallet/transactions/{transactionId}",

@@ -72,6 +72,9 @@ class SimStore:
     speed_policy: str = "MediumSpeed"
     payment_tolerance: Decimal = Decimal(0)
     network_fee_mode: str = NETWORK_FEE_MODES[0]
+    # payment method id -> its config as BTCPay stores it (a plugin's own camelCase JSON), and whether enabled
+    payment_method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payment_methods_disabled: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -332,6 +335,16 @@ class BTCPaySimState:
         store = SimStore(store_id or self.new_id(44), name, default_currency, network_fee_mode=network_fee_mode)
         self.stores[store.id] = store
         return store
+
+    def configure_cashu(self, store_id: str, trusted_mints: list[str], *, payment_model: int = 0) -> None:
+        """BTCNutServer's store settings (`CashuPaymentMethodConfig`, d4rp4t/BTCNutServer@0dadebb
+        PaymentHandlers/CashuPaymentMethodConfig.cs), as BTCPay's BlobSerializer writes them: camelCase, the
+        `CashuPaymentModel` enum as its number (0 TrustedMintsOnly, 1 HoldWhenTrusted, 2 AutoConvert), and the
+        plugin's own spelling `feeConfing`."""
+        self.stores[store_id].payment_method_configs["CASHU"] = {
+            "paymentModel": payment_model, "trustedMintsUrls": list(trusted_mints),
+            "feeConfing": {"maxKeysetFee": 1, "maxLightningFee": 1, "customerFeeAdvance": 0},
+        }
 
     def create_api_key(self, permissions: list[str], *, label: str = "sovterm") -> str:
         key = self.new_id(40)

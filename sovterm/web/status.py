@@ -138,7 +138,7 @@ async def status_view(services: Services) -> dict[str, Any]:
         "loops": loops,
         "sync": await sync_view(services, sync, now),
         "analytics": await _analytics(services),
-        "alerts": [a.model_dump(mode="json") for a in await alerts.current(services.alerts, services.bus, ready, checks, sync)],
+        "alerts": [a.model_dump(mode="json") for a in await alerts.for_daemon(services, ready, checks, sync)],
     }
 
 

@@ -65,6 +65,11 @@ def _apply_patches(doc: dict[str, Any]) -> None:
         tx[name] = {"anyOf": [{"type": "number"}, {"type": "string"}], "nullable": True}
     tx["labels"] = {"type": "object"}
     schemas["OnChainWalletOverviewData"]["properties"]["label"] = {"type": "string"}
+    # a store payment method's `config`: the spec's oneOf admits "any other unofficial payment method data" (a
+    # plugin's, e.g. BTCNutServer's CASHU), but its outer `additionalProperties: false` with no properties
+    # refuses every key in strict JSON Schema; the code sends the handler's config as it is
+    # (GreenfieldStorePaymentMethodsController.GetStorePaymentMethods)
+    schemas["GenericPaymentMethodData"]["properties"]["config"] = {"type": "object", "additionalProperties": True}
     # refund 400 is `{"code":"non-refundable",...}` (GreenfieldInvoiceController.RefundInvoice), not a list
     refund_400 = doc["paths"]["/api/v1/invoices/{invoiceId}/refund"]["post"]["responses"]["400"]
     refund_400["content"]["application/json"]["schema"] = {"anyOf": [

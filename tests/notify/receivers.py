@@ -1,5 +1,6 @@
 """Real destinations on loopback for notification tests: an HTTP receiver (apprise's json:// posts to it;
-a /hang/ path accepts and never answers) and an SMTP server (aiosmtpd)."""
+a /hang/ path accepts and never answers) and an SMTP server (aiosmtpd). Starting and stopping them is
+bounded: a receiver that does not stop fails the test with a message instead of hanging it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+STOP_TIMEOUT_S = 5.0
+
+
+def stop_within(stop: Any, what: str) -> None:
+    """Run a blocking stop (server shutdown, thread join) in a helper thread and give it STOP_TIMEOUT_S."""
+    stopper = threading.Thread(target=stop, name=f"stop {what}", daemon=True)
+    stopper.start()
+    stopper.join(STOP_TIMEOUT_S)
+    assert not stopper.is_alive(), f"the {what} did not stop within {STOP_TIMEOUT_S:.0f} s"
 
 
 def free_port() -> int:
@@ -56,7 +67,7 @@ class HTTPReceiver:
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
+        stop_within(self.server.shutdown, "HTTP receiver")
         self.server.server_close()
 
 
@@ -71,7 +82,7 @@ class SMTPReceiver:
                 return "250 OK"
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, ready_timeout=STOP_TIMEOUT_S)
         self.controller.start()
 
     @property
@@ -82,4 +93,4 @@ class SMTPReceiver:
         return [str(make_header(decode_header(message_from_string(m)["Subject"] or ""))) for m in self.messages]
 
     def close(self) -> None:
-        self.controller.stop()
+        stop_within(self.controller.stop, "SMTP receiver")  # aiosmtpd joins its thread without a timeout

@@ -16,8 +16,10 @@ TOKEN = "tk-Hq7Zp3Lw9Xc2Vb8N"
 
 
 def test_alerts_reach_the_operator_when_they_start_and_clear(daemon_factory, tmp_path: Path) -> None:
-    http, smtp = HTTPReceiver(), SMTPReceiver()
+    http = HTTPReceiver()
+    smtp = None
     try:
+        smtp = SMTPReceiver()
         d = daemon_factory(extra={"notify": {"check_interval_s": 1, "retry_base_s": 0.5, "retry_max_s": 1.0}})
         hook = http.url(f"hook/{TOKEN}")
         # the URL on standard input, so it stays out of the shell history and the process list
@@ -61,4 +63,5 @@ def test_alerts_reach_the_operator_when_they_start_and_clear(daemon_factory, tmp
         assert TOKEN.encode() not in (d.root / "data" / "sovterm.db").read_bytes()  # stored encrypted
     finally:
         http.close()
-        smtp.close()
+        if smtp is not None:
+            smtp.close()

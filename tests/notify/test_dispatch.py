@@ -5,6 +5,8 @@ so; a dead or hanging destination is retried with backoff while the others, and 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from sovterm.store.secrets import Secret
 from tests.notify.receivers import HTTPReceiver, SMTPReceiver, free_port
 
 TOKEN = "tk-9f8e7d6c5b4a3921"
+CLOSE_BOUND_S = 10.0
 
 
 def alert(key: str = "sync.dead", severity: str = "error", text: str = "2 sync job(s) failed for good") -> Alert:
@@ -63,7 +66,8 @@ async def make() -> AsyncIterator[Any]:
 
     yield build
     for d in made:
-        await d.close()
+        async with asyncio.timeout(CLOSE_BOUND_S):  # a worker that will not stop fails here, never hangs
+            await d.close()
 
 
 async def test_an_alert_reaches_mail_and_http_when_it_starts_and_when_it_clears(make, http, smtp) -> None:
@@ -153,3 +157,26 @@ async def test_a_message_is_given_up_after_the_last_attempt(make) -> None:
     d.offer(message_for("started", alert()))
     await until(lambda: d.outboxes["dead"].state()["given_up"] == 1, what="the message given up")
     assert d.outboxes["dead"].state()["queued"] == 0
+
+
+async def test_closing_as_an_attempt_ends_stops_the_worker(make) -> None:
+    """The notify test that hung: on Python 3.11, `wait_for` returned the result of an attempt that ended just
+    as the worker was cancelled and dropped the cancellation, so the worker waited for messages forever and
+    `close()` waited for it. Here the attempt ends, then the worker is cancelled before it resumes."""
+    started, finish = threading.Event(), threading.Event()
+
+    def send(url: str, title: str, body: str, kind: str) -> None:
+        started.set()
+        assert finish.wait(5), "the test never let the attempt finish"
+
+    d = make(send=send, timeout_s=5.0)
+    d.set_destinations([dest("hook", "json://127.0.0.1:9/x")])
+    d.offer(message_for("started", alert()))
+    await until(started.is_set, what="the attempt")
+    finish.set()
+    time.sleep(0.05)  # noqa: ASYNC251 (blocking on purpose: the attempt's result is queued on the loop first)
+    worker = d.outboxes["hook"].worker
+    assert worker is not None
+    async with asyncio.timeout(CLOSE_BOUND_S):
+        await d.close()
+    assert worker.done()
