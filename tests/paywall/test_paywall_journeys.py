@@ -203,3 +203,18 @@ def test_the_challenge_body_is_valid_json_for_x402_clients() -> None:
                       .model_dump_json(by_alias=True, exclude_none=True))
     assert body["x402Version"] == 2 and body["accepts"][0]["payTo"] == "02" + "ab" * 32
     assert body["accepts"][0]["maxTimeoutSeconds"] == 1000
+
+
+async def test_unpaid_requests_share_a_challenge_and_are_limited_per_client(shop: Shop) -> None:
+    shop.sim.state.latency_s["/api/v1/stores/"] = 0.05  # keep the first challenge's invoice in flight
+    answers = await asyncio.gather(*(shop.client.get("/api/x", headers={"Accept": "application/json"})
+                                     for _ in range(3)))
+    shop.sim.state.latency_s.clear()
+    assert [a.status for a in answers] == [402, 402, 402]
+    assert len({a.headers["WWW-Authenticate"] for a in answers}) == 1  # one challenge, one BTCPay invoice
+    assert len([i for i in shop.sim.state.invoices.values() if i.metadata.get("paywallResource")]) == 1
+    listener = shop.services.settings.listener.model_copy(update={"rate_limit_paywall_per_min": 3})
+    shop.services.settings = shop.services.settings.model_copy(update={"listener": listener})
+    statuses = [(await shop.client.get("/api/x", headers={"Accept": "application/json"})).status for _ in range(4)]
+    assert statuses == [402, 402, 402, 429]
+    assert (await shop.gate.counters())["weather"]["rate_limited"] == 1

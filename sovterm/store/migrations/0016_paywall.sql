@@ -17,3 +17,7 @@ CREATE TABLE paywall_counters (
     updated_at      INTEGER NOT NULL,
     PRIMARY KEY (resource, outcome)
 );
+
+-- Sales per priced path (`paywall.sales`, the TUI's Paywall screen) without reading the whole ledger: the
+-- gate's invoices carry orderId `paywall-<name>`.
+CREATE INDEX invoices_paywall ON invoices(order_id, status) WHERE order_id LIKE 'paywall-%';
