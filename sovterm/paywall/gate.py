@@ -224,8 +224,13 @@ class Gate:
         task = self._inflight.get(key)
         if task is None:
             task = self._inflight[key] = asyncio.ensure_future(self._new_challenge(priced))
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+            task.add_done_callback(lambda done: self._done(key, done))
         return await asyncio.shield(task)
+
+    def _done(self, key: tuple[str, str], task: asyncio.Task[Challenge]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone (clients that hung up)
 
     async def _new_challenge(self, priced: Priced) -> Challenge:
         store_id = await self._store_for(priced)

@@ -197,6 +197,7 @@ async def gated(request: web.Request) -> web.StreamResponse:
         REFUSED_LOG.note(exc.reason, f"{name}: {exc.reason}", client)
         if exc.reason != "expired":
             if not _allow(request, client):
+                gate.count(name, "rate_limited")
                 return json_answer(429, {"error": "too many requests"}, {"Retry-After": "60"})
             return refused(exc)
         error = exc.reason
