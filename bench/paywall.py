@@ -74,7 +74,7 @@ async def build_gate(tmp: Path, upstream_port: int) -> tuple[Services, str]:
     await keys.load()
     gate = services.paywall = Gate(db, keys, lambda: settings, lambda store: None)  # type: ignore[arg-type,return-value]
     await gate.load()
-    kid, key = keys.active()
+    kid, key = await keys.active()
     grant = Grant(hashlib.sha256(PREIMAGE).digest(), "paywall:weather", 100_000, int(time.time()) + 3600, "S", "I",
                   wire.NETWORKS["bc"])
     authorization = f"L402 {base64.b64encode(mint(grant, kid, key)).decode()}:{PREIMAGE.hex()}"

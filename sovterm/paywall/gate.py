@@ -203,9 +203,9 @@ class Gate:
                 self._decoded.popitem(last=False)
         return cached
 
-    def _grant_for(self, invoice: wire.Invoice402, resource: str, store_id: str, invoice_id: str,
-                   valid_until: int) -> bytes:
-        kid, key = self.keys.active()
+    async def _grant_for(self, invoice: wire.Invoice402, resource: str, store_id: str, invoice_id: str,
+                         valid_until: int) -> bytes:
+        kid, key = await self.keys.active()
         grant = Grant(invoice.payment_hash, resource, invoice.amount_msat, valid_until, store_id, invoice_id, invoice.network)
         return mint(grant, kid, key)
 
@@ -214,7 +214,7 @@ class Gate:
         day after the invoice expires."""
         async with asyncio.timeout(BTCPAY_TIMEOUT_S):
             invoice = await self.lightning_invoice(store_id, invoice_id)
-        mac = self._grant_for(invoice, resource, store_id, invoice_id, invoice.expires_at + LINK_RECEIPT_S)
+        mac = await self._grant_for(invoice, resource, store_id, invoice_id, invoice.expires_at + LINK_RECEIPT_S)
         return Challenge(mac, invoice, description)
 
     async def challenge(self, priced: Priced, requester: str) -> Challenge:
@@ -247,7 +247,8 @@ class Gate:
             created = await btcpay.create_invoice(store_id, amount=amount, currency=currency, metadata=metadata,
                                                   expiration_minutes=CHECKOUT_MINUTES)
             invoice = await self.lightning_invoice(store_id, created.id)
-        mac = self._grant_for(invoice, priced.resource, store_id, created.id, invoice.expires_at + entry.access_s)
+        mac = await self._grant_for(invoice, priced.resource, store_id, created.id,
+                                    invoice.expires_at + entry.access_s)
         return Challenge(mac, invoice, metadata["itemDesc"])
 
     # -- the hot path ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ older key keep verifying until it is retired.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
@@ -40,21 +41,25 @@ class PaywallKeys:
         self.clock = clock
         self.live: dict[str, bytes] = {}  # kid -> key, every key not retired
         self.active_kid: str | None = None
+        self._first = asyncio.Lock()
 
     async def load(self) -> None:
-        """Read every live key into memory, creating the first one on first start."""
+        """Read every live key into memory (the first key is created by the first challenge, not at start)."""
         keys = await kv.get(self.db, KEYS_KV, {})
         for kid, meta in keys.items():
             if not meta.get("retired_at"):
                 secret = await self.secrets.get(SECRET_PREFIX + kid)
                 if secret is not None:
                     self.live[kid] = base64.urlsafe_b64decode(secret.reveal())
-        self.active_kid = await kv.get(self.db, ACTIVE_KV, None)
-        if self.active_kid not in self.live:
-            await self.rotate()
+        active = await kv.get(self.db, ACTIVE_KV, None)
+        self.active_kid = active if active in self.live else None
 
-    def active(self) -> tuple[str, bytes]:
-        assert self.active_kid is not None, "load() first"
+    async def active(self) -> tuple[str, bytes]:
+        """The key signing new challenges, created on first use."""
+        async with self._first:  # concurrent first challenges create one key
+            if self.active_kid is None:
+                await self.rotate()
+        assert self.active_kid is not None
         return self.active_kid, self.live[self.active_kid]
 
     async def list(self) -> list[KeyInfo]:
