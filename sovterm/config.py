@@ -42,6 +42,7 @@ class ListenerSettings(_Section):
     rate_limit_status_per_min: int = Field(120, ge=1)
     rate_limit_metrics_per_min: int = Field(120, ge=1)
     rate_limit_health_per_min: int = Field(600, ge=1)
+    rate_limit_paywall_per_min: int = Field(60, ge=1)  # 402 challenges (each a BTCPay invoice) and refusals
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -225,6 +226,90 @@ class MintsSettings(_Section):
         return value
 
 
+#: Paths sovterm itself answers on the listener: a priced path may not shadow them.
+RESERVED_PATHS = ("/pay/", "/webhooks/", "/oauth/", "/healthz", "/readyz", "/metrics", "/status.json")
+
+
+class PaywallEntry(_Section):
+    """One `[[paywall]]` entry: a path prefix sold to machines over HTTP 402 (sovterm/paywall/)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")  # also the BTCPay item code `paywall:<name>`
+    path: str  # a prefix such as /api/weather/
+    price: str | None = None  # fiat price, exact decimal, with `currency`
+    currency: str | None = None
+    price_sats: int | None = Field(None, ge=1, le=100_000_000)
+    access_s: int = Field(3600, ge=1, le=366 * 86_400)  # how long one payment grants access
+    upstream: str | None = None  # http://127.0.0.1:PORT/... (loopback only): requests are proxied there
+    directory: Path | None = None  # or files served from this directory
+    store_id: str | None = None  # the BTCPay store selling it (default: the one selected store)
+    description: str = Field("", max_length=200)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or v == "/" or "//" in v or any(seg in (".", "..") for seg in v.split("/")):
+            raise ValueError("must be an absolute path prefix such as /api/weather/ (not / itself, no . or ..)")
+        if any(v.startswith(r) or r.startswith(v) for r in RESERVED_PATHS):
+            raise ValueError(f"overlaps sovterm's own routes ({', '.join(RESERVED_PATHS)}); choose another prefix")
+        return v
+
+    @field_validator("price")
+    @classmethod
+    def _price(cls, v: str | None) -> str | None:
+        from decimal import Decimal, InvalidOperation
+
+        try:
+            if v is not None and not Decimal(v) > 0:
+                raise ValueError
+        except (InvalidOperation, ValueError):
+            raise ValueError("must be a positive decimal amount such as \"0.25\" (in `currency`)") from None
+        return v
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, v: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if v is None:
+            return v
+        url = urlsplit(v)
+        host = url.hostname or ""
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if url.scheme != "http" or not loopback:
+            raise ValueError("must be an http:// URL on this machine (127.0.0.1, ::1 or localhost), "
+                             "e.g. http://127.0.0.1:9000/")
+        return v.rstrip("/")
+
+    @field_validator("directory")
+    @classmethod
+    def _directory(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_absolute():
+            raise ValueError("must be an absolute path to a directory, e.g. /srv/reports")
+        return v
+
+    @model_validator(mode="after")
+    def _one_price_one_target(self) -> PaywallEntry:
+        if (self.price is None) == (self.price_sats is None):
+            raise ValueError(f"paywall {self.name!r}: give either price (with currency) or price_sats")
+        if self.price is not None and not (self.currency and len(self.currency) == 3 and self.currency.isalpha()):
+            raise ValueError(f"paywall {self.name!r}: a fiat price needs currency, e.g. currency = \"USD\"")
+        if (self.upstream is None) == (self.directory is None):
+            raise ValueError(f"paywall {self.name!r}: give either upstream (a loopback URL) or directory")
+        return self
+
+
+def _unique_paywalls(entries: list[PaywallEntry]) -> list[PaywallEntry]:
+    for what in ("name", "path"):
+        seen = [getattr(e, what) for e in entries]
+        twice = sorted({v for v in seen if seen.count(v) > 1})
+        if twice:
+            raise ValueError(f"two [[paywall]] entries have the same {what}: {', '.join(twice)}; make each unique")
+    return entries
+
+
 class Settings(_Section):
     data_dir: Path
     listener: ListenerSettings = ListenerSettings()
@@ -243,7 +328,13 @@ class Settings(_Section):
     notify: NotifySettings = NotifySettings()
     mints: MintsSettings = MintsSettings()
     alerts: AlertsSettings = AlertsSettings()
+    paywall: list[PaywallEntry] = []  # [[paywall]] entries (docs/paywall.md)
     source: str = "defaults"  # where the settings came from, for `config check`
+
+    @field_validator("paywall")
+    @classmethod
+    def _paywalls(cls, v: list[PaywallEntry]) -> list[PaywallEntry]:
+        return _unique_paywalls(v)
 
     @property
     def public_url(self) -> str:
@@ -280,7 +371,10 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
         return f"{key}: unknown key (misspelt? see docs/configuration.md for the valid keys)"
     node: Any = raw
     for part in error["loc"]:
-        node = node.get(part) if isinstance(node, Mapping) else None
+        if isinstance(node, list) and isinstance(part, int):  # an array of tables: [[paywall]]
+            node = node[part] if part < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, Mapping) else None
     msg = str(error["msg"]).removeprefix("Value error, ")
     if isinstance(node, (Mapping, list)) or error["type"] == "missing":
         return f"{key}: {msg}"

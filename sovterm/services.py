@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sovterm.mints.monitor import MintMonitor
     from sovterm.notify.service import NotifyService
     from sovterm.payouts.service import PayoutService
+    from sovterm.paywall.gate import Gate
     from sovterm.qbo.service import QBOService
     from sovterm.store.db import Database
     from sovterm.store.secrets import SecretStore
@@ -71,6 +72,7 @@ class Services:
     books: BooksService | None = None
     notify: NotifyService | None = None
     mints: MintMonitor | None = None
+    paywall: Gate | None = None
 
     def __post_init__(self) -> None:
         self.security = SecurityEvents(lambda: self.db)

@@ -30,6 +30,7 @@ from sovterm.cli import (
     notify,
     ops,
     payouts,
+    paywall,
     qbo,
     sync,
     webhooks,
@@ -54,6 +55,7 @@ COMMAND_MODULES = [
     webhooks,
     notify,
     mints,
+    paywall,
 ]
 
 

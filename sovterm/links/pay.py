@@ -100,6 +100,15 @@ class PayPage:
             with correlation(f"link:{claims.link_id}"):
                 return await self._pay_locked(claims)
 
+    async def reserve(self, token: str) -> tuple[PayOutcome, dict[str, Any] | None]:
+        """A machine's request (HTTP 402): the same decision as a click, by the same rules (live balance, one
+        invoice per link), with the open reservation a click would have been sent to pay, if any."""
+        outcome = await self.pay(token)
+        if outcome.location is None:
+            return outcome, None
+        _, claims = await self.links.keys.verify(token)
+        return outcome, await self.links.open_reservation(claims.link_id)
+
     async def _pay_locked(self, claims: LinkClaims) -> PayOutcome:
         link = await self.links.link(claims.link_id)
         if link is None or link["kind"] != claims.kind or (

@@ -16,6 +16,7 @@ from sovterm.parts import (
     notify,
     ops,
     payouts,
+    paywall,
     qbo,
     sync,
     webhooks,
@@ -36,4 +37,5 @@ PARTS: list[Part] = [
     analytics.PART,
     mints.PART,
     notify.PART,
+    paywall.PART,
 ]

@@ -8,6 +8,7 @@ deterministic given the seed and the clock.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -18,6 +19,7 @@ from decimal import ROUND_UP, Decimal
 from typing import Any
 
 import aiohttp
+import bolt11
 
 from sovterm.btcpay.webhooks import sign
 from sovterm.store.secrets import Secret
@@ -75,6 +77,7 @@ class SimStore:
     # payment method id -> its config as BTCPay stores it (a plugin's own camelCase JSON), and whether enabled
     payment_method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     payment_methods_disabled: set[str] = field(default_factory=set)
+    lightning: bool = True  # a Lightning node is connected: invoices get a BTC-LN payment method
 
 
 @dataclass
@@ -88,11 +91,53 @@ class SimPayment:
 
 
 @dataclass
+class SimBolt11:
+    """The Lightning invoice of a `BTC-LN` payment method: a real BOLT11 signed by the store's simulated node,
+    whose preimage only the simulator knows until a payer pays it (`BTCPaySimState.pay_bolt11`). Encoding
+    costs milliseconds (the `bolt11` package is pure Python), so it happens on the first read only, and only
+    invoices created live get one: history seeded with a `created` time keeps placeholder destinations
+    (thousands of invoices would cost seconds)."""
+
+    seed: str  # drawn from the simulator's rng: preimage, payment secret and node key follow from it
+    node_key: str  # hex private key of the store's node
+    amount_msat: int | None
+    created: int
+    expiry_s: int
+    description: str
+    _encoded: str = ""
+
+    @property
+    def preimage(self) -> str:
+        return hashlib.sha256(b"sim-preimage:" + self.seed.encode()).hexdigest()
+
+    @property
+    def payment_hash(self) -> str:
+        return hashlib.sha256(bytes.fromhex(self.preimage)).hexdigest()
+
+    def encoded(self) -> str:
+        if not self._encoded:
+            tags = bolt11.Tags()
+            tags.add(bolt11.TagChar.payment_hash, self.payment_hash)
+            tags.add(bolt11.TagChar.payment_secret, hashlib.sha256(b"sim-secret:" + self.seed.encode()).hexdigest())
+            tags.add(bolt11.TagChar.description, self.description)
+            tags.add(bolt11.TagChar.expire_time, self.expiry_s)
+            amount = bolt11.MilliSatoshi(self.amount_msat) if self.amount_msat else None
+            invoice = bolt11.Bolt11(currency="bc", date=self.created, tags=tags, amount_msat=amount)
+            self._encoded = bolt11.encode(invoice, self.node_key)
+        return self._encoded
+
+
+@dataclass
 class SimPaymentMethod:
     payment_method_id: str  # 2.x id: BTC-CHAIN, BTC-LN, BTC-LNURL
-    destination: str
+    address: str  # an on-chain address, a Lightning placeholder (LNURL), or "" (CASHU)
     payments: list[SimPayment] = field(default_factory=list)
     fee: Decimal = Decimal(0)  # BTCPay's prompt.PaymentMethodFee: what the next payment adds (on-chain only)
+    lightning: SimBolt11 | None = None  # BTC-LN: the BOLT11 BTCPay's Lightning node issued
+
+    @property
+    def destination(self) -> str:
+        return self.lightning.encoded() if self.lightning is not None else self.address
 
 
 @dataclass
@@ -320,6 +365,10 @@ class BTCPaySimState:
 
     # -- ids and time ----------------------------------------------------------------------------
 
+    def rate_for(self, currency: str) -> Decimal:
+        """Units of `currency` per BTC: BTC and SATS (BTCPay accepts both as invoice currencies) are exact."""
+        return {"BTC": Decimal(1), "SATS": Decimal(100_000_000)}.get(currency.upper(), self.rate)
+
     def new_id(self, n: int = 22) -> str:
         return "".join(self.rng.choice(B58) for _ in range(n))
 
@@ -383,20 +432,27 @@ class BTCPaySimState:
         rate: Decimal | None = None,
     ) -> SimInvoice:
         store = self.store(store_id)
+        live = created is None  # created now (through the API): its Lightning method gets a real BOLT11
         created = self.now() if created is None else created
         exp_s = int(expiration_minutes * 60) if expiration_minutes is not None else store.invoice_expiration_s
         mon_s = int(monitoring_minutes * 60) if monitoring_minutes is not None else store.monitoring_expiration_s
         self._seq += 1
         inv = SimInvoice(
             id=self.new_id(), store_id=store_id, seq=self._seq, amount=amount,
-            currency=(currency or store.default_currency).upper(), rate=rate or self.rate,
+            currency=(currency or store.default_currency).upper(), rate=rate or self.rate_for(currency or store.default_currency),
             created=created, expiration=created + exp_s, monitoring_expiration=created + exp_s + mon_s,
             metadata=dict(metadata or {}), search_terms=list(search_terms or []),
         )
-        for pm in payment_methods or ["BTC-CHAIN", "BTC-LN"]:
+        for pm in payment_methods or (["BTC-CHAIN", "BTC-LN"] if store.lightning else ["BTC-CHAIN"]):
             pm = normalise_pm(pm)
             dest = ("bc1q" + self.new_id(38).lower()) if pm == "BTC-CHAIN" else ("lnbc" + self.new_id(60).lower())
             inv.methods[pm] = SimPaymentMethod(pm, "" if pm == "CASHU" else dest)  # BTCNutServer: no details
+            if pm == "BTC-LN" and live:  # the node issues a BOLT11 for the amount due, valid until expiry
+                due = inv.amount_btc()
+                inv.methods[pm].lightning = SimBolt11(
+                    seed=dest, node_key=hashlib.sha256(b"sim-node:" + store_id.encode()).hexdigest(),
+                    amount_msat=int(due * MSAT_PER_BTC) if due > 0 else None, created=created, expiry_s=exp_s,
+                    description=f"Paid to {store.name} (Order ID: {inv.metadata.get('orderId', '')})")
             if pm == "BTC-CHAIN" and store.network_fee_mode == "Always":
                 inv.methods[pm].fee = self.network_fee_btc()
         self.invoices[inv.id] = inv
@@ -494,6 +550,8 @@ class BTCPaySimState:
         lightning = method != "BTC-CHAIN"
         settled = lightning if settled is None else settled
         pid = self.new_id(64).lower()
+        if pm.lightning is not None:  # BTCPay's Lightning payment id is the invoice's payment hash
+            pid = pm.lightning.payment_hash
         payment = SimPayment(  # the payment carries the prompt's fee of that moment (PaymentDataExtensions.Set)
             id=pid if lightning else f"{pid}-{self.rng.randrange(4)}",
             received_date=at, value=amount_btc, fee=pm.fee,
@@ -514,6 +572,19 @@ class BTCPaySimState:
             }, at=at)
         self._recompute(inv, at)
         return payment
+
+    def pay_bolt11(self, invoice: str, *, at: int | None = None) -> str:
+        """What a payer's Lightning wallet does with a BOLT11 BTCPay issued: pay it (the invoice settles at
+        once) and learn the preimage, returned as hex. Unknown, expired or already paid invoices fail as a
+        wallet's payment would."""
+        for inv in self.invoices.values():
+            pm = inv.methods.get("BTC-LN")
+            if pm is not None and pm.lightning is not None and pm.lightning._encoded == invoice:
+                if any(p.id == pm.lightning.payment_hash for p in pm.payments):
+                    raise SimError(400, "already-paid", "this Lightning invoice was already paid")
+                self.pay(inv.id, method="BTC-LN", at=at)
+                return pm.lightning.preimage
+        raise SimError(400, "unknown-invoice", "no route to this Lightning invoice")
 
     def pay_cashu(self, invoice_id: str, *, at: int | None = None) -> SimPayment:
         """What BTCNutServer does with a Cashu token (`CashuPaymentService.RegisterCashuPayment`): a `CASHU`

@@ -27,6 +27,7 @@ from sovterm.tui.screens.logs import LogsScreen
 from sovterm.tui.screens.mints import MintsScreen
 from sovterm.tui.screens.notify import NotifyScreen
 from sovterm.tui.screens.payouts import PayoutsScreen
+from sovterm.tui.screens.paywall import PaywallScreen
 from sovterm.tui.screens.sync import SyncScreen
 from sovterm.tui.screens.wizard import WizardScreen
 from sovterm.tui.session import Session
@@ -64,6 +65,9 @@ SCREENS: tuple[ScreenSpec, ...] = (
                requires=("notify.list",)),
     ScreenSpec("mints", "h", "Mints", MintsScreen, "trusted Cashu mints: health, history, check now",
                requires=("mints.list",)),
+    ScreenSpec("paywall", "y", "Paywall", PaywallScreen,
+               "HTTP 402 sales per resource (priced paths, pay links): sold, challenges, paid requests, refusals",
+               requires=("paywall.sales", "paywall.list")),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
                requires=("setup.state", "btcpay.status", "qbo.status")),
 )

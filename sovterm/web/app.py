@@ -114,7 +114,7 @@ RATE_GROUPS = {
     "/healthz": "health",
     "/readyz": "health",
 }
-UNLIMITED_HERE = ("/pay/",)
+UNLIMITED_HERE = ("/pay/", "/{paywall}")  # the paywall limits its unpaid requests itself (web/paywall.py)
 
 
 @web.middleware

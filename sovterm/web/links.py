@@ -22,6 +22,7 @@ from sovterm.links.pay import EXPIRED, NOT_FOUND, PayOutcome, PayPage
 from sovterm.links.tokens import TokenGone, TokenInvalid
 from sovterm.web.app import page_policy
 from sovterm.web.clients import RateLimiter, client_address
+from sovterm.web.paywall import machine_pay, wants_machine
 
 log = logging.getLogger("sovterm.web.links")
 #: Tampered or unknown tokens come from whoever wants to: the first of a burst is logged, the rest summed up.
@@ -102,6 +103,8 @@ def add_routes(app: web.Application, page_for: PayPageFor, limiter: RateLimiter 
             return outcome_response(UNAVAILABLE)
         if limited(request, page):
             return outcome_response(TOO_MANY)
+        if wants_machine(request):  # HTTP 402 (L402 / x402): web/paywall.py
+            return await machine_pay(request, page)
         if PREVIEWERS.search(request.headers.get("User-Agent", "")):
             return await look(request, page)
         outcome = await page.pay(request.match_info["token"])
