@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.mints.nutshell import NutshellMint, mint_venv
-from tests.notify.receivers import free_port
+from tests.support.daemon import free_port
 
 
 def test_mints_cli_status_and_status_page_follow_a_real_mint(daemon_factory, tmp_path: Path) -> None:

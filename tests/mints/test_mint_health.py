@@ -17,7 +17,7 @@ from sovterm.alerts import SyncRead, conditions
 from sovterm.mints.monitor import MintMonitor
 from sovterm.store.db import Database
 from tests.mints.nutshell import NutshellMint, mint_venv
-from tests.notify.receivers import free_port
+from tests.support.daemon import free_port
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Input
 from sovterm.tui.app import SovtermApp
 from sovterm.tui.screens.confirm import ConfirmScreen
 from sovterm.tui.screens.mints import AddMintScreen, MintsScreen
-from tests.notify.receivers import free_port
+from tests.support.daemon import free_port
 from tests.tui.helpers import plain, until
 
 

@@ -5,7 +5,6 @@ bounded: a receiver that does not stop fails the test with a message instead of 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from email import message_from_string
 from email.header import decode_header, make_header
@@ -13,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.support.daemon import free_port
 
 STOP_TIMEOUT_S = 5.0
 
@@ -23,12 +24,6 @@ def stop_within(stop: Any, what: str) -> None:
     stopper.start()
     stopper.join(STOP_TIMEOUT_S)
     assert not stopper.is_alive(), f"the {what} did not stop within {STOP_TIMEOUT_S:.0f} s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HTTPReceiver:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.notify.receivers import HTTPReceiver, SMTPReceiver, free_port
-from tests.support.daemon import wait_for
+from tests.notify.receivers import HTTPReceiver, SMTPReceiver
+from tests.support.daemon import free_port, wait_for
 
 TOKEN = "tk-Hq7Zp3Lw9Xc2Vb8N"
 

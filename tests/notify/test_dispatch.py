@@ -17,7 +17,8 @@ from sovterm.notify.destinations import Destination
 from sovterm.notify.dispatch import Dispatcher
 from sovterm.notify.service import message_for
 from sovterm.store.secrets import Secret
-from tests.notify.receivers import HTTPReceiver, SMTPReceiver, free_port
+from tests.notify.receivers import HTTPReceiver, SMTPReceiver
+from tests.support.daemon import free_port
 
 TOKEN = "tk-9f8e7d6c5b4a3921"
 CLOSE_BOUND_S = 10.0

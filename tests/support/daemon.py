@@ -27,10 +27,30 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condi
         time.sleep(0.05)
 
 
+_PORT_BLOCK = 2_000
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, for a server a test starts in a moment. Not one the kernel hands
+    out (`bind(0)` picks from the ephemeral range, 32768 and up, where any outgoing connection may take it
+    before our server binds): each xdist worker draws from its own block below that range."""
+    if not _next_port:
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        start = 12_000 + (worker % 10) * _PORT_BLOCK
+        _next_port.extend((start, start + os.getpid() % _PORT_BLOCK))
+    start, n = _next_port
+    for _ in range(_PORT_BLOCK):
+        port = start + (n - start) % _PORT_BLOCK
+        n += 1
+        _next_port[1] = n
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {start} and {start + _PORT_BLOCK}")
 
 
 def write_config(root: Path, extra: dict[str, dict[str, Any]] | None = None, **top: Any) -> Path:
