@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sovterm.analytics import aggregates
 from sovterm.analytics.campaigns import Campaigns
 from sovterm.analytics.crowdfund import Campaign, Progress
 from sovterm.analytics.report import Report
@@ -24,6 +26,7 @@ from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
 from sovterm.services import Services
+from sovterm.store.db import Database
 from sovterm.tasks import Background
 
 log = logging.getLogger(__name__)
@@ -39,12 +42,14 @@ class ReportParams(BaseModel):
     date_from: date | None = Field(default=None, alias="from")
     date_to: date | None = Field(default=None, alias="to")
     by: Literal["day", "week", "month"] = "day"
-    tz: str = Field(default="UTC", max_length=64)
+    tz: str | None = Field(default=None, max_length=64)  # default: the `analytics.timezone` setting
     currency: str | None = Field(default=None, min_length=3, max_length=12)
 
     @field_validator("tz")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -233,8 +238,8 @@ def detail(campaign: Campaign, p: Progress) -> CampaignDetail:
 
 def register(server: ControlServer, services: Services) -> None:
     @server.method("analytics.report", role=Role.VIEWER, params=ReportParams, part="analytics")
-    async def report(ctx: CallContext, store_id: str | None, date_from: date, date_to: date, by: str, tz: str,
-                     currency: str | None) -> AnalyticsReport:
+    async def report(ctx: CallContext, store_id: str | None, date_from: date, date_to: date, by: str,
+                     tz: str | None, currency: str | None) -> AnalyticsReport:
         """How one store or all did in a period (default: the last 30 days): KPIs and a series.
 
         Counts and rates follow the invoices created in the period; money follows those settled in it."""
@@ -274,9 +279,11 @@ async def analytics_stage(services: Services) -> AsyncIterator[None]:
     async def stores() -> list[str]:
         return [r[0] for r in await db.fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")]
 
-    services.analytics = Analytics(db)
+    zone = services.settings.analytics.timezone
+    services.analytics = Analytics(db, zone)
     services.crowdfund = campaigns = Campaigns(db, btcpay_for, stores)  # type: ignore[arg-type]
     background = Background(log)
+    background.spawn(_build_aggregates(db, zone))
     if services.btcpay is not None:
         background.spawn(_refresh_when_stores_selected(services.btcpay.stores_selected, campaigns))
     try:
@@ -284,6 +291,15 @@ async def analytics_stage(services: Services) -> AsyncIterator[None]:
     finally:
         services.analytics = services.crowdfund = None
         await background.cancel()
+
+
+async def _build_aggregates(db: Database, zone: str) -> None:
+    """Count the invoices the per-day aggregates do not hold yet (after the upgrade that added them, or a
+    new `analytics.timezone`); reports read raw rows until this is done."""
+    started = time.monotonic()
+    added = await aggregates.rebuild(db, zone)
+    if added:
+        log.info("analytics aggregates: %d invoices counted in %.1f s", added, time.monotonic() - started)
 
 
 async def _refresh_when_stores_selected(selected: asyncio.Event, campaigns: Campaigns) -> None:
