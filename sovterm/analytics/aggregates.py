@@ -14,6 +14,7 @@ Days are those of one zone, the `analytics.timezone` setting; a report in anothe
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections import Counter, defaultdict
@@ -334,6 +335,12 @@ class Scope:
         return sql, args
 
 
+@functools.lru_cache(maxsize=256)
+def _exponents(stored: str) -> frozenset[int]:
+    """The exponents a stored row's volumes have (its counts are all positive); rows share a handful."""
+    return frozenset(int(k) for k in json.loads(stored))
+
+
 def _most(counts: Counter[str]) -> str | None:
     counts = Counter({c: n for c, n in counts.items() if n})
     return min(counts, key=lambda c: (-counts[c], c)) if counts else None
@@ -348,9 +355,11 @@ async def aggregated_report(
     invoices pick the report currency when nothing settled in the period (as the raw read does)."""
     scope = Scope(date_from, date_to, store_id, currency)
     where, args = scope.where()
+    # a month's rows are added up by SQLite (counts are integers); days and weeks need each day
+    day_of = "substr(day, 1, 7) || '-01'" if by == "month" else "day"
     created = await db.fetchall(
-        f"SELECT day, status, additional_status, SUM(invoices) FROM analytics_created_days WHERE {where} "
-        "GROUP BY day, status, additional_status", args)
+        f"SELECT {day_of} AS d, status, additional_status, SUM(invoices) FROM analytics_created_days WHERE {where} "
+        "GROUP BY d, status, additional_status", args)
     settled = await db.fetchall(
         f"SELECT day, currency, invoices, volume, sats, exponents FROM analytics_settled_days WHERE {where}", args)
     per_currency: Counter[str] = Counter()
@@ -381,11 +390,11 @@ async def aggregated_report(
         report.overpaid += n if additional == "PaidOver" else 0
         bucket(day).created += n
 
-    exponents: dict[str, Counter[int]] = defaultdict(Counter)
+    exponents: dict[str, set[int]] = defaultdict(set)
     for day, cur, n, volume, sats, exps in settled:
         amount = Decimal(volume)
         report.volume_by_currency[cur] = report.volume_by_currency.get(cur, Decimal(0)) + amount
-        exponents[cur].update(_load_value("exp", exps))
+        exponents[cur] |= _exponents(exps)
         if cur != main:
             continue
         b = bucket(day)
@@ -396,7 +405,7 @@ async def aggregated_report(
         b.volume += amount
         b.sats += sats
     for cur, total in report.volume_by_currency.items():  # shown with the places its invoices had
-        places = min([0, *(e for e, n in exponents[cur].items() if n)])
+        places = min([0, *exponents[cur]])
         report.volume_by_currency[cur] = total.quantize(Decimal(1).scaleb(places))
 
     main_where, main_args = Scope(date_from, date_to, store_id, main).where()

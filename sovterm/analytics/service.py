@@ -4,6 +4,8 @@ their own (small) tables either way."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,6 +27,16 @@ class Analytics:
     def __init__(self, db: Database, zone: str = "UTC") -> None:
         self.db = db
         self.zone = zone  # the `analytics.timezone` setting: the aggregates' days, and a report's by default
+        self._shared: tuple[tuple[date, date], float, asyncio.Future[Report]] | None = None
+
+    async def shared_report(self, date_from: date, date_to: date, *, max_age_s: float) -> Report:
+        """The all-stores report for the public status page: computed at most once per `max_age_s` whatever
+        the number of requests (those arriving meanwhile share the one being computed, and a caller that
+        gives up does not cancel it), so an unauthenticated flood costs one report a minute, not one each."""
+        now = time.monotonic()
+        if self._shared is None or self._shared[0] != (date_from, date_to) or now - self._shared[1] >= max_age_s:
+            self._shared = ((date_from, date_to), now, asyncio.ensure_future(self.report(date_from, date_to)))
+        return await asyncio.shield(self._shared[2])
 
     async def report(
         self, date_from: date, date_to: date, *, store_id: str | None = None, by: Period = "day",
