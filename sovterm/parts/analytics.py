@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from sovterm.analytics import aggregates
+from sovterm.analytics import aggregates, campaign_books
 from sovterm.analytics.campaigns import Campaigns
 from sovterm.analytics.crowdfund import Campaign, Progress
 from sovterm.analytics.report import Report
@@ -202,6 +202,29 @@ class CampaignSummary(Result):
 class CampaignDetail(CampaignSummary):
     perks: list[PerkSold]
     daily: list[DayContributions]
+    books: dict[str, str] | None = None  # its own income account, item and class; None: the store's mapping
+
+
+class BooksParams(AppParams):
+    income: str | None = Field(default=None, min_length=1, max_length=100)  # NAME|ID; required unless clear
+    class_name: str | None = Field(default=None, min_length=1, max_length=100)
+    item: str | None = Field(default=None, min_length=1, max_length=100)
+    clear: bool = False
+
+    @model_validator(mode="after")
+    def _income_or_clear(self) -> Self:
+        if self.clear == (self.income is not None):
+            raise ValueError("give the income account (--income NAME|ID), or --clear to follow the store's mapping")
+        return self
+
+
+class CrowdfundBooks(Result):
+    app_id: str
+    store_id: str | None
+    income_account_id: str | None  # None: the store's mapping
+    item_id: str | None
+    class_id: str | None
+    names: dict[str, str]
 
 
 class CrowdfundRefresh(Result):
@@ -258,8 +281,26 @@ def register(server: ControlServer, services: Services) -> None:
 
     @server.method("crowdfund.show", role=Role.VIEWER, params=AppParams, part="crowdfund")
     async def crowdfund_show(ctx: CallContext, app_id: str) -> CampaignDetail:
-        """One campaign with its perks sold and contributions per day."""
-        return detail(*await ctx.part.campaign(app_id))
+        """One campaign with its perks sold, contributions per day and where its contributions are booked."""
+        shown = detail(*await ctx.part.campaign(app_id))
+        shown.books = await campaign_books.books_names(services.require_db(), app_id)
+        return shown
+
+    @server.method("crowdfund.books", role=Role.ADMIN, params=BooksParams, part="qbo", audit="crowdfund.books")
+    async def crowdfund_books(ctx: CallContext, app_id: str, income: str | None, class_name: str | None,
+                              item: str | None, clear: bool) -> CrowdfundBooks:
+        """The income account (and class) one Crowdfund app's contributions post to, over the store's mapping;
+        checked like an account mapping. `clear`: back to the store's."""
+        ctx.audit(subject=app_id, detail={"income": income, "class": class_name, "item": item, "clear": clear})
+        db = services.require_db()
+        if clear:
+            await campaign_books.clear_books(db, app_id)
+            return CrowdfundBooks(app_id=app_id, store_id=None, income_account_id=None, item_id=None, class_id=None,
+                                  names={})
+        assert income is not None
+        books = await campaign_books.set_books(db, ctx.part, app_id, income=income, class_name=class_name, item=item)
+        return CrowdfundBooks(app_id=app_id, store_id=books.store_id, income_account_id=books.income_account_id,
+                              item_id=books.item_id, class_id=books.class_id, names=books.names)
 
     @server.method("crowdfund.refresh", role=Role.ADMIN, part="crowdfund")
     async def crowdfund_refresh(ctx: CallContext) -> CrowdfundRefresh:

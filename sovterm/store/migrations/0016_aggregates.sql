@@ -69,3 +69,16 @@ CREATE TABLE analytics_item_days (
     volume          TEXT NOT NULL,
     PRIMARY KEY (day, store_id, currency, item)
 ) WITHOUT ROWID;
+
+-- A Crowdfund app's own place in the books (a donation campaign is not sales): its contributions post to
+-- this income account (through `item_id`, a Service item on that account, where the store books sales as
+-- SalesReceipts) with this class, over the store's mapping. Set with `sovterm crowdfund books APP`.
+CREATE TABLE crowdfund_books (
+    app_id              TEXT PRIMARY KEY,
+    store_id            TEXT NOT NULL,
+    income_account_id   TEXT NOT NULL,
+    item_id             TEXT NOT NULL,
+    class_id            TEXT,
+    names               TEXT NOT NULL DEFAULT '{}',   -- JSON: display names of the entries above
+    updated_at          INTEGER NOT NULL
+);
