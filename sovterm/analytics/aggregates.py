@@ -250,7 +250,17 @@ class InvoiceAggregates:
         self.zone = ZoneInfo(zone)
 
     async def on_invoice(self, conn: Any, store_id: str, invoice: Any) -> None:
-        await record(conn, store_id, invoice.id, self.zone)
+        """A fault here must never cost the ledger its write (the books depend on it, analytics do not): its
+        writes are undone and the aggregates set aside, so reports read raw rows until the next start
+        rebuilds them."""
+        await conn.execute("SAVEPOINT analytics_aggregates")
+        try:
+            await record(conn, store_id, invoice.id, self.zone)
+        except Exception:
+            log.exception("analytics aggregates set aside (rebuilt at the next start) after invoice %s", invoice.id)
+            await conn.execute("ROLLBACK TO analytics_aggregates")
+            await conn.execute("UPDATE analytics_aggregate_state SET zone = '', ready = 0 WHERE id = 1")
+        await conn.execute("RELEASE analytics_aggregates")
 
 
 async def state(db: Any) -> tuple[str, bool]:

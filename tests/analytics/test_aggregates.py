@@ -164,3 +164,29 @@ def test_a_status_change_moves_an_invoice_between_buckets() -> None:
 
     asyncio.run(check())
 
+
+
+def test_a_fault_in_the_aggregates_never_costs_the_ledger_its_write() -> None:
+    """The port undoes its own writes and sets the aggregates aside; the invoice row still commits."""
+    inv = Inv("S1", "USD", "10.00", 3600, None, (State("Settled", "None", "10.00", ()),))
+
+    async def check() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = await Database.open(Path(tmp) / "t.db")
+            try:
+                async with db.transaction() as conn:
+                    await _write(conn, 0, inv, inv.states[0], 0)
+                await aggregates.rebuild(db, "UTC")
+                await db.write("DELETE FROM analytics_created_days")  # damaged: the old contribution has no row
+                async with db.transaction() as conn:
+                    await _write(conn, 0, inv, State("Invalid", "Marked", "10.00", ()), 1)
+                    await aggregates.InvoiceAggregates("UTC").on_invoice(conn, "S1", type("I", (), {"id": "i0"}))
+                assert await db.fetchall("SELECT status FROM invoices") == [("Invalid",)]
+                assert await aggregates.state(db) == ("", False)
+                report = await Analytics(db).report(EPOCH.date(), EPOCH.date())  # raw rows meanwhile
+                assert (report.created, report.invalid) == (1, 1)
+                assert await aggregates.rebuild(db, "UTC") == 1 and await aggregates.state(db) == ("UTC", True)
+            finally:
+                await db.close()
+
+    asyncio.run(check())
