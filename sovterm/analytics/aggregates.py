@@ -85,90 +85,74 @@ TABLES: dict[str, tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]] = {
           (("invoices", "int"), ("payments", "int"), ("sats", "int"), ("volume", "dec"))),
     "i": ("analytics_item_days", ("day", "currency", "item"), (("invoices", "int"), ("volume", "dec"))),
 }
-Entry = tuple[str, tuple[str, ...], list[Any]]  # table code, key (without the store), values
+Deltas = dict[tuple[str, str, tuple[str, ...]], list[Any]]  # (table code, store, key) -> values to add
 
 
 def _day(at: int, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(at, zone).date().isoformat()
 
 
-def contribution(invoice: Invoice, payments: Iterable[Payment], zone: ZoneInfo) -> list[Entry]:
-    """What `invoice` adds to the aggregates, by the rules of `report.summarize`."""
-    entries: list[Entry] = [
-        ("c", (_day(invoice.created_at, zone), invoice.currency, invoice.status, invoice.additional_status), [1])]
+def contribution(invoice: Invoice, payments: Iterable[Payment], zone: ZoneInfo) -> list[Any]:
+    """What `invoice` adds to the aggregates, by the rules of `report.summarize`, as its fact (JSON-ready):
+    [created day, currency, status, additional status, settled day or None, takings, sats, item,
+    [[method, payments, sats, volume], ...]] (no payments: marked settled by hand)."""
+    fact: list[Any] = [_day(invoice.created_at, zone), invoice.currency, invoice.status, invoice.additional_status,
+                       None, None, 0, None, []]
     if invoice.status != "Settled":
-        return entries
-    day, currency = _day(invoice.settled_at or invoice.created_at, zone), invoice.currency
-    taken = takings(invoice)
-    paid_with = list(payments)
-    entries.append(("s", (day, currency), [1, taken, sum(p.sats or 0 for p in paid_with),
-                                           Counter({int(taken.as_tuple().exponent): 1})]))
-    if not paid_with:
-        entries.append(("m", (day, currency, MARKED), [1, 0, 0, taken]))
+        return fact
     by_method: dict[str, list[Any]] = {}
-    for p in paid_with:
-        share = by_method.setdefault(p.method, [1, 0, 0, Decimal(0)])
+    sats = 0
+    for p in payments:
+        share = by_method.get(p.method)
+        if share is None:
+            share = by_method[p.method] = [p.method, 0, 0, Decimal(0)]
         share[1] += 1
         share[2] += p.sats or 0
         share[3] += p.value or Decimal(0)
-    entries += [("m", (day, currency, method), values) for method, values in sorted(by_method.items())]
-    entries.append(("i", (day, currency, invoice.item or NO_ITEM), [1, taken]))
-    return entries
+        sats += p.sats or 0
+    fact[4:] = [_day(invoice.settled_at or invoice.created_at, zone), str(takings(invoice)), sats,
+                invoice.item or NO_ITEM, [[m, n, s, str(v)] for m, n, s, v in sorted(by_method.values())]]
+    return fact
 
 
-def _dump(entries: list[Entry]) -> str:
-    return json.dumps([[code, list(key), [_dump_value(v) for v in values]] for code, key, values in entries],
-                      separators=(",", ":"))
-
-
-def _dump_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Counter):
-        return {str(k): n for k, n in value.items() if n}
-    return value
-
-
-def _load_value(kind: str, value: Any) -> Any:
-    if kind == "dec":
-        return Decimal(value)
-    if kind == "exp":
-        return Counter({int(k): n for k, n in (json.loads(value) if isinstance(value, str) else value).items()})
-    return value
-
-
-def _load(text: str) -> list[Entry]:
-    return [(code, tuple(key), [_load_value(kind, v) for (_, kind), v in zip(TABLES[code][2], values, strict=True)])
-            for code, key, values in json.loads(text)]
+def _dump(fact: list[Any]) -> str:
+    return json.dumps(fact, separators=(",", ":"))
 
 
 # -- keeping them -------------------------------------------------------------------------------------
 
-Deltas = dict[tuple[str, str, tuple[str, ...]], list[Any]]  # (code, store, key) -> values to add
 
-
-def _add(deltas: Deltas, store_id: str, entries: list[Entry], sign: int) -> None:
-    for code, key, values in entries:
-        into = deltas.get((code, store_id, key))
-        if into is None:
-            deltas[(code, store_id, key)] = [_scaled(v, sign) for v in values]
+def _bump(deltas: Deltas, key: tuple[str, str, tuple[str, ...]], values: list[Any]) -> None:
+    into = deltas.get(key)
+    if into is None:
+        deltas[key] = values
+        return
+    for n, v in enumerate(values):
+        if isinstance(v, dict):  # exponents: counts may go negative for a while
+            merged = dict(into[n])
+            for e, count in v.items():
+                merged[e] = merged.get(e, 0) + count
+            into[n] = merged
         else:
-            for n, v in enumerate(values):
-                into[n] = _sum(into[n], _scaled(v, sign))
+            into[n] += v
 
 
-def _sum(a: Any, b: Any) -> Any:
-    if isinstance(a, Counter):  # Counter's own + drops counts below one; these may be negative for a while
-        total = Counter(a)
-        total.update(b)
-        return total
-    return a + b
-
-
-def _scaled(value: Any, sign: int) -> Any:
-    if isinstance(value, Counter):
-        return Counter({k: n * sign for k, n in value.items()})
-    return value * sign
+def _add(deltas: Deltas, store_id: str, fact: list[Any], sign: int) -> None:
+    """Add `sign` times what `fact` counts to `deltas`."""
+    created_day, currency, status, additional, day, taken_text, sats, item, methods = fact
+    _bump(deltas, ("c", store_id, (created_day, currency, status, additional)), [sign])
+    if day is None:
+        return
+    taken = Decimal(taken_text)
+    signed = taken * sign
+    _bump(deltas, ("s", store_id, (day, currency)),
+          [sign, signed, sats * sign, {int(taken.as_tuple().exponent): sign}])
+    if not methods:
+        _bump(deltas, ("m", store_id, (day, currency, MARKED)), [sign, 0, 0, signed])
+    for method, payments, method_sats, volume in methods:
+        _bump(deltas, ("m", store_id, (day, currency, method)),
+              [sign, payments * sign, method_sats * sign, Decimal(volume) * sign])
+    _bump(deltas, ("i", store_id, (day, currency, item)), [sign, signed])
 
 
 async def _write(conn: Any, deltas: Deltas) -> None:
@@ -196,8 +180,9 @@ def _plus(kind: str, value: Any, stored: Any) -> Any:
     if kind == "dec":
         return value + Decimal(stored)
     if kind == "exp":
-        total = _load_value("exp", stored)
-        total.update(value)
+        total = {int(e): n for e, n in json.loads(stored).items()}
+        for e, n in value.items():
+            total[e] = total.get(e, 0) + n
         return total
     return value + stored
 
@@ -205,8 +190,8 @@ def _plus(kind: str, value: Any, stored: Any) -> Any:
 def _stored(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, Counter):
-        return json.dumps({str(k): n for k, n in sorted(value.items()) if n})
+    if isinstance(value, dict):
+        return json.dumps({str(e): n for e, n in sorted(value.items()) if n})
     return value
 
 
@@ -226,14 +211,15 @@ async def record(conn: Any, store_id: str, invoice_id: str, zone: ZoneInfo) -> N
     async with conn.execute(f"SELECT {PAYMENT_COLUMNS} {PAYMENT_JOIN} WHERE p.store_id = ? AND p.invoice_id = ? "
                             "AND p.status != 'Invalid'", (store_id, invoice_id)) as cur:
         pay_rows = await cur.fetchall()
-    new = [] if row is None else contribution(invoice_of(row), [payment_of(p) for p in pay_rows], zone)
-    old, fact = await _fact(conn, store_id, invoice_id), _dump(new)
+    new = None if row is None else contribution(invoice_of(row), [payment_of(p) for p in pay_rows], zone)
+    old, fact = await _fact(conn, store_id, invoice_id), None if new is None else _dump(new)
     if old == fact:
         return
     deltas: Deltas = {}
     if old is not None:
-        _add(deltas, store_id, _load(old), -1)
-    _add(deltas, store_id, new, 1)
+        _add(deltas, store_id, json.loads(old), -1)
+    if new is not None:
+        _add(deltas, store_id, new, 1)
     await _write(conn, deltas)
     if row is None:
         await conn.execute("DELETE FROM analytics_invoice_facts WHERE store_id = ? AND invoice_id = ?",
@@ -317,9 +303,9 @@ async def _count_span(conn: Any, store_id: str, after: tuple[int, int], last: tu
     deltas: Deltas = {}
     facts = []
     for r in rows:
-        entries = contribution(invoice_of(r), by_invoice.get(r[1], ()), tz)
-        _add(deltas, store_id, entries, 1)
-        facts.append((store_id, r[1], _dump(entries)))
+        fact = contribution(invoice_of(r), by_invoice.get(r[1], ()), tz)
+        _add(deltas, store_id, fact, 1)
+        facts.append((store_id, r[1], _dump(fact)))
     await _write(conn, deltas)
     await conn.executemany(
         "INSERT INTO analytics_invoice_facts(store_id, invoice_id, contribution) VALUES (?, ?, ?)", facts)
