@@ -337,6 +337,12 @@ def _exponents(stored: str) -> frozenset[int]:
     return frozenset(int(k) for k in json.loads(stored))
 
 
+def _total(volumes: str) -> Decimal:
+    """The sum of comma-joined exact decimals (a decimal's text never has a comma), from Decimal(0) as
+    `summarize` adds them."""
+    return sum(map(Decimal, volumes.split(",")), Decimal(0))
+
+
 def _most(counts: Counter[str]) -> str | None:
     counts = Counter({c: n for c, n in counts.items() if n})
     return min(counts, key=lambda c: (-counts[c], c)) if counts else None
@@ -356,8 +362,10 @@ async def aggregated_report(
     created = await db.fetchall(
         f"SELECT {day_of} AS d, status, additional_status, SUM(invoices) FROM analytics_created_days WHERE {where} "
         "GROUP BY d, status, additional_status", args)
+    # money is exact decimal text: SQLite groups the rows and joins their amounts, Python adds them up
     settled = await db.fetchall(
-        f"SELECT day, currency, invoices, volume, sats, exponents FROM analytics_settled_days WHERE {where}", args)
+        f"SELECT {day_of} AS d, currency, SUM(invoices), group_concat(volume), SUM(sats), "
+        f"json_group_array(DISTINCT exponents) FROM analytics_settled_days WHERE {where} GROUP BY d, currency", args)
     per_currency: Counter[str] = Counter()
     for row in settled:
         per_currency[row[1]] += row[2]
@@ -387,10 +395,11 @@ async def aggregated_report(
         bucket(day).created += n
 
     exponents: dict[str, set[int]] = defaultdict(set)
-    for day, cur, n, volume, sats, exps in settled:
-        amount = Decimal(volume)
+    for day, cur, n, volumes, sats, exps in settled:
+        amount = _total(volumes)
         report.volume_by_currency[cur] = report.volume_by_currency.get(cur, Decimal(0)) + amount
-        exponents[cur] |= _exponents(exps)
+        for stored in json.loads(exps):
+            exponents[cur] |= _exponents(stored)
         if cur != main:
             continue
         b = bucket(day)
@@ -406,20 +415,15 @@ async def aggregated_report(
 
     main_where, main_args = Scope(date_from, date_to, store_id, main).where()
     methods: dict[str, MethodShare] = {}
-    for method, n, payments, sats, volume in await db.fetchall(
-            f"SELECT method, invoices, payments, sats, volume FROM analytics_method_days WHERE {main_where}",
-            main_args):
-        share = methods.setdefault(method, MethodShare(method))
-        share.invoices += n
-        share.payments += payments
-        share.sats += sats
-        share.volume += Decimal(volume)
+    for method, n, payments, sats, volumes in await db.fetchall(
+            f"SELECT method, SUM(invoices), SUM(payments), SUM(sats), group_concat(volume) FROM analytics_method_days "
+            f"WHERE {main_where} GROUP BY method", main_args):
+        methods[method] = MethodShare(method, payments, n, sats, _total(volumes))
     items: dict[str, ItemShare] = {}
-    for item, n, volume in await db.fetchall(
-            f"SELECT item, invoices, volume FROM analytics_item_days WHERE {main_where}", main_args):
-        share_i = items.setdefault(item, ItemShare(item))
-        share_i.invoices += n
-        share_i.volume += Decimal(volume)
+    for item, n, volumes in await db.fetchall(
+            f"SELECT item, SUM(invoices), group_concat(volume) FROM analytics_item_days WHERE {main_where} "
+            "GROUP BY item", main_args):
+        items[item] = ItemShare(item, n, _total(volumes))
     report.methods = sorted(methods.values(), key=lambda m: (-m.volume, -m.payments, m.method))
     report.items = sorted(items.values(), key=lambda i: (-i.volume, -i.invoices, i.item))[:TOP_ITEMS]
     report.series = [series[p] for p in sorted(series)]
