@@ -233,12 +233,18 @@ class InvoiceAggregates:
     """The intake's invoice port (see `BTCPayIntake`): keeps the aggregates in the recording transaction."""
 
     def __init__(self, zone: str) -> None:
+        self.zone_name = zone
         self.zone = ZoneInfo(zone)
 
     async def on_invoice(self, conn: Any, store_id: str, invoice: Any) -> None:
         """A fault here must never cost the ledger its write (the books depend on it, analytics do not): its
         writes are undone and the aggregates set aside, so reports read raw rows until the next start
-        rebuilds them."""
+        rebuilds them. Aggregates of another zone (set aside, or before the start's rebuild after a new
+        `analytics.timezone`) are left alone: the rebuild starts them over."""
+        async with conn.execute("SELECT zone FROM analytics_aggregate_state WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] != self.zone_name:
+            return
         await conn.execute("SAVEPOINT analytics_aggregates")
         try:
             await record(conn, store_id, invoice.id, self.zone)
