@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -179,6 +180,19 @@ class HealthSettings(_Section):
 
 class AnalyticsSettings(_Section):
     crowdfund_refresh_s: int = Field(300, ge=30)  # how often Crowdfund apps and their invoice lists are re-read
+    # The days of reports by default, and of the per-day aggregates that make them fast (a change
+    # rebuilds them at the next start; a report asked for in another zone reads raw rows, slower).
+    timezone: str = Field("UTC", max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: set [analytics] timezone to an IANA name such as "
+                             "'Europe/Berlin' or 'UTC'") from None
+        return value
 
 
 class StatusPageSettings(_Section):

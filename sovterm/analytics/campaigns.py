@@ -132,25 +132,30 @@ class Campaigns:
 
     async def _contributions(self, campaign: Campaign) -> list[Contribution]:
         """The app's invoices in the ledger: those BTCPay listed for its search term, and newer ones whose
-        `orderUrl` names the app (the Crowdfund page sets it), so a contribution shows before the next refresh."""
+        `orderUrl` names the app (the Crowdfund page sets it), so a contribution shows before the next refresh.
+        One query: the members (the `orderUrl` scan runs once), each with its payments."""
         rows = await self.db.fetchall(
-            "SELECT invoice_id, status, additional_status, COALESCE(currency, ''), amount, created_at, expires_at, "
-            "json_extract(metadata, '$.itemCode'), paid_amount FROM invoices WHERE store_id = ? AND ("
-            " invoice_id IN (SELECT invoice_id FROM crowdfund_invoices WHERE app_id = ?)"
-            " OR json_extract(metadata, '$.orderUrl') LIKE ?)",
-            (campaign.store_id, campaign.app_id, f"%/apps/{campaign.app_id}/%"))
+            "WITH members AS (SELECT invoice_id, status, additional_status, COALESCE(currency, '') AS currency, "
+            " amount, created_at, expires_at, json_extract(metadata, '$.itemCode') AS item, paid_amount "
+            " FROM invoices WHERE store_id = ? AND ("
+            "  invoice_id IN (SELECT invoice_id FROM crowdfund_invoices WHERE app_id = ?)"
+            "  OR json_extract(metadata, '$.orderUrl') LIKE ?)) "
+            "SELECT members.*, p.status, p.received_at, p.amount, p.fee, m.rate FROM members "
+            "LEFT JOIN invoice_payments p ON p.store_id = ? AND p.invoice_id = members.invoice_id "
+            "LEFT JOIN invoice_payment_methods m ON m.store_id = p.store_id AND m.invoice_id = p.invoice_id "
+            " AND m.payment_method_raw = p.payment_method_raw "
+            "ORDER BY members.created_at, members.invoice_id",
+            (campaign.store_id, campaign.app_id, f"%/apps/{campaign.app_id}/%", campaign.store_id))
+        invoices: dict[str, tuple[Any, ...]] = {}
         payments: dict[str, list[ContributionPayment]] = {}
-        for invoice_id, status, received_at, amount, fee, rate in await self.db.fetchall(
-            "SELECT p.invoice_id, p.status, p.received_at, p.amount, p.fee, m.rate FROM invoice_payments p "
-            "LEFT JOIN invoice_payment_methods m USING (store_id, invoice_id, payment_method_raw) "
-            "WHERE p.store_id = ? AND p.invoice_id IN (SELECT invoice_id FROM crowdfund_invoices WHERE app_id = ?"
-            " UNION SELECT invoice_id FROM invoices WHERE store_id = ? AND json_extract(metadata, '$.orderUrl') LIKE ?)",
-            (campaign.store_id, campaign.app_id, campaign.store_id, f"%/apps/{campaign.app_id}/%"),
-        ):
-            value = (Decimal(amount) - Decimal(fee or "0")) * (Decimal(rate) if rate is not None else Decimal(1))
-            payments.setdefault(invoice_id, []).append(ContributionPayment(status, received_at, value))
+        for r in rows:
+            invoices.setdefault(r[0], tuple(r[:9]))
+            status, received_at, amount, fee, rate = r[9:14]
+            if status is not None:  # a payment (the LEFT JOIN gives an unpaid invoice one row of NULLs)
+                value = (Decimal(amount) - Decimal(fee or "0")) * (Decimal(rate) if rate is not None else Decimal(1))
+                payments.setdefault(r[0], []).append(ContributionPayment(status, received_at, value))
         return [
             Contribution(r[0], r[1], r[2], r[3], None if r[4] is None else Decimal(r[4]), r[5], r[6], r[7],
                          None if r[8] is None else Decimal(r[8]), tuple(payments.get(r[0], ())))
-            for r in rows
+            for r in invoices.values()
         ]

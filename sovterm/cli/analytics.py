@@ -47,7 +47,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def cmd_analytics(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    params = {"by": args.by, "tz": args.tz}
+    params = {"by": args.by} | ({"tz": args.tz} if args.tz else {})
     for key, value in (("store_id", args.store), ("from", args.date_from), ("to", args.date_to),
                        ("currency", args.currency)):
         if value is not None:
@@ -67,6 +67,6 @@ def add_commands(sub: Any, add: Adder) -> None:
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first day, YYYY-MM-DD (default: 30 days ago)")
     p.add_argument("--to", dest="date_to", metavar="DATE", help="last day, YYYY-MM-DD (default: today)")
     p.add_argument("--by", choices=("day", "week", "month"), default="day", help="series buckets")
-    p.add_argument("--tz", default="UTC", help="time zone of the days (IANA name, default UTC)")
+    p.add_argument("--tz", help="time zone of the days (IANA name; default: the [analytics] timezone setting)")
     p.add_argument("--currency", help="only invoices in this currency (default: all; volume in the main one)")
     p.add_argument("--csv", action="store_true", help="print the series as CSV")

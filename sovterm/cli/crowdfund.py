@@ -1,4 +1,5 @@
-"""`sovterm crowdfund list|show|refresh`: the followed stores' BTCPay Crowdfund campaigns."""
+"""`sovterm crowdfund list|show|refresh|books`: the followed stores' BTCPay Crowdfund campaigns, and where
+one app's contributions are booked."""
 
 from __future__ import annotations
 
@@ -36,12 +37,20 @@ def format_detail(c: dict[str, Any]) -> str:
     if c["reset_every"] != "Never":
         lines.append(f"resets        every {c['reset_every'].lower()}; counting since {c['last_reset']}, "
                      f"next {c['next_reset']}")
+    lines.append(f"books         {books_text(c.get('books'))}")
     if c["perks"]:
         lines += ["", "perks sold"] + [f"  {p['title'][:32]:<32} {p['sold']:>5}" for p in c["perks"]]
     if c["daily"]:
         lines += ["", f"{'day':<12} {'contributions':>13} {'amount':>14}"]
         lines += [f"{d['day']:<12} {d['contributions']:>13} {d['amount']:>14}" for d in c["daily"]]
     return "\n".join(lines)
+
+
+def books_text(names: dict[str, str] | None) -> str:
+    if not names:
+        return "the store's mapping (`sovterm crowdfund books APP --income NAME|ID` gives it its own)"
+    return (f"income account {names['income_account']} (item {names['item']})"
+            + (f", class {names['class']}" if names.get("class") else ""))
 
 
 def format_refresh(r: dict[str, Any]) -> str:
@@ -64,6 +73,16 @@ def cmd_refresh(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_books(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    params: dict[str, Any] = {"app_id": args.app, "clear": args.clear}
+    for key, value in (("income", args.income), ("class_name", args.class_name), ("item", args.item)):
+        if value is not None:
+            params[key] = value
+    r = call(args, environ, "crowdfund.books", **params)
+    emit(args, r, lambda r: f"Crowdfund app {r['app_id']}: {books_text(r['names'])}")
+    return 0
+
+
 def add_commands(sub: Any, add: Adder) -> None:
     crowdfund = group(sub, "crowdfund", "BTCPay Crowdfund campaigns: goal, raised, contributors, perks")
     add("list", cmd_list, "every campaign of the followed stores", json_flag=True, parent=crowdfund)
@@ -72,3 +91,12 @@ def add_commands(sub: Any, add: Adder) -> None:
     show.add_argument("app", help="the Crowdfund app id")
     add("refresh", cmd_refresh, "re-read the apps and their invoice lists from BTCPay now", json_flag=True,
         parent=crowdfund)
+    books = add("books", cmd_books, "the income account and class one app's contributions post to (not sales)",
+                json_flag=True, parent=crowdfund)
+    books.add_argument("app", help="the Crowdfund app id")
+    books.add_argument("--income", metavar="NAME|ID", help="QuickBooks income account (e.g. Donations)")
+    books.add_argument("--class", dest="class_name", metavar="NAME|ID", help="QuickBooks class")
+    books.add_argument("--item", metavar="NAME|ID",
+                       help="the item its SalesReceipts name (it must book to --income); default: one sovterm "
+                            "creates, '<title> (Crowdfund)'")
+    books.add_argument("--clear", action="store_true", help="back to the store's mapping")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sovterm.analytics import aggregates, campaign_books
 from sovterm.analytics.campaigns import Campaigns
 from sovterm.analytics.crowdfund import Campaign, Progress
 from sovterm.analytics.report import Report
@@ -24,6 +26,7 @@ from sovterm.errors import UserFacingError
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
 from sovterm.services import Services
+from sovterm.store.db import Database
 from sovterm.tasks import Background
 
 log = logging.getLogger(__name__)
@@ -39,12 +42,14 @@ class ReportParams(BaseModel):
     date_from: date | None = Field(default=None, alias="from")
     date_to: date | None = Field(default=None, alias="to")
     by: Literal["day", "week", "month"] = "day"
-    tz: str = Field(default="UTC", max_length=64)
+    tz: str | None = Field(default=None, max_length=64)  # default: the `analytics.timezone` setting
     currency: str | None = Field(default=None, min_length=3, max_length=12)
 
     @field_validator("tz")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -197,6 +202,29 @@ class CampaignSummary(Result):
 class CampaignDetail(CampaignSummary):
     perks: list[PerkSold]
     daily: list[DayContributions]
+    books: dict[str, str] | None = None  # its own income account, item and class; None: the store's mapping
+
+
+class BooksParams(AppParams):
+    income: str | None = Field(default=None, min_length=1, max_length=100)  # NAME|ID; required unless clear
+    class_name: str | None = Field(default=None, min_length=1, max_length=100)
+    item: str | None = Field(default=None, min_length=1, max_length=100)
+    clear: bool = False
+
+    @model_validator(mode="after")
+    def _income_or_clear(self) -> Self:
+        if self.clear == (self.income is not None):
+            raise ValueError("give the income account (--income NAME|ID), or --clear to follow the store's mapping")
+        return self
+
+
+class CrowdfundBooks(Result):
+    app_id: str
+    store_id: str | None
+    income_account_id: str | None  # None: the store's mapping
+    item_id: str | None
+    class_id: str | None
+    names: dict[str, str]
 
 
 class CrowdfundRefresh(Result):
@@ -233,8 +261,8 @@ def detail(campaign: Campaign, p: Progress) -> CampaignDetail:
 
 def register(server: ControlServer, services: Services) -> None:
     @server.method("analytics.report", role=Role.VIEWER, params=ReportParams, part="analytics")
-    async def report(ctx: CallContext, store_id: str | None, date_from: date, date_to: date, by: str, tz: str,
-                     currency: str | None) -> AnalyticsReport:
+    async def report(ctx: CallContext, store_id: str | None, date_from: date, date_to: date, by: str,
+                     tz: str | None, currency: str | None) -> AnalyticsReport:
         """How one store or all did in a period (default: the last 30 days): KPIs and a series.
 
         Counts and rates follow the invoices created in the period; money follows those settled in it."""
@@ -253,8 +281,26 @@ def register(server: ControlServer, services: Services) -> None:
 
     @server.method("crowdfund.show", role=Role.VIEWER, params=AppParams, part="crowdfund")
     async def crowdfund_show(ctx: CallContext, app_id: str) -> CampaignDetail:
-        """One campaign with its perks sold and contributions per day."""
-        return detail(*await ctx.part.campaign(app_id))
+        """One campaign with its perks sold, contributions per day and where its contributions are booked."""
+        shown = detail(*await ctx.part.campaign(app_id))
+        shown.books = await campaign_books.books_names(services.require_db(), app_id)
+        return shown
+
+    @server.method("crowdfund.books", role=Role.ADMIN, params=BooksParams, part="qbo", audit="crowdfund.books")
+    async def crowdfund_books(ctx: CallContext, app_id: str, income: str | None, class_name: str | None,
+                              item: str | None, clear: bool) -> CrowdfundBooks:
+        """The income account (and class) one Crowdfund app's contributions post to, over the store's mapping;
+        checked like an account mapping. `clear`: back to the store's."""
+        ctx.audit(subject=app_id, detail={"income": income, "class": class_name, "item": item, "clear": clear})
+        db = services.require_db()
+        if clear:
+            await campaign_books.clear_books(db, app_id)
+            return CrowdfundBooks(app_id=app_id, store_id=None, income_account_id=None, item_id=None, class_id=None,
+                                  names={})
+        assert income is not None
+        books = await campaign_books.set_books(db, ctx.part, app_id, income=income, class_name=class_name, item=item)
+        return CrowdfundBooks(app_id=app_id, store_id=books.store_id, income_account_id=books.income_account_id,
+                              item_id=books.item_id, class_id=books.class_id, names=books.names)
 
     @server.method("crowdfund.refresh", role=Role.ADMIN, part="crowdfund")
     async def crowdfund_refresh(ctx: CallContext) -> CrowdfundRefresh:
@@ -274,9 +320,11 @@ async def analytics_stage(services: Services) -> AsyncIterator[None]:
     async def stores() -> list[str]:
         return [r[0] for r in await db.fetchall("SELECT store_id FROM btcpay_stores WHERE selected = 1")]
 
-    services.analytics = Analytics(db)
+    zone = services.settings.analytics.timezone
+    services.analytics = Analytics(db, zone)
     services.crowdfund = campaigns = Campaigns(db, btcpay_for, stores)  # type: ignore[arg-type]
     background = Background(log)
+    background.spawn(_build_aggregates(db, zone))
     if services.btcpay is not None:
         background.spawn(_refresh_when_stores_selected(services.btcpay.stores_selected, campaigns))
     try:
@@ -284,6 +332,15 @@ async def analytics_stage(services: Services) -> AsyncIterator[None]:
     finally:
         services.analytics = services.crowdfund = None
         await background.cancel()
+
+
+async def _build_aggregates(db: Database, zone: str) -> None:
+    """Count the invoices the per-day aggregates do not hold yet (after the upgrade that added them, or a
+    new `analytics.timezone`); reports read raw rows until this is done."""
+    started = time.monotonic()
+    added = await aggregates.rebuild(db, zone)
+    if added:
+        log.info("analytics aggregates: %d invoices counted in %.1f s", added, time.monotonic() - started)
 
 
 async def _refresh_when_stores_selected(selected: asyncio.Event, campaigns: Campaigns) -> None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sovterm.analytics.aggregates import InvoiceAggregates
 from sovterm.btcpay.intake import BTCPayIntake, EventPort, InvoicePort
 from sovterm.loops import LoopSpec
 from sovterm.parts.base import Part
@@ -31,6 +32,7 @@ async def intake_stage(services: Services) -> AsyncIterator[None]:
     sync, links, payouts = services.sync, services.links, services.payouts
     events: list[EventPort] = [p for p in (sync, payouts) if p is not None]
     invoices: list[InvoicePort] = [p for p in (sync, links) if p is not None]
+    invoices.append(InvoiceAggregates(services.settings.analytics.timezone))  # the analytics' per-day counts
     intake = BTCPayIntake(services.btcpay, events=events, invoices=invoices, bus=services.bus)
     intake.start()
     services.intake = intake

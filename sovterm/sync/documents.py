@@ -256,6 +256,8 @@ def build_body(p: rules.NewPosting, marker: str, currency: str, m: StoreMapping,
     if p.cashu:  # ecash is deposited to (and refunded from) the Cashu ecash account
         assert m.cashu_account_id is not None
         m = dataclasses.replace(m, deposit_account_id=m.cashu_account_id)
+    if sale is not None and sale.campaign is not None:  # a Crowdfund app with its own income account
+        m = dataclasses.replace(m, income_account_id=sale.campaign.income_account_id, item_id=sale.campaign.item_id)
     common = {"marker": marker, "txn_date": p.txn_date, "currency": currency, "ctx": ctx, "exchange_rate": rate,
               "note": p.memo}
     class_id = sale.class_id if sale else m.class_id

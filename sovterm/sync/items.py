@@ -62,6 +62,29 @@ class SaleContext:
     tax: TaxSetting
     class_id: str | None
     department_id: str | None
+    campaign: CampaignBooks | None = None  # a Crowdfund app's own income account and item, over the mapping
+
+
+@dataclass(frozen=True)
+class CampaignBooks:
+    """Where a Crowdfund app's contributions go (`crowdfund_books`, set by `sovterm crowdfund books`)."""
+
+    app_id: str
+    income_account_id: str
+    item_id: str
+    class_id: str | None
+
+
+async def campaign_books(db: Any, store_id: str, invoice_id: str, metadata: dict[str, Any]) -> CampaignBooks | None:
+    """The books of the Crowdfund app this invoice is a contribution to, if that app has its own: the app
+    BTCPay lists it under, or the one its `orderUrl` names (…/apps/<appId>/…, set by the Crowdfund page)."""
+    order_url = str(metadata.get("orderUrl") or "")
+    row = await db.fetchone(
+        "SELECT b.app_id, b.income_account_id, b.item_id, b.class_id FROM crowdfund_books b WHERE b.store_id = ? AND ("
+        " b.app_id IN (SELECT app_id FROM crowdfund_invoices WHERE store_id = ? AND invoice_id = ?)"
+        " OR ? LIKE '%/apps/' || b.app_id || '/%') ORDER BY b.app_id LIMIT 1",
+        (store_id, store_id, invoice_id, order_url))
+    return CampaignBooks(*row) if row else None
 
 
 async def get_policy(db: Any, store_id: str) -> ItemPolicy:
@@ -172,6 +195,11 @@ class Catalog:
                                f"(US, automated sales tax) or `sovterm setup tax inclusive --tax-code NAME|ID "
                                f"--store {store_id}`")
         class_id, department_id = await link_dimensions(self._db, str(metadata.get(LINK_KEY) or "") or None)
+        campaign = await campaign_books(self._db, store_id, invoice_id, metadata)
+        if campaign is not None:  # a contribution: every line on the app's item (its perks are not sales)
+            return SaleContext(detail, {code: ItemRef(campaign.item_id) for code in detail.codes}, tax,
+                               campaign.class_id or class_id or mapping.class_id,
+                               department_id or mapping.department_id, campaign)
         return SaleContext(detail, await self.resolve(store_id, detail, mapping), tax,
                            class_id or mapping.class_id, department_id or mapping.department_id)
 

@@ -28,6 +28,7 @@ from sovterm.web.app import SERVICES, page_policy, readiness
 
 RECENT_LIMIT = 10
 REFRESH_S = 30
+ANALYTICS_MAX_AGE_S = 60.0  # the page's report is shared this long between visitors (the listener is public)
 POSTING_OK = {"posted": True, "pending": None, "voiding": None}  # True green, None amber, else red
 SEVERITY_OK = {"error": False, "warning": None, "info": True}  # the badge colour of an alert
 QUEUE_FIELDS = ("queued", "running", "dead", "held", "unmatched")
@@ -107,7 +108,8 @@ async def _analytics(services: Services) -> dict[str, Any]:
     today = date.today()
     try:
         report = await asyncio.wait_for(
-            analytics.report(today - timedelta(days=page.analytics_days - 1), today), SYNC_TIMEOUT_S)
+            analytics.shared_report(today - timedelta(days=page.analytics_days - 1), today,
+                                    max_age_s=ANALYTICS_MAX_AGE_S), SYNC_TIMEOUT_S)
     except Exception as exc:  # the page reports a part's failure, it never fails with it
         return {"available": False, "error": f"analytics unavailable ({type(exc).__name__})"}
     return analytics_view(report, page.show_amounts)

@@ -80,6 +80,10 @@ def test_a_crowdfund_campaign_as_btcpay_counts_it(system: System) -> None:
     sim.call(sim.state.pay, waiting.id, method="BTC-CHAIN")  # unconfirmed: pending, not raised
     settle(system, "9.99")  # a sale of the store, not of the campaign
     system.wait_idle()
+    ids = [inv.id for inv in (*paid, waiting)]  # each is re-read a moment after its webhook: wait for the ledger
+    system.wait_for(lambda: system.sql(
+        f"SELECT COUNT(*) FROM invoices WHERE status IN ('Settled', 'Processing') AND invoice_id IN "
+        f"({','.join('?' * len(ids))})", ids) == [(4,)], what="the contributions in the ledger")
 
     refreshed = system.cli_json("crowdfund", "refresh")  # the read at follow time may have linked some already
     assert (refreshed["apps"], refreshed["errors"]) == (1, {})

@@ -72,7 +72,8 @@ async def test_a_webhook_reaches_sync_and_the_payout_mirror_through_constructor_
         # the journey, as the constructors wired it
         assert intake.btcpay is services.btcpay
         assert intake.events == (services.sync, services.payouts)
-        assert intake.invoices == (services.sync, services.links)
+        assert intake.invoices[:2] == (services.sync, services.links)
+        assert [type(p).__name__ for p in intake.invoices[2:]] == ["InvoiceAggregates"]  # the analytics' days
         assert services.payouts is not None and services.payouts.completed is services.sync
         for service in (services.btcpay, intake, services.sync, services.links, services.payouts):
             assert not [name for name in vars(service) if name.endswith("_handlers")]

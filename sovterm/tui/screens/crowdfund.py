@@ -1,5 +1,6 @@
 """Crowdfund: the followed stores' BTCPay Crowdfund campaigns, and the selected one's progress, perks and
-contributions per day. Re-read whenever an invoice changes, so a contribution shows as it arrives."""
+contributions per day. Re-read whenever an invoice changes, so a contribution shows as it arrives. `b` sets
+the income account and class the selected app's contributions are booked to (`sovterm crowdfund books`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
 from sovterm.tui.messages import DaemonEvent
@@ -38,14 +40,49 @@ def detail_text(c: dict[str, Any]) -> str:
     ]
     if c["reset_every"] != "Never":
         lines.append(f"resets every {escape(c['reset_every'].lower())}, next {escape(c['next_reset'] or '?')}")
+    books = c.get("books")
+    lines.append("books: " + (f"income {escape(books['income_account'])}" + (
+        f", class {escape(books['class'])}" if books.get("class") else "") if books else "the store's mapping"))
     if c.get("perks"):
         lines.append("perks: " + " · ".join(f"{escape(p['title'])} {p['sold']}" for p in c["perks"]))
     return "\n".join(lines)
 
 
+class BooksScreen(ModalScreen[dict[str, str] | None]):
+    """Where one app's contributions are booked: an income account and, optionally, a class (names or ids)."""
+
+    CSS_PATH = "crowdfund.tcss"
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.app_title = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="crowdfund-books-box"):
+            yield Label(f"Book the contributions to {escape(self.app_title)} (a campaign is not sales)")
+            yield Input(id="crowdfund-income", placeholder="QuickBooks income account, e.g. Donations")
+            yield Input(id="crowdfund-class", placeholder="QuickBooks class (optional)")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="crowdfund-books-cancel", variant="primary")
+                yield Button("Book here", id="crowdfund-books-save", variant="success")
+
+    def on_mount(self) -> None:
+        self.query_one("#crowdfund-income", Input).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        income = self.query_one("#crowdfund-income", Input).value.strip()
+        class_name = self.query_one("#crowdfund-class", Input).value.strip()
+        if event.button.id != "crowdfund-books-save" or not income:
+            self.dismiss(None)
+            return
+        self.dismiss({"income": income} | ({"class_name": class_name} if class_name else {}))
+
+
 class CrowdfundScreen(DaemonScreen):
     CSS_PATH = "crowdfund.tcss"
-    BINDINGS = [Binding("f", "refresh", "Re-read from BTCPay")]
+    BINDINGS = [Binding("f", "refresh", "Re-read from BTCPay"), Binding("b", "books", "Books")]
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
@@ -79,6 +116,8 @@ class CrowdfundScreen(DaemonScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "refresh":
             return True if self.may("crowdfund.refresh") is None else None
+        if action == "books":
+            return True if self.may("crowdfund.books") is None and self.shown is not None else None
         return super().check_action(action, parameters)
 
     def reload(self) -> None:
@@ -119,6 +158,7 @@ class CrowdfundScreen(DaemonScreen):
 
     def show_detail(self, c: dict[str, Any]) -> None:
         self.shown = c
+        self.refresh_bindings()
         self.query_one("#crowdfund-text", Static).update(detail_text(c))
         self.query_one("#crowdfund-progress", ProgressBar).update(
             progress=min(float(c["percent"] or 0), 100.0))  # a bar's length, not money
@@ -138,3 +178,15 @@ class CrowdfundScreen(DaemonScreen):
             self.reload()
 
         self.call("crowdfund.refresh", done=done)
+
+    def action_books(self) -> None:
+        shown = self.shown
+        if shown is None:
+            return
+
+        def answered(choice: dict[str, str] | None) -> None:
+            if choice:
+                self.call("crowdfund.books", {"app_id": shown["app_id"], **choice},
+                          done=lambda r: self.load_detail(shown["app_id"]))
+
+        self.app.push_screen(BooksScreen(shown["title"]), answered)
