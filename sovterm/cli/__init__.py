@@ -19,6 +19,7 @@ from typing import Any
 
 from sovterm.cli import (
     analytics,
+    angor,
     books,
     btcpay,
     core,
@@ -54,6 +55,7 @@ COMMAND_MODULES = [
     webhooks,
     notify,
     mints,
+    angor,
 ]
 
 

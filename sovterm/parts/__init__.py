@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sovterm.parts import (
     analytics,
+    angor,
     books,
     btcpay,
     intake,
@@ -36,4 +37,5 @@ PARTS: list[Part] = [
     analytics.PART,
     mints.PART,
     notify.PART,
+    angor.PART,
 ]
