@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -39,6 +39,7 @@ PROJECT_ID = re.compile(r"^angor1[02-9ac-hj-np-z]{6,90}$")  # bech32, hrp "angor
 KIND_PROJECT, KIND_PROFILE, KIND_APP_DATA = 3030, 0, 30078
 DESCRIPTION_TAG = "angor:project"
 SHOWN_INVESTMENTS = 50
+MAX_DROPPED_KEPT = 10_000  # bad event ids remembered per relay, so a hostile relay cannot grow memory
 
 
 class AngorError(UserFacingError):
@@ -53,7 +54,17 @@ class Source:
     detail: str = ""
     checked_at: float | None = None
     last_ok_at: float | None = None
-    dropped_events: int = 0  # events with a bad id or signature, refused since the daemon started
+    dropped: set[str] = field(default_factory=set)  # events refused for a bad id or signature (what they claim as id)
+
+    @property
+    def dropped_events(self) -> int:
+        """Distinct bad events seen since the daemon started (a relay serving one every refresh counts once)."""
+        return len(self.dropped)
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {"url": self.url, "kind": self.kind, "state": self.state, "detail": self.detail,
+                "checked_at": self.checked_at, "last_ok_at": self.last_ok_at, "dropped_events": self.dropped_events,
+                "age_s": None if self.last_ok_at is None else max(0.0, now - self.last_ok_at)}
 
     def saw(self, at: float, problem: IndexerProblem | RelayProblem | None = None) -> None:
         self.checked_at = at
@@ -245,7 +256,8 @@ class AngorMonitor:
             source.saw(self._clock(), exc)
             return None
         source.saw(self._clock())
-        source.dropped_events += first.dropped + (second.dropped if second else 0)
+        if len(source.dropped) < MAX_DROPPED_KEPT:
+            source.dropped |= first.dropped | (second.dropped if second else set())
         return first.events + (second.events if second else [])
 
     # --- what is shown -----------------------------------------------------------------------------------
@@ -260,8 +272,7 @@ class AngorMonitor:
                    for ref, kind, _ in await self._follows()]
         waiting = [{"ref": f["ref"], "kind": f["kind"]} for f in follows if f["ref"] not in with_projects]
         return {"projects": projects, "follows": follows, "waiting": waiting,
-                "sources": [asdict(s) | {"age_s": None if s.last_ok_at is None else max(0.0, now - s.last_ok_at)}
-                            for s in self.sources]}
+                "sources": [s.as_dict(now) for s in self.sources]}
 
     async def show(self, project_id: str) -> dict[str, Any]:
         row = await self._db.fetchone(

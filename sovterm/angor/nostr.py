@@ -83,7 +83,7 @@ def tag(event: dict[str, Any], name: str) -> str | None:
 @dataclass
 class Fetched:
     events: list[dict[str, Any]] = field(default_factory=list)
-    dropped: int = 0  # events with a bad id or signature
+    dropped: set[str] = field(default_factory=set)  # what events with a bad id or signature claimed as id
 
 
 async def query(http: aiohttp.ClientSession, url: str, filters: Sequence[dict[str, Any]], *,
@@ -114,8 +114,8 @@ async def query(http: aiohttp.ClientSession, url: str, filters: Sequence[dict[st
                     if verified(frame[2]):
                         out.events.append(frame[2])
                     else:
-                        out.dropped += 1
-                    if len(out.events) + out.dropped >= MAX_EVENTS:
+                        out.dropped.add(str(frame[2].get("id") if isinstance(frame[2], dict) else frame[2])[:64])
+                    if len(out.events) + len(out.dropped) >= MAX_EVENTS:
                         break
             await ws.send_str(json.dumps(["CLOSE", sub]))
     except TimeoutError:

@@ -40,6 +40,7 @@ class AngorInvestment(Result):
     investor_public_key: str
     total_amount: int  # sats
     transaction_id: str
+    hash_of_secret: str | None = None  # a seeder's committed secret hash
     is_seeder: bool
 
 

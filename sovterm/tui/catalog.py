@@ -19,6 +19,7 @@ from typing import Any
 from textual.screen import Screen
 
 from sovterm.tui.screens.analytics import AnalyticsScreen
+from sovterm.tui.screens.angor import AngorScreen
 from sovterm.tui.screens.crowdfund import CrowdfundScreen
 from sovterm.tui.screens.dashboard import DashboardScreen
 from sovterm.tui.screens.deliveries import DeliveriesScreen
@@ -64,6 +65,9 @@ SCREENS: tuple[ScreenSpec, ...] = (
                requires=("notify.list",)),
     ScreenSpec("mints", "h", "Mints", MintsScreen, "trusted Cashu mints: health, history, check now",
                requires=("mints.list",)),
+    ScreenSpec("angor", "g", "Angor", AngorScreen,
+               "Angor projects: progress, investors, stages, penalty days; indexer and relay health",
+               requires=("angor.list",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
                requires=("setup.state", "btcpay.status", "qbo.status")),
 )

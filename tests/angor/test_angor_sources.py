@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from textual.widgets import DataTable, ProgressBar, Static
 
 from sovterm.angor.monitor import AngorMonitor
 from sovterm.angor.nostr import hex_to_npub
@@ -22,7 +23,10 @@ from sovterm.sim.angor import AngorIndexerState, SimProject, create_app, forged,
 from sovterm.sim.angor_relay import LocalRelay, publish, relay_command
 from sovterm.sim.runner import ThreadedApp
 from sovterm.store.db import Database
+from sovterm.tui.app import SovtermApp
+from sovterm.tui.screens.angor import AngorScreen
 from tests.notify.receivers import free_port
+from tests.tui.helpers import plain, until
 
 pytestmark = pytest.mark.skipif(relay_command() is None, reason="the nostr-relay package (test extra) is not installed")
 
@@ -163,3 +167,51 @@ async def test_bad_relays_are_states_beside_a_good_one(world: World, monitor: An
                       ("slow", "no complete answer within 1 s"), ("garbage", "not a websocket relay (HTTP 200)")]
     (project,) = listing["projects"]
     assert project["name"] == "Solar Mining Co-op" and project["problems"] == []
+
+
+async def test_daemon_cli_and_screen_show_projects_and_source_health(world: World, daemon_factory) -> None:
+    """One daemon: follow through the CLI, the list and a project in JSON and text, the Angor screen, then an
+    indexer answering garbage shown by the CLI and the screen while the figures stay."""
+    invest, legacy, _ = world.projects
+    d = daemon_factory(start=False)
+    d.config.write_text(d.config.read_text() + f'[angor]\nindexer_url = "{world.indexer.url}"\n'
+                        f'relays = ["{world.relay.url}"]\ntimeout_s = 2.0\n')
+    d.start()
+    assert d.cli("angor", "follow", invest.project_id).returncode == 0
+    followed = d.cli("angor", "follow", hex_to_npub(legacy.pubkey), "--json")
+    assert followed.returncode == 0 and json.loads(followed.stdout)["kind"] == "founder"
+    bad = d.cli("angor", "follow", "bc1qnotaproject")
+    assert bad.returncode == 1 and "neither an Angor project id nor a founder's Nostr key" in bad.stderr
+
+    listed = json.loads(d.cli("angor", "list", "--json").stdout)
+    assert {p["name"] for p in listed["projects"]} == {"Solar Mining Co-op", "Open Hardware Wallet"}
+    assert listed["sources"][1]["dropped_events"] == 1
+    human = d.cli("angor", "show", invest.project_id)
+    assert human.returncode == 0, human.stderr
+    assert "raised 31,250,000 / 50,000,000 sats (62.50 %) from 7 investor(s)" in human.stdout
+    assert "penalty 90 days" in human.stdout and "3. 40 % = 12,500,000 sats on" in human.stdout
+
+    world.state.mode = "garbage"
+    try:
+        assert d.cli("angor", "refresh").returncode == 1
+        text = d.cli("angor")
+        assert text.returncode == 1 and "GARBAGE: the answer is not JSON" in text.stdout
+        assert "raised 31,250,000 / 50,000,000 sats" in text.stdout  # the last good figures stay
+
+        app = SovtermApp(d.socket_path)
+        async with app.run_test(size=(150, 40)) as pilot:
+            await until(pilot, lambda: app.current_mode == "dashboard" and app.session.state.connected,
+                        what="dashboard")
+            await pilot.press("g")
+            await until(pilot, lambda: isinstance(app.screen, AngorScreen) and app.screen.overview is not None,
+                        what="Angor screen")
+            screen = app.screen
+            assert screen.query_one(DataTable).row_count == 2
+            facts = plain(screen.query_one("#angor-text", Static))
+            assert "Solar Mining Co-op" in facts and "stage 3: 40 % = 12,500,000 sats" in facts
+            assert "penalty 90 days" in facts and "indexer garbage: the answer is not JSON" in facts
+            assert screen.query_one("#angor-progress", ProgressBar).progress == 62.5
+            sources = plain(screen.query_one("#angor-sources", Static))
+            assert "GARBAGE" in sources and "1 forged event(s) dropped" in sources
+    finally:
+        world.state.mode = "ok"
