@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from textual.widgets import DataTable, ProgressBar, Static
 
-from sovterm.angor.monitor import AngorMonitor
+from sovterm.angor.monitor import AngorError, AngorMonitor
 from sovterm.angor.nostr import hex_to_npub
 from sovterm.sim.angor import AngorIndexerState, SimProject, create_app, forged, seed_projects
 from sovterm.sim.angor_relay import LocalRelay, publish, relay_command
@@ -100,6 +100,13 @@ async def test_projects_by_id_and_by_founder_with_the_forged_event_dropped(world
 
     detail = await monitor.show(legacy.project_id)
     assert len(detail["investments"]) == 11 and sum(i["is_seeder"] for i in detail["investments"]) == 1
+
+    await monitor.unfollow(hex_to_npub(legacy.pubkey))  # its projects go with it
+    assert list(_by_id(await monitor.listing())) == [invest.project_id]
+    with pytest.raises(AngorError, match="no followed project"):
+        await monitor.show(legacy.project_id)
+    with pytest.raises(AngorError, match="is not followed"):
+        await monitor.unfollow(legacy.project_id)
 
 
 async def test_indexer_slow_garbage_down_keeps_the_last_good_data(world: World, monitor: AngorMonitor,
