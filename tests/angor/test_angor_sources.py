@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from textual.widgets import DataTable, ProgressBar, Static
+from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from sovterm.angor.monitor import AngorError, AngorMonitor
 from sovterm.angor.nostr import hex_to_npub
@@ -24,7 +24,8 @@ from sovterm.sim.angor_relay import LocalRelay, publish, relay_command
 from sovterm.sim.runner import ThreadedApp
 from sovterm.store.db import Database
 from sovterm.tui.app import SovtermApp
-from sovterm.tui.screens.angor import AngorScreen
+from sovterm.tui.screens.angor import AngorScreen, FollowScreen
+from sovterm.tui.screens.confirm import ConfirmScreen
 from tests.notify.receivers import free_port
 from tests.tui.helpers import plain, until
 
@@ -220,5 +221,18 @@ async def test_daemon_cli_and_screen_show_projects_and_source_health(world: Worl
             assert screen.query_one("#angor-progress", ProgressBar).progress == 62.5
             sources = plain(screen.query_one("#angor-sources", Static))
             assert "GARBAGE" in sources and "1 forged event(s) dropped" in sources
+
+            world.state.mode = "ok"
+            await pilot.press("x")  # the selected project's follow (the first: followed by its id)
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: screen.overview is not None and len(screen.overview["projects"]) == 1,
+                        what="unfollowed")
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, FollowScreen), what="follow dialog")
+            app.screen.query_one(Input).value = invest.project_id
+            await pilot.click("#angor-save")
+            await until(pilot, lambda: screen.overview is not None and len(screen.overview["projects"]) == 2,
+                        timeout=15, what="followed again from the screen")
     finally:
         world.state.mode = "ok"
