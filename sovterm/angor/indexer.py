@@ -56,6 +56,7 @@ class Investment(_Camel):  # ProjectInvestment
 
 
 _INVESTMENTS = TypeAdapter(list[Investment])
+_PROJECTS = TypeAdapter(list[IndexedProject])
 
 
 class Indexer:
@@ -64,8 +65,9 @@ class Indexer:
         self.base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
 
-    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """The JSON at `path`, None on 404 (unknown project)."""
+    async def _get(self, path: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+                   ) -> Any:
+        """The JSON at `path`, None on 404 (unknown project); `headers` is filled with the answer's."""
         url = f"{self.base_url}/{PREFIX}/{path}"
         try:
             async with asyncio.timeout(self._timeout_s), self._http.get(url, params=params) as resp:
@@ -75,6 +77,8 @@ class Indexer:
                     state = "down" if resp.status >= 500 else "garbage"
                     raise IndexerProblem(state, f"the indexer answered HTTP {resp.status}")
                 body = await resp.content.read(MAX_BODY + 1)
+                if headers is not None:
+                    headers.update(resp.headers)
         except TimeoutError:
             raise IndexerProblem("slow", f"no answer within {self._timeout_s:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
@@ -107,3 +111,12 @@ class Indexer:
         """The first page (the indexer's limit, 50), newest as the indexer orders them."""
         data = await self._get(f"projects/{project_id}/investments", {"offset": 0, "limit": INVESTMENTS_PAGE})
         return [] if data is None else self._model(_INVESTMENTS, data, "investments")
+
+    async def projects(self, offset: int, limit: int) -> tuple[list[IndexedProject], int | None]:
+        """One page of every project the indexer knows, and the total it reports (its Pagination-Total
+        header; None when the backend does not send it)."""
+        headers: dict[str, str] = {}
+        data = await self._get("projects", {"offset": offset, "limit": limit}, headers)
+        total = headers.get("Pagination-Total", "")
+        return ([] if data is None else self._model(_PROJECTS, data, "projects"),
+                int(total) if total.isdigit() else None)

@@ -225,7 +225,8 @@ class AngorMonitor:
                     info = parse_project_info(event["content"])
                     if info is not None and info.nostr_pub_key == event["pubkey"]:
                         projects.append((event, info))
-                elif event["kind"] == KIND_PROFILE or tag(event, "d") == DESCRIPTION_TAG:
+                elif event["kind"] == KIND_PROFILE or (event["kind"] == KIND_APP_DATA
+                                                       and tag(event, "d") == DESCRIPTION_TAG):
                     key = (event["kind"], event["pubkey"])
                     if key not in newest or event["created_at"] > newest[key]["created_at"]:
                         newest[key] = event
@@ -259,6 +260,24 @@ class AngorMonitor:
         if len(source.dropped) < MAX_DROPPED_KEPT:
             source.dropped |= first.dropped | (second.dropped if second else set())
         return first.events + (second.events if second else [])
+
+    async def browse(self, offset: int, limit: int) -> dict[str, Any]:
+        """A page of the indexer's project list, to find what to follow; a failing indexer is an error
+        here (the operator asked for this page now), and its state is recorded as in a refresh."""
+        try:
+            page, total = await self.indexer.projects(offset, limit)
+        except IndexerProblem as exc:
+            self.sources[0].saw(self._clock(), exc)
+            raise AngorError(f"the indexer ({self.indexer.base_url}) is {exc.state}: {exc}",
+                             fix="try again later, or set [angor] indexer_url to another Angor indexer") from None
+        self.sources[0].saw(self._clock())
+        followed = {r[0] for r in await self._db.fetchall("SELECT project_id FROM angor_projects")}
+        followed |= {ref for ref, kind, _ in await self._follows() if kind == "project"}
+        return {"offset": offset, "total": total,
+                "projects": [{"project_id": p.project_identifier, "founder_key": p.founder_key,
+                              "created_on_block": p.created_on_block, "trx_id": p.trx_id,
+                              "nostr_event_id": p.nostr_event_id, "investments_count": p.total_investments_count,
+                              "followed": p.project_identifier in followed} for p in page]}
 
     # --- what is shown -----------------------------------------------------------------------------------
     async def listing(self) -> dict[str, Any]:

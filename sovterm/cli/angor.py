@@ -75,6 +75,20 @@ def format_show(p: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_browse(r: dict[str, Any]) -> str:
+    if not r["projects"]:
+        return f"no projects from {r['offset']} on (the indexer knows {r['total'] if r['total'] is not None else '?'})"
+    lines = [f"{p['project_id']}  block {p['created_on_block']}  {p['investments_count'] or 0} investment(s)"
+             + ("  followed" if p["followed"] else "") for p in r["projects"]]
+    shown = f"{r['offset'] + 1}-{r['offset'] + len(r['projects'])}"
+    return "\n".join(lines) + f"\n({shown} of {r['total'] if r['total'] is not None else '?'}; sovterm angor follow ID)"
+
+
+def cmd_browse(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    emit(args, call(args, environ, "angor.browse", offset=args.offset, limit=args.limit), format_browse)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     result = call(args, environ, "angor.list")
     emit(args, result, format_list)
@@ -115,4 +129,7 @@ def add_commands(sub: Any, add: Adder) -> None:
     p.add_argument("ref", help="angor1... (a project) or npub1... (every project of that founder)")
     p = add("unfollow", cmd_unfollow, "stop following", json_flag=True, parent=verbs)
     p.add_argument("ref")
+    p = add("browse", cmd_browse, "every project the indexer knows, a page at a time", json_flag=True, parent=verbs)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=10, help="1-50 (the indexer's bounds)")
     add("refresh", cmd_refresh, "re-read every followed project now", json_flag=True, parent=verbs)

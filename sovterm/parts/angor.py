@@ -28,6 +28,27 @@ class ProjectParams(BaseModel):
     project_id: str
 
 
+class BrowseParams(BaseModel):
+    offset: int = Field(0, ge=0)
+    limit: int = Field(10, ge=1, le=50)  # the indexer's own bounds
+
+
+class IndexedProjectRow(Result):
+    project_id: str
+    founder_key: str
+    created_on_block: int
+    trx_id: str | None
+    nostr_event_id: str | None
+    investments_count: int | None
+    followed: bool
+
+
+class AngorBrowse(Result):
+    offset: int
+    total: int | None  # as the indexer reports it
+    projects: list[IndexedProjectRow]
+
+
 class AngorStage(Result):
     number: int
     percent: Decimal  # of what was invested
@@ -144,6 +165,11 @@ def register(server: ControlServer, services: Services) -> None:
         unfollowed = await ctx.part.unfollow(ref)
         ctx.audit(subject=unfollowed["ref"])
         return AngorFollowed.model_validate(unfollowed)
+
+    @server.method("angor.browse", role=Role.VIEWER, params=BrowseParams, part="angor")
+    async def angor_browse(ctx: CallContext, offset: int, limit: int) -> AngorBrowse:
+        """A page of every project the indexer knows (to find one to follow), oldest first as it lists them."""
+        return AngorBrowse.model_validate(await ctx.part.browse(offset, limit))
 
     @server.method("angor.refresh", role=Role.VIEWER, part="angor")
     async def angor_refresh(ctx: CallContext) -> AngorRefreshed:

@@ -118,6 +118,10 @@ async def test_indexer_slow_garbage_down_keeps_the_last_good_data(world: World, 
     good = _by_id(await monitor.listing())[project.project_id]
     assert good["invested_sats"] == 1_200_000 and good["project_type"] == "fund"
 
+    page = await monitor.browse(1, 2)  # the indexer's project list, to find one to follow
+    assert page["total"] == 3 and [p["project_id"] for p in page["projects"]] == [p.project_id for p in world.projects[1:]]
+    assert [p["followed"] for p in page["projects"]] == [False, True]
+
     for mode, detail in (("slow", "no answer within 1 s"), ("garbage", "the answer is not JSON")):
         world.state.mode = mode
         await monitor.refresh()
@@ -127,6 +131,8 @@ async def test_indexer_slow_garbage_down_keeps_the_last_good_data(world: World, 
         kept = _by_id(listing)[project.project_id]
         assert kept["invested_sats"] == 1_200_000 and kept["chain_age_s"] is not None
         assert f"indexer {mode}: {detail}" in kept["problems"]
+        with pytest.raises(AngorError, match=f"is {mode}: {detail}"):
+            await monitor.browse(0, 10)
     world.state.mode = "ok"
 
     # a new monitor on the same database, whose indexer and relays are gone: the stored data and its age
@@ -198,6 +204,11 @@ async def test_daemon_cli_and_screen_show_projects_and_source_health(world: Worl
     assert human.returncode == 0, human.stderr
     assert "raised 31,250,000 / 50,000,000 sats (62.50 %) from 7 investor(s)" in human.stdout
     assert "penalty 90 days" in human.stdout and "3. 40 % = 12,500,000 sats on" in human.stdout
+
+    browsed = d.cli("angor", "browse", "--limit", "2")
+    assert browsed.returncode == 0 and f"{invest.project_id}  block {invest.created_on_block}  7 investment(s)  followed" \
+        in browsed.stdout and "(1-2 of 3; sovterm angor follow ID)" in browsed.stdout
+    assert d.cli("angor", "browse", "--limit", "51").returncode != 0
 
     world.state.mode = "garbage"
     try:
