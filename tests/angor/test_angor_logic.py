@@ -13,6 +13,8 @@ from aionostr.event import Event
 from sovterm.angor.monitor import AngorError, parse_ref
 from sovterm.angor.nostr import hex_to_npub, npub_to_hex, verified
 from sovterm.angor.project import parse_project_info, percent, phase, stage_rows
+from sovterm.config import load_settings
+from sovterm.errors import ConfigError
 from sovterm.sim.angor import forged, make_project, signed_event
 
 NOW = 1_800_000_000
@@ -82,3 +84,13 @@ def test_follow_references() -> None:
         parse_ref("bitcoin:bc1q...")
     with pytest.raises(AngorError, match="checksum"):
         parse_ref(npub[:-1] + "q")
+
+
+def test_config_names_the_bad_angor_key_and_the_fix(tmp_path) -> None:
+    config = tmp_path / "sovterm.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n[angor]\nindexer_url = "indexer.angor.io"\nrelays = []\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    text = str(caught.value)
+    assert "angor.indexer_url = 'indexer.angor.io': " in text and "give one such as https://" in text
+    assert "angor.relays" in text and "give at least one relay" in text
