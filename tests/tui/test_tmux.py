@@ -53,7 +53,7 @@ def test_sovterm_tui_in_a_terminal(daemon, tmux: Tmux) -> None:
     env = " ".join(f"{k}={v}" for k, v in {"TERM": "xterm-256color", "COLORTERM": "truecolor"}.items())
     command = f"cd {REPO} && exec env {env} {sys.executable} -m sovterm --config {daemon.config} tui"
     tmux.run("new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", command)
-    shown = tmux.wait_for("sovterm 0.1.0", "READY", "reaper", "Loops")
+    shown = tmux.wait_for("sovterm 0.1.0", "READY", "alerts", "Loops")
     assert "(admin)" in shown
     tmux.run("send-keys", "-t", "tui", "l")
     tmux.wait_for("level ≥ DEBUG", "following")
