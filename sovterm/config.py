@@ -322,6 +322,31 @@ def _unique_paywalls(entries: list[PaywallEntry]) -> list[PaywallEntry]:
         if twice:
             raise ValueError(f"two [[paywall]] entries have the same {what}: {', '.join(twice)}; make each unique")
     return entries
+class AngorSettings(_Section):
+    """Angor projects (sovterm/angor/): the indexer and the Nostr relays they are read from. Nothing is
+    contacted until a project is followed (`sovterm angor follow`)."""
+
+    indexer_url: str = "https://fulcrum.angor.online"  # an indexer serving Angor's api/v1/query/Angor routes
+    relays: list[str] = Field(default_factory=lambda: ["wss://relay.angor.io", "wss://relay2.angor.io"])
+    refresh_s: int = Field(300, ge=10)  # how often the followed projects are re-read
+    timeout_s: float = Field(10.0, gt=0)  # one source's answer; slower is shown as "slow"
+
+    @field_validator("indexer_url")
+    @classmethod
+    def _indexer(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an indexer URL; give one such as https://fulcrum.angor.online")
+        return value.rstrip("/")
+
+    @field_validator("relays")
+    @classmethod
+    def _relays(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one relay, e.g. [\"wss://relay.angor.io\"]")
+        for url in value:
+            if not url.startswith(("wss://", "ws://")):
+                raise ValueError(f"{url!r} is not a relay URL; give websocket URLs such as wss://relay.angor.io")
+        return value
 
 
 class Settings(_Section):
@@ -343,6 +368,7 @@ class Settings(_Section):
     mints: MintsSettings = MintsSettings()
     alerts: AlertsSettings = AlertsSettings()
     paywall: list[PaywallEntry] = []  # [[paywall]] entries (docs/paywall.md)
+    angor: AngorSettings = AngorSettings()
     source: str = "defaults"  # where the settings came from, for `config check`
 
     @field_validator("paywall")

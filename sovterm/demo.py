@@ -63,6 +63,9 @@ class DemoWorld:
     say: Any = print
     btcpay: ThreadedApp | None = None
     qbo: ThreadedApp | None = None
+    angor: ThreadedApp | None = None  # the Angor indexer simulator
+    relay: Any = None  # a local nostr-relay, where the package is installed
+    angor_follows: list[str] = field(default_factory=list)
     daemon: subprocess.Popen[bytes] | None = None
     store_id: str = ""
     config: Path = field(init=False)
@@ -95,6 +98,8 @@ class DemoWorld:
         seed_company(qbo_state, REALM, invoices=6)
         self.qbo = ThreadedApp(qbo_app(qbo_state), name="qbo-sim")
 
+        angor_section = self._start_angor()
+
         secret_file = self.root / "qbo-client-secret"
         secret_file.write_text(client_secret)
         secret_file.chmod(0o600)
@@ -111,6 +116,7 @@ class DemoWorld:
         for name, values in sections.items():
             lines.append(f"[{name}]")
             lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        lines += angor_section
         self.config.write_text("\n".join(lines) + "\n")
 
         self.say("starting the sovterm daemon...")
@@ -122,6 +128,27 @@ class DemoWorld:
         self._wait_for_daemon(port)
         asyncio.run(self._set_up(seeded.api_key))
         self._traffic = self.btcpay.submit(_traffic(btcpay_state, self.store_id, seeded.app_id))
+
+    def _start_angor(self) -> list[str]:
+        """The Angor indexer simulator with three projects and, where the nostr-relay package is installed,
+        a local relay holding their signed events; the config lines pointing the daemon at them."""
+        from sovterm.sim.angor import AngorIndexerState, seed_projects
+        from sovterm.sim.angor import create_app as angor_app
+        from sovterm.sim.angor_relay import LocalRelay, publish, relay_command
+
+        self.say("starting the Angor indexer simulator (three crowdfunding projects)...")
+        state = AngorIndexerState()
+        projects = seed_projects(state, int(time.time()))
+        self.angor = ThreadedApp(angor_app(state), name="angor-sim")
+        self.angor_follows = [p.project_id for p in projects]
+        lines = ["[angor]", f"indexer_url = {_toml(self.angor.url)}", "refresh_s = 60"]
+        if relay_command() is None:  # a relay nobody listens on, rather than the internet's: shown as down
+            self.say("  (nostr-relay is not installed: the projects show their indexer figures only)")
+            return [*lines, f"relays = [{_toml(f'ws://127.0.0.1:{_free_port()}')}]"]
+        self.say("starting a local Nostr relay with the projects' events...")
+        self.relay = LocalRelay(self.root / "relay", _free_port()).start()
+        asyncio.run(publish(self.relay.url, [e for p in projects for e in p.events()]))
+        return [*lines, f"relays = [{_toml(self.relay.url)}]"]
 
     def _wait_for_daemon(self, port: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -163,6 +190,8 @@ class DemoWorld:
             await c.call("links.bulk_create", store_id=self.store_id)
             await c.call("links.create", store_id=self.store_id, amount="45.00", currency="USD",
                          memo="Latte art workshop ticket")
+            for project_id in self.angor_follows:
+                await c.call("angor.follow", ref=project_id)
             self.say("ready: backfilling 60 days of payments into QuickBooks")
 
     def stop(self) -> None:
@@ -175,9 +204,11 @@ class DemoWorld:
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
                 self.daemon.wait()
-        for sim in (self.btcpay, self.qbo):
+        for sim in (self.btcpay, self.qbo, self.angor):
             if sim is not None:
                 sim.stop()
+        if self.relay is not None:
+            self.relay.stop()
 
 
 async def _traffic(state: Any, store_id: str, app_id: str) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from sovterm.analytics.campaigns import Campaigns
     from sovterm.analytics.service import Analytics
+    from sovterm.angor.monitor import AngorMonitor
     from sovterm.books.service import BooksService
     from sovterm.btcpay.intake import BTCPayIntake
     from sovterm.btcpay.service import BTCPayService
@@ -73,6 +74,7 @@ class Services:
     notify: NotifyService | None = None
     mints: MintMonitor | None = None
     paywall: Gate | None = None
+    angor: AngorMonitor | None = None
 
     def __post_init__(self) -> None:
         self.security = SecurityEvents(lambda: self.db)

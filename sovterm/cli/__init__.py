@@ -19,6 +19,7 @@ from typing import Any
 
 from sovterm.cli import (
     analytics,
+    angor,
     books,
     btcpay,
     core,
@@ -56,6 +57,7 @@ COMMAND_MODULES = [
     notify,
     mints,
     paywall,
+    angor,
 ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sovterm.parts import (
     analytics,
+    angor,
     books,
     btcpay,
     intake,
@@ -38,4 +39,5 @@ PARTS: list[Part] = [
     mints.PART,
     notify.PART,
     paywall.PART,
+    angor.PART,
 ]

@@ -19,6 +19,7 @@ from typing import Any
 from textual.screen import Screen
 
 from sovterm.tui.screens.analytics import AnalyticsScreen
+from sovterm.tui.screens.angor import AngorScreen
 from sovterm.tui.screens.crowdfund import CrowdfundScreen
 from sovterm.tui.screens.dashboard import DashboardScreen
 from sovterm.tui.screens.deliveries import DeliveriesScreen
@@ -68,6 +69,9 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("paywall", "y", "Paywall", PaywallScreen,
                "HTTP 402 sales per resource (priced paths, pay links): sold, challenges, paid requests, refusals",
                requires=("paywall.sales", "paywall.list")),
+    ScreenSpec("angor", "g", "Angor", AngorScreen,
+               "Angor projects: progress, investors, stages, penalty days; indexer and relay health",
+               requires=("angor.list",)),
     ScreenSpec("setup", "w", "Setup", WizardScreen, "the setup wizard: BTCPay, QuickBooks, mode, accounts, history",
                requires=("setup.state", "btcpay.status", "qbo.status")),
 )

@@ -53,6 +53,8 @@ def test_demo_sets_everything_up_syncs_and_cleans_up() -> None:
         campaigns = cli_json("crowdfund", "list")  # read from BTCPay once the store is followed
         time.sleep(0.5)
     assert [(c["title"], c["contributors"] > 0) for c in campaigns] == [("New roaster fund", True)]
+    angor = json.loads(cli("angor", "list", "--json").stdout)  # followed at set-up, from the Angor simulators
+    assert len(angor["projects"]) == 3 and all(p["investor_count"] > 0 for p in angor["projects"])
     deadline = time.monotonic() + 15
     recent: list = []
     while time.monotonic() < deadline and len(recent) < 20:
