@@ -274,16 +274,16 @@ async def serve(settings: Settings, environ: Mapping[str, str], config_path: str
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_on_signal(app)))
     started = time.perf_counter()
     try:
-        await runner.setup()
+        await runner.setup()  # every part's start-up (cleanup_ctx); a part that cannot start says why
         site = web.TCPSite(runner, settings.listener.host, settings.listener.port, backlog=BACKLOG)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # only the bind: a time-out in a part's start-up is an OSError too
+            raise UserFacingError(f"cannot listen on {settings.listener.host}:{settings.listener.port}: "
+                                  f"{exc.strerror or exc}",
+                                  fix="choose a free [listener] port or stop what uses it") from exc
     except (UserFacingError, OSError) as exc:
-        message = str(exc)
-        if isinstance(exc, OSError) and not isinstance(exc, UserFacingError):
-            message = (
-                f"cannot listen on {settings.listener.host}:{settings.listener.port}: {exc.strerror}\n"
-                "  fix: choose a free [listener] port or stop what uses it"
-            )
+        message = str(exc) if isinstance(exc, UserFacingError) else f"a part could not start: {exc!r}"
         print(f"sovterm: refusing to start: {message}", file=sys.stderr)
         log.error("refusing to start: %s", message)
         await runner.cleanup()

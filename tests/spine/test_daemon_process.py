@@ -76,6 +76,18 @@ def test_key_file_readable_by_others_refused(daemon_factory) -> None:
     assert "mode 0644" in err and "chmod 600" in err
 
 
+def test_a_port_in_use_is_named_with_the_fix(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", d.port))
+        taken.listen()
+        d.start(wait=False)
+        assert d.proc.wait(15) == 2
+    err = d.proc.stderr.read().decode()
+    assert f"cannot listen on 127.0.0.1:{d.port}" in err and "address already in use" in err
+    assert "fix: choose a free [listener] port" in err
+
+
 def test_sigterm_exits_zero_and_removes_socket(daemon: DaemonProcess) -> None:
     started = time.monotonic()
     assert daemon.stop() == 0
