@@ -43,6 +43,8 @@ from sovterm.control.roles import Peer, Role, RolePolicy
 from sovterm.errors import UserFacingError
 from sovterm.logs import get_logger
 
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, the last one the terminating NUL
+
 log = get_logger("control")
 
 Handler = Callable[..., Awaitable[Any]]
@@ -306,6 +308,10 @@ class ControlServer:
         if self.path.exists() or self.path.is_symlink():
             # The single-instance lock is held, so no live daemon owns this: it is stale.
             self.path.unlink()
+        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
+            raise UserFacingError(f"the control socket path {self.path} is {len(os.fsencode(self.path))} bytes; "
+                                  f"Unix sockets allow at most {MAX_SOCKET_PATH}",
+                                  fix="set [control] socket to a shorter path (e.g. /run/sovterm/control.sock)")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o117)  # born 0660
         try:

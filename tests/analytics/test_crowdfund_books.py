@@ -16,7 +16,7 @@ from tests.support.system import System, start_system
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
-    s = start_system(tmp_path / "crowdfund-books", mode="deposit")
+    s = start_system(tmp_path / "s", mode="deposit")
     yield s
     s.close()
 

@@ -88,6 +88,16 @@ def test_a_port_in_use_is_named_with_the_fix(daemon_factory) -> None:
     assert "fix: choose a free [listener] port" in err
 
 
+def test_a_socket_path_too_long_is_named_with_the_fix(daemon_factory, tmp_path: Path) -> None:
+    d = daemon_factory(start=False)
+    long = tmp_path / ("x" * 60) / ("y" * 60) / "control.sock"
+    d.config.write_text(d.config.read_text().replace(str(d.socket_path), str(long)))
+    d.start(wait=False)
+    assert d.proc.wait(15) == 2
+    err = d.proc.stderr.read().decode()
+    assert "Unix sockets allow at most 107" in err and "fix: set [control] socket to a shorter path" in err
+
+
 def test_sigterm_exits_zero_and_removes_socket(daemon: DaemonProcess) -> None:
     started = time.monotonic()
     assert daemon.stop() == 0

@@ -17,12 +17,10 @@ daemon has no such knob: the launcher wraps two constructors in the subprocess o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sovterm.sim.runner import ThreadedApp
 from tests.support.daemon import DaemonProcess, clean_env, wait_for, write_config
 from tests.support.sims import BTCPaySimServer, start_btcpay_sim
 
@@ -44,54 +43,15 @@ STORE_PERMISSIONS = (
 )
 
 
-class QBOSimServer:
+class QBOSimServer(ThreadedApp):
     """The QuickBooks simulator on a real port, in a thread with its own loop. Read or change its state
     through `call(fn, ...)` (runs on the simulator's loop), never directly while the daemon talks to it."""
 
     def __init__(self, state: Any) -> None:
-        from aiohttp import web
-
         from sovterm.sim.qbo import create_app
 
         self.state = state
-        self.loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(create_app(state), access_log=None)
-        started = threading.Event()
-        failure: list[BaseException] = []
-        box: dict[str, int] = {}
-
-        def serve() -> None:
-            asyncio.set_event_loop(self.loop)
-            try:
-                self.loop.run_until_complete(self._runner.setup())
-                site = web.TCPSite(self._runner, "127.0.0.1", 0)
-                self.loop.run_until_complete(site.start())
-                box["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            except BaseException as exc:  # report start-up failures to the caller
-                failure.append(exc)
-                started.set()
-                return
-            started.set()
-            self.loop.run_forever()
-            self.loop.run_until_complete(self._runner.cleanup())
-            self.loop.close()
-
-        self._thread = threading.Thread(target=serve, name="qbo-sim", daemon=True)
-        self._thread.start()
-        if not started.wait(10) or failure:
-            raise RuntimeError(f"QuickBooks simulator did not start: {failure!r}")
-        self.url = f"http://127.0.0.1:{box['port']}"
-
-    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 10.0, **kwargs: Any) -> Any:
-        async def run() -> Any:
-            return fn(*args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
-
-    def stop(self) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        super().__init__(create_app(state), name="qbo-sim")
 
 
 class ScaledDaemon(DaemonProcess):
