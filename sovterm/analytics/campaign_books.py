@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sovterm.errors import UserFacingError
-from sovterm.qbo.client import quote_literal, request_id
+from sovterm.qbo.client import request_id
 from sovterm.qbo.errors import QBODuplicateName
 from sovterm.qbo.mapping import INCOME_TYPES, SALE_ITEM_TYPES, MappingError
 from sovterm.qbo.service import QBOService
@@ -31,22 +31,10 @@ class AppBooks:
     names: dict[str, str]
 
 
-async def _entry(service: QBOService, entity: str, value: str, role: str) -> dict[str, Any]:
-    """An active QuickBooks list entry by id or name; a missing or inactive one is refused with the fix."""
-    client = await service.client()
-    for prop in ("Id", "Name") if value.isdigit() else ("Name",):
-        rows = await client.query(f"SELECT * FROM {entity} WHERE {prop} = {quote_literal(value)} "
-                                  "AND Active IN (true, false)", limit=1)
-        if rows:
-            return await (await service.mapper()).get_active(entity, str(rows[0]["Id"]), role)
-    raise MappingError(f"{role}: no {entity} named or numbered '{value}' in QuickBooks",
-                       fix="see `sovterm setup accounts --list` for the names and ids")
-
-
 async def _item_for(service: QBOService, title: str, account: dict[str, Any], item: str | None) -> dict[str, Any]:
     """The operator's item (it must book to `account`), else the app's own Service item on it."""
     if item is not None:
-        found = await _entry(service, "Item", item, "item")
+        found = await service.find_active("Item", item, "item")
         if found.get("Type") not in SALE_ITEM_TYPES:
             raise MappingError(f"item '{found.get('Name')}' is {found.get('Type')}: contributions post to "
                                f"{' or '.join(SALE_ITEM_TYPES)} items", fix="pick another item")
@@ -58,7 +46,7 @@ async def _item_for(service: QBOService, title: str, account: dict[str, Any], it
         try:
             found = await client.create("Item", body, request_id=request_id("crowdfund-item", client.realm_id, name))
         except QBODuplicateName:
-            found = await _entry(service, "Item", name, "item")
+            found = await service.find_active("Item", name, "item")
     booked_to = str((found.get("IncomeAccountRef") or {}).get("value"))
     if booked_to != str(account["Id"]):
         raise MappingError(f"item '{found.get('Name')}' books to another income account than '{account['Name']}'",
@@ -75,14 +63,14 @@ async def set_books(db: Database, service: QBOService, app_id: str, *, income: s
         raise UserFacingError(f"no Crowdfund app {app_id} in the followed stores",
                               fix="`sovterm crowdfund list` shows them (after `sovterm crowdfund refresh`)")
     store_id, title = row
-    account = await _entry(service, "Account", income, "income account")
+    account = await service.find_active("Account", income, "income account")
     if account.get("AccountType") not in INCOME_TYPES:
         raise MappingError(f"income account must be {' or '.join(INCOME_TYPES)}, '{account.get('Name')}' is "
                            f"{account.get('AccountType')}", fix="pick an income account (e.g. Donations)")
     names = {"income_account": str(account["Name"])}
     class_id = None
     if class_name:
-        found = await _entry(service, "Class", class_name, "class")
+        found = await service.find_active("Class", class_name, "class")
         class_id, names["class"] = str(found["Id"]), str(found.get("Name"))
     item_row = await _item_for(service, title, account, item)
     names["item"] = str(item_row.get("Name"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -17,9 +17,7 @@ from sovterm.control.server import CallContext, ControlServer, Result
 from sovterm.errors import UserFacingError
 from sovterm.parts.base import Part
 from sovterm.parts.btcpay import resolve_store
-from sovterm.qbo.client import quote_literal
 from sovterm.qbo.mapping import SALE_ITEM_TYPES, MappingError
-from sovterm.qbo.service import QBOService
 from sovterm.services import Services
 from sovterm.sync import items, queue
 
@@ -106,18 +104,6 @@ class LinkDimensions(Result):
     names: dict[str, str]
 
 
-async def _find(service: QBOService, entity: str, value: str, role: str) -> dict[str, Any]:
-    """An active QuickBooks list entry by id or name (inactive ones are found, then refused with the reason)."""
-    client = await service.client()
-    for prop in ("Id", "Name") if value.isdigit() else ("Name",):
-        rows = await client.query(f"SELECT * FROM {entity} WHERE {prop} = {quote_literal(value)} "
-                                  "AND Active IN (true, false)", limit=1)
-        if rows:
-            return await (await service.mapper()).get_active(entity, str(rows[0]["Id"]), role)
-    raise MappingError(f"{role}: no {entity} named or numbered '{value}' in QuickBooks",
-                       fix="see `sovterm setup accounts --list` for the names and ids")
-
-
 async def _release(services: Services) -> int:
     """Held postings go back to the queue: the setting they waited for may be there now."""
     released = await queue.release_held(services.require_db())
@@ -147,11 +133,11 @@ def register(server: ControlServer, services: Services) -> None:
         """Post a BTCPay item (its code) to a QuickBooks item; releases the postings held for it."""
         store = await resolve_store(services, store_id)
         ctx.audit(subject=f"{store}/{code}", detail={"item": item, "tax_code": tax_code})
-        found = await _find(ctx.part, "Item", item, "item")
+        found = await ctx.part.find_active("Item", item, "item")
         if found.get("Type") not in SALE_ITEM_TYPES:
             raise MappingError(f"item '{found.get('Name')}' is {found.get('Type')}: sales post to "
                                f"{' or '.join(SALE_ITEM_TYPES)} items", fix="pick another item")
-        code_id = str((await _find(ctx.part, "TaxCode", tax_code, "tax code"))["Id"]) if tax_code else None
+        code_id = str((await ctx.part.find_active("TaxCode", tax_code, "tax code"))["Id"]) if tax_code else None
         await items.save_item(services.require_db(), store, code, title=None, item_id=str(found["Id"]),
                               name=str(found.get("Name")), how="operator", tax_code_id=code_id)
         ctx.audit(subject=f"{store}/{code}", detail={"qbo_item_id": found["Id"], "name": found.get("Name"),
@@ -178,10 +164,10 @@ def register(server: ControlServer, services: Services) -> None:
                                   fix="pass --tax-code NAME|ID (see `sovterm setup accounts --list`, tax_codes)")
         code_id, account_id, names = None, None, {}
         if tax_code and kind == "inclusive":
-            found = await _find(ctx.part, "TaxCode", tax_code, "tax code")
+            found = await ctx.part.find_active("TaxCode", tax_code, "tax code")
             code_id, names["tax_code"] = str(found["Id"]), str(found.get("Name"))
         if tax_account and kind != "none":
-            found = await _find(ctx.part, "Account", tax_account, "tax account")
+            found = await ctx.part.find_active("Account", tax_account, "tax account")
             if found.get("AccountType") not in LIABILITY_TYPES:
                 raise MappingError(f"tax account '{found.get('Name')}' is {found.get('AccountType')}: tax owed is a "
                                    f"liability ({' or '.join(LIABILITY_TYPES)})", fix="pick e.g. Sales Tax Payable")
@@ -204,10 +190,10 @@ def register(server: ControlServer, services: Services) -> None:
         names: dict[str, str] = {}
         class_id = department_id = None
         if class_name:
-            found = await _find(ctx.part, "Class", class_name, "class")
+            found = await ctx.part.find_active("Class", class_name, "class")
             class_id, names["class"] = str(found["Id"]), str(found.get("Name"))
         if location:
-            found = await _find(ctx.part, "Department", location, "location")
+            found = await ctx.part.find_active("Department", location, "location")
             department_id, names["location"] = str(found["Id"]), str(found.get("Name"))
         await db.write(
             "INSERT INTO sync_link_dimensions(link_id, class_id, department_id, names, updated_at) VALUES(?, ?, ?, ?, ?) "

@@ -245,6 +245,18 @@ class QBOService:
     async def mapper(self, realm: str | None = None) -> AccountMapper:
         return AccountMapper(await self.client(realm), self._db)
 
+    async def find_active(self, entity: str, value: str, role: str) -> dict[str, Any]:
+        """An active QuickBooks list entry (Item, Account, Class, TaxCode...) by id or name, for a mapping the
+        operator types: inactive ones are found, then refused with the reason; a missing one with the fix."""
+        client = await self.client()
+        for prop in ("Id", "Name") if value.isdigit() else ("Name",):
+            rows = await client.query(f"SELECT * FROM {entity} WHERE {prop} = {quote_literal(value)} "
+                                      "AND Active IN (true, false)", limit=1)
+            if rows:
+                return await (await self.mapper()).get_active(entity, str(rows[0]["Id"]), role)
+        raise MappingError(f"{role}: no {entity} named or numbered '{value}' in QuickBooks",
+                           fix="see `sovterm setup accounts --list` for the names and ids")
+
     async def currency_context(self, realm: str | None = None, *, refresh: bool = False) -> CurrencyContext:
         """Home currency and multicurrency flag, read once per company (they practically never change)."""
         realm = await self._realm(realm)
