@@ -80,9 +80,8 @@ async def test_logs_follow_unless_scrolled_back_then_show_how_many_are_new() -> 
         app.post_message(LogLines(batch[:7]))
         await until(pilot, lambda: screen.unseen == 7, what="unseen count")
         assert "7 new lines — press End to follow" in plain(screen.query_one("#log-indicator"))
-        await pilot.press("end")
-        await pilot.pause()
-        assert log.is_vertical_scroll_end and screen.unseen == 0
+        await pilot.press("end")  # the scroll lands a refresh or two later on a busy machine
+        await until(pilot, lambda: log.is_vertical_scroll_end and screen.unseen == 0, what="following again")
         # filters: search narrows, component narrows, typing does not trigger screen keys
         await pilot.press("slash", *"line 19")
         await pilot.pause()
