@@ -75,8 +75,7 @@ async def test_logs_follow_unless_scrolled_back_then_show_how_many_are_new() -> 
         await until(pilot, lambda: log.line_count == 204, what="200 lines written")
         assert log.is_vertical_scroll_end  # following
         await pilot.press("home")
-        await pilot.pause()
-        assert not log.is_vertical_scroll_end
+        await until(pilot, lambda: not log.is_vertical_scroll_end, what="scrolled back")
         app.post_message(LogLines(batch[:7]))
         await until(pilot, lambda: screen.unseen == 7, what="unseen count")
         assert "7 new lines — press End to follow" in plain(screen.query_one("#log-indicator"))
